@@ -1,0 +1,562 @@
+import { type CacheEntry, createEntry, isExpired, remainingTtl } from './entry'
+import { InvalidOptionError, LayerCacheError, LayerUnavailableError } from './errors'
+import { type CacheEventListener, type CacheEventName, CacheEvents } from './events'
+import { InvalidationFence } from './invalidation-fence'
+import { type CacheLayer, isLocalLayer, type LayerWrite, type LocalCacheLayer } from './layer'
+import { type CacheStats, StatsCollector } from './stats'
+import {
+  assertCacheableValue,
+  assertKey,
+  assertKnownOptions,
+  assertOneOf,
+  assertTags,
+  assertTtl,
+} from './validation'
+
+/**
+ * What to do when a remote layer fails (down, timed out):
+ * - `throw`: reject with a LayerUnavailableError (fail fast; never hang).
+ * - `bypass`: treat the layer as a miss, run the loader, skip writes to it, count and emit the error.
+ * Deletes always reject on failure: an invalidation that did not reach Redis must not look done.
+ */
+export type LayerErrorMode = 'throw' | 'bypass'
+const LAYER_ERROR_MODES: readonly LayerErrorMode[] = ['throw', 'bypass']
+
+export interface CacheStackOptions {
+  /** Default entry lifetime in ms when a call gives none; each layer still caps it with its own ttl. */
+  readonly ttl?: number
+  /** Default reaction to a failing remote layer. Default `throw`. */
+  readonly onLayerError?: LayerErrorMode
+}
+const STACK_OPTIONS = ['ttl', 'onLayerError'] as const
+
+export interface SetOptions {
+  /** Lifetime in ms; defaults to the stack's ttl, then to each layer's own. */
+  readonly ttl?: number
+  /** Labels for group invalidation; stored with the entry. */
+  readonly tags?: readonly string[]
+}
+const SET_OPTIONS = ['ttl', 'tags'] as const
+
+export interface GetOrSetOptions extends SetOptions {
+  readonly onLayerError?: LayerErrorMode
+}
+const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'onLayerError'] as const
+
+export interface ReadOptions {
+  readonly onLayerError?: LayerErrorMode
+}
+const READ_OPTIONS = ['onLayerError'] as const
+
+export interface MsetEntry<T = unknown> extends SetOptions {
+  readonly key: string
+  readonly value: T
+}
+
+export interface WrapOptions<A extends unknown[]> extends GetOrSetOptions {
+  /** Builds the key suffix from the call's arguments; default `JSON.stringify(args)`. */
+  readonly keyResolver?: (...args: A) => string
+}
+const WRAP_OPTIONS = ['ttl', 'tags', 'onLayerError', 'keyResolver'] as const
+
+/** The state shared by a stack and every namespace view of it. */
+class StackState {
+  readonly layers: readonly CacheLayer[]
+  /** The first layer when it is in-process: the hot path reads it without an await. */
+  readonly l1: LocalCacheLayer | undefined
+  readonly stats: StatsCollector
+  readonly events = new CacheEvents()
+  readonly fence = new InvalidationFence()
+  readonly flights = new Map<string, Promise<unknown>>()
+  readonly defaultTtl: number | undefined
+  readonly onLayerError: LayerErrorMode
+
+  constructor(layers: readonly CacheLayer[], options: CacheStackOptions) {
+    assertKnownOptions(options, STACK_OPTIONS, 'CacheStack')
+    if (!Array.isArray(layers) || layers.length === 0) {
+      throw new InvalidOptionError('CacheStack needs at least one layer, ordered fastest first')
+    }
+    const names = new Set<string>()
+    for (const layer of layers) {
+      if (!layer || typeof layer.get !== 'function' || typeof layer.name !== 'string') {
+        throw new InvalidOptionError('CacheStack: every layer must implement the CacheLayer contract')
+      }
+      if (names.has(layer.name)) {
+        throw new InvalidOptionError(
+          `CacheStack: two layers are named "${layer.name}"; give each a unique name`,
+        )
+      }
+      names.add(layer.name)
+    }
+    this.defaultTtl = assertTtl(options.ttl, 'CacheStack ttl')
+    this.onLayerError = assertOneOf(options.onLayerError, LAYER_ERROR_MODES, 'onLayerError') ?? 'throw'
+    this.layers = [...layers]
+    const first = layers[0]!
+    this.l1 = isLocalLayer(first) ? first : undefined
+    this.stats = new StatsCollector(this.layers.map((l) => l.name))
+  }
+}
+
+function normalizeNamespace(prefix: unknown): string {
+  const name = assertKey(prefix, 'namespace')
+  return name.endsWith(':') ? name : `${name}:`
+}
+
+function asLayerError(layer: CacheLayer, operation: string, error: unknown): LayerCacheError {
+  if (error instanceof LayerCacheError) return error
+  const reason = error instanceof Error ? error.message : String(error)
+  return new LayerUnavailableError(layer.name, `${layer.name}: ${operation} failed: ${reason}`, error)
+}
+
+/**
+ * A stack of cache layers, fastest first (typically MemoryLayer over RedisLayer).
+ * Reads stop at the first layer that has the key and copy it into the faster layers above;
+ * writes go to every layer. `namespace(prefix)` returns a view with the same API over the same layers.
+ */
+export class CacheStack {
+  private readonly state: StackState
+  private readonly prefix: string
+
+  constructor(layers: readonly CacheLayer[], options: CacheStackOptions = {}) {
+    this.state = new StackState(layers, options)
+    this.prefix = ''
+  }
+
+  /** A view whose keys all live under `prefix:`; nest freely. Shares layers, stats and events. */
+  namespace(prefix: string): CacheStack {
+    const view = Object.create(CacheStack.prototype) as CacheStack
+    Object.assign(view, { state: this.state, prefix: this.prefix + normalizeNamespace(prefix) })
+    return view
+  }
+
+  /** The key prefix of this view ('' for the root stack). */
+  get keyPrefix(): string {
+    return this.prefix
+  }
+
+  get layers(): readonly CacheLayer[] {
+    return this.state.layers
+  }
+
+  async get<T = unknown>(key: string, options?: ReadOptions): Promise<T | undefined> {
+    const full = this.prefix + assertKey(key)
+    if (options !== undefined) assertKnownOptions(options, READ_OPTIONS, 'get')
+    const state = this.state
+    const l1 = state.l1
+    if (l1 !== undefined) {
+      const entry = l1.get(full)
+      if (entry !== undefined) {
+        state.stats.hits++
+        state.stats.layerHits[0]!++
+        if (state.events.listening('hit'))
+          state.events.emit('hit', { key: full, layer: l1.name, layerIndex: 0 })
+        return entry.value as T
+      }
+      state.stats.layerMisses[0]!++
+    }
+    const entry = await this.readThrough(full, l1 === undefined ? 0 : 1, this.errorMode(options))
+    if (entry === undefined) this.countMiss(full)
+    return entry?.value as T | undefined
+  }
+
+  async has(key: string, options?: ReadOptions): Promise<boolean> {
+    const full = this.prefix + assertKey(key)
+    assertKnownOptions(options, READ_OPTIONS, 'has')
+    const mode = this.errorMode(options)
+    const layers = this.state.layers
+    for (let i = 0; i < layers.length; i++) {
+      const layer = layers[i]!
+      try {
+        if (await layer.has(full)) return true
+      } catch (error) {
+        this.layerFailed(i, 'has', full, error, mode)
+      }
+    }
+    return false
+  }
+
+  async set<T>(key: string, value: T, options?: SetOptions): Promise<void> {
+    const full = this.prefix + assertKey(key)
+    assertKnownOptions(options, SET_OPTIONS, 'set')
+    const ttl = assertTtl(options?.ttl) ?? this.state.defaultTtl
+    const tags = assertTags(options?.tags)
+    assertCacheableValue(value, key)
+    const state = this.state
+    state.fence.invalidate(full)
+    state.stats.sets++
+    await this.writeEverywhere([{ key: full, entry: createEntry(value, ttl, tags), options: { ttl } }])
+    if (state.events.listening('set')) state.events.emit('set', { key: full })
+  }
+
+  async mset<T>(entries: readonly MsetEntry<T>[]): Promise<void> {
+    if (!Array.isArray(entries))
+      throw new InvalidOptionError('mset expects an array of { key, value, ttl?, tags? }')
+    // Validate everything before touching any layer: a rejected call changes nothing.
+    const writes: LayerWrite[] = entries.map((item) => {
+      assertKnownOptions(item, ['key', 'value', 'ttl', 'tags'], 'mset entry')
+      const full = this.prefix + assertKey(item.key)
+      const ttl = assertTtl(item.ttl) ?? this.state.defaultTtl
+      const tags = assertTags(item.tags)
+      assertCacheableValue(item.value, item.key)
+      return { key: full, entry: createEntry(item.value, ttl, tags), options: { ttl } }
+    })
+    const state = this.state
+    for (const write of writes) state.fence.invalidate(write.key)
+    state.stats.sets += writes.length
+    await this.writeEverywhere(writes)
+    if (state.events.listening('set')) for (const w of writes) state.events.emit('set', { key: w.key })
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.deleteFull([this.prefix + assertKey(key)])
+  }
+
+  async mdelete(keys: readonly string[]): Promise<void> {
+    if (!Array.isArray(keys)) throw new InvalidOptionError('mdelete expects an array of keys')
+    await this.deleteFull(keys.map((key) => this.prefix + assertKey(key)))
+  }
+
+  async mget<T = unknown>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]> {
+    if (!Array.isArray(keys)) throw new InvalidOptionError('mget expects an array of keys')
+    const fulls = keys.map((key) => this.prefix + assertKey(key))
+    assertKnownOptions(options, READ_OPTIONS, 'mget')
+    const mode = this.errorMode(options)
+    const state = this.state
+    const { layers, stats } = state
+    const found: (CacheEntry | undefined)[] = new Array(fulls.length)
+    let pending = fulls.map((_, i) => i)
+    const ticket = state.fence.begin()
+    try {
+      for (let li = 0; li < layers.length && pending.length > 0; li++) {
+        const layer = layers[li]!
+        let entries: (CacheEntry | undefined)[]
+        try {
+          entries = await layer.getMany(pending.map((i) => fulls[i]!))
+        } catch (error) {
+          this.layerFailed(li, 'getMany', undefined, error, mode)
+          continue
+        }
+        const now = Date.now()
+        const stillMissing: number[] = []
+        const backfills: { key: string; entry: CacheEntry }[] = []
+        entries.forEach((entry, j) => {
+          const index = pending[j]!
+          if (entry === undefined || isExpired(entry, now)) {
+            stats.layerMisses[li]!++
+            stillMissing.push(index)
+            return
+          }
+          stats.layerHits[li]!++
+          stats.hits++
+          found[index] = entry
+          if (li > 0) backfills.push({ key: fulls[index]!, entry })
+        })
+        for (const { key, entry } of backfills) this.backfill(key, entry, li, ticket)
+        pending = stillMissing
+      }
+    } finally {
+      state.fence.end()
+    }
+    for (const index of pending) this.countMiss(fulls[index]!)
+    return found.map((entry) => entry?.value as T | undefined)
+  }
+
+  /**
+   * Returns the cached value, or runs `loader` once for all concurrent callers of the same key,
+   * caches its result in every layer and returns it. A loader error reaches every waiter and caches
+   * nothing; `undefined` from the loader is returned but not cached.
+   */
+  async getOrSet<T>(key: string, loader: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T> {
+    const full = this.prefix + assertKey(key)
+    if (typeof loader !== 'function') throw new InvalidOptionError('getOrSet: loader must be a function')
+    let ttl: number | undefined
+    let tags: readonly string[] | undefined
+    if (options !== undefined) {
+      assertKnownOptions(options, GET_OR_SET_OPTIONS, 'getOrSet')
+      ttl = assertTtl(options.ttl)
+      tags = assertTags(options.tags)
+    }
+    const state = this.state
+    const mode = this.errorMode(options)
+    const l1 = state.l1
+    if (l1 !== undefined) {
+      const entry = l1.get(full)
+      if (entry !== undefined) {
+        state.stats.hits++
+        state.stats.layerHits[0]!++
+        if (state.events.listening('hit'))
+          state.events.emit('hit', { key: full, layer: l1.name, layerIndex: 0 })
+        return entry.value as T
+      }
+      state.stats.layerMisses[0]!++
+    }
+    ttl ??= state.defaultTtl
+
+    const inFlight = state.flights.get(full)
+    if (inFlight !== undefined) {
+      state.stats.coalesced++
+      if (state.events.listening('coalesced')) state.events.emit('coalesced', { key: full })
+      return inFlight as Promise<T>
+    }
+    const flight = this.loadThrough(full, l1 === undefined ? 0 : 1, loader, ttl, tags, mode)
+    state.flights.set(full, flight)
+    const forget = () => {
+      state.flights.delete(full)
+    }
+    flight.then(forget, forget)
+    return flight
+  }
+
+  /**
+   * Wraps `fn` so calls are cached under `prefix:` + a key built from the arguments
+   * (default: JSON of the arguments; pass `keyResolver` when that is not stable or unique).
+   */
+  wrap<A extends unknown[], R>(
+    prefix: string,
+    fn: (...args: A) => R | Promise<R>,
+    options: WrapOptions<A> = {},
+  ): (...args: A) => Promise<Awaited<R>> {
+    assertKey(prefix, 'wrap prefix')
+    if (typeof fn !== 'function') throw new InvalidOptionError('wrap: fn must be a function')
+    assertKnownOptions(options, WRAP_OPTIONS, 'wrap')
+    const { keyResolver, ...loadOptions } = options
+    if (keyResolver !== undefined && typeof keyResolver !== 'function') {
+      throw new InvalidOptionError('wrap: keyResolver must be a function')
+    }
+    assertTtl(loadOptions.ttl)
+    assertTags(loadOptions.tags)
+    return (...args: A) => {
+      const suffix = keyResolver ? keyResolver(...args) : JSON.stringify(args)
+      return this.getOrSet(`${prefix}:${suffix}`, () => fn(...args), loadOptions) as Promise<Awaited<R>>
+    }
+  }
+
+  on<K extends CacheEventName>(name: K, listener: CacheEventListener<K>): () => void {
+    return this.state.events.on(name, listener)
+  }
+
+  off<K extends CacheEventName>(name: K, listener: CacheEventListener<K>): void {
+    this.state.events.off(name, listener)
+  }
+
+  /** Counters for the whole stack (shared by every namespace view). */
+  getStats(): CacheStats {
+    return this.state.stats.snapshot()
+  }
+
+  resetStats(): void {
+    this.state.stats.reset()
+  }
+
+  private errorMode(options: ReadOptions | undefined): LayerErrorMode {
+    const mode = options?.onLayerError
+    return mode === undefined
+      ? this.state.onLayerError
+      : assertOneOf(mode, LAYER_ERROR_MODES, 'onLayerError')!
+  }
+
+  private countMiss(full: string): void {
+    const state = this.state
+    state.stats.misses++
+    if (state.events.listening('miss')) state.events.emit('miss', { key: full })
+  }
+
+  /** Records a layer failure; rethrows it as a typed error unless the caller chose to bypass the layer. */
+  private layerFailed(
+    layerIndex: number,
+    operation: string,
+    key: string | undefined,
+    error: unknown,
+    mode: LayerErrorMode,
+  ): void {
+    const state = this.state
+    const layer = state.layers[layerIndex]!
+    state.stats.errors++
+    state.stats.layerErrors[layerIndex]!++
+    const handled = mode === 'bypass'
+    if (state.events.listening('error')) {
+      state.events.emit('error', { operation, layer: layer.name, key, error, handled })
+    }
+    if (!handled) throw asLayerError(layer, operation, error)
+  }
+
+  /** Reads layers from `from` down; on a hit copies the entry into the layers above it. */
+  private async readThrough(
+    full: string,
+    from: number,
+    mode: LayerErrorMode,
+  ): Promise<CacheEntry | undefined> {
+    const state = this.state
+    const layers = state.layers
+    const ticket = state.fence.begin()
+    try {
+      for (let i = from; i < layers.length; i++) {
+        let entry: CacheEntry | undefined
+        try {
+          entry = await layers[i]!.get(full)
+        } catch (error) {
+          this.layerFailed(i, 'get', full, error, mode)
+          continue
+        }
+        if (entry === undefined || isExpired(entry, Date.now())) {
+          state.stats.layerMisses[i]!++
+          continue
+        }
+        state.stats.hits++
+        state.stats.layerHits[i]!++
+        if (state.events.listening('hit')) {
+          state.events.emit('hit', { key: full, layer: layers[i]!.name, layerIndex: i })
+        }
+        if (i > 0) this.backfill(full, entry, i, ticket)
+        return entry
+      }
+      return undefined
+    } finally {
+      state.fence.end()
+    }
+  }
+
+  /** Copies a lower-layer hit into every faster layer with its remaining TTL, unless it was invalidated. */
+  private backfill(full: string, entry: CacheEntry, foundAt: number, ticket: number): void {
+    const state = this.state
+    const ttl = remainingTtl(entry, Date.now())
+    if (ttl === 0) return
+    if (state.fence.isFenced(full, ticket)) {
+      this.countFenced(full)
+      return
+    }
+    const stillValid = () => !state.fence.isFenced(full, ticket)
+    const writes: LayerWrite[] = [{ key: full, entry, options: { ttl, ownsValue: true, stillValid } }]
+    for (let i = 0; i < foundAt; i++) {
+      const layer = state.layers[i]!
+      state.stats.backfills++
+      if (state.events.listening('backfill')) {
+        state.events.emit('backfill', { key: full, from: state.layers[foundAt]!.name, to: layer.name, ttl })
+      }
+      try {
+        const done = layer.prepareWrites(writes)()
+        if (done instanceof Promise)
+          done.catch((error) => this.layerFailed(i, 'backfill', full, error, 'bypass'))
+      } catch (error) {
+        this.layerFailed(i, 'backfill', full, error, 'bypass')
+      }
+    }
+  }
+
+  private countFenced(full: string): void {
+    const state = this.state
+    state.stats.fencedWrites++
+    if (state.events.listening('fenced')) state.events.emit('fenced', { key: full })
+  }
+
+  private async loadThrough<T>(
+    full: string,
+    from: number,
+    loader: () => T | Promise<T>,
+    ttl: number | undefined,
+    tags: readonly string[] | undefined,
+    mode: LayerErrorMode,
+  ): Promise<T> {
+    const state = this.state
+    const ticket = state.fence.begin()
+    try {
+      const cached = await this.readThrough(full, from, mode)
+      if (cached !== undefined) return cached.value as T
+      this.countMiss(full)
+      const value = await this.runLoader(full, loader)
+      if (value === undefined) return value
+      if (state.fence.isFenced(full, ticket)) {
+        this.countFenced(full)
+        return value
+      }
+      const entry = createEntry(value, ttl, tags)
+      const stillValid = () => !state.fence.isFenced(full, ticket)
+      await this.writeEverywhere([{ key: full, entry, options: { ttl, stillValid } }], 'bypass')
+      // Hand every waiter what the fastest layer now holds (e.g. the frozen copy), so a hit and a load
+      // return values with the same protection.
+      return (state.l1?.get(full)?.value as T | undefined) ?? value
+    } finally {
+      state.fence.end()
+    }
+  }
+
+  private async runLoader<T>(full: string, loader: () => T | Promise<T>): Promise<T> {
+    const state = this.state
+    state.stats.loaderCalls++
+    const timed = state.events.listening('load')
+    const started = timed ? performance.now() : 0
+    try {
+      const value = await loader()
+      if (timed) state.events.emit('load', { key: full, durationMs: performance.now() - started })
+      return value
+    } catch (error) {
+      state.stats.loaderErrors++
+      if (timed) state.events.emit('load', { key: full, durationMs: performance.now() - started, error })
+      throw error
+    }
+  }
+
+  /**
+   * Writes to every layer. On a remote failure in `throw` mode the written keys are removed from the
+   * layers that took them (so this instance does not serve what Redis refused) and the error is thrown.
+   */
+  private async writeEverywhere(
+    writes: readonly LayerWrite[],
+    mode: LayerErrorMode = this.state.onLayerError,
+  ) {
+    const layers = this.state.layers
+    // Phase one everywhere first: bad input throws here, before any layer changed.
+    const commits = layers.map((layer) => layer.prepareWrites(writes))
+    const pending: Promise<void>[] = []
+    const failures: { index: number; error: unknown }[] = []
+    commits.forEach((commit, i) => {
+      try {
+        const done = commit()
+        if (done instanceof Promise)
+          pending.push(done.catch((error) => void failures.push({ index: i, error })))
+      } catch (error) {
+        failures.push({ index: i, error })
+      }
+    })
+    if (pending.length > 0) await Promise.all(pending)
+    if (failures.length === 0) return
+    if (mode === 'throw') await this.removeQuietly(writes.map((w) => w.key))
+    const operation = writes.length === 1 ? 'set' : 'setMany'
+    for (const { index, error } of failures) this.layerFailed(index, operation, writes[0]?.key, error, mode)
+  }
+
+  private async removeQuietly(keys: readonly string[]): Promise<void> {
+    await Promise.all(
+      this.state.layers.map(async (layer) => {
+        try {
+          await layer.deleteMany(keys)
+        } catch {
+          // Best effort: the caller is about to get the original failure.
+        }
+      }),
+    )
+  }
+
+  private async deleteFull(fulls: readonly string[]): Promise<void> {
+    const state = this.state
+    for (const full of fulls) state.fence.invalidate(full)
+    state.stats.deletes += fulls.length
+    const layers = state.layers
+    let firstFailure: LayerCacheError | undefined
+    await Promise.all(
+      layers.map(async (layer, i) => {
+        try {
+          await (fulls.length === 1 ? layer.delete(fulls[0]!) : layer.deleteMany(fulls))
+        } catch (error) {
+          try {
+            this.layerFailed(i, 'delete', fulls[0], error, 'throw')
+          } catch (typed) {
+            firstFailure ??= typed as LayerCacheError
+          }
+        }
+      }),
+    )
+    if (firstFailure) throw firstFailure
+    if (state.events.listening('delete')) for (const key of fulls) state.events.emit('delete', { key })
+  }
+}

@@ -1,0 +1,66 @@
+/** Base class of every error layercache throws on purpose; `code` is stable and safe to switch on. */
+export class LayerCacheError extends Error {
+  readonly code: string
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = new.target.name
+    this.code = code
+  }
+}
+
+export class InvalidKeyError extends LayerCacheError {
+  constructor(message: string) {
+    super('INVALID_KEY', message)
+  }
+}
+
+export class InvalidTtlError extends LayerCacheError {
+  constructor(message: string) {
+    super('INVALID_TTL', message)
+  }
+}
+
+export class InvalidOptionError extends LayerCacheError {
+  constructor(message: string) {
+    super('INVALID_OPTION', message)
+  }
+}
+
+export class InvalidValueError extends LayerCacheError {
+  constructor(message: string) {
+    super('INVALID_VALUE', message)
+  }
+}
+
+export class OversizedValueError extends LayerCacheError {
+  constructor(message: string) {
+    super('VALUE_TOO_LARGE', message)
+  }
+}
+
+export class SerializationError extends LayerCacheError {
+  constructor(message: string, cause?: unknown) {
+    super('SERIALIZATION', message, { cause })
+  }
+}
+
+/** A layer could not answer (connection down, command failed). The cache state is unknown, not stale. */
+export class LayerUnavailableError extends LayerCacheError {
+  readonly layer: string
+
+  constructor(layer: string, message: string, cause?: unknown, code = 'LAYER_UNAVAILABLE') {
+    super(code, message, { cause })
+    this.layer = layer
+  }
+}
+
+/** A layer command did not answer within its timeout. */
+export class LayerTimeoutError extends LayerUnavailableError {
+  readonly timeoutMs: number
+
+  constructor(layer: string, operation: string, timeoutMs: number) {
+    super(layer, `${layer}: ${operation} did not answer within ${timeoutMs} ms`, undefined, 'LAYER_TIMEOUT')
+    this.timeoutMs = timeoutMs
+  }
+}

@@ -1,0 +1,58 @@
+export interface CacheEventMap {
+  /** A read found the key in `layer` (index 0 is the fastest). */
+  hit: { key: string; layer: string; layerIndex: number }
+  /** No layer had the key. */
+  miss: { key: string }
+  /** A hit in a lower layer was copied into an upper one. */
+  backfill: { key: string; from: string; to: string; ttl: number | undefined }
+  set: { key: string }
+  delete: { key: string }
+  /** A loader ran for a miss; `error` is set when it threw. */
+  load: { key: string; durationMs: number; error?: unknown }
+  /** A getOrSet call joined a load already in flight for the same key. */
+  coalesced: { key: string }
+  /** A loaded or read-through value was not written back because the key was invalidated meanwhile. */
+  fenced: { key: string }
+  /** A layer failed; `handled` is true when the stack carried on without it. */
+  error: { operation: string; layer: string; key?: string | undefined; error: unknown; handled: boolean }
+}
+
+export type CacheEventName = keyof CacheEventMap
+export type CacheEventListener<K extends CacheEventName> = (event: CacheEventMap[K]) => void
+
+/**
+ * A minimal typed emitter. Call sites check `listening(name)` before building a payload, so events cost
+ * one property read when nobody listens. A throwing listener never breaks a cache call.
+ */
+export class CacheEvents {
+  private readonly listeners: { [K in CacheEventName]?: CacheEventListener<K>[] } = {}
+
+  listening(name: CacheEventName): boolean {
+    return this.listeners[name] !== undefined
+  }
+
+  on<K extends CacheEventName>(name: K, listener: CacheEventListener<K>): () => void {
+    const list = (this.listeners[name] ?? []) as CacheEventListener<K>[]
+    this.listeners[name] = [...list, listener] as (typeof this.listeners)[K]
+    return () => this.off(name, listener)
+  }
+
+  off<K extends CacheEventName>(name: K, listener: CacheEventListener<K>): void {
+    const list = this.listeners[name] as CacheEventListener<K>[] | undefined
+    if (!list) return
+    const rest = list.filter((l) => l !== listener)
+    this.listeners[name] = (rest.length === 0 ? undefined : rest) as (typeof this.listeners)[K]
+  }
+
+  emit<K extends CacheEventName>(name: K, event: CacheEventMap[K]): void {
+    const list = this.listeners[name] as CacheEventListener<K>[] | undefined
+    if (!list) return
+    for (const listener of list) {
+      try {
+        listener(event)
+      } catch {
+        // A listener's bug must not turn a cache hit into a failure.
+      }
+    }
+  }
+}

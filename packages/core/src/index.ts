@@ -1,0 +1,52 @@
+export {
+  CacheStack,
+  type CacheStackOptions,
+  type GetOrSetOptions,
+  type LayerErrorMode,
+  type MsetEntry,
+  type ReadOptions,
+  type SetOptions,
+  type WrapOptions,
+} from './cache-stack'
+export {
+  type CacheEntry,
+  createEntry,
+  ENTRY_FORMAT_VERSION,
+  effectiveTtl,
+  isExpired,
+  remainingTtl,
+} from './entry'
+export {
+  InvalidKeyError,
+  InvalidOptionError,
+  InvalidTtlError,
+  InvalidValueError,
+  LayerCacheError,
+  LayerTimeoutError,
+  LayerUnavailableError,
+  OversizedValueError,
+  SerializationError,
+} from './errors'
+export { type CacheEventListener, type CacheEventMap, type CacheEventName, CacheEvents } from './events'
+export { InvalidationFence } from './invalidation-fence'
+export {
+  type CacheLayer,
+  type CommitWrite,
+  isLocalLayer,
+  type LayerWrite,
+  type LayerWriteOptions,
+  type LocalCacheLayer,
+  type MaybePromise,
+} from './layer'
+export type { CacheStats, LayerStats } from './stats'
+export {
+  assertCacheableValue,
+  assertKey,
+  assertKnownOptions,
+  assertOneOf,
+  assertPositiveInteger,
+  assertTags,
+  assertTtl,
+  MAX_KEY_LENGTH,
+  MAX_TTL_MS,
+} from './validation'

@@ -1,0 +1,56 @@
+/**
+ * Remembers which keys were invalidated (deleted or overwritten) while reads and loads are in flight,
+ * so a value fetched before an invalidation is never written back after it (no resurrection).
+ *
+ * Every read-through/load takes a ticket (`begin`), which is the current epoch. An invalidation bumps
+ * the epoch and records it for the key. A write-back is fenced when the key's record is newer than the
+ * ticket. Records are only kept while something is in flight, and the map is bounded: on overflow it is
+ * dropped and `floor` makes every ticket older than the overflow count as fenced, which can only skip a
+ * harmless write-back, never allow a stale one.
+ */
+export class InvalidationFence {
+  private epoch = 0
+  private floor = 0
+  private inFlight = 0
+  private readonly invalidatedAt = new Map<string, number>()
+
+  constructor(private readonly maxTrackedKeys = 100_000) {}
+
+  begin(): number {
+    this.inFlight++
+    return this.epoch
+  }
+
+  end(): void {
+    this.inFlight--
+    if (this.inFlight === 0) this.invalidatedAt.clear()
+  }
+
+  invalidate(key: string): void {
+    this.epoch++
+    if (this.inFlight === 0) return
+    if (this.invalidatedAt.size >= this.maxTrackedKeys) {
+      this.invalidatedAt.clear()
+      this.floor = this.epoch
+      return
+    }
+    this.invalidatedAt.set(key, this.epoch)
+  }
+
+  /** Fences every ticket issued so far (used by broad invalidations such as clear). */
+  invalidateAll(): void {
+    this.epoch++
+    this.floor = this.epoch
+    this.invalidatedAt.clear()
+  }
+
+  isFenced(key: string, ticket: number): boolean {
+    if (ticket < this.floor) return true
+    const at = this.invalidatedAt.get(key)
+    return at !== undefined && at > ticket
+  }
+
+  get trackedKeys(): number {
+    return this.invalidatedAt.size
+  }
+}

@@ -1,0 +1,73 @@
+import type { CacheEntry } from './entry'
+
+export type MaybePromise<T> = T | Promise<T>
+
+export interface LayerWriteOptions {
+  /** Lifetime of the entry in milliseconds; the layer caps it with its own `ttl`. Absent: layer default. */
+  readonly ttl?: number | undefined
+  /**
+   * True when nothing outside the cache holds a reference to `entry.value` (it was just deserialised),
+   * so an in-process layer may protect it without copying first.
+   */
+  readonly ownsValue?: boolean | undefined
+  /**
+   * Checked right before the write is issued, after any asynchronous encoding. Returning false drops the
+   * write: an invalidation landed meanwhile and the value must not come back (no resurrection).
+   */
+  readonly stillValid?: (() => boolean) | undefined
+}
+
+export interface LayerWrite {
+  readonly key: string
+  readonly entry: CacheEntry
+  readonly options?: LayerWriteOptions | undefined
+}
+
+/**
+ * Phase two of a write: performs it. Phase one (`prepareWrites`) already validated and encoded
+ * everything, so a commit can only fail for I/O reasons.
+ */
+export type CommitWrite = () => MaybePromise<void>
+
+/**
+ * The contract every cache layer implements. Keys arrive fully qualified (namespace included).
+ * Remote layers return promises and must bound every call with a timeout, rejecting with
+ * LayerUnavailableError / LayerTimeoutError; local layers answer synchronously.
+ */
+export interface CacheLayer {
+  /** Unique within a stack; used in stats and events. */
+  readonly name: string
+  /** True for in-process layers whose methods return synchronously (lets the stack skip awaits). */
+  readonly local: boolean
+  /** The layer's bound on entry lifetime in milliseconds, if it has one. */
+  readonly ttl?: number | undefined
+  get(key: string): MaybePromise<CacheEntry | undefined>
+  getMany(keys: readonly string[]): MaybePromise<(CacheEntry | undefined)[]>
+  /**
+   * Validates and encodes `writes` synchronously without side effects, throwing a typed error on bad
+   * input (unserialisable, oversized). The stack prepares on every layer before committing on any, so a
+   * rejected write changes nothing anywhere.
+   */
+  prepareWrites(writes: readonly LayerWrite[]): CommitWrite
+  delete(key: string): MaybePromise<void>
+  deleteMany(keys: readonly string[]): MaybePromise<void>
+  has(key: string): MaybePromise<boolean>
+  /** Removes every entry this layer holds for this stack (a Redis layer only touches its prefix). */
+  clear(): MaybePromise<void>
+}
+
+/** An in-process layer: same contract, synchronous answers. */
+export interface LocalCacheLayer extends CacheLayer {
+  readonly local: true
+  get(key: string): CacheEntry | undefined
+  getMany(keys: readonly string[]): (CacheEntry | undefined)[]
+  prepareWrites(writes: readonly LayerWrite[]): () => void
+  delete(key: string): void
+  deleteMany(keys: readonly string[]): void
+  has(key: string): boolean
+  clear(): void
+}
+
+export function isLocalLayer(layer: CacheLayer): layer is LocalCacheLayer {
+  return layer.local
+}

@@ -1,0 +1,78 @@
+export interface LayerStats {
+  readonly name: string
+  readonly hits: number
+  readonly misses: number
+  readonly errors: number
+}
+
+export interface CacheStats {
+  readonly hits: number
+  readonly misses: number
+  /** hits / (hits + misses), 0 before the first read. */
+  readonly hitRate: number
+  readonly layers: readonly LayerStats[]
+  readonly backfills: number
+  readonly loaderCalls: number
+  readonly loaderErrors: number
+  /** getOrSet calls that joined a load already in flight instead of running the loader. */
+  readonly coalesced: number
+  /** Write-backs dropped because an invalidation landed while the value was being read or loaded. */
+  readonly fencedWrites: number
+  readonly sets: number
+  readonly deletes: number
+  readonly errors: number
+}
+
+/** Plain counters: incrementing them is the whole cost of stats on the hot path. */
+export class StatsCollector {
+  hits = 0
+  misses = 0
+  backfills = 0
+  loaderCalls = 0
+  loaderErrors = 0
+  coalesced = 0
+  fencedWrites = 0
+  sets = 0
+  deletes = 0
+  errors = 0
+  readonly layerHits: number[]
+  readonly layerMisses: number[]
+  readonly layerErrors: number[]
+
+  constructor(private readonly layerNames: readonly string[]) {
+    this.layerHits = layerNames.map(() => 0)
+    this.layerMisses = layerNames.map(() => 0)
+    this.layerErrors = layerNames.map(() => 0)
+  }
+
+  snapshot(): CacheStats {
+    const reads = this.hits + this.misses
+    return {
+      hits: this.hits,
+      misses: this.misses,
+      hitRate: reads === 0 ? 0 : this.hits / reads,
+      layers: this.layerNames.map((name, i) => ({
+        name,
+        hits: this.layerHits[i] ?? 0,
+        misses: this.layerMisses[i] ?? 0,
+        errors: this.layerErrors[i] ?? 0,
+      })),
+      backfills: this.backfills,
+      loaderCalls: this.loaderCalls,
+      loaderErrors: this.loaderErrors,
+      coalesced: this.coalesced,
+      fencedWrites: this.fencedWrites,
+      sets: this.sets,
+      deletes: this.deletes,
+      errors: this.errors,
+    }
+  }
+
+  reset(): void {
+    this.hits = this.misses = this.backfills = this.loaderCalls = this.loaderErrors = 0
+    this.coalesced = this.fencedWrites = this.sets = this.deletes = this.errors = 0
+    this.layerHits.fill(0)
+    this.layerMisses.fill(0)
+    this.layerErrors.fill(0)
+  }
+}

@@ -1,0 +1,102 @@
+import { InvalidKeyError, InvalidOptionError, InvalidTtlError, InvalidValueError } from './errors'
+
+export const MAX_KEY_LENGTH = 1024
+export const MAX_TAG_LENGTH = 1024
+export const MAX_TAGS_PER_ENTRY = 256
+/** Ten years: longer TTLs are almost always a unit mistake (seconds passed as milliseconds twice over). */
+export const MAX_TTL_MS = 10 * 365 * 24 * 60 * 60 * 1000
+
+// C0 controls and DEL: they break log lines, Redis MATCH patterns and protocol dumps.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value)
+  return typeof value
+}
+
+/** Throws InvalidKeyError unless `key` is a usable cache key; returns it for chaining on the hot path. */
+export function assertKey(key: unknown, what = 'key'): string {
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH || CONTROL_CHARS.test(key)) {
+    throw new InvalidKeyError(
+      `Invalid ${what} ${describe(key)}: expected a non-empty string of at most ${MAX_KEY_LENGTH} ` +
+        'characters without control characters',
+    )
+  }
+  return key
+}
+
+/** TTLs are whole milliseconds in (0, MAX_TTL_MS]; `undefined` means "use the default". */
+export function assertTtl(ttl: unknown, what = 'ttl'): number | undefined {
+  if (ttl === undefined) return undefined
+  if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl <= 0 || ttl > MAX_TTL_MS) {
+    throw new InvalidTtlError(
+      `Invalid ${what} ${String(ttl)}: expected a whole number of milliseconds between 1 and ${MAX_TTL_MS}`,
+    )
+  }
+  return ttl
+}
+
+export function assertTags(tags: unknown): readonly string[] | undefined {
+  if (tags === undefined) return undefined
+  if (!Array.isArray(tags))
+    throw new InvalidOptionError(`Invalid tags ${describe(tags)}: expected an array of strings`)
+  if (tags.length > MAX_TAGS_PER_ENTRY) {
+    throw new InvalidOptionError(`Too many tags (${tags.length}): at most ${MAX_TAGS_PER_ENTRY} per entry`)
+  }
+  for (const tag of tags) {
+    if (
+      typeof tag !== 'string' ||
+      tag.length === 0 ||
+      tag.length > MAX_TAG_LENGTH ||
+      CONTROL_CHARS.test(tag)
+    ) {
+      throw new InvalidOptionError(
+        `Invalid tag ${describe(tag)}: expected a non-empty string of at most ${MAX_TAG_LENGTH} ` +
+          'characters without control characters',
+      )
+    }
+  }
+  return tags.length === 0 ? undefined : tags
+}
+
+export function assertCacheableValue(value: unknown, key: string): void {
+  if (value === undefined) {
+    throw new InvalidValueError(
+      `Cannot cache undefined for key ${describe(key)}: undefined means "absent"; use null`,
+    )
+  }
+}
+
+/** Rejects option objects with keys we do not know, so a typo (`ttl_ms`) fails loudly instead of being ignored. */
+export function assertKnownOptions(options: unknown, allowed: readonly string[], where: string): void {
+  if (options === undefined) return
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidOptionError(`${where}: options must be an object, got ${describe(options)}`)
+  }
+  for (const name of Object.keys(options)) {
+    if (!allowed.includes(name)) {
+      throw new InvalidOptionError(`${where}: unknown option "${name}" (known: ${allowed.join(', ')})`)
+    }
+  }
+}
+
+export function assertOneOf<T extends string>(
+  value: unknown,
+  allowed: readonly T[],
+  what: string,
+): T | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+    throw new InvalidOptionError(`Invalid ${what} ${describe(value)}: expected one of ${allowed.join(', ')}`)
+  }
+  return value as T
+}
+
+export function assertPositiveInteger(value: unknown, what: string): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+    throw new InvalidOptionError(`Invalid ${what} ${String(value)}: expected a positive whole number`)
+  }
+  return value
+}

@@ -1,0 +1,143 @@
+import {
+  assertKnownOptions,
+  assertOneOf,
+  assertPositiveInteger,
+  assertTtl,
+  type CacheEntry,
+  effectiveTtl,
+  InvalidOptionError,
+  type LayerWrite,
+  type LayerWriteOptions,
+  type LocalCacheLayer,
+} from '@layercache/core'
+import { LRUCache } from 'lru-cache'
+import { estimateBytes } from './size-estimate'
+import { copyValue, deepFreeze, type ValueProtection } from './value-protection'
+
+export interface MemoryLayerOptions {
+  /** Layer name in stats and events. Default `memory`. */
+  readonly name?: string
+  /** Upper bound on how long an entry lives here, in ms. Default: the entry's own TTL (none: no expiry). */
+  readonly ttl?: number
+  /** Maximum number of entries (least recently used are evicted). Default 10 000. */
+  readonly maxSize?: number
+  /** Maximum estimated bytes of all entries; off by default. */
+  readonly maxBytes?: number
+  /** Entries estimated larger than this are not kept in memory (they still go to lower layers). */
+  readonly maxEntryBytes?: number
+  /** See ValueProtection. Default `freeze`. */
+  readonly protection?: ValueProtection
+}
+const OPTIONS = ['name', 'ttl', 'maxSize', 'maxBytes', 'maxEntryBytes', 'protection'] as const
+const PROTECTIONS: readonly ValueProtection[] = ['freeze', 'clone', 'none']
+
+interface StoredEntry extends CacheEntry {
+  readonly bytes: number
+}
+
+/** In-process L1 on lru-cache: synchronous, bounded by entries and (optionally) bytes. */
+export class MemoryLayer implements LocalCacheLayer {
+  readonly name: string
+  readonly local = true as const
+  readonly ttl: number | undefined
+  readonly protection: ValueProtection
+  private readonly lru: LRUCache<string, StoredEntry>
+  private readonly measure: boolean
+
+  constructor(options: MemoryLayerOptions = {}) {
+    assertKnownOptions(options, OPTIONS, 'MemoryLayer')
+    if (options.name !== undefined && (typeof options.name !== 'string' || options.name === '')) {
+      throw new InvalidOptionError('MemoryLayer: name must be a non-empty string')
+    }
+    this.name = options.name ?? 'memory'
+    this.ttl = assertTtl(options.ttl, 'MemoryLayer ttl')
+    this.protection = assertOneOf(options.protection, PROTECTIONS, 'MemoryLayer protection') ?? 'freeze'
+    const max = assertPositiveInteger(options.maxSize, 'MemoryLayer maxSize') ?? 10_000
+    const maxBytes = assertPositiveInteger(options.maxBytes, 'MemoryLayer maxBytes')
+    const maxEntryBytes = assertPositiveInteger(options.maxEntryBytes, 'MemoryLayer maxEntryBytes')
+    if (maxBytes !== undefined && maxEntryBytes !== undefined && maxEntryBytes > maxBytes) {
+      throw new InvalidOptionError('MemoryLayer: maxEntryBytes cannot exceed maxBytes')
+    }
+    this.measure = maxBytes !== undefined || maxEntryBytes !== undefined
+    this.lru = new LRUCache<string, StoredEntry>({
+      max,
+      ...(maxBytes !== undefined ? { maxSize: maxBytes } : {}),
+      ...(maxEntryBytes !== undefined ? { maxEntrySize: maxEntryBytes } : {}),
+      ...(this.measure ? { sizeCalculation: (entry: StoredEntry) => entry.bytes } : {}),
+      ...(this.ttl !== undefined ? { ttl: this.ttl } : {}),
+      ttlAutopurge: false,
+      allowStale: false,
+      updateAgeOnGet: false,
+    })
+  }
+
+  get size(): number {
+    return this.lru.size
+  }
+
+  /** Estimated bytes held (0 unless maxBytes or maxEntryBytes is set). */
+  get bytes(): number {
+    return this.lru.calculatedSize
+  }
+
+  get(key: string): CacheEntry | undefined {
+    const entry = this.lru.get(key)
+    if (entry === undefined || this.protection !== 'clone') return entry
+    return { value: copyValue(entry.value), expiresAt: entry.expiresAt, tags: entry.tags }
+  }
+
+  getMany(keys: readonly string[]): (CacheEntry | undefined)[] {
+    return keys.map((key) => this.get(key))
+  }
+
+  prepareWrites(writes: readonly LayerWrite[]): () => void {
+    const prepared = writes.map((write) => this.prepare(write.key, write.entry, write.options))
+    return () => {
+      for (const commit of prepared) commit()
+    }
+  }
+
+  delete(key: string): void {
+    this.lru.delete(key)
+  }
+
+  deleteMany(keys: readonly string[]): void {
+    for (const key of keys) this.lru.delete(key)
+  }
+
+  has(key: string): boolean {
+    return this.lru.has(key)
+  }
+
+  clear(): void {
+    this.lru.clear()
+  }
+
+  /** Keys currently held (expired entries may still be listed until touched). */
+  keys(): IterableIterator<string> {
+    return this.lru.keys()
+  }
+
+  private prepare(key: string, entry: CacheEntry, options: LayerWriteOptions | undefined): () => void {
+    const value = this.protect(entry.value, options?.ownsValue === true)
+    const bytes = this.measure ? estimateBytes(value) + key.length * 2 + 64 : 0
+    const ttl = effectiveTtl(options?.ttl, this.ttl)
+    const stillValid = options?.stillValid
+    return () => {
+      if (stillValid !== undefined && !stillValid()) return
+      const expiresAt = ttl === undefined ? 0 : Date.now() + ttl
+      this.lru.set(
+        key,
+        { value, expiresAt, tags: entry.tags, bytes },
+        ttl === undefined ? undefined : { ttl },
+      )
+    }
+  }
+
+  private protect(value: unknown, ownsValue: boolean): unknown {
+    if (value === null || typeof value !== 'object' || this.protection === 'none') return value
+    // `clone` must copy even an owned value: the caller that triggered the write gets that object back.
+    if (this.protection === 'clone') return copyValue(value)
+    return deepFreeze(ownsValue ? value : copyValue(value))
+  }
+}

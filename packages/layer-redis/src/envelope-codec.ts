@@ -1,0 +1,119 @@
+import { promisify } from 'node:util'
+import { deflateRaw, deflateRawSync, inflateRaw, inflateRawSync } from 'node:zlib'
+import {
+  type CacheEntry,
+  ENTRY_FORMAT_VERSION,
+  OversizedValueError,
+  SerializationError,
+} from '@layercache/core'
+import { COMPRESSED_MARKER, type Serializer, serializeOrThrow } from './serializer'
+
+const deflateAsync = promisify(deflateRaw)
+const inflateAsync = promisify(inflateRaw)
+/** Below this, zlib runs inline: the thread-pool hop costs more than the work. Above, it runs off-loop. */
+const INLINE_ZLIB_LIMIT = 64 * 1024
+
+export interface CompressionOptions {
+  /** Compress serialised values of at least this many bytes. Default 1024. */
+  readonly threshold?: number
+  /** zlib level 1 (fast) … 9 (small). Default 6. */
+  readonly level?: number
+}
+
+/** Stored shape: [formatVersion, expiresAt, tags | null, value] behind a one-character format marker. */
+type StoredEnvelope = [number, number, readonly string[] | null, unknown]
+
+export interface EncodedValue {
+  /** Serialised envelope with its marker; compressed lazily at commit time when over the threshold. */
+  readonly payload: string | Buffer
+  readonly byteLength: number
+}
+
+/** Phase one: serialise and size-check synchronously (bad input throws here, before any I/O). */
+export function encodeEntry(
+  serializer: Serializer,
+  entry: CacheEntry,
+  expiresAt: number,
+  key: string,
+  maxValueBytes: number,
+): EncodedValue {
+  const envelope: StoredEnvelope = [ENTRY_FORMAT_VERSION, expiresAt, entry.tags ?? null, entry.value]
+  const body = serializeOrThrow(serializer, envelope, key)
+  const payload =
+    typeof body === 'string' ? serializer.id + body : Buffer.concat([Buffer.from(serializer.id), body])
+  const byteLength = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length
+  if (byteLength > maxValueBytes) {
+    throw new OversizedValueError(
+      `Value for key "${key}" is ${byteLength} bytes serialised; the Redis layer accepts at most ${maxValueBytes}`,
+    )
+  }
+  return { payload, byteLength }
+}
+
+export async function compressIfLarge(
+  encoded: EncodedValue,
+  compression: Required<CompressionOptions> | undefined,
+): Promise<string | Buffer> {
+  if (compression === undefined || encoded.byteLength < compression.threshold) return encoded.payload
+  const raw = typeof encoded.payload === 'string' ? Buffer.from(encoded.payload) : encoded.payload
+  const options = { level: compression.level }
+  const deflated =
+    raw.length <= INLINE_ZLIB_LIMIT ? deflateRawSync(raw, options) : await deflateAsync(raw, options)
+  return Buffer.concat([Buffer.from(COMPRESSED_MARKER), deflated])
+}
+
+function inflated(data: Buffer): Buffer | Promise<Buffer> {
+  const body = data.subarray(1)
+  return body.length <= INLINE_ZLIB_LIMIT / 4 ? inflateRawSync(body) : inflateAsync(body)
+}
+
+/**
+ * Decodes a stored value into an entry. Returns `undefined` for an envelope of a newer format this
+ * version cannot read (treated as a miss, so a rolling upgrade never crashes readers).
+ */
+export function decodeStored(
+  data: Buffer,
+  serializers: ReadonlyMap<string, Serializer>,
+  key: string,
+): CacheEntry | undefined | Promise<CacheEntry | undefined> {
+  if (data.length > 0 && data[0] === COMPRESSED_MARKER.charCodeAt(0)) {
+    const out = inflated(data)
+    return out instanceof Promise
+      ? out.then((buf) => decodeStored(buf, serializers, key))
+      : decodeStored(out, serializers, key)
+  }
+  const marker = data.length > 0 ? String.fromCharCode(data[0]!) : ''
+  const serializer = serializers.get(marker)
+  if (serializer === undefined) {
+    throw new SerializationError(
+      `Value at "${key}" has format marker "${marker}" that no configured serializer reads`,
+    )
+  }
+  let envelope: unknown
+  try {
+    envelope = serializer.deserialize(data.subarray(1))
+  } catch (error) {
+    throw new SerializationError(`Cannot deserialize value at "${key}": ${(error as Error).message}`, error)
+  }
+  return envelopeToEntry(envelope, key)
+}
+
+/** Fast path for JSON read as a string (no Buffer round trip). */
+export function decodeJsonString(text: string, key: string): CacheEntry | undefined {
+  let envelope: unknown
+  try {
+    envelope = JSON.parse(text.slice(1))
+  } catch (error) {
+    throw new SerializationError(`Cannot deserialize value at "${key}": ${(error as Error).message}`, error)
+  }
+  return envelopeToEntry(envelope, key)
+}
+
+function envelopeToEntry(envelope: unknown, key: string): CacheEntry | undefined {
+  if (!Array.isArray(envelope) || typeof envelope[0] !== 'number' || typeof envelope[1] !== 'number') {
+    throw new SerializationError(`Value at "${key}" is not a layercache entry`)
+  }
+  if (envelope[0] > ENTRY_FORMAT_VERSION) return undefined
+  const tags = envelope[2]
+  return { value: envelope[3], expiresAt: envelope[1], tags: Array.isArray(tags) ? tags : undefined }
+}

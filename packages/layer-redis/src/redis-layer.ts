@@ -1,0 +1,328 @@
+import {
+  assertKnownOptions,
+  assertPositiveInteger,
+  assertTtl,
+  type CacheEntry,
+  type CacheLayer,
+  type CommitWrite,
+  effectiveTtl,
+  InvalidOptionError,
+  LayerCacheError,
+  LayerTimeoutError,
+  LayerUnavailableError,
+  type LayerWrite,
+} from '@layercache/core'
+import type { Cluster, Redis } from 'ioredis'
+import {
+  type CompressionOptions,
+  compressIfLarge,
+  decodeJsonString,
+  decodeStored,
+  type EncodedValue,
+  encodeEntry,
+} from './envelope-codec'
+import { normalizePrefix, scanPattern } from './key-prefix'
+import { groupBySlotOwner } from './pipeline-groups'
+import { jsonSerializer, msgpackSerializer, resolveSerializer, type Serializer } from './serializer'
+
+export type RedisClient = Redis | Cluster
+
+export interface RedisLayerOptions {
+  /** An ioredis client: `new Redis(...)` (standalone or Sentinel) or `new Cluster(...)`. You own its lifecycle. */
+  readonly client: RedisClient
+  /** Layer name in stats and events. Default `redis`. */
+  readonly name?: string
+  /** Upper bound on entry lifetime here, in ms. Default: the entry's own TTL (none: no expiry). */
+  readonly ttl?: number
+  /** Prepended to every key; a trailing ':' is added when missing. Required for `clear()`. */
+  readonly prefix?: string
+  /** Default 'json'. Every instance sharing a prefix must use the same serializer. */
+  readonly serializer?: 'json' | 'msgpack' | Serializer
+  /** Compress large values with zlib; `true` uses the defaults (threshold 1024 bytes, level 6). */
+  readonly compression?: boolean | CompressionOptions
+  /** Every command is abandoned with LayerTimeoutError after this many ms. Default 1000. */
+  readonly commandTimeout?: number
+  /** Serialised values larger than this are refused with OversizedValueError. Default 16 MiB. */
+  readonly maxValueBytes?: number
+}
+const OPTIONS = [
+  'client',
+  'name',
+  'ttl',
+  'prefix',
+  'serializer',
+  'compression',
+  'commandTimeout',
+  'maxValueBytes',
+] as const
+
+const JSON_MARKER = jsonSerializer.id.charCodeAt(0)
+const UNLINK_BATCH = 500
+
+interface PipelineLike {
+  exec(): Promise<[Error | null, unknown][] | null>
+}
+
+/** L2 on ioredis. Every command has a timeout; multi-key work is pipelined (per slot owner on Cluster). */
+export class RedisLayer implements CacheLayer {
+  readonly name: string
+  readonly local = false as const
+  readonly ttl: number | undefined
+  readonly prefix: string
+  readonly client: RedisClient
+  readonly commandTimeout: number
+  private readonly serializer: Serializer
+  private readonly readers: ReadonlyMap<string, Serializer>
+  private readonly compression: Required<CompressionOptions> | undefined
+  private readonly maxValueBytes: number
+  private readonly cluster: boolean
+  /** JSON without compression is read as a string: one less copy than Buffer + toString. */
+  private readonly stringReads: boolean
+  private everReady: boolean
+
+  constructor(options: RedisLayerOptions) {
+    assertKnownOptions(options, OPTIONS, 'RedisLayer')
+    const client = options?.client
+    if (!client || typeof client !== 'object' || typeof client.get !== 'function') {
+      throw new InvalidOptionError('RedisLayer: `client` must be an ioredis Redis or Cluster instance')
+    }
+    if (options.name !== undefined && (typeof options.name !== 'string' || options.name === '')) {
+      throw new InvalidOptionError('RedisLayer: name must be a non-empty string')
+    }
+    this.client = client
+    this.cluster = client.isCluster === true
+    this.name = options.name ?? 'redis'
+    this.ttl = assertTtl(options.ttl, 'RedisLayer ttl')
+    this.prefix = normalizePrefix(options.prefix)
+    this.serializer = resolveSerializer(options.serializer)
+    this.readers = new Map(
+      [jsonSerializer, msgpackSerializer, this.serializer].map((s) => [s.id, s] as [string, Serializer]),
+    )
+    this.compression = resolveCompression(options.compression)
+    this.commandTimeout = assertPositiveInteger(options.commandTimeout, 'RedisLayer commandTimeout') ?? 1000
+    this.maxValueBytes =
+      assertPositiveInteger(options.maxValueBytes, 'RedisLayer maxValueBytes') ?? 16 * 1024 * 1024
+    this.stringReads = this.serializer === jsonSerializer && this.compression === undefined
+    this.everReady = client.status === 'ready'
+    if (!this.everReady) {
+      client.once('ready', () => {
+        this.everReady = true
+      })
+    }
+  }
+
+  get(key: string): Promise<CacheEntry | undefined> {
+    const full = this.prefix + key
+    if (this.stringReads) {
+      return this.run('get', () => this.client.get(full)).then((text) => {
+        if (text === null) return undefined
+        // A value written by an instance with another serializer: read it in binary.
+        return text.charCodeAt(0) === JSON_MARKER ? decodeJsonString(text, full) : this.getBinary(full)
+      })
+    }
+    return this.getBinary(full)
+  }
+
+  async getMany(keys: readonly string[]): Promise<(CacheEntry | undefined)[]> {
+    if (keys.length === 0) return []
+    const fulls = keys.map((key) => this.prefix + key)
+    const raw: (Buffer | null)[] = this.cluster
+      ? ((await this.perSlotOwner('getMany', fulls, (pipe, key) => pipe.getBuffer(key))) as (Buffer | null)[])
+      : await this.run('getMany', () => (this.client as Redis).mgetBuffer(...fulls))
+    return Promise.all(
+      raw.map((data, i) => (data === null ? undefined : decodeStored(data, this.readers, fulls[i]!))),
+    )
+  }
+
+  prepareWrites(writes: readonly LayerWrite[]): CommitWrite {
+    const prepared = writes.map((write) => {
+      const ttl = effectiveTtl(write.options?.ttl, this.ttl)
+      const expiresAt = ttl === undefined ? 0 : Date.now() + ttl
+      const full = this.prefix + write.key
+      const encoded = encodeEntry(this.serializer, write.entry, expiresAt, full, this.maxValueBytes)
+      return { full, ttl, encoded, stillValid: write.options?.stillValid }
+    })
+    return () => this.commit(prepared)
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.run('delete', () => this.client.unlink(this.prefix + key))
+  }
+
+  async deleteMany(keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return
+    const fulls = keys.map((key) => this.prefix + key)
+    if (this.cluster) {
+      await this.perSlotOwner('deleteMany', fulls, (pipe, key) => pipe.unlink(key))
+      return
+    }
+    for (let i = 0; i < fulls.length; i += UNLINK_BATCH) {
+      const batch = fulls.slice(i, i + UNLINK_BATCH)
+      await this.run('deleteMany', () => (this.client as Redis).unlink(...batch))
+    }
+  }
+
+  async has(key: string): Promise<boolean> {
+    return (await this.run('has', () => this.client.exists(this.prefix + key))) === 1
+  }
+
+  /** Removes every key under this layer's prefix (SCAN + UNLINK in batches, on every master of a Cluster). */
+  async clear(): Promise<void> {
+    if (this.prefix === '') {
+      throw new InvalidOptionError(
+        'RedisLayer.clear() needs a prefix: without one it would wipe unrelated keys',
+      )
+    }
+    const nodes: Redis[] = this.cluster ? (this.client as Cluster).nodes('master') : [this.client as Redis]
+    const match = scanPattern(this.prefix)
+    for (const node of nodes) {
+      let cursor = '0'
+      do {
+        const [next, keys] = await this.run('clear', () =>
+          node.scan(cursor, 'MATCH', match, 'COUNT', UNLINK_BATCH),
+        )
+        cursor = next
+        if (keys.length === 0) continue
+        // One UNLINK per key in a pipeline: on a Cluster a multi-key UNLINK across slots is refused.
+        const pipe = node.pipeline()
+        for (const key of keys) pipe.unlink(key)
+        await this.execPipeline('clear', pipe)
+      } while (cursor !== '0')
+    }
+  }
+
+  private getBinary(full: string): Promise<CacheEntry | undefined> {
+    return this.run('get', () => this.client.getBuffer(full)).then((data) =>
+      data === null ? undefined : decodeStored(data, this.readers, full),
+    )
+  }
+
+  private async commit(
+    prepared: readonly {
+      full: string
+      ttl: number | undefined
+      encoded: EncodedValue
+      stillValid: (() => boolean) | undefined
+    }[],
+  ): Promise<void> {
+    const failure = this.connectionFailure('set')
+    if (failure) throw failure
+    const payloads = await Promise.all(prepared.map((p) => compressIfLarge(p.encoded, this.compression)))
+    // Checked after encoding and right before the commands leave, in the same tick as the send.
+    const live = prepared.flatMap((p, i) =>
+      p.stillValid === undefined || p.stillValid() ? [{ ...p, payload: payloads[i]! }] : [],
+    )
+    if (live.length === 0) return
+    if (live.length === 1) {
+      const { full, ttl, payload } = live[0]!
+      await this.run('set', () =>
+        ttl === undefined ? this.client.set(full, payload) : this.client.set(full, payload, 'PX', ttl),
+      )
+      return
+    }
+    const send = (pipe: ReturnType<Redis['pipeline']>, item: (typeof live)[number]) =>
+      item.ttl === undefined
+        ? pipe.set(item.full, item.payload)
+        : pipe.set(item.full, item.payload, 'PX', item.ttl)
+    if (this.cluster) {
+      const groups = groupBySlotOwner(
+        this.client as Cluster,
+        live.map((item) => item.full),
+      )
+      await Promise.all(
+        groups.map((group) => {
+          const pipe = this.client.pipeline()
+          for (const i of group) send(pipe, live[i]!)
+          return this.execPipeline('setMany', pipe)
+        }),
+      )
+      return
+    }
+    const pipe = this.client.pipeline()
+    for (const item of live) send(pipe, item)
+    await this.execPipeline('setMany', pipe)
+  }
+
+  /** Runs one command per key in per-slot-owner pipelines and returns the replies in key order. */
+  private async perSlotOwner(
+    operation: string,
+    fulls: readonly string[],
+    add: (pipe: ReturnType<Redis['pipeline']>, key: string) => void,
+  ): Promise<unknown[]> {
+    const out: unknown[] = new Array(fulls.length)
+    const groups = groupBySlotOwner(this.client as Cluster, fulls)
+    await Promise.all(
+      groups.map(async (group) => {
+        const pipe = this.client.pipeline()
+        for (const i of group) add(pipe, fulls[i]!)
+        const replies = await this.execPipeline(operation, pipe)
+        group.forEach((keyIndex, j) => {
+          out[keyIndex] = replies[j]
+        })
+      }),
+    )
+    return out
+  }
+
+  private async execPipeline(operation: string, pipe: PipelineLike): Promise<unknown[]> {
+    const results = await this.run(operation, () => pipe.exec())
+    if (results === null)
+      throw new LayerUnavailableError(this.name, `${this.name}: ${operation} pipeline was aborted`)
+    return results.map(([error, reply]) => {
+      if (error) throw this.asUnavailable(operation, error)
+      return reply
+    })
+  }
+
+  private connectionFailure(operation: string): LayerUnavailableError | undefined {
+    // Once connected, a client that is not ready would queue the command until Redis returns:
+    // answer at once instead (invariant: degrade, never hang), and never replay a stale write later.
+    if (this.everReady && this.client.status !== 'ready') {
+      return new LayerUnavailableError(
+        this.name,
+        `${this.name}: ${operation} refused, Redis connection is ${this.client.status}`,
+      )
+    }
+    return undefined
+  }
+
+  /** Issues a command with the layer's timeout, mapping every failure to a typed LayerCacheError. */
+  private run<T>(operation: string, command: () => Promise<T>): Promise<T> {
+    const failure = this.connectionFailure(operation)
+    if (failure) return Promise.reject(failure)
+    const ms = this.commandTimeout
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new LayerTimeoutError(this.name, operation, ms)), ms)
+      command().then(
+        (value) => {
+          clearTimeout(timer)
+          resolve(value)
+        },
+        (error) => {
+          clearTimeout(timer)
+          reject(this.asUnavailable(operation, error))
+        },
+      )
+    })
+  }
+
+  private asUnavailable(operation: string, error: unknown): LayerCacheError {
+    if (error instanceof LayerCacheError) return error
+    const reason = error instanceof Error ? error.message : String(error)
+    return new LayerUnavailableError(this.name, `${this.name}: ${operation} failed: ${reason}`, error)
+  }
+}
+
+function resolveCompression(
+  option: boolean | CompressionOptions | undefined,
+): Required<CompressionOptions> | undefined {
+  if (option === undefined || option === false) return undefined
+  if (option === true) return { threshold: 1024, level: 6 }
+  assertKnownOptions(option, ['threshold', 'level'], 'RedisLayer compression')
+  const threshold = assertPositiveInteger(option.threshold, 'compression threshold') ?? 1024
+  const level = option.level ?? 6
+  if (!Number.isInteger(level) || level < 1 || level > 9) {
+    throw new InvalidOptionError(`Invalid compression level ${String(level)}: expected 1 to 9`)
+  }
+  return { threshold, level }
+}

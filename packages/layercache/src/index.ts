@@ -1,0 +1,3 @@
+export * from '@layercache/core'
+export * from '@layercache/layer-memory'
+export * from '@layercache/layer-redis'
