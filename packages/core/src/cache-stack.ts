@@ -223,7 +223,8 @@ export class CacheStack {
     const mode = this.errorMode(options)
     const state = this.state
     const { layers, stats } = state
-    const found: (CacheEntry | undefined)[] = new Array(fulls.length)
+    // Filled, not sparse: callers map/filter the result and holes would be skipped.
+    const found: (CacheEntry | undefined)[] = new Array(fulls.length).fill(undefined)
     let pending = fulls.map((_, i) => i)
     const ticket = state.fence.begin()
     try {

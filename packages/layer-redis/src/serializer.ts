@@ -17,7 +17,8 @@ export const jsonSerializer: Serializer = {
   deserialize: (data) => JSON.parse(data.toString('utf8')),
 }
 
-const packr = new Packr({ useRecords: false, moreTypes: true })
+// Records are self-describing per message (no shared structures), so any instance can read any value.
+const packr = new Packr({ moreTypes: true })
 
 /** msgpackr: smaller and faster for large values; keeps Dates, Maps, Sets and binary data. */
 export const msgpackSerializer: Serializer = {

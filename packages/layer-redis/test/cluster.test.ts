@@ -1,0 +1,82 @@
+import { CacheStack } from '@layercache/core'
+import { MemoryLayer } from '@layercache/layer-memory'
+import { type RedisClusterHandle, startRedisCluster } from '@layercache/test-utils'
+import calculateSlot from 'cluster-key-slot'
+import type { Cluster } from 'ioredis'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { RedisLayer } from '../src'
+
+let cluster: RedisClusterHandle
+let client: Cluster
+let n = 0
+const prefix = () => `c${++n}:`
+
+beforeAll(async () => {
+  cluster = await startRedisCluster({ masters: 3 })
+  client = cluster.createClient()
+  await client.set('warmup', '1')
+})
+afterAll(() => cluster?.stop())
+
+const keys = (count: number) => Array.from({ length: count }, (_, i) => `item:${i}`)
+
+describe('RedisLayer on a local Redis Cluster (3 masters)', () => {
+  it('spreads keys over several slots, and every operation works across them', async () => {
+    const p = prefix()
+    const all = keys(200)
+    const slots = new Set(all.map((k) => calculateSlot(`${p}${k}`)))
+    expect(slots.size).toBeGreaterThan(100)
+
+    const cache = new CacheStack([new MemoryLayer(), new RedisLayer({ client, prefix: p, ttl: 60_000 })])
+    await cache.mset(all.map((key, i) => ({ key, value: { i } })))
+    const reader = new CacheStack([new MemoryLayer(), new RedisLayer({ client, prefix: p })])
+    expect(await reader.mget([...all, 'missing'])).toEqual([...all.map((_, i) => ({ i })), undefined])
+    expect(reader.getStats().layers[1]?.hits).toBe(200)
+    // Back-filled: the second read is served by memory only.
+    expect(await reader.mget(all.slice(0, 10))).toHaveLength(10)
+    expect(reader.getStats().layers[0]?.hits).toBe(10)
+
+    await reader.mdelete(all.slice(0, 100))
+    const fresh = new CacheStack([new RedisLayer({ client, prefix: p })])
+    const after = await fresh.mget(all)
+    expect(after.filter((v) => v === undefined)).toHaveLength(100)
+  })
+
+  it('single-key reads, writes, has and getOrSet work through the cluster client', async () => {
+    const cache = new CacheStack([new MemoryLayer(), new RedisLayer({ client, prefix: prefix() })])
+    let loads = 0
+    const values = await Promise.all(
+      Array.from({ length: 50 }, () => cache.getOrSet('hot', async () => ++loads)),
+    )
+    expect(new Set(values)).toEqual(new Set([1]))
+    expect(loads).toBe(1)
+    expect(await cache.has('hot')).toBe(true)
+    await cache.delete('hot')
+    expect(await cache.has('hot')).toBe(false)
+  })
+
+  it('namespaces keep tenants apart on the cluster', async () => {
+    const cache = new CacheStack([new MemoryLayer(), new RedisLayer({ client, prefix: prefix() })])
+    await cache.namespace('tenant:a').set('user:1', 'a')
+    await cache.namespace('tenant:b').set('user:1', 'b')
+    const cold = new CacheStack([new RedisLayer({ client, prefix: (cache.layers[1] as RedisLayer).prefix })])
+    expect(await cold.namespace('tenant:a').get('user:1')).toBe('a')
+    expect(await cold.namespace('tenant:b').get('user:1')).toBe('b')
+  })
+
+  it('clear() scans every master and removes only its prefix', async () => {
+    const p = prefix()
+    const other = prefix()
+    const cache = new CacheStack([new RedisLayer({ client, prefix: p })])
+    await cache.mset(keys(600).map((key) => ({ key, value: 1 })))
+    await new CacheStack([new RedisLayer({ client, prefix: other })]).set('keep', 1)
+    const perMaster = await Promise.all(
+      client.nodes('master').map(async (node) => (await node.keys(`${p}*`)).length),
+    )
+    expect(perMaster.filter((count) => count > 0).length).toBe(3)
+    await (cache.layers[0] as RedisLayer).clear()
+    const left = await Promise.all(client.nodes('master').map((node) => node.keys(`${p}*`)))
+    expect(left.flat()).toEqual([])
+    expect(await client.exists(`${other}keep`)).toBe(1)
+  })
+})

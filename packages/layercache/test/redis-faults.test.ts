@@ -1,0 +1,148 @@
+import { type RedisServerHandle, startRedisServer } from '@layercache/test-utils'
+import { Redis } from 'ioredis'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { CacheStack, LayerTimeoutError, LayerUnavailableError, MemoryLayer, RedisLayer } from '../src'
+
+/** Resolves to 'pending' if `promise` has not settled within `ms`: how a test tells "answered" from "hung". */
+async function settledWithin<T>(
+  promise: Promise<T>,
+  ms: number,
+): Promise<'pending' | { value: T } | { error: unknown }> {
+  let timer: NodeJS.Timeout | undefined
+  const pending = new Promise<'pending'>((resolve) => {
+    timer = setTimeout(() => resolve('pending'), ms)
+  })
+  try {
+    return await Promise.race([
+      promise.then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      ),
+      pending,
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+let server: RedisServerHandle
+let client: Redis
+let cache: CacheStack
+
+beforeEach(async () => {
+  server = await startRedisServer()
+  // Default ioredis settings: a user's client that keeps reconnecting and queues commands offline.
+  client = new Redis(server.url)
+  client.on('error', () => {}) // reconnect noise while the server is down on purpose
+  await client.ping()
+  cache = new CacheStack([
+    new MemoryLayer({ ttl: 60_000 }),
+    new RedisLayer({ client, prefix: 'faults', commandTimeout: 200 }),
+  ])
+})
+
+afterEach(async () => {
+  client.disconnect()
+  await server.stop()
+})
+
+describe('with Redis paused (SIGSTOP: connection open, no answers)', () => {
+  it('L1 hits still answer at once', async () => {
+    await cache.set('warm', 'v')
+    server.pause()
+    try {
+      expect(await settledWithin(cache.get('warm'), 50)).toEqual({ value: 'v' })
+      expect(
+        await settledWithin(
+          cache.getOrSet('warm', () => 'loader'),
+          50,
+        ),
+      ).toEqual({ value: 'v' })
+    } finally {
+      server.resume()
+    }
+  })
+
+  it('a miss fails with a typed timeout instead of hanging', async () => {
+    server.pause()
+    try {
+      const outcome = await settledWithin(cache.get('cold'), 2_000)
+      expect(outcome).not.toBe('pending')
+      expect((outcome as { error: unknown }).error).toBeInstanceOf(LayerTimeoutError)
+    } finally {
+      server.resume()
+    }
+  })
+
+  it('getOrSet falls through to the loader when asked, and keeps the value in L1', async () => {
+    server.pause()
+    try {
+      const value = await cache.getOrSet('cold', () => 'from-db', { onLayerError: 'bypass' })
+      expect(value).toBe('from-db')
+      expect(await settledWithin(cache.get('cold'), 50)).toEqual({ value: 'from-db' })
+      expect(cache.getStats().layers[1]?.errors).toBeGreaterThan(0)
+    } finally {
+      server.resume()
+    }
+  })
+
+  it('a set that cannot reach Redis rejects and leaves no new value in L1', async () => {
+    await cache.set('k', 'old')
+    server.pause()
+    try {
+      const outcome = await settledWithin(cache.set('k', 'new'), 2_000)
+      expect((outcome as { error: unknown }).error).toBeInstanceOf(LayerUnavailableError)
+      expect(await settledWithin(cache.get('k', { onLayerError: 'bypass' }), 1_000)).not.toEqual({
+        value: 'new',
+      })
+    } finally {
+      server.resume()
+    }
+  })
+})
+
+describe('with Redis stopped (process killed)', () => {
+  it('hits answer from L1, misses fail fast with LayerUnavailableError, delete still clears L1 but rejects', async () => {
+    await cache.set('warm', 'v')
+    await server.kill()
+    await new Promise((resolve) => setTimeout(resolve, 50)) // let ioredis notice the closed socket
+    expect(await settledWithin(cache.get('warm'), 50)).toEqual({ value: 'v' })
+
+    const miss = await settledWithin(cache.get('cold'), 150)
+    expect(miss).not.toBe('pending') // failed before the 200 ms command timeout: no queueing
+    const error = (miss as { error: unknown }).error
+    expect(error).toBeInstanceOf(LayerUnavailableError)
+    expect(error).not.toBeInstanceOf(LayerTimeoutError)
+
+    const loaded = await cache.getOrSet('cold', () => 'from-db', { onLayerError: 'bypass' })
+    expect(loaded).toBe('from-db')
+
+    await expect(cache.delete('warm')).rejects.toBeInstanceOf(LayerUnavailableError)
+    expect(await cache.get('warm', { onLayerError: 'bypass' })).toBeUndefined()
+  })
+
+  it('recovers by itself when Redis comes back', async () => {
+    await server.kill()
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    await expect(cache.get('k')).rejects.toBeInstanceOf(LayerUnavailableError)
+    await server.restart()
+    await waitFor(async () => {
+      await cache.set('k', 'after-restart')
+      return true
+    })
+    const reader = new CacheStack([new RedisLayer({ client, prefix: 'faults' })])
+    expect(await reader.get('k')).toBe('after-restart')
+  })
+})
+
+async function waitFor(attempt: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      if (await attempt()) return
+    } catch (error) {
+      if (Date.now() > deadline) throw error
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
