@@ -1,0 +1,6 @@
+export { RedisUnavailableForTestsError } from './errors'
+export { freePort } from './free-port'
+export { type RedisClusterHandle, type StartRedisClusterOptions, startRedisCluster } from './redis-cluster'
+export { type RedisServerHandle, type StartRedisServerOptions, startRedisServer } from './redis-server'
+export type { RedisSource } from './redis-source'
+export { getTestRedis, spawnTestRedis, type TestRedis } from './test-redis'
