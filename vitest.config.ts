@@ -14,9 +14,16 @@ export default defineConfig({
     testTimeout: 20_000,
     hookTimeout: 60_000,
     globalSetup: ['packages/test-utils/src/global-setup.ts'],
-    projects: [project('core'), project('layer-memory'), project('layer-redis'), project('layercache'), project('test-utils'), {
-      extends: true,
-      test: { name: 'examples', include: ['examples/*/test/**/*.test.ts'] },
-    }],
+    projects: [
+      project('core'),
+      project('layer-memory'),
+      project('layer-redis'),
+      project('layercache'),
+      project('test-utils'),
+      {
+        extends: true,
+        test: { name: 'examples', include: ['examples/*/test/**/*.test.ts'] },
+      },
+    ],
   },
 })

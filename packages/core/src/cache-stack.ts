@@ -2,7 +2,13 @@ import { type CacheEntry, createEntry, isExpired, remainingTtl } from './entry'
 import { InvalidOptionError, LayerCacheError, LayerUnavailableError } from './errors'
 import { type CacheEventListener, type CacheEventName, CacheEvents } from './events'
 import { InvalidationFence } from './invalidation-fence'
-import { type CacheLayer, isLocalLayer, type LayerWrite, type LocalCacheLayer } from './layer'
+import {
+  type CacheLayer,
+  type CommitWrite,
+  isLocalLayer,
+  type LayerWrite,
+  type LocalCacheLayer,
+} from './layer'
 import { type CacheStats, StatsCollector } from './stats'
 import {
   assertCacheableValue,
@@ -140,7 +146,11 @@ export class CacheStack {
 
   async get<T = unknown>(key: string, options?: ReadOptions): Promise<T | undefined> {
     const full = this.prefix + assertKey(key)
-    if (options !== undefined) assertKnownOptions(options, READ_OPTIONS, 'get')
+    let mode = this.state.onLayerError
+    if (options !== undefined) {
+      assertKnownOptions(options, READ_OPTIONS, 'get')
+      mode = this.errorMode(options)
+    }
     const state = this.state
     const l1 = state.l1
     if (l1 !== undefined) {
@@ -154,7 +164,7 @@ export class CacheStack {
       }
       state.stats.layerMisses[0]!++
     }
-    const entry = await this.readThrough(full, l1 === undefined ? 0 : 1, this.errorMode(options))
+    const entry = await this.readThrough(full, l1 === undefined ? 0 : 1, mode)
     if (entry === undefined) this.countMiss(full)
     return entry?.value as T | undefined
   }
@@ -181,30 +191,22 @@ export class CacheStack {
     const ttl = assertTtl(options?.ttl) ?? this.state.defaultTtl
     const tags = assertTags(options?.tags)
     assertCacheableValue(value, key)
-    const state = this.state
-    state.fence.invalidate(full)
-    state.stats.sets++
-    await this.writeEverywhere([{ key: full, entry: createEntry(value, ttl, tags), options: { ttl } }])
-    if (state.events.listening('set')) state.events.emit('set', { key: full })
+    await this.writeNewValues([{ key: full, value, ttl, tags }])
   }
 
   async mset<T>(entries: readonly MsetEntry<T>[]): Promise<void> {
     if (!Array.isArray(entries))
       throw new InvalidOptionError('mset expects an array of { key, value, ttl?, tags? }')
     // Validate everything before touching any layer: a rejected call changes nothing.
-    const writes: LayerWrite[] = entries.map((item) => {
+    const items = entries.map((item) => {
       assertKnownOptions(item, ['key', 'value', 'ttl', 'tags'], 'mset entry')
-      const full = this.prefix + assertKey(item.key)
+      const key = this.prefix + assertKey(item.key)
       const ttl = assertTtl(item.ttl) ?? this.state.defaultTtl
       const tags = assertTags(item.tags)
       assertCacheableValue(item.value, item.key)
-      return { key: full, entry: createEntry(item.value, ttl, tags), options: { ttl } }
+      return { key, value: item.value as unknown, ttl, tags }
     })
-    const state = this.state
-    for (const write of writes) state.fence.invalidate(write.key)
-    state.stats.sets += writes.length
-    await this.writeEverywhere(writes)
-    if (state.events.listening('set')) for (const w of writes) state.events.emit('set', { key: w.key })
+    await this.writeNewValues(items)
   }
 
   async delete(key: string): Promise<void> {
@@ -249,6 +251,9 @@ export class CacheStack {
           }
           stats.layerHits[li]!++
           stats.hits++
+          if (state.events.listening('hit')) {
+            state.events.emit('hit', { key: fulls[index]!, layer: layer.name, layerIndex: li })
+          }
           found[index] = entry
           if (li > 0) backfills.push({ key: fulls[index]!, entry })
         })
@@ -302,7 +307,8 @@ export class CacheStack {
     const flight = this.loadThrough(full, l1 === undefined ? 0 : 1, loader, ttl, tags, mode)
     state.flights.set(full, flight)
     const forget = () => {
-      state.flights.delete(full)
+      // An invalidation may have detached this flight and a newer one may own the key now.
+      if (state.flights.get(full) === flight) state.flights.delete(full)
     }
     flight.then(forget, forget)
     return flight
@@ -326,7 +332,8 @@ export class CacheStack {
     }
     assertTtl(loadOptions.ttl)
     assertTags(loadOptions.tags)
-    return (...args: A) => {
+    assertOneOf(loadOptions.onLayerError, LAYER_ERROR_MODES, 'onLayerError')
+    return async (...args: A): Promise<Awaited<R>> => {
       const suffix = keyResolver ? keyResolver(...args) : JSON.stringify(args)
       return this.getOrSet(`${prefix}:${suffix}`, () => fn(...args), loadOptions) as Promise<Awaited<R>>
     }
@@ -427,7 +434,10 @@ export class CacheStack {
       return
     }
     const stillValid = () => !state.fence.isFenced(full, ticket)
-    const writes: LayerWrite[] = [{ key: full, entry, options: { ttl, ownsValue: true, stillValid } }]
+    // A value from a remote layer was just decoded and is ours; one from an in-process layer may be the
+    // very object a caller stored, which must not be frozen under them.
+    const ownsValue = !isLocalLayer(state.layers[foundAt]!)
+    const writes: LayerWrite[] = [{ key: full, entry, options: { ttl, ownsValue, stillValid } }]
     for (let i = 0; i < foundAt; i++) {
       const layer = state.layers[i]!
       state.stats.backfills++
@@ -436,8 +446,13 @@ export class CacheStack {
       }
       try {
         const done = layer.prepareWrites(writes)()
-        if (done instanceof Promise)
-          done.catch((error) => this.layerFailed(i, 'backfill', full, error, 'bypass'))
+        if (done instanceof Promise) {
+          // Keep invalidations recorded until this write is out, or a delete landing meanwhile would be missed.
+          state.fence.begin()
+          done
+            .catch((error) => this.layerFailed(i, 'backfill', full, error, 'bypass'))
+            .finally(() => state.fence.end())
+        }
       } catch (error) {
         this.layerFailed(i, 'backfill', full, error, 'bypass')
       }
@@ -472,7 +487,8 @@ export class CacheStack {
       }
       const entry = createEntry(value, ttl, tags)
       const stillValid = () => !state.fence.isFenced(full, ticket)
-      await this.writeEverywhere([{ key: full, entry, options: { ttl, stillValid } }], 'bypass')
+      const writes = [{ key: full, entry, options: { ttl, stillValid } }]
+      await this.commitEverywhere(this.prepareEverywhere(writes), writes, 'bypass')
       // Hand every waiter what the fastest layer now holds (e.g. the frozen copy), so a hit and a load
       // return values with the same protection.
       return (state.l1?.get(full)?.value as T | undefined) ?? value
@@ -498,16 +514,55 @@ export class CacheStack {
   }
 
   /**
-   * Writes to every layer. On a remote failure in `throw` mode the written keys are removed from the
+   * set/mset: every layer validates and encodes first (bad input throws here and changes nothing), then
+   * the keys are invalidated for older in-flight work, and the writes are fenced against newer ones.
+   */
+  private async writeNewValues(
+    items: readonly {
+      key: string
+      value: unknown
+      ttl: number | undefined
+      tags: readonly string[] | undefined
+    }[],
+  ): Promise<void> {
+    const state = this.state
+    let ticket = 0
+    const writes: LayerWrite[] = items.map(({ key, value, ttl, tags }) => ({
+      key,
+      entry: createEntry(value, ttl, tags),
+      options: { ttl, stillValid: () => !state.fence.isFenced(key, ticket) },
+    }))
+    const commits = this.prepareEverywhere(writes)
+    for (const { key } of items) this.invalidateLocally(key)
+    ticket = state.fence.begin()
+    try {
+      state.stats.sets += items.length
+      await this.commitEverywhere(commits, writes, state.onLayerError)
+    } finally {
+      state.fence.end()
+    }
+    if (state.events.listening('set')) for (const { key } of items) state.events.emit('set', { key })
+  }
+
+  /** Fences in-flight reads and loads of `key` and detaches a load in flight so later callers start afresh. */
+  private invalidateLocally(key: string): void {
+    this.state.fence.invalidate(key)
+    this.state.flights.delete(key)
+  }
+
+  private prepareEverywhere(writes: readonly LayerWrite[]): CommitWrite[] {
+    return this.state.layers.map((layer) => layer.prepareWrites(writes))
+  }
+
+  /**
+   * Phase two on every layer. On a remote failure in `throw` mode the written keys are removed from the
    * layers that took them (so this instance does not serve what Redis refused) and the error is thrown.
    */
-  private async writeEverywhere(
+  private async commitEverywhere(
+    commits: readonly CommitWrite[],
     writes: readonly LayerWrite[],
-    mode: LayerErrorMode = this.state.onLayerError,
+    mode: LayerErrorMode,
   ) {
-    const layers = this.state.layers
-    // Phase one everywhere first: bad input throws here, before any layer changed.
-    const commits = layers.map((layer) => layer.prepareWrites(writes))
     const pending: Promise<void>[] = []
     const failures: { index: number; error: unknown }[] = []
     commits.forEach((commit, i) => {
@@ -540,7 +595,7 @@ export class CacheStack {
 
   private async deleteFull(fulls: readonly string[]): Promise<void> {
     const state = this.state
-    for (const full of fulls) state.fence.invalidate(full)
+    for (const full of fulls) this.invalidateLocally(full)
     state.stats.deletes += fulls.length
     const layers = state.layers
     let firstFailure: LayerCacheError | undefined

@@ -6,6 +6,7 @@ import {
   type CacheEntry,
   effectiveTtl,
   InvalidOptionError,
+  InvalidValueError,
   type LayerWrite,
   type LayerWriteOptions,
   type LocalCacheLayer,
@@ -66,6 +67,8 @@ export class MemoryLayer implements LocalCacheLayer {
       ...(this.measure ? { sizeCalculation: (entry: StoredEntry) => entry.bytes } : {}),
       ...(this.ttl !== undefined ? { ttl: this.ttl } : {}),
       ttlAutopurge: false,
+      // Expire by the same clock as `expiresAt`, so memory and lower layers agree on when an entry is gone.
+      perf: Date,
       allowStale: false,
       updateAgeOnGet: false,
     })
@@ -135,7 +138,13 @@ export class MemoryLayer implements LocalCacheLayer {
   }
 
   private protect(value: unknown, ownsValue: boolean): unknown {
-    if (value === null || typeof value !== 'object' || this.protection === 'none') return value
+    if (this.protection === 'none') return value
+    if (typeof value === 'function' || typeof value === 'symbol') {
+      throw new InvalidValueError(
+        `A ${typeof value} cannot be copied into the memory layer; store plain data, or use protection: 'none'`,
+      )
+    }
+    if (value === null || typeof value !== 'object') return value
     // `clone` must copy even an owned value: the caller that triggered the write gets that object back.
     if (this.protection === 'clone') return copyValue(value)
     return deepFreeze(ownsValue ? value : copyValue(value))
