@@ -39,10 +39,10 @@ function variantsFor(client: Redis, prefix: string, keys: readonly string[]) {
       op: async (k: string) => parse(await client.get(rawPrefix + k)),
     },
     {
-      name: 'raw get of our stored envelope + JSON.parse(slice(1))[3]',
+      name: 'raw get of our stored envelope + JSON.parse(text)[3]',
       op: async (k: string) => {
         const text = await client.get(layerPrefix + k)
-        return text === null ? undefined : (JSON.parse(text.slice(1)) as unknown[])[3]
+        return text === null ? undefined : (JSON.parse(text) as unknown[])[3]
       },
     },
     {

@@ -17,6 +17,7 @@ import {
   assertOneOf,
   assertTags,
   assertTtl,
+  MAX_KEY_LENGTH,
 } from './validation'
 
 /**
@@ -103,6 +104,15 @@ class StackState {
   }
 }
 
+/**
+ * The part of key validation a memory hit needs: type and length. The control-character scan runs only
+ * after a miss, which is safe because no key holding one is ever stored, so such a key cannot hit.
+ */
+function hitPathKey(key: unknown): string {
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) return assertKey(key)
+  return key
+}
+
 function normalizeNamespace(prefix: unknown): string {
   const name = assertKey(prefix, 'namespace')
   return name.endsWith(':') ? name : `${name}:`
@@ -144,29 +154,34 @@ export class CacheStack {
     return this.state.layers
   }
 
-  async get<T = unknown>(key: string, options?: ReadOptions): Promise<T | undefined> {
-    const full = this.prefix + assertKey(key)
-    let mode = this.state.onLayerError
-    if (options !== undefined) {
-      assertKnownOptions(options, READ_OPTIONS, 'get')
-      mode = this.errorMode(options)
-    }
+  // Not `async`: a miss hands back the read-through's own promise instead of wrapping it in another.
+  get<T = unknown>(key: string, options?: ReadOptions): Promise<T | undefined> {
     const state = this.state
-    const l1 = state.l1
-    if (l1 !== undefined) {
-      const entry = l1.get(full)
-      if (entry !== undefined) {
-        state.stats.hits++
-        state.stats.layerHits[0]!++
-        if (state.events.listening('hit'))
-          state.events.emit('hit', { key: full, layer: l1.name, layerIndex: 0 })
-        return entry.value as T
+    let full: string
+    let mode = state.onLayerError
+    try {
+      full = this.prefix + hitPathKey(key)
+      if (options !== undefined) {
+        assertKnownOptions(options, READ_OPTIONS, 'get')
+        mode = this.errorMode(options)
       }
-      state.stats.layerMisses[0]!++
+      const l1 = state.l1
+      if (l1 !== undefined) {
+        const entry = l1.get(full)
+        if (entry !== undefined) {
+          state.stats.hits++
+          state.stats.layerHits[0]!++
+          if (state.events.listening('hit'))
+            state.events.emit('hit', { key: full, layer: l1.name, layerIndex: 0 })
+          return Promise.resolve(entry.value as T)
+        }
+        state.stats.layerMisses[0]!++
+      }
+      assertKey(key)
+    } catch (error) {
+      return Promise.reject(error)
     }
-    const entry = await this.readThrough(full, l1 === undefined ? 0 : 1, mode)
-    if (entry === undefined) this.countMiss(full)
-    return entry?.value as T | undefined
+    return this.readThrough(full, state.l1 === undefined ? 0 : 1, mode) as Promise<T | undefined>
   }
 
   async has(key: string, options?: ReadOptions): Promise<boolean> {
@@ -273,7 +288,7 @@ export class CacheStack {
    * nothing; `undefined` from the loader is returned but not cached.
    */
   async getOrSet<T>(key: string, loader: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T> {
-    const full = this.prefix + assertKey(key)
+    const full = this.prefix + hitPathKey(key)
     if (typeof loader !== 'function') throw new InvalidOptionError('getOrSet: loader must be a function')
     let ttl: number | undefined
     let tags: readonly string[] | undefined
@@ -296,6 +311,7 @@ export class CacheStack {
       }
       state.stats.layerMisses[0]!++
     }
+    assertKey(key)
     ttl ??= state.defaultTtl
 
     const inFlight = state.flights.get(full)
@@ -388,12 +404,46 @@ export class CacheStack {
     if (!handled) throw asLayerError(layer, operation, error)
   }
 
-  /** Reads layers from `from` down; on a hit copies the entry into the layers above it. */
-  private async readThrough(
-    full: string,
-    from: number,
-    mode: LayerErrorMode,
-  ): Promise<CacheEntry | undefined> {
+  /**
+   * Reads layers from `from` down and returns the first live value (back-filling the layers above it),
+   * or undefined after counting a miss. Cached values are never undefined, so undefined means "absent".
+   */
+  private readThrough(full: string, from: number, mode: LayerErrorMode): Promise<unknown> {
+    return from === this.state.layers.length - 1
+      ? this.readLastLayer(full, from, mode)
+      : this.readLayers(full, from, mode)
+  }
+
+  /** The common case (L1 missed, one layer left): one promise reaction instead of an async frame. */
+  private readLastLayer(full: string, index: number, mode: LayerErrorMode): Promise<unknown> {
+    const fence = this.state.fence
+    const ticket = fence.begin()
+    let reply: Promise<CacheEntry | undefined> | CacheEntry | undefined
+    try {
+      reply = this.state.layers[index]!.get(full)
+    } catch (error) {
+      reply = Promise.reject(error)
+    }
+    return Promise.resolve(reply).then(
+      (entry) => {
+        try {
+          const value = this.acceptRead(full, index, entry, ticket)
+          if (value === undefined) this.countMiss(full)
+          return value
+        } finally {
+          fence.end()
+        }
+      },
+      (error: unknown) => {
+        fence.end()
+        this.layerFailed(index, 'get', full, error, mode)
+        this.countMiss(full)
+        return undefined
+      },
+    )
+  }
+
+  private async readLayers(full: string, from: number, mode: LayerErrorMode): Promise<unknown> {
     const state = this.state
     const layers = state.layers
     const ticket = state.fence.begin()
@@ -406,22 +456,33 @@ export class CacheStack {
           this.layerFailed(i, 'get', full, error, mode)
           continue
         }
-        if (entry === undefined || isExpired(entry, Date.now())) {
-          state.stats.layerMisses[i]!++
-          continue
-        }
-        state.stats.hits++
-        state.stats.layerHits[i]!++
-        if (state.events.listening('hit')) {
-          state.events.emit('hit', { key: full, layer: layers[i]!.name, layerIndex: i })
-        }
-        if (i > 0) this.backfill(full, entry, i, ticket)
-        return entry
+        const value = this.acceptRead(full, i, entry, ticket)
+        if (value !== undefined) return value
       }
+      this.countMiss(full)
       return undefined
     } finally {
       state.fence.end()
     }
+  }
+
+  /**
+   * Books a layer's answer: on a live entry counts the hit, back-fills the layers above and returns the
+   * value; otherwise counts that layer's miss and returns undefined.
+   */
+  private acceptRead(full: string, index: number, entry: CacheEntry | undefined, ticket: number): unknown {
+    const state = this.state
+    if (entry === undefined || (entry.expiresAt !== 0 && entry.expiresAt <= Date.now())) {
+      state.stats.layerMisses[index]!++
+      return undefined
+    }
+    state.stats.hits++
+    state.stats.layerHits[index]!++
+    if (state.events.listening('hit')) {
+      state.events.emit('hit', { key: full, layer: state.layers[index]!.name, layerIndex: index })
+    }
+    if (index > 0) this.backfill(full, entry, index, ticket)
+    return entry.value
   }
 
   /** Copies a lower-layer hit into every faster layer with its remaining TTL, unless it was invalidated. */
@@ -477,8 +538,7 @@ export class CacheStack {
     const ticket = state.fence.begin()
     try {
       const cached = await this.readThrough(full, from, mode)
-      if (cached !== undefined) return cached.value as T
-      this.countMiss(full)
+      if (cached !== undefined) return cached as T
       const value = await this.runLoader(full, loader)
       if (value === undefined) return value
       if (state.fence.isFenced(full, ticket)) {

@@ -23,7 +23,8 @@ export class InvalidationFence {
 
   end(): void {
     this.inFlight--
-    if (this.inFlight === 0) this.invalidatedAt.clear()
+    // clear() on an empty Map still reallocates its table: skip it on the common path.
+    if (this.inFlight === 0 && this.invalidatedAt.size > 0) this.invalidatedAt.clear()
   }
 
   invalidate(key: string): void {

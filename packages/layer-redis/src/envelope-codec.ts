@@ -6,7 +6,7 @@ import {
   OversizedValueError,
   SerializationError,
 } from '@layercache/core'
-import { COMPRESSED_MARKER, type Serializer, serializeOrThrow } from './serializer'
+import { COMPRESSED_MARKER, jsonSerializer, type Serializer, serializeOrThrow } from './serializer'
 
 const deflateAsync = promisify(deflateRaw)
 const inflateAsync = promisify(inflateRaw)
@@ -20,7 +20,10 @@ export interface CompressionOptions {
   readonly level?: number
 }
 
-/** Stored shape: [formatVersion, expiresAt, tags | null, value] behind a one-character format marker. */
+/**
+ * Stored shape: [formatVersion, expiresAt, tags | null, value], behind a one-character format marker
+ * (JSON's own '[' serves as its marker).
+ */
 type StoredEnvelope = [number, number, readonly string[] | null, unknown]
 
 export interface EncodedValue {
@@ -40,7 +43,11 @@ export function encodeEntry(
   const envelope: StoredEnvelope = [ENTRY_FORMAT_VERSION, expiresAt, entry.tags ?? null, entry.value]
   const body = serializeOrThrow(serializer, envelope, key)
   const payload =
-    typeof body === 'string' ? serializer.id + body : Buffer.concat([Buffer.from(serializer.id), body])
+    serializer === jsonSerializer
+      ? body
+      : typeof body === 'string'
+        ? serializer.id + body
+        : Buffer.concat([Buffer.from(serializer.id), body])
   const byteLength = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length
   if (byteLength > maxValueBytes) {
     throw new OversizedValueError(
@@ -91,18 +98,18 @@ export function decodeStored(
   }
   let envelope: unknown
   try {
-    envelope = serializer.deserialize(data.subarray(1))
+    envelope = serializer.deserialize(serializer === jsonSerializer ? data : data.subarray(1))
   } catch (error) {
     throw new SerializationError(`Cannot deserialize value at "${key}": ${(error as Error).message}`, error)
   }
   return envelopeToEntry(envelope, key)
 }
 
-/** Fast path for JSON read as a string (no Buffer round trip). */
+/** Fast path for JSON read as a string (no Buffer round trip, no copy). */
 export function decodeJsonString(text: string, key: string): CacheEntry | undefined {
   let envelope: unknown
   try {
-    envelope = JSON.parse(text.slice(1))
+    envelope = JSON.parse(text)
   } catch (error) {
     throw new SerializationError(`Cannot deserialize value at "${key}": ${(error as Error).message}`, error)
   }

@@ -8,11 +8,11 @@ import {
   effectiveTtl,
   InvalidOptionError,
   LayerCacheError,
-  LayerTimeoutError,
   LayerUnavailableError,
   type LayerWrite,
 } from '@layercache/core'
 import type { Cluster, Redis } from 'ioredis'
+import { DeadlineQueue } from './deadline-queue'
 import {
   type CompressionOptions,
   compressIfLarge,
@@ -79,6 +79,7 @@ export class RedisLayer implements CacheLayer {
   /** JSON without compression is read as a string: one less copy than Buffer + toString. */
   private readonly stringReads: boolean
   private everReady: boolean
+  private readonly deadlines: DeadlineQueue
 
   constructor(options: RedisLayerOptions) {
     assertKnownOptions(options, OPTIONS, 'RedisLayer')
@@ -103,6 +104,7 @@ export class RedisLayer implements CacheLayer {
     this.maxValueBytes =
       assertPositiveInteger(options.maxValueBytes, 'RedisLayer maxValueBytes') ?? 16 * 1024 * 1024
     this.stringReads = this.serializer === jsonSerializer && this.compression === undefined
+    this.deadlines = new DeadlineQueue(this.name, this.commandTimeout)
     this.everReady = client.status === 'ready'
     if (!this.everReady) {
       client.once('ready', () => {
@@ -113,14 +115,12 @@ export class RedisLayer implements CacheLayer {
 
   get(key: string): Promise<CacheEntry | undefined> {
     const full = this.prefix + key
-    if (this.stringReads) {
-      return this.run('get', () => this.client.get(full)).then((text) => {
-        if (text === null) return undefined
-        // A value written by an instance with another serializer: read it in binary.
-        return text.charCodeAt(0) === JSON_MARKER ? decodeJsonString(text, full) : this.getBinary(full)
-      })
-    }
-    return this.getBinary(full)
+    if (!this.stringReads) return this.getBinary(full)
+    return this.run(
+      'get',
+      () => this.client.get(full),
+      (text) => this.decodeText(text, full),
+    )
   }
 
   async getMany(keys: readonly string[]): Promise<(CacheEntry | undefined)[]> {
@@ -192,9 +192,27 @@ export class RedisLayer implements CacheLayer {
   }
 
   private getBinary(full: string): Promise<CacheEntry | undefined> {
-    return this.run('get', () => this.client.getBuffer(full)).then((data) =>
-      data === null ? undefined : decodeStored(data, this.readers, full),
+    return this.run(
+      'get',
+      () => this.client.getBuffer(full),
+      (data) => this.decodeBinary(data, full),
     )
+  }
+
+  private decodeText(
+    text: string | null,
+    full: string,
+  ): CacheEntry | undefined | Promise<CacheEntry | undefined> {
+    if (text === null) return undefined
+    // A value written by an instance with another serializer: read it again in binary.
+    return text.charCodeAt(0) === JSON_MARKER ? decodeJsonString(text, full) : this.getBinary(full)
+  }
+
+  private decodeBinary(
+    data: Buffer | null,
+    full: string,
+  ): CacheEntry | undefined | Promise<CacheEntry | undefined> {
+    return data === null ? undefined : decodeStored(data, this.readers, full)
   }
 
   private async commit(
@@ -286,20 +304,36 @@ export class RedisLayer implements CacheLayer {
     return undefined
   }
 
-  /** Issues a command with the layer's timeout, mapping every failure to a typed LayerCacheError. */
-  private run<T>(operation: string, command: () => Promise<T>): Promise<T> {
+  /**
+   * Issues a command under the layer's timeout and maps every failure to a typed LayerCacheError.
+   * `decode` runs inside the reply callback, so a read costs one promise, not a chain of them.
+   */
+  private run<T, R = T>(
+    operation: string,
+    command: () => Promise<T>,
+    decode?: (reply: T) => R | PromiseLike<R>,
+  ): Promise<R> {
     const failure = this.connectionFailure(operation)
     if (failure) return Promise.reject(failure)
-    const ms = this.commandTimeout
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new LayerTimeoutError(this.name, operation, ms)), ms)
+    return new Promise<R>((resolve, reject) => {
+      const pending = this.deadlines.add(operation, reject)
       command().then(
-        (value) => {
-          clearTimeout(timer)
-          resolve(value)
+        (reply) => {
+          if (pending.settled) return
+          pending.settled = true
+          if (decode === undefined) {
+            resolve(reply as unknown as R)
+            return
+          }
+          try {
+            resolve(decode(reply))
+          } catch (error) {
+            reject(error)
+          }
         },
         (error) => {
-          clearTimeout(timer)
+          if (pending.settled) return
+          pending.settled = true
           reject(this.asUnavailable(operation, error))
         },
       )

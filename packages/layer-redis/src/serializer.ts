@@ -11,8 +11,12 @@ export interface Serializer {
   deserialize(data: Buffer): unknown
 }
 
+/**
+ * JSON needs no marker of its own: the stored envelope is a JSON array, so the value's first byte is
+ * already '[' (which no other serializer id may be). Reading it is then a plain JSON.parse of the reply.
+ */
 export const jsonSerializer: Serializer = {
-  id: 'J',
+  id: '[',
   serialize: (value) => JSON.stringify(value),
   deserialize: (data) => JSON.parse(data.toString('utf8')),
 }

@@ -1,0 +1,77 @@
+import { LayerTimeoutError } from '@layercache/core'
+
+interface Pending {
+  readonly deadline: number
+  readonly operation: string
+  settled: boolean
+  reject: ((error: unknown) => void) | undefined
+}
+
+/**
+ * Command timeouts without a timer per command. Every command of a layer has the same timeout, so
+ * deadlines arrive in FIFO order: one unref'd timer watches the oldest unsettled command. Creating and
+ * clearing a Node timer per command costs more than the rest of the timeout bookkeeping together.
+ */
+export class DeadlineQueue {
+  private readonly queue: Pending[] = []
+  private head = 0
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(
+    private readonly layer: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** Registers a command; call `settle()` on the returned ticket when it answers. */
+  add(operation: string, reject: (error: unknown) => void): Pending {
+    this.dropSettledHead()
+    const pending: Pending = {
+      deadline: performance.now() + this.timeoutMs,
+      operation,
+      settled: false,
+      reject,
+    }
+    this.queue.push(pending)
+    if (this.timer === undefined) this.arm(this.timeoutMs)
+    return pending
+  }
+
+  get size(): number {
+    return this.queue.length - this.head
+  }
+
+  private dropSettledHead(): void {
+    const queue = this.queue
+    while (this.head < queue.length && queue[this.head]!.settled) this.head++
+    if (this.head === queue.length) {
+      queue.length = 0
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > queue.length) {
+      queue.splice(0, this.head)
+      this.head = 0
+    }
+  }
+
+  private arm(delayMs: number): void {
+    this.timer = setTimeout(() => this.expire(), Math.max(1, Math.ceil(delayMs)))
+    this.timer.unref()
+  }
+
+  private expire(): void {
+    this.timer = undefined
+    const now = performance.now()
+    const queue = this.queue
+    while (this.head < queue.length) {
+      const pending = queue[this.head]!
+      if (!pending.settled) {
+        if (pending.deadline > now) break
+        pending.settled = true
+        pending.reject?.(new LayerTimeoutError(this.layer, pending.operation, this.timeoutMs))
+      }
+      pending.reject = undefined
+      this.head++
+    }
+    this.dropSettledHead()
+    if (this.head < queue.length) this.arm(queue[this.head]!.deadline - now)
+  }
+}
