@@ -1,4 +1,4 @@
-import { type CacheEntry, createEntry, isExpired, remainingTtl } from './entry'
+import { type CacheEntry, createEntry, remainingTtl } from './entry'
 import { InvalidOptionError, LayerCacheError, LayerUnavailableError } from './errors'
 import { type CacheEventListener, type CacheEventName, CacheEvents } from './events'
 import { InvalidationFence } from './invalidation-fence'
@@ -254,12 +254,11 @@ export class CacheStack {
           this.layerFailed(li, 'getMany', undefined, error, mode)
           continue
         }
-        const now = Date.now()
         const stillMissing: number[] = []
         const backfills: { key: string; entry: CacheEntry }[] = []
         entries.forEach((entry, j) => {
           const index = pending[j]!
-          if (entry === undefined || isExpired(entry, now)) {
+          if (entry === undefined) {
             stats.layerMisses[li]!++
             stillMissing.push(index)
             return
@@ -472,7 +471,7 @@ export class CacheStack {
    */
   private acceptRead(full: string, index: number, entry: CacheEntry | undefined, ticket: number): unknown {
     const state = this.state
-    if (entry === undefined || (entry.expiresAt !== 0 && entry.expiresAt <= Date.now())) {
+    if (entry === undefined) {
       state.stats.layerMisses[index]!++
       return undefined
     }

@@ -41,6 +41,10 @@ export interface CacheLayer {
   readonly local: boolean
   /** The layer's bound on entry lifetime in milliseconds, if it has one. */
   readonly ttl?: number | undefined
+  /**
+   * The live entry, or undefined. Expiry is the layer's job (lru-cache's TTL, Redis's PX): the stack does
+   * not second-guess it with its own clock, which may disagree with the writer's host.
+   */
   get(key: string): MaybePromise<CacheEntry | undefined>
   getMany(keys: readonly string[]): MaybePromise<(CacheEntry | undefined)[]>
   /**

@@ -27,6 +27,8 @@ import { jsonSerializer, msgpackSerializer, resolveSerializer, type Serializer }
 
 export type RedisClient = Redis | Cluster
 
+type DecodedReply = CacheEntry | undefined | Promise<CacheEntry | undefined>
+
 export interface RedisLayerOptions {
   /** An ioredis client: `new Redis(...)` (standalone or Sentinel) or `new Cluster(...)`. You own its lifecycle. */
   readonly client: RedisClient
@@ -115,12 +117,9 @@ export class RedisLayer implements CacheLayer {
 
   get(key: string): Promise<CacheEntry | undefined> {
     const full = this.prefix + key
-    if (!this.stringReads) return this.getBinary(full)
-    return this.run(
-      'get',
-      () => this.client.get(full),
-      (text) => this.decodeText(text, full),
-    )
+    return this.stringReads
+      ? this.run('get', full, this.sendGet, this.decodeText)
+      : this.run('get', full, this.sendGetBuffer, this.decodeBinary)
   }
 
   async getMany(keys: readonly string[]): Promise<(CacheEntry | undefined)[]> {
@@ -128,7 +127,7 @@ export class RedisLayer implements CacheLayer {
     const fulls = keys.map((key) => this.prefix + key)
     const raw: (Buffer | null)[] = this.cluster
       ? ((await this.perSlotOwner('getMany', fulls, (pipe, key) => pipe.getBuffer(key))) as (Buffer | null)[])
-      : await this.run('getMany', () => (this.client as Redis).mgetBuffer(...fulls))
+      : await this.run('getMany', '', () => (this.client as Redis).mgetBuffer(...fulls))
     return Promise.all(
       raw.map((data, i) => (data === null ? undefined : decodeStored(data, this.readers, fulls[i]!))),
     )
@@ -146,7 +145,7 @@ export class RedisLayer implements CacheLayer {
   }
 
   async delete(key: string): Promise<void> {
-    await this.run('delete', () => this.client.unlink(this.prefix + key))
+    await this.run('delete', this.prefix + key, (full) => this.client.unlink(full))
   }
 
   async deleteMany(keys: readonly string[]): Promise<void> {
@@ -158,12 +157,12 @@ export class RedisLayer implements CacheLayer {
     }
     for (let i = 0; i < fulls.length; i += UNLINK_BATCH) {
       const batch = fulls.slice(i, i + UNLINK_BATCH)
-      await this.run('deleteMany', () => (this.client as Redis).unlink(...batch))
+      await this.run('deleteMany', '', () => (this.client as Redis).unlink(...batch))
     }
   }
 
   async has(key: string): Promise<boolean> {
-    return (await this.run('has', () => this.client.exists(this.prefix + key))) === 1
+    return (await this.run('has', this.prefix + key, (full) => this.client.exists(full))) === 1
   }
 
   /** Removes every key under this layer's prefix (SCAN + UNLINK in batches, on every master of a Cluster). */
@@ -178,7 +177,7 @@ export class RedisLayer implements CacheLayer {
     for (const node of nodes) {
       let cursor = '0'
       do {
-        const [next, keys] = await this.run('clear', () =>
+        const [next, keys] = await this.run('clear', '', () =>
           node.scan(cursor, 'MATCH', match, 'COUNT', UNLINK_BATCH),
         )
         cursor = next
@@ -191,29 +190,20 @@ export class RedisLayer implements CacheLayer {
     }
   }
 
-  private getBinary(full: string): Promise<CacheEntry | undefined> {
-    return this.run(
-      'get',
-      () => this.client.getBuffer(full),
-      (data) => this.decodeBinary(data, full),
-    )
-  }
+  // Created once, so a read allocates no closures of its own.
+  private readonly sendGet = (full: string) => this.client.get(full)
+  private readonly sendGetBuffer = (full: string) => this.client.getBuffer(full)
 
-  private decodeText(
-    text: string | null,
-    full: string,
-  ): CacheEntry | undefined | Promise<CacheEntry | undefined> {
+  private readonly decodeText = (text: string | null, full: string): DecodedReply => {
     if (text === null) return undefined
     // A value written by an instance with another serializer: read it again in binary.
-    return text.charCodeAt(0) === JSON_MARKER ? decodeJsonString(text, full) : this.getBinary(full)
+    return text.charCodeAt(0) === JSON_MARKER
+      ? decodeJsonString(text, full)
+      : this.run('get', full, this.sendGetBuffer, this.decodeBinary)
   }
 
-  private decodeBinary(
-    data: Buffer | null,
-    full: string,
-  ): CacheEntry | undefined | Promise<CacheEntry | undefined> {
-    return data === null ? undefined : decodeStored(data, this.readers, full)
-  }
+  private readonly decodeBinary = (data: Buffer | null, full: string): DecodedReply =>
+    data === null ? undefined : decodeStored(data, this.readers, full)
 
   private async commit(
     prepared: readonly {
@@ -233,7 +223,7 @@ export class RedisLayer implements CacheLayer {
     if (live.length === 0) return
     if (live.length === 1) {
       const { full, ttl, payload } = live[0]!
-      await this.run('set', () =>
+      await this.run('set', full, () =>
         ttl === undefined ? this.client.set(full, payload) : this.client.set(full, payload, 'PX', ttl),
       )
       return
@@ -283,7 +273,7 @@ export class RedisLayer implements CacheLayer {
   }
 
   private async execPipeline(operation: string, pipe: PipelineLike): Promise<unknown[]> {
-    const results = await this.run(operation, () => pipe.exec())
+    const results = await this.run(operation, '', () => pipe.exec())
     if (results === null)
       throw new LayerUnavailableError(this.name, `${this.name}: ${operation} pipeline was aborted`)
     return results.map(([error, reply]) => {
@@ -310,14 +300,15 @@ export class RedisLayer implements CacheLayer {
    */
   private run<T, R = T>(
     operation: string,
-    command: () => Promise<T>,
-    decode?: (reply: T) => R | PromiseLike<R>,
+    key: string,
+    command: (key: string) => Promise<T>,
+    decode?: (reply: T, key: string) => R | PromiseLike<R>,
   ): Promise<R> {
     const failure = this.connectionFailure(operation)
     if (failure) return Promise.reject(failure)
     return new Promise<R>((resolve, reject) => {
       const pending = this.deadlines.add(operation, reject)
-      command().then(
+      command(key).then(
         (reply) => {
           if (pending.settled) return
           pending.settled = true
@@ -326,7 +317,7 @@ export class RedisLayer implements CacheLayer {
             return
           }
           try {
-            resolve(decode(reply))
+            resolve(decode(reply, key))
           } catch (error) {
             reject(error)
           }
