@@ -122,7 +122,7 @@ export async function l2Hit(ctx: BenchContext): Promise<ScenarioResult> {
     method: [
       `L2 hit, 1 caller: CacheStack([RedisLayer({ client, ttl: ${REDIS_TTL_MS} })]) \`await cache.get(k)\` ` +
         `vs \`JSON.parse(await client.get(rawKey))\`, both on one plain ioredis client; ${KEY_COUNT} keys ` +
-        `cycled; stored value ${storedOurs} bytes (ours: format marker + [version, expiresAt, tags, value] ` +
+        `cycled; stored value ${storedOurs} bytes (ours: the [version, expiresAt, tags, value] ` +
         `envelope) vs ${storedRaw} bytes (raw JSON).`,
       `L2 hit, 1 caller: ${formatCount(warmup)} warm-up ops per side, then ${rounds} rounds × ` +
         `${formatCount(opsPerRound)} sequential ops per side (A B / B A); every op timed alone with ` +
