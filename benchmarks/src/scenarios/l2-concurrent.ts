@@ -1,7 +1,7 @@
-import { CacheStack, RedisLayer } from 'layercache'
-import { type BenchContext, REDIS_TTL_MS, scaled } from '../context'
+import { type BenchContext, scaled } from '../context'
+import { seedL2Fixture } from '../l2-fixture'
 import { alternate, consume, median, newSamples, nowNs, pairedRatio, percentile, sinceNs } from '../measure'
-import { makeKeys, PAYLOAD, PAYLOAD_JSON, type Product } from '../payload'
+import type { Product } from '../payload'
 import { formatCount, formatNs, formatRate, type Row, type ScenarioResult } from '../report'
 
 const KEY_COUNT = 1000
@@ -13,15 +13,7 @@ const CALLERS = 100
  */
 export async function l2Concurrent(ctx: BenchContext): Promise<ScenarioResult> {
   const client = ctx.pipelinedClient
-  const keys = makeKeys(KEY_COUNT)
-  const layerPrefix = `${ctx.prefix}l2c:ours:`
-  const rawPrefix = `${ctx.prefix}l2c:raw:`
-  const cache = new CacheStack([new RedisLayer({ client, ttl: REDIS_TTL_MS, prefix: layerPrefix })])
-  await cache.mset(keys.map((key) => ({ key, value: PAYLOAD })))
-  const rawKeys = keys.map((key) => rawPrefix + key)
-  const pipe = client.pipeline()
-  for (const rawKey of rawKeys) pipe.set(rawKey, PAYLOAD_JSON, 'PX', REDIS_TTL_MS)
-  await pipe.exec()
+  const { cache, keys, rawKeys } = await seedL2Fixture(ctx, client, 'l2c', KEY_COUNT)
 
   let missing = 0
   let oursAt = 0

@@ -1,7 +1,7 @@
-import { CacheStack, RedisLayer } from 'layercache'
 import { type BenchContext, REDIS_TTL_MS, scaled } from '../context'
+import { seedL2Fixture } from '../l2-fixture'
 import { alternate, consume, median, newSamples, nowNs, pairedRatio, percentile, sinceNs } from '../measure'
-import { makeKeys, PAYLOAD, PAYLOAD_JSON, type Product } from '../payload'
+import type { Product } from '../payload'
 import { formatCount, formatNs, formatRate, type Row, type ScenarioResult } from '../report'
 
 const KEY_COUNT = 1000
@@ -12,15 +12,7 @@ const KEY_COUNT = 1000
  */
 export async function l2Hit(ctx: BenchContext): Promise<ScenarioResult> {
   const client = ctx.client
-  const keys = makeKeys(KEY_COUNT)
-  const layerPrefix = `${ctx.prefix}l2:ours:`
-  const rawPrefix = `${ctx.prefix}l2:raw:`
-  const cache = new CacheStack([new RedisLayer({ client, ttl: REDIS_TTL_MS, prefix: layerPrefix })])
-  await cache.mset(keys.map((key) => ({ key, value: PAYLOAD })))
-  const rawKeys = keys.map((key) => rawPrefix + key)
-  const pipe = client.pipeline()
-  for (const rawKey of rawKeys) pipe.set(rawKey, PAYLOAD_JSON, 'PX', REDIS_TTL_MS)
-  await pipe.exec()
+  const { cache, keys, layerPrefix, rawKeys } = await seedL2Fixture(ctx, client, 'l2', KEY_COUNT)
   const storedOurs = await client.strlen(layerPrefix + keys[0]!)
   const storedRaw = await client.strlen(rawKeys[0]!)
 

@@ -165,18 +165,8 @@ export class CacheStack {
         assertKnownOptions(options, READ_OPTIONS, 'get')
         mode = this.errorMode(options)
       }
-      const l1 = state.l1
-      if (l1 !== undefined) {
-        const entry = l1.get(full)
-        if (entry !== undefined) {
-          state.stats.hits++
-          state.stats.layerHits[0]!++
-          if (state.events.listening('hit'))
-            state.events.emit('hit', { key: full, layer: l1.name, layerIndex: 0 })
-          return Promise.resolve(entry.value as T)
-        }
-        state.stats.layerMisses[0]!++
-      }
+      const hit = this.memoryHit(full)
+      if (hit !== undefined) return Promise.resolve(hit.value as T)
       assertKey(key)
     } catch (error) {
       return Promise.reject(error)
@@ -299,17 +289,8 @@ export class CacheStack {
     const state = this.state
     const mode = this.errorMode(options)
     const l1 = state.l1
-    if (l1 !== undefined) {
-      const entry = l1.get(full)
-      if (entry !== undefined) {
-        state.stats.hits++
-        state.stats.layerHits[0]!++
-        if (state.events.listening('hit'))
-          state.events.emit('hit', { key: full, layer: l1.name, layerIndex: 0 })
-        return entry.value as T
-      }
-      state.stats.layerMisses[0]!++
-    }
+    const hit = this.memoryHit(full)
+    if (hit !== undefined) return hit.value as T
     assertKey(key)
     ttl ??= state.defaultTtl
 
@@ -369,6 +350,22 @@ export class CacheStack {
 
   resetStats(): void {
     this.state.stats.reset()
+  }
+
+  /** The hot path: an in-process first layer answers synchronously, and is counted either way. */
+  private memoryHit(full: string): CacheEntry | undefined {
+    const state = this.state
+    const l1 = state.l1
+    if (l1 === undefined) return undefined
+    const entry = l1.get(full)
+    if (entry === undefined) {
+      state.stats.layerMisses[0]!++
+      return undefined
+    }
+    state.stats.hits++
+    state.stats.layerHits[0]!++
+    if (state.events.listening('hit')) state.events.emit('hit', { key: full, layer: l1.name, layerIndex: 0 })
+    return entry
   }
 
   private errorMode(options: ReadOptions | undefined): LayerErrorMode {

@@ -8,27 +8,11 @@ import {
   MAX_TTL_MS,
 } from '@layercache/core'
 import { estimateBytes, MemoryLayer, type MemoryLayerOptions } from '@layercache/layer-memory'
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { useFakeClock } from '@layercache/test-utils/fake-clock'
+import { afterEach, describe, expect, it } from 'vitest'
 
 function write(layer: MemoryLayer, key: string, value: unknown, options: LayerWriteOptions = {}): void {
   layer.prepareWrites([{ key, entry: createEntry(value, options.ttl), options }])()
-}
-
-/**
- * lru-cache reads the real `performance` object it captured at import; vi.useFakeTimers() swaps the global
- * instead of patching it. So Date and timers are faked and the real performance.now follows the fake Date.
- * Move time with advance() only: lru-cache caches "now" for 1 ms with a setTimeout the fake clock fires.
- */
-function useFakeClock(start = 1_700_000_000_000) {
-  vi.useFakeTimers({ now: start, toFake: ['Date', 'setTimeout', 'clearTimeout'] })
-  const spy = vi.spyOn(performance, 'now').mockImplementation(() => Date.now())
-  return {
-    advance: (ms: number) => void vi.advanceTimersByTime(ms),
-    restore: () => {
-      spy.mockRestore()
-      vi.useRealTimers()
-    },
-  }
 }
 
 function deepFrozen(value: unknown): boolean {

@@ -22,7 +22,6 @@ import {
   type LayerWrite,
   SerializationError,
 } from '@layercache/core'
-import { vi } from 'vitest'
 
 // The core package cannot list @layercache/layer-memory as a dependency (dependencies point one way), so the
 // core tests reach MemoryLayer through its source. It imports '@layercache/core' itself, which resolves to the
@@ -347,21 +346,4 @@ export class RemoteLayer implements CacheLayer {
   }
 }
 
-/**
- * Fake wall clock for TTL tests. lru-cache (under MemoryLayer) reads the real `performance` object it
- * captured at import, which vi.useFakeTimers() replaces on globalThis rather than patching, so faking
- * `performance` would not reach it. Instead Date and timers are faked and the real `performance.now` is
- * made to follow the fake Date. lru-cache caches "now" for 1 ms with a setTimeout, which the fake timers
- * fire when the clock advances, so always move time with `advance` (vi.advanceTimersByTime).
- */
-export function useFakeClock(start = 1_700_000_000_000): { advance(ms: number): void; restore(): void } {
-  vi.useFakeTimers({ now: start, toFake: ['Date', 'setTimeout', 'clearTimeout'] })
-  const spy = vi.spyOn(performance, 'now').mockImplementation(() => Date.now())
-  return {
-    advance: (ms: number) => void vi.advanceTimersByTime(ms),
-    restore: () => {
-      spy.mockRestore()
-      vi.useRealTimers()
-    },
-  }
-}
+export { useFakeClock } from '@layercache/test-utils/fake-clock'
