@@ -1,6 +1,17 @@
-import { type CacheEntry, createEntry, remainingTtl } from './entry'
-import { InvalidOptionError, LayerCacheError, LayerUnavailableError } from './errors'
+import { type CacheEntry, createEntry, isFresh, remainingTtl } from './entry'
+import { ErrorThrottle } from './error-throttle'
+import { InvalidOptionError, LayerCacheError, LayerUnavailableError, LoaderTimeoutError } from './errors'
 import { type CacheEventListener, type CacheEventName, CacheEvents } from './events'
+import {
+  FRESHNESS_OPTIONS,
+  type FreshnessOptions,
+  type FreshnessPolicy,
+  jittered,
+  judge,
+  resolveFreshness,
+  storedTtl,
+  usableOnError,
+} from './freshness'
 import { InvalidationFence } from './invalidation-fence'
 import {
   type CacheLayer,
@@ -9,12 +20,14 @@ import {
   type LayerWrite,
   type LocalCacheLayer,
 } from './layer'
+import { LoadContext, type LoaderContext } from './loader-context'
 import { type CacheStats, StatsCollector } from './stats'
 import {
   assertCacheableValue,
   assertKey,
   assertKnownOptions,
   assertOneOf,
+  assertPositiveInteger,
   assertTags,
   assertTtl,
   MAX_KEY_LENGTH,
@@ -29,13 +42,13 @@ import {
 export type LayerErrorMode = 'throw' | 'bypass'
 const LAYER_ERROR_MODES: readonly LayerErrorMode[] = ['throw', 'bypass']
 
-export interface CacheStackOptions {
+export interface CacheStackOptions extends FreshnessOptions {
   /** Default entry lifetime in ms when a call gives none; each layer still caps it with its own ttl. */
   readonly ttl?: number
   /** Default reaction to a failing remote layer. Default `throw`. */
   readonly onLayerError?: LayerErrorMode
 }
-const STACK_OPTIONS = ['ttl', 'onLayerError'] as const
+const STACK_OPTIONS = ['ttl', 'onLayerError', ...FRESHNESS_OPTIONS] as const
 
 export interface SetOptions {
   /** Lifetime in ms; defaults to the stack's ttl, then to each layer's own. */
@@ -45,10 +58,68 @@ export interface SetOptions {
 }
 const SET_OPTIONS = ['ttl', 'tags'] as const
 
-export interface GetOrSetOptions extends SetOptions {
+export interface GetOrSetOptions extends SetOptions, FreshnessOptions {
   readonly onLayerError?: LayerErrorMode
 }
-const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'onLayerError'] as const
+const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'onLayerError', ...FRESHNESS_OPTIONS] as const
+
+/** Produces the value for a missing or stale key. The context offers the stale value, an abort signal and more. */
+export type Loader<T> = (context: LoaderContext<T>) => T | Promise<T>
+
+export interface WarmEntry<T = unknown> {
+  readonly key: string
+  readonly loader: Loader<T>
+  readonly options?: GetOrSetOptions
+}
+
+export interface WarmOptions {
+  /** Loads running at once. Default 4. */
+  readonly concurrency?: number
+  /** Reload keys that are already cached (default: only missing or stale ones). */
+  readonly force?: boolean
+}
+
+export interface WarmResult {
+  readonly total: number
+  /** Keys whose loader ran (the rest were already cached). */
+  readonly loaded: number
+  readonly failed: readonly { readonly key: string; readonly error: unknown }[]
+}
+
+/** A getOrSet call's resolved options. */
+interface LoadPlan {
+  readonly ttl: number | undefined
+  readonly tags: readonly string[] | undefined
+  readonly mode: LayerErrorMode
+  readonly policy: FreshnessPolicy
+}
+
+/** A promise with its settle functions; settling twice is a no-op. */
+class Answer<T> {
+  settled = false
+  readonly promise: Promise<T>
+  private resolveFn!: (value: T) => void
+  private rejectFn!: (error: unknown) => void
+
+  constructor() {
+    this.promise = new Promise<T>((resolve, reject) => {
+      this.resolveFn = resolve
+      this.rejectFn = reject
+    })
+  }
+
+  resolve(value: T): void {
+    if (this.settled) return
+    this.settled = true
+    this.resolveFn(value)
+  }
+
+  reject(error: unknown): void {
+    if (this.settled) return
+    this.settled = true
+    this.rejectFn(error)
+  }
+}
 
 export interface ReadOptions {
   readonly onLayerError?: LayerErrorMode
@@ -64,7 +135,7 @@ export interface WrapOptions<A extends unknown[]> extends GetOrSetOptions {
   /** Builds the key suffix from the call's arguments; default `JSON.stringify(args)`. */
   readonly keyResolver?: (...args: A) => string
 }
-const WRAP_OPTIONS = ['ttl', 'tags', 'onLayerError', 'keyResolver'] as const
+const WRAP_OPTIONS = ['keyResolver', ...GET_OR_SET_OPTIONS] as const
 
 /** The state shared by a stack and every namespace view of it. */
 class StackState {
@@ -77,6 +148,10 @@ class StackState {
   readonly flights = new Map<string, Promise<unknown>>()
   readonly defaultTtl: number | undefined
   readonly onLayerError: LayerErrorMode
+  readonly freshnessDefaults: FreshnessOptions
+  /** The plan of a getOrSet without options (resolved once). */
+  readonly defaultPlan: LoadPlan
+  readonly errorThrottle = new ErrorThrottle()
 
   constructor(layers: readonly CacheLayer[], options: CacheStackOptions) {
     assertKnownOptions(options, STACK_OPTIONS, 'CacheStack')
@@ -97,6 +172,13 @@ class StackState {
     }
     this.defaultTtl = assertTtl(options.ttl, 'CacheStack ttl')
     this.onLayerError = assertOneOf(options.onLayerError, LAYER_ERROR_MODES, 'onLayerError') ?? 'throw'
+    this.freshnessDefaults = options
+    this.defaultPlan = {
+      ttl: this.defaultTtl,
+      tags: undefined,
+      mode: this.onLayerError,
+      policy: resolveFreshness(options, undefined),
+    }
     this.layers = [...layers]
     const first = layers[0]!
     this.l1 = isLocalLayer(first) ? first : undefined
@@ -166,12 +248,12 @@ export class CacheStack {
         mode = this.errorMode(options)
       }
       const hit = this.memoryHit(full)
-      if (hit !== undefined) return Promise.resolve(hit.value as T)
+      if (hit !== undefined) return Promise.resolve(this.answerOf(hit) as T)
       assertKey(key)
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.readThrough(full, state.l1 === undefined ? 0 : 1, mode) as Promise<T | undefined>
+    return this.readThrough(full, state.l1 === undefined ? 0 : 1, mode, false) as Promise<T | undefined>
   }
 
   async has(key: string, options?: ReadOptions): Promise<boolean> {
@@ -272,42 +354,106 @@ export class CacheStack {
   }
 
   /**
-   * Returns the cached value, or runs `loader` once for all concurrent callers of the same key,
-   * caches its result in every layer and returns it. A loader error reaches every waiter and caches
-   * nothing; `undefined` from the loader is returned but not cached.
+   * Returns the cached value, or runs `loader` once for all concurrent callers of the same key, caches
+   * its result in every layer and returns it. A loader error reaches every waiter and caches nothing;
+   * `undefined` from the loader is returned but not cached (unless `negativeTtl` says otherwise).
+   * Freshness options (stale-while-revalidate, stale-if-error, timeouts, early refresh) apply here.
    */
-  async getOrSet<T>(key: string, loader: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T> {
+  async getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
     const full = this.prefix + hitPathKey(key)
     if (typeof loader !== 'function') throw new InvalidOptionError('getOrSet: loader must be a function')
-    let ttl: number | undefined
-    let tags: readonly string[] | undefined
-    if (options !== undefined) {
-      assertKnownOptions(options, GET_OR_SET_OPTIONS, 'getOrSet')
-      ttl = assertTtl(options.ttl)
-      tags = assertTags(options.tags)
-    }
     const state = this.state
-    const mode = this.errorMode(options)
+    const plan =
+      options === undefined ? state.defaultPlan : this.planOf(options, GET_OR_SET_OPTIONS, 'getOrSet')
     const l1 = state.l1
-    const hit = this.memoryHit(full)
-    if (hit !== undefined) return hit.value as T
+    let fallback: CacheEntry | undefined
+    if (l1 !== undefined) {
+      const entry = l1.get(full)
+      if (entry === undefined) {
+        state.stats.layerMisses[0]!++
+      } else {
+        const verdict = entry.freshUntil === undefined ? 'fresh' : judge(entry, plan.policy)
+        if (verdict === 'fallback') {
+          state.stats.layerMisses[0]!++
+          fallback = entry
+        } else {
+          this.countHit(0, full)
+          if (verdict !== 'fresh') this.refreshInBackground(full, key, loader, plan, entry, verdict)
+          return this.answerOf(entry) as T
+        }
+      }
+    }
     assertKey(key)
-    ttl ??= state.defaultTtl
-
     const inFlight = state.flights.get(full)
     if (inFlight !== undefined) {
       state.stats.coalesced++
       if (state.events.listening('coalesced')) state.events.emit('coalesced', { key: full })
       return inFlight as Promise<T>
     }
-    const flight = this.loadThrough(full, l1 === undefined ? 0 : 1, loader, ttl, tags, mode)
-    state.flights.set(full, flight)
-    const forget = () => {
-      // An invalidation may have detached this flight and a newer one may own the key now.
-      if (state.flights.get(full) === flight) state.flights.delete(full)
+    return this.startLoad(full, key, loader, plan, fallback, false)
+  }
+
+  /**
+   * Runs `loader` now and caches its result, whatever the cache holds (single-flighted with any load of
+   * the key in flight). For warmers and "this changed, recompute it" paths.
+   */
+  async refresh<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
+    const full = this.prefix + assertKey(key)
+    if (typeof loader !== 'function') throw new InvalidOptionError('refresh: loader must be a function')
+    const plan =
+      options === undefined ? this.state.defaultPlan : this.planOf(options, GET_OR_SET_OPTIONS, 'refresh')
+    const inFlight = this.state.flights.get(full)
+    if (inFlight !== undefined) return inFlight as Promise<T>
+    return this.startLoad(full, key, loader, plan, undefined, true)
+  }
+
+  /**
+   * Loads many keys with bounded concurrency (start-up warming, re-filling critical keys). Emits a `warm`
+   * event per key. Keys already cached are skipped unless `force`. Never rejects for a loader's error:
+   * failures are reported in the result.
+   */
+  async warm(entries: readonly WarmEntry[], options: WarmOptions = {}): Promise<WarmResult> {
+    if (!Array.isArray(entries))
+      throw new InvalidOptionError('warm expects an array of { key, loader, options? }')
+    assertKnownOptions(options, ['concurrency', 'force'], 'warm')
+    const concurrency = assertPositiveInteger(options.concurrency, 'warm concurrency') ?? 4
+    for (const entry of entries) {
+      assertKnownOptions(entry, ['key', 'loader', 'options'], 'warm entry')
+      assertKey(entry.key)
+      if (typeof entry.loader !== 'function')
+        throw new InvalidOptionError(`warm: loader of "${entry.key}" is not a function`)
+      if (entry.options !== undefined) this.planOf(entry.options, GET_OR_SET_OPTIONS, 'warm entry options')
     }
-    flight.then(forget, forget)
-    return flight
+    const state = this.state
+    const failed: { key: string; error: unknown }[] = []
+    let loaded = 0
+    let done = 0
+    let next = 0
+    const worker = async () => {
+      while (next < entries.length) {
+        const { key, loader, options: loadOptions } = entries[next++]!
+        const counted: Loader<unknown> = (context) => {
+          loaded++
+          return loader(context)
+        }
+        let error: unknown
+        try {
+          await (options.force
+            ? this.refresh(key, counted, loadOptions)
+            : this.getOrSet(key, counted, loadOptions))
+        } catch (caught) {
+          error = caught
+          failed.push({ key, error })
+        }
+        done++
+        if (state.events.listening('warm')) {
+          state.events.emit('warm', { key: this.prefix + key, done, total: entries.length, error })
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(concurrency, entries.length) }, worker))
+    state.stats.warmed += loaded
+    return { total: entries.length, loaded, failed }
   }
 
   /**
@@ -358,14 +504,40 @@ export class CacheStack {
     const l1 = state.l1
     if (l1 === undefined) return undefined
     const entry = l1.get(full)
-    if (entry === undefined) {
+    if (entry === undefined || (entry.freshUntil !== undefined && !isFresh(entry))) {
       state.stats.layerMisses[0]!++
       return undefined
     }
-    state.stats.hits++
-    state.stats.layerHits[0]!++
-    if (state.events.listening('hit')) state.events.emit('hit', { key: full, layer: l1.name, layerIndex: 0 })
+    this.countHit(0, full)
     return entry
+  }
+
+  private countHit(layerIndex: number, full: string): void {
+    const state = this.state
+    state.stats.hits++
+    state.stats.layerHits[layerIndex]!++
+    if (state.events.listening('hit')) {
+      state.events.emit('hit', { key: full, layer: state.layers[layerIndex]!.name, layerIndex })
+    }
+  }
+
+  /** What a read of `entry` answers: its value, or undefined for a cached "absent". */
+  private answerOf(entry: CacheEntry): unknown {
+    if (entry.absent !== true) return entry.value
+    this.state.stats.negativeHits++
+    return undefined
+  }
+
+  /** Validates a call's options and merges them over the stack's defaults. */
+  private planOf(options: GetOrSetOptions, allowed: readonly string[], where: string): LoadPlan {
+    assertKnownOptions(options, allowed, where)
+    const state = this.state
+    return {
+      ttl: assertTtl(options.ttl) ?? state.defaultTtl,
+      tags: assertTags(options.tags),
+      mode: this.errorMode(options),
+      policy: resolveFreshness(state.freshnessDefaults, options),
+    }
   }
 
   private errorMode(options: ReadOptions | undefined): LayerErrorMode {
@@ -401,17 +573,30 @@ export class CacheStack {
   }
 
   /**
-   * Reads layers from `from` down and returns the first live value (back-filling the layers above it),
-   * or undefined after counting a miss. Cached values are never undefined, so undefined means "absent".
+   * Reads layers from `from` down and books the first answer (back-filling the layers above it), or
+   * counts a miss. `get` wants the answer's value and only fresh entries; a load wants the entry itself,
+   * stale or not, to judge it. Cached values are never undefined, so undefined means "nothing usable".
    */
-  private readThrough(full: string, from: number, mode: LayerErrorMode): Promise<unknown> {
+  private readThrough(full: string, from: number, mode: LayerErrorMode, asEntry: false): Promise<unknown>
+  private readThrough(
+    full: string,
+    from: number,
+    mode: LayerErrorMode,
+    asEntry: true,
+  ): Promise<CacheEntry | undefined>
+  private readThrough(full: string, from: number, mode: LayerErrorMode, asEntry: boolean): Promise<unknown> {
     return from === this.state.layers.length - 1
-      ? this.readLastLayer(full, from, mode)
-      : this.readLayers(full, from, mode)
+      ? this.readLastLayer(full, from, mode, asEntry)
+      : this.readLayers(full, from, mode, asEntry)
   }
 
   /** The common case (L1 missed, one layer left): one promise reaction instead of an async frame. */
-  private readLastLayer(full: string, index: number, mode: LayerErrorMode): Promise<unknown> {
+  private readLastLayer(
+    full: string,
+    index: number,
+    mode: LayerErrorMode,
+    asEntry: boolean,
+  ): Promise<unknown> {
     const fence = this.state.fence
     const ticket = fence.begin()
     let reply: Promise<CacheEntry | undefined> | CacheEntry | undefined
@@ -423,9 +608,12 @@ export class CacheStack {
     return Promise.resolve(reply).then(
       (entry) => {
         try {
-          const value = this.acceptRead(full, index, entry, ticket)
-          if (value === undefined) this.countMiss(full)
-          return value
+          const found = this.acceptRead(full, index, entry, ticket, !asEntry)
+          if (found === undefined) {
+            this.countMiss(full)
+            return undefined
+          }
+          return asEntry ? found : this.answerOf(found)
         } finally {
           fence.end()
         }
@@ -439,7 +627,12 @@ export class CacheStack {
     )
   }
 
-  private async readLayers(full: string, from: number, mode: LayerErrorMode): Promise<unknown> {
+  private async readLayers(
+    full: string,
+    from: number,
+    mode: LayerErrorMode,
+    asEntry: boolean,
+  ): Promise<unknown> {
     const state = this.state
     const layers = state.layers
     const ticket = state.fence.begin()
@@ -452,8 +645,8 @@ export class CacheStack {
           this.layerFailed(i, 'get', full, error, mode)
           continue
         }
-        const value = this.acceptRead(full, i, entry, ticket)
-        if (value !== undefined) return value
+        const found = this.acceptRead(full, i, entry, ticket, !asEntry)
+        if (found !== undefined) return asEntry ? found : this.answerOf(found)
       }
       this.countMiss(full)
       return undefined
@@ -463,22 +656,23 @@ export class CacheStack {
   }
 
   /**
-   * Books a layer's answer: on a live entry counts the hit, back-fills the layers above and returns the
-   * value; otherwise counts that layer's miss and returns undefined.
+   * Books a layer's answer: a live entry (a fresh one when `freshOnly`) counts as a hit, back-fills the
+   * layers above and is returned; anything else counts as that layer's miss.
    */
-  private acceptRead(full: string, index: number, entry: CacheEntry | undefined, ticket: number): unknown {
-    const state = this.state
-    if (entry === undefined) {
-      state.stats.layerMisses[index]!++
+  private acceptRead(
+    full: string,
+    index: number,
+    entry: CacheEntry | undefined,
+    ticket: number,
+    freshOnly: boolean,
+  ): CacheEntry | undefined {
+    if (entry === undefined || (freshOnly && entry.freshUntil !== undefined && !isFresh(entry))) {
+      this.state.stats.layerMisses[index]!++
       return undefined
     }
-    state.stats.hits++
-    state.stats.layerHits[index]!++
-    if (state.events.listening('hit')) {
-      state.events.emit('hit', { key: full, layer: state.layers[index]!.name, layerIndex: index })
-    }
+    this.countHit(index, full)
     if (index > 0) this.backfill(full, entry, index, ticket)
-    return entry.value
+    return entry
   }
 
   /** Copies a lower-layer hit into every faster layer with its remaining TTL, unless it was invalidated. */
@@ -522,51 +716,265 @@ export class CacheStack {
     if (state.events.listening('fenced')) state.events.emit('fenced', { key: full })
   }
 
-  private async loadThrough<T>(
+  /** Starts a load of `full`, registered as the key's flight; answers may come before the loader ends. */
+  private startLoad<T>(
     full: string,
-    from: number,
-    loader: () => T | Promise<T>,
-    ttl: number | undefined,
-    tags: readonly string[] | undefined,
-    mode: LayerErrorMode,
+    key: string,
+    loader: Loader<T>,
+    plan: LoadPlan,
+    fallback: CacheEntry | undefined,
+    force: boolean,
   ): Promise<T> {
     const state = this.state
+    const answer = new Answer<T>()
+    state.flights.set(full, answer.promise)
+    const detach = () => {
+      // An invalidation may have detached this flight and a newer one may own the key now.
+      if (state.flights.get(full) === answer.promise) state.flights.delete(full)
+    }
+    this.runLoad(full, key, loader, plan, fallback, force, answer, detach).then(detach, (error: unknown) => {
+      detach()
+      answer.reject(error)
+    })
+    return answer.promise
+  }
+
+  /** Serves `current` as it is and refreshes it in the background, once, unless a load is already running. */
+  private refreshInBackground<T>(
+    full: string,
+    key: string,
+    loader: Loader<T>,
+    plan: LoadPlan,
+    current: CacheEntry,
+    verdict: 'ahead' | 'early' | 'revalidate',
+  ): void {
+    const state = this.state
+    if (verdict === 'revalidate') this.countStale(full, 'revalidate')
+    else state.stats.earlyRefreshes++
+    if (state.flights.has(full)) return
+    state.stats.backgroundRefreshes++
+    if (state.events.listening('refresh')) {
+      state.events.emit('refresh', { key: full, reason: verdict === 'revalidate' ? 'stale' : verdict })
+    }
+    // Its outcome is in stats and events; nobody awaits it.
+    this.startLoad(full, key, loader, plan, current, false).catch(() => {})
+  }
+
+  /**
+   * The load behind getOrSet: lower layers first (a fresh entry there ends it), then the loader under
+   * the freshness policy. Settles `answer` exactly once, possibly early (stale served) while the loader
+   * runs on to update the cache.
+   */
+  private async runLoad<T>(
+    full: string,
+    key: string,
+    loader: Loader<T>,
+    plan: LoadPlan,
+    current: CacheEntry | undefined,
+    force: boolean,
+    answer: Answer<T>,
+    detach: () => void,
+  ): Promise<void> {
+    const state = this.state
+    const policy = plan.policy
     const ticket = state.fence.begin()
+    let fallback = current
     try {
-      const cached = await this.readThrough(full, from, mode)
-      if (cached !== undefined) return cached as T
-      const value = await this.runLoader(full, loader)
-      if (value === undefined) return value
-      if (state.fence.isFenced(full, ticket)) {
-        this.countFenced(full)
-        return value
+      const from = state.l1 === undefined ? 0 : 1
+      if (!force && from < state.layers.length) {
+        const lower = await this.readThrough(full, from, plan.mode, true)
+        // Another instance may already have refreshed it: a newer entry below wins over the one we hold.
+        if (
+          lower !== undefined &&
+          (current === undefined || (lower.createdAt ?? 0) > (current.createdAt ?? 0))
+        ) {
+          const verdict = lower.freshUntil === undefined ? 'fresh' : judge(lower, policy)
+          if (verdict === 'fresh' || verdict === 'ahead' || verdict === 'early') {
+            answer.resolve(this.answerOf(lower) as T)
+            return
+          }
+          if (verdict === 'revalidate') this.serveStale(answer, full, lower, 'revalidate')
+          fallback = lower
+        }
+      } else if (!force) {
+        this.countMiss(full)
       }
-      const entry = createEntry(value, ttl, tags)
-      const stillValid = () => !state.fence.isFenced(full, ticket)
-      const writes = [{ key: full, entry, options: { ttl, stillValid } }]
-      await this.commitEverywhere(this.prepareEverywhere(writes), writes, 'bypass')
-      // Hand every waiter what the fastest layer now holds (e.g. the frozen copy), so a hit and a load
-      // return values with the same protection.
-      return (state.l1?.get(full)?.value as T | undefined) ?? value
+      const canFallBack = usableOnError(fallback, policy)
+      if (canFallBack && state.errorThrottle.blocked(full)) {
+        this.serveStale(answer, full, fallback!, 'error')
+        return
+      }
+      const context = new LoadContext<T>(
+        key,
+        fallback === undefined || fallback.absent === true ? undefined : (fallback.value as T),
+        plan.ttl,
+        plan.tags,
+      )
+      let value: T
+      const started = performance.now()
+      try {
+        value = await this.callLoader(
+          full,
+          loader,
+          context,
+          policy,
+          canFallBack ? fallback : undefined,
+          answer,
+        )
+      } catch (error) {
+        if (error instanceof LoaderTimeoutError) detach()
+        if (canFallBack) {
+          state.errorThrottle.failed(full, policy.errorRetryAfter)
+          this.serveStale(answer, full, fallback!, 'error')
+          return
+        }
+        answer.reject(error)
+        return
+      }
+      state.errorThrottle.forget(full)
+      const written = await this.writeLoaded(
+        full,
+        value,
+        context,
+        policy,
+        performance.now() - started,
+        ticket,
+      )
+      answer.resolve((written === undefined ? value : this.answerOf(written)) as T)
     } finally {
       state.fence.end()
     }
   }
 
-  private async runLoader<T>(full: string, loader: () => T | Promise<T>): Promise<T> {
+  /**
+   * Runs the loader with the soft and hard timeouts of the policy. The soft timeout answers with
+   * `fallback` (when there is one) and lets the loader go on; the hard one aborts the context's signal
+   * and throws LoaderTimeoutError (a late result is then dropped).
+   */
+  private async callLoader<T>(
+    full: string,
+    loader: Loader<T>,
+    context: LoadContext<T>,
+    policy: FreshnessPolicy,
+    fallback: CacheEntry | undefined,
+    answer: Answer<T>,
+  ): Promise<T> {
     const state = this.state
     state.stats.loaderCalls++
     const timed = state.events.listening('load')
     const started = timed ? performance.now() : 0
+    let soft: NodeJS.Timeout | undefined
+    let hard: NodeJS.Timeout | undefined
     try {
-      const value = await loader()
+      const loading = Promise.resolve().then(() => loader(context))
+      if (policy.softTimeout !== undefined && fallback !== undefined) {
+        soft = setTimeout(() => {
+          state.stats.softTimeouts++
+          if (state.events.listening('timeout')) state.events.emit('timeout', { key: full, kind: 'soft' })
+          this.serveStale(answer, full, fallback, 'timeout')
+        }, policy.softTimeout)
+      }
+      let value: T
+      if (policy.hardTimeout === undefined) {
+        value = await loading
+      } else {
+        const limit = policy.hardTimeout
+        loading.catch(() => {}) // a late failure after the hard timeout has nobody left to tell
+        value = await new Promise<T>((resolve, reject) => {
+          hard = setTimeout(() => {
+            state.stats.hardTimeouts++
+            if (state.events.listening('timeout')) state.events.emit('timeout', { key: full, kind: 'hard' })
+            context.controller.abort(new LoaderTimeoutError(context.key, limit))
+            reject(new LoaderTimeoutError(context.key, limit))
+          }, limit)
+          loading.then(resolve, reject)
+        })
+      }
       if (timed) state.events.emit('load', { key: full, durationMs: performance.now() - started })
       return value
     } catch (error) {
       state.stats.loaderErrors++
       if (timed) state.events.emit('load', { key: full, durationMs: performance.now() - started, error })
       throw error
+    } finally {
+      clearTimeout(soft)
+      clearTimeout(hard)
     }
+  }
+
+  /**
+   * Caches a loaded value under the policy (negative caching, shouldCache, TTL and tags the loader set),
+   * unless the key was invalidated since the load began. Returns the entry as the fastest layer now
+   * holds it (e.g. its frozen copy), or undefined when nothing was written.
+   */
+  private async writeLoaded<T>(
+    full: string,
+    value: T,
+    context: LoadContext<T>,
+    policy: FreshnessPolicy,
+    loadMs: number,
+    ticket: number,
+  ): Promise<CacheEntry | undefined> {
+    const state = this.state
+    const nothing = value === undefined || value === null
+    let built: { entry: CacheEntry; ttl: number | undefined }
+    if (nothing && policy.negativeTtl !== undefined) {
+      built = { entry: { value: null, expiresAt: 0, absent: value === undefined }, ttl: policy.negativeTtl }
+    } else if (value === undefined || (policy.shouldCache !== undefined && !policy.shouldCache(value))) {
+      state.stats.uncached++
+      return undefined
+    } else {
+      built = this.buildEntry(value, context.ttl, context.tags, policy, loadMs)
+    }
+    if (state.fence.isFenced(full, ticket)) {
+      this.countFenced(full)
+      return undefined
+    }
+    const stillValid = () => !state.fence.isFenced(full, ticket)
+    const writes = [{ key: full, entry: built.entry, options: { ttl: built.ttl, stillValid } }]
+    await this.commitEverywhere(this.prepareEverywhere(writes), writes, 'bypass')
+    return state.l1?.get(full) ?? built.entry
+  }
+
+  /**
+   * The entry a write stores: with a freshness policy the value is fresh for the (jittered) TTL and kept
+   * for the stale windows after it; without one it is a plain entry that lives for the TTL.
+   */
+  private buildEntry(
+    value: unknown,
+    ttl: number | undefined,
+    tags: readonly string[] | undefined,
+    policy: FreshnessPolicy,
+    loadMs?: number,
+  ): { entry: CacheEntry; ttl: number | undefined } {
+    if (ttl === undefined) return { entry: createEntry(value, undefined, tags), ttl }
+    const fresh = jittered(ttl, policy)
+    if (!policy.active) return { entry: createEntry(value, fresh, tags), ttl: fresh }
+    const now = Date.now()
+    const stored = storedTtl(fresh, policy)
+    return {
+      entry: { value, expiresAt: now + stored, tags, freshUntil: now + fresh, createdAt: now, loadMs },
+      ttl: stored,
+    }
+  }
+
+  private serveStale<T>(
+    answer: Answer<T>,
+    full: string,
+    entry: CacheEntry,
+    reason: 'revalidate' | 'error' | 'timeout',
+  ) {
+    if (answer.settled) return
+    if (reason !== 'revalidate') this.countStale(full, reason)
+    answer.resolve(this.answerOf(entry) as T)
+  }
+
+  private countStale(full: string, reason: 'revalidate' | 'error' | 'timeout'): void {
+    const stats = this.state.stats
+    stats.staleServed++
+    if (reason === 'error') stats.staleOnError++
+    else if (reason === 'timeout') stats.staleOnTimeout++
+    if (this.state.events.listening('stale')) this.state.events.emit('stale', { key: full, reason })
   }
 
   /**
@@ -583,11 +991,15 @@ export class CacheStack {
   ): Promise<void> {
     const state = this.state
     let ticket = 0
-    const writes: LayerWrite[] = items.map(({ key, value, ttl, tags }) => ({
-      key,
-      entry: createEntry(value, ttl, tags),
-      options: { ttl, stillValid: () => !state.fence.isFenced(key, ticket) },
-    }))
+    const policy = state.defaultPlan.policy
+    const writes: LayerWrite[] = items.map(({ key, value, ttl, tags }) => {
+      const built = this.buildEntry(value, ttl, tags, policy)
+      return {
+        key,
+        entry: built.entry,
+        options: { ttl: built.ttl, stillValid: () => !state.fence.isFenced(key, ticket) },
+      }
+    })
     const commits = this.prepareEverywhere(writes)
     for (const { key } of items) this.invalidateLocally(key)
     ticket = state.fence.begin()
@@ -604,6 +1016,7 @@ export class CacheStack {
   private invalidateLocally(key: string): void {
     this.state.fence.invalidate(key)
     this.state.flights.delete(key)
+    this.state.errorThrottle.forget(key)
   }
 
   private prepareEverywhere(writes: readonly LayerWrite[]): CommitWrite[] {

@@ -6,9 +6,21 @@
  */
 export interface CacheEntry<T = unknown> {
   readonly value: T
+  /** When layers drop the entry (epoch ms, 0 = never): the fresh TTL plus any stale window. */
   readonly expiresAt: number
   readonly tags?: readonly string[] | undefined
+  /** When the value turns stale (epoch ms). Absent: fresh until `expiresAt`. */
+  readonly freshUntil?: number | undefined
+  /** When the value was produced (epoch ms); orders refreshes and drives refresh-ahead. */
+  readonly createdAt?: number | undefined
+  /** How long the loader took (ms); the "delta" of probabilistic early expiration. */
+  readonly loadMs?: number | undefined
+  /** A cached "nothing there" (negative caching): reads answer undefined without calling the loader. */
+  readonly absent?: boolean | undefined
 }
+
+/** The optional fields above, as layers that serialise entries store them. */
+export type EntryMeta = Pick<CacheEntry, 'freshUntil' | 'createdAt' | 'loadMs' | 'absent'>
 
 export const ENTRY_FORMAT_VERSION = 1
 
@@ -18,6 +30,24 @@ export function createEntry<T>(value: T, ttlMs: number | undefined, tags?: reado
 
 export function isExpired(entry: CacheEntry, now: number): boolean {
   return entry.expiresAt !== 0 && entry.expiresAt <= now
+}
+
+/** Fresh entries are served as they are; reading the clock only when the entry has a soft expiry. */
+export function isFresh(entry: CacheEntry): boolean {
+  return entry.freshUntil === undefined || entry.freshUntil > Date.now()
+}
+
+/** Copies the optional fields of `from` (for layers that rebuild an entry around a copied value). */
+export function entryMeta(from: CacheEntry): EntryMeta | undefined {
+  if (
+    from.freshUntil === undefined &&
+    from.createdAt === undefined &&
+    from.loadMs === undefined &&
+    from.absent === undefined
+  ) {
+    return undefined
+  }
+  return { freshUntil: from.freshUntil, createdAt: from.createdAt, loadMs: from.loadMs, absent: from.absent }
 }
 
 /** Milliseconds the entry still has; `undefined` when it never expires, 0 when it already has. */

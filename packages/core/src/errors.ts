@@ -64,3 +64,15 @@ export class LayerTimeoutError extends LayerUnavailableError {
     this.timeoutMs = timeoutMs
   }
 }
+
+/** A loader did not finish within its hard timeout (and no stale value could stand in). */
+export class LoaderTimeoutError extends LayerCacheError {
+  readonly key: string
+  readonly timeoutMs: number
+
+  constructor(key: string, timeoutMs: number) {
+    super('LOADER_TIMEOUT', `Loader for "${key}" did not finish within its hard timeout of ${timeoutMs} ms`)
+    this.key = key
+    this.timeoutMs = timeoutMs
+  }
+}

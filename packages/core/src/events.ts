@@ -13,6 +13,14 @@ export interface CacheEventMap {
   coalesced: { key: string }
   /** A loaded or read-through value was not written back because the key was invalidated meanwhile. */
   fenced: { key: string }
+  /** A stale value was served: inside the revalidate window, or standing in for a failed / slow loader. */
+  stale: { key: string; reason: 'revalidate' | 'error' | 'timeout' }
+  /** A background refresh started: the value was stale, or refresh-ahead / early expiration fired. */
+  refresh: { key: string; reason: 'stale' | 'ahead' | 'early' }
+  /** A loader ran past its soft or hard timeout. */
+  timeout: { key: string; kind: 'soft' | 'hard' }
+  /** warm() finished one key (`error` set when its loader failed). */
+  warm: { key: string; done: number; total: number; error?: unknown }
   /** A layer failed; `handled` is true when the stack carried on without it. */
   error: { operation: string; layer: string; key?: string | undefined; error: unknown; handled: boolean }
 }

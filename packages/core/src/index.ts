@@ -3,17 +3,24 @@ export {
   type CacheStackOptions,
   type GetOrSetOptions,
   type LayerErrorMode,
+  type Loader,
   type MsetEntry,
   type ReadOptions,
   type SetOptions,
+  type WarmEntry,
+  type WarmOptions,
+  type WarmResult,
   type WrapOptions,
 } from './cache-stack'
 export {
   type CacheEntry,
   createEntry,
   ENTRY_FORMAT_VERSION,
+  type EntryMeta,
   effectiveTtl,
+  entryMeta,
   isExpired,
+  isFresh,
   remainingTtl,
 } from './entry'
 export {
@@ -24,10 +31,12 @@ export {
   LayerCacheError,
   LayerTimeoutError,
   LayerUnavailableError,
+  LoaderTimeoutError,
   OversizedValueError,
   SerializationError,
 } from './errors'
 export { type CacheEventListener, type CacheEventMap, type CacheEventName, CacheEvents } from './events'
+export { type FreshnessOptions, judge, type Verdict } from './freshness'
 export { InvalidationFence } from './invalidation-fence'
 export {
   type CacheLayer,
@@ -38,6 +47,7 @@ export {
   type LocalCacheLayer,
   type MaybePromise,
 } from './layer'
+export type { LoaderContext } from './loader-context'
 export type { CacheStats, LayerStats } from './stats'
 export {
   assertCacheableValue,

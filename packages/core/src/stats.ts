@@ -21,6 +21,24 @@ export interface CacheStats {
   readonly sets: number
   readonly deletes: number
   readonly errors: number
+  /** Stale values served, in all (revalidate window + the two below). */
+  readonly staleServed: number
+  /** Stale values served because the loader failed or timed out hard (stale-if-error). */
+  readonly staleOnError: number
+  /** Stale values served because the loader ran past its soft timeout. */
+  readonly staleOnTimeout: number
+  /** Background refreshes started (stale-while-revalidate, refresh-ahead, early expiration). */
+  readonly backgroundRefreshes: number
+  /** Reads that found a fresh value due for refresh-ahead or early expiration. */
+  readonly earlyRefreshes: number
+  readonly softTimeouts: number
+  readonly hardTimeouts: number
+  /** Reads answered by a cached "absent" (negative caching). */
+  readonly negativeHits: number
+  /** Loaded values not cached (undefined without negativeTtl, or refused by shouldCache). */
+  readonly uncached: number
+  /** Keys whose loader ran during warm(). */
+  readonly warmed: number
 }
 
 /** Plain counters: incrementing them is the whole cost of stats on the hot path. */
@@ -35,6 +53,16 @@ export class StatsCollector {
   sets = 0
   deletes = 0
   errors = 0
+  staleServed = 0
+  staleOnError = 0
+  staleOnTimeout = 0
+  backgroundRefreshes = 0
+  earlyRefreshes = 0
+  softTimeouts = 0
+  hardTimeouts = 0
+  negativeHits = 0
+  uncached = 0
+  warmed = 0
   readonly layerHits: number[]
   readonly layerMisses: number[]
   readonly layerErrors: number[]
@@ -65,12 +93,25 @@ export class StatsCollector {
       sets: this.sets,
       deletes: this.deletes,
       errors: this.errors,
+      staleServed: this.staleServed,
+      staleOnError: this.staleOnError,
+      staleOnTimeout: this.staleOnTimeout,
+      backgroundRefreshes: this.backgroundRefreshes,
+      earlyRefreshes: this.earlyRefreshes,
+      softTimeouts: this.softTimeouts,
+      hardTimeouts: this.hardTimeouts,
+      negativeHits: this.negativeHits,
+      uncached: this.uncached,
+      warmed: this.warmed,
     }
   }
 
   reset(): void {
     this.hits = this.misses = this.backfills = this.loaderCalls = this.loaderErrors = 0
     this.coalesced = this.fencedWrites = this.sets = this.deletes = this.errors = 0
+    this.staleServed = this.staleOnError = this.staleOnTimeout = this.backgroundRefreshes = 0
+    this.earlyRefreshes = this.softTimeouts = this.hardTimeouts = this.negativeHits = 0
+    this.uncached = this.warmed = 0
     this.layerHits.fill(0)
     this.layerMisses.fill(0)
     this.layerErrors.fill(0)

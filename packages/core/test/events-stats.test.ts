@@ -191,6 +191,16 @@ describe('stats', () => {
       sets: 1,
       deletes: 1,
       errors: 0,
+      staleServed: 0,
+      staleOnError: 0,
+      staleOnTimeout: 0,
+      backgroundRefreshes: 0,
+      earlyRefreshes: 0,
+      softTimeouts: 0,
+      hardTimeouts: 0,
+      negativeHits: 0,
+      uncached: 0,
+      warmed: 0,
     })
   })
 
@@ -230,6 +240,16 @@ describe('stats', () => {
       sets: 0,
       deletes: 0,
       errors: 0,
+      staleServed: 0,
+      staleOnError: 0,
+      staleOnTimeout: 0,
+      backgroundRefreshes: 0,
+      earlyRefreshes: 0,
+      softTimeouts: 0,
+      hardTimeouts: 0,
+      negativeHits: 0,
+      uncached: 0,
+      warmed: 0,
     })
     // Counting resumes normally.
     await cache.get('b')

@@ -86,7 +86,7 @@ export class MemoryLayer implements LocalCacheLayer {
   get(key: string): CacheEntry | undefined {
     const entry = this.lru.get(key)
     if (entry === undefined || this.protection !== 'clone') return entry
-    return { value: copyValue(entry.value), expiresAt: entry.expiresAt, tags: entry.tags }
+    return { ...entry, value: copyValue(entry.value) }
   }
 
   getMany(keys: readonly string[]): (CacheEntry | undefined)[] {
@@ -129,11 +129,18 @@ export class MemoryLayer implements LocalCacheLayer {
     return () => {
       if (stillValid !== undefined && !stillValid()) return
       const expiresAt = ttl === undefined ? 0 : Date.now() + ttl
-      this.lru.set(
-        key,
-        { value, expiresAt, tags: entry.tags, bytes },
-        ttl === undefined ? undefined : { ttl },
-      )
+      // Every field spelled out (undefined when unused) keeps all stored entries one shape for V8.
+      const stored: StoredEntry = {
+        value,
+        expiresAt,
+        tags: entry.tags,
+        freshUntil: entry.freshUntil,
+        createdAt: entry.createdAt,
+        loadMs: entry.loadMs,
+        absent: entry.absent,
+        bytes,
+      }
+      this.lru.set(key, stored, ttl === undefined ? undefined : { ttl })
     }
   }
 

@@ -21,10 +21,26 @@ export interface CompressionOptions {
 }
 
 /**
- * Stored shape: [formatVersion, expiresAt, tags | null, value], behind a one-character format marker
- * (JSON's own '[' serves as its marker).
+ * Stored shape: [formatVersion, expiresAt, tags | null, value, meta?], behind a one-character format
+ * marker (JSON's own '[' serves as its marker). `meta` holds the freshness fields, only when set:
+ * f = freshUntil, c = createdAt, d = loadMs, n = absent. Readers ignore elements they do not know, so
+ * fields can be added without a format break.
  */
-type StoredEnvelope = [number, number, readonly string[] | null, unknown]
+type StoredMeta = { f?: number; c?: number; d?: number; n?: 1 }
+type StoredEnvelope =
+  | [number, number, readonly string[] | null, unknown]
+  | [number, number, readonly string[] | null, unknown, StoredMeta]
+
+function metaOf(entry: CacheEntry): StoredMeta | undefined {
+  if (entry.freshUntil === undefined && entry.createdAt === undefined && entry.absent !== true)
+    return undefined
+  const meta: StoredMeta = {}
+  if (entry.freshUntil !== undefined) meta.f = entry.freshUntil
+  if (entry.createdAt !== undefined) meta.c = entry.createdAt
+  if (entry.loadMs !== undefined) meta.d = Math.round(entry.loadMs)
+  if (entry.absent === true) meta.n = 1
+  return meta
+}
 
 export interface EncodedValue {
   /** Serialised envelope with its marker; compressed lazily at commit time when over the threshold. */
@@ -40,7 +56,11 @@ export function encodeEntry(
   key: string,
   maxValueBytes: number,
 ): EncodedValue {
-  const envelope: StoredEnvelope = [ENTRY_FORMAT_VERSION, expiresAt, entry.tags ?? null, entry.value]
+  const meta = metaOf(entry)
+  const envelope: StoredEnvelope =
+    meta === undefined
+      ? [ENTRY_FORMAT_VERSION, expiresAt, entry.tags ?? null, entry.value]
+      : [ENTRY_FORMAT_VERSION, expiresAt, entry.tags ?? null, entry.value, meta]
   const body = serializeOrThrow(serializer, envelope, key)
   const payload =
     serializer === jsonSerializer
@@ -122,5 +142,14 @@ function envelopeToEntry(envelope: unknown, key: string): CacheEntry | undefined
   }
   if (envelope[0] > ENTRY_FORMAT_VERSION) return undefined
   const tags = envelope[2]
-  return { value: envelope[3], expiresAt: envelope[1], tags: Array.isArray(tags) ? tags : undefined }
+  const meta = envelope[4] as StoredMeta | undefined
+  const entry = { value: envelope[3], expiresAt: envelope[1], tags: Array.isArray(tags) ? tags : undefined }
+  if (meta === undefined || meta === null || typeof meta !== 'object') return entry
+  return {
+    ...entry,
+    freshUntil: typeof meta.f === 'number' ? meta.f : undefined,
+    createdAt: typeof meta.c === 'number' ? meta.c : undefined,
+    loadMs: typeof meta.d === 'number' ? meta.d : undefined,
+    absent: meta.n === 1 ? true : undefined,
+  }
 }

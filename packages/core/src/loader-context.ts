@@ -1,0 +1,43 @@
+import { assertTags, assertTtl } from './validation'
+
+/** What a loader receives: the key, the stale value it may replace, an abort signal, and ways to adjust the write. */
+export interface LoaderContext<T = unknown> {
+  /** The key as the caller passed it (without namespace prefixes). */
+  readonly key: string
+  /** The stale value being refreshed, when there is one. */
+  readonly stale: T | undefined
+  /** Aborted when the hard timeout fires: stop work whose result would be dropped anyway. */
+  readonly signal: AbortSignal
+  /** Cache the result for this long instead (e.g. from an HTTP Cache-Control or a row's own expiry). */
+  setTtl(ttl: number): void
+  /** Tag the result from what it contains. */
+  setTags(tags: readonly string[]): void
+}
+
+export class LoadContext<T> implements LoaderContext<T> {
+  readonly controller = new AbortController()
+  ttl: number | undefined
+  tags: readonly string[] | undefined
+
+  constructor(
+    readonly key: string,
+    readonly stale: T | undefined,
+    ttl: number | undefined,
+    tags: readonly string[] | undefined,
+  ) {
+    this.ttl = ttl
+    this.tags = tags
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal
+  }
+
+  setTtl(ttl: number): void {
+    this.ttl = assertTtl(ttl, 'loader ttl')
+  }
+
+  setTags(tags: readonly string[]): void {
+    this.tags = assertTags(tags)
+  }
+}
