@@ -840,7 +840,8 @@ export class CacheStack {
         performance.now() - started,
         ticket,
       )
-      answer.resolve((written === undefined ? value : this.answerOf(written)) as T)
+      // The protected copy the fastest layer now holds, so a load and a hit hand out the same kind of value.
+      answer.resolve((written === undefined || written.absent === true ? value : written.value) as T)
     } finally {
       state.fence.end()
     }
