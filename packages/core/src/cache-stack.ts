@@ -330,7 +330,7 @@ export class CacheStack {
         const backfills: { key: string; entry: CacheEntry }[] = []
         entries.forEach((entry, j) => {
           const index = pending[j]!
-          if (entry === undefined) {
+          if (entry === undefined || (entry.freshUntil !== undefined && !isFresh(entry))) {
             stats.layerMisses[li]!++
             stillMissing.push(index)
             return
@@ -350,7 +350,7 @@ export class CacheStack {
       state.fence.end()
     }
     for (const index of pending) this.countMiss(fulls[index]!)
-    return found.map((entry) => entry?.value as T | undefined)
+    return found.map((entry) => (entry === undefined ? undefined : (this.answerOf(entry) as T | undefined)))
   }
 
   /**
@@ -390,7 +390,7 @@ export class CacheStack {
       if (state.events.listening('coalesced')) state.events.emit('coalesced', { key: full })
       return inFlight as Promise<T>
     }
-    return this.startLoad(full, key, loader, plan, fallback, false)
+    return this.startLoad(full, key, loader, plan, fallback, 'load')
   }
 
   /**
@@ -404,7 +404,8 @@ export class CacheStack {
       options === undefined ? this.state.defaultPlan : this.planOf(options, GET_OR_SET_OPTIONS, 'refresh')
     const inFlight = this.state.flights.get(full)
     if (inFlight !== undefined) return inFlight as Promise<T>
-    return this.startLoad(full, key, loader, plan, undefined, true)
+    // The cached value only informs the loader (ctx.stale); a failing refresh() rejects.
+    return this.startLoad(full, key, loader, plan, this.state.l1?.get(full), 'force')
   }
 
   /**
@@ -472,9 +473,7 @@ export class CacheStack {
     if (keyResolver !== undefined && typeof keyResolver !== 'function') {
       throw new InvalidOptionError('wrap: keyResolver must be a function')
     }
-    assertTtl(loadOptions.ttl)
-    assertTags(loadOptions.tags)
-    assertOneOf(loadOptions.onLayerError, LAYER_ERROR_MODES, 'onLayerError')
+    this.planOf(loadOptions, GET_OR_SET_OPTIONS, 'wrap')
     return async (...args: A): Promise<Awaited<R>> => {
       const suffix = keyResolver ? keyResolver(...args) : JSON.stringify(args)
       return this.getOrSet(`${prefix}:${suffix}`, () => fn(...args), loadOptions) as Promise<Awaited<R>>
@@ -717,25 +716,36 @@ export class CacheStack {
   }
 
   /** Starts a load of `full`, registered as the key's flight; answers may come before the loader ends. */
+  /**
+   * Starts a load of `full`, registered as the key's flight; the answer may come before the loader ends.
+   * A background refresh answers at once with the value it refreshes, so callers that join it get that
+   * value without waiting, and nothing it does later counts as a stale answer to anyone.
+   */
   private startLoad<T>(
     full: string,
     key: string,
     loader: Loader<T>,
     plan: LoadPlan,
-    fallback: CacheEntry | undefined,
-    force: boolean,
+    current: CacheEntry | undefined,
+    mode: 'load' | 'background' | 'force',
   ): Promise<T> {
     const state = this.state
     const answer = new Answer<T>()
+    if (mode === 'background' && current !== undefined) {
+      answer.resolve((current.absent === true ? undefined : current.value) as T)
+    }
     state.flights.set(full, answer.promise)
     const detach = () => {
       // An invalidation may have detached this flight and a newer one may own the key now.
       if (state.flights.get(full) === answer.promise) state.flights.delete(full)
     }
-    this.runLoad(full, key, loader, plan, fallback, force, answer, detach).then(detach, (error: unknown) => {
-      detach()
-      answer.reject(error)
-    })
+    this.runLoad(full, key, loader, plan, current, mode === 'force', answer, detach).then(
+      detach,
+      (error: unknown) => {
+        detach()
+        answer.reject(error)
+      },
+    )
     return answer.promise
   }
 
@@ -751,19 +761,26 @@ export class CacheStack {
     const state = this.state
     if (verdict === 'revalidate') this.countStale(full, 'revalidate')
     else state.stats.earlyRefreshes++
-    if (state.flights.has(full)) return
+    // A refresh that just failed is not retried on every read: the same throttle as stale-if-error.
+    if (state.flights.has(full) || state.errorThrottle.blocked(full)) return
+    this.countRefresh(full, verdict)
+    // Its outcome is in stats and events; nobody awaits it.
+    this.startLoad(full, key, loader, plan, current, 'background').catch(() => {})
+  }
+
+  private countRefresh(full: string, verdict: 'ahead' | 'early' | 'revalidate'): void {
+    const state = this.state
     state.stats.backgroundRefreshes++
     if (state.events.listening('refresh')) {
       state.events.emit('refresh', { key: full, reason: verdict === 'revalidate' ? 'stale' : verdict })
     }
-    // Its outcome is in stats and events; nobody awaits it.
-    this.startLoad(full, key, loader, plan, current, false).catch(() => {})
   }
 
   /**
-   * The load behind getOrSet: lower layers first (a fresh entry there ends it), then the loader under
-   * the freshness policy. Settles `answer` exactly once, possibly early (stale served) while the loader
-   * runs on to update the cache.
+   * The load behind getOrSet: lower layers first (a fresh entry there ends it, unless it is due for an
+   * early refresh), then the loader under the freshness policy. Settles `answer` exactly once, possibly
+   * early (a stale or due-for-refresh value served) while the loader runs on to update the cache. A value
+   * invalidated since the load began is never served as a fallback.
    */
   private async runLoad<T>(
     full: string,
@@ -778,7 +795,7 @@ export class CacheStack {
     const state = this.state
     const policy = plan.policy
     const ticket = state.fence.begin()
-    let fallback = current
+    let fallback = force ? undefined : current
     try {
       const from = state.l1 === undefined ? 0 : 1
       if (!force && from < state.layers.length) {
@@ -789,42 +806,46 @@ export class CacheStack {
           (current === undefined || (lower.createdAt ?? 0) > (current.createdAt ?? 0))
         ) {
           const verdict = lower.freshUntil === undefined ? 'fresh' : judge(lower, policy)
-          if (verdict === 'fresh' || verdict === 'ahead' || verdict === 'early') {
+          if (verdict === 'fresh') {
             answer.resolve(this.answerOf(lower) as T)
             return
           }
-          if (verdict === 'revalidate') this.serveStale(answer, full, lower, 'revalidate')
+          if (verdict !== 'fallback') {
+            // Served now and refreshed by this very load, as an L1 hit with this verdict would be.
+            if (!answer.settled) {
+              if (verdict === 'revalidate') this.countStale(full, 'revalidate')
+              else state.stats.earlyRefreshes++
+              this.countRefresh(full, verdict)
+            }
+            answer.resolve(this.answerOf(lower) as T)
+          }
           fallback = lower
         }
       } else if (!force) {
         this.countMiss(full)
       }
+      const stillValid = () => !state.fence.isFenced(full, ticket)
       const canFallBack = usableOnError(fallback, policy)
       if (canFallBack && state.errorThrottle.blocked(full)) {
         this.serveStale(answer, full, fallback!, 'error')
         return
       }
+      const previous = fallback ?? current
       const context = new LoadContext<T>(
         key,
-        fallback === undefined || fallback.absent === true ? undefined : (fallback.value as T),
+        previous === undefined || previous.absent === true ? undefined : (previous.value as T),
         plan.ttl,
         plan.tags,
       )
       let value: T
       const started = performance.now()
       try {
-        value = await this.callLoader(
-          full,
-          loader,
-          context,
-          policy,
-          canFallBack ? fallback : undefined,
-          answer,
-        )
+        const standIn = canFallBack ? fallback : undefined
+        value = await this.callLoader(full, loader, context, policy, standIn, stillValid, answer)
       } catch (error) {
         if (error instanceof LoaderTimeoutError) detach()
-        if (canFallBack) {
-          state.errorThrottle.failed(full, policy.errorRetryAfter)
+        if (canFallBack || answer.settled) state.errorThrottle.failed(full, policy.errorRetryAfter)
+        if (canFallBack && stillValid()) {
           this.serveStale(answer, full, fallback!, 'error')
           return
         }
@@ -858,6 +879,7 @@ export class CacheStack {
     context: LoadContext<T>,
     policy: FreshnessPolicy,
     fallback: CacheEntry | undefined,
+    fallbackValid: () => boolean,
     answer: Answer<T>,
   ): Promise<T> {
     const state = this.state
@@ -872,7 +894,8 @@ export class CacheStack {
         soft = setTimeout(() => {
           state.stats.softTimeouts++
           if (state.events.listening('timeout')) state.events.emit('timeout', { key: full, kind: 'soft' })
-          this.serveStale(answer, full, fallback, 'timeout')
+          // Invalidated meanwhile: there is no stale value any more, so wait for the loader.
+          if (fallbackValid()) this.serveStale(answer, full, fallback, 'timeout')
         }, policy.softTimeout)
       }
       let value: T
@@ -959,14 +982,10 @@ export class CacheStack {
     }
   }
 
-  private serveStale<T>(
-    answer: Answer<T>,
-    full: string,
-    entry: CacheEntry,
-    reason: 'revalidate' | 'error' | 'timeout',
-  ) {
+  /** Answers with a stale entry standing in for a failed or slow load (a no-op once answered). */
+  private serveStale<T>(answer: Answer<T>, full: string, entry: CacheEntry, reason: 'error' | 'timeout') {
     if (answer.settled) return
-    if (reason !== 'revalidate') this.countStale(full, reason)
+    this.countStale(full, reason)
     answer.resolve(this.answerOf(entry) as T)
   }
 

@@ -7,9 +7,9 @@ import { assertTtl } from './validation'
  * default) and per call. Durations are milliseconds.
  */
 export interface FreshnessOptions {
-  /** After the TTL, serve the stale value at once for this long while one background refresh runs. */
+  /** After the TTL, serve the stale value at once for this long while one background refresh runs (0: off). */
   readonly staleWhileRevalidate?: number
-  /** After the TTL, serve the last value for this long when the loader fails (or times out hard). */
+  /** After the TTL, serve the last value for this long when the loader fails or times out hard (0: off). */
   readonly staleIfError?: number
   /** After a loader failure answered from stale, wait this long before calling the loader again. Default 1000. */
   readonly errorRetryAfter?: number
@@ -81,6 +81,10 @@ function fraction(
   return value as number
 }
 
+function window(value: unknown, name: string): number {
+  return value === 0 ? 0 : (assertTtl(value, name) ?? 0)
+}
+
 /** Merges call options over stack defaults and validates them (bad input throws before anything runs). */
 export function resolveFreshness(
   defaults: FreshnessOptions | undefined,
@@ -88,8 +92,9 @@ export function resolveFreshness(
 ): FreshnessPolicy {
   const pick = <K extends keyof FreshnessOptions>(name: K): FreshnessOptions[K] =>
     call?.[name] !== undefined ? call[name] : defaults?.[name]
-  const staleWhileRevalidate = assertTtl(pick('staleWhileRevalidate'), 'staleWhileRevalidate') ?? 0
-  const staleIfError = assertTtl(pick('staleIfError'), 'staleIfError') ?? 0
+  // 0 is allowed for the windows, so a call can switch off a stack default.
+  const staleWhileRevalidate = window(pick('staleWhileRevalidate'), 'staleWhileRevalidate')
+  const staleIfError = window(pick('staleIfError'), 'staleIfError')
   const errorRetryAfter = assertTtl(pick('errorRetryAfter'), 'errorRetryAfter') ?? 1000
   const softTimeout = assertTtl(pick('softTimeout'), 'softTimeout')
   const hardTimeout = assertTtl(pick('hardTimeout'), 'hardTimeout')
