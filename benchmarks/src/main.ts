@@ -5,6 +5,8 @@ import { nowNs, sinceNs } from './measure'
 import { PAYLOAD_JSON } from './payload'
 import { getRedisTarget, redisVersion } from './redis-target'
 import { markdownReport, type Row, summaryLine, textTable, writeReport } from './report'
+import { expiryStorm } from './scenarios/expiry-storm'
+import { freshnessL1 } from './scenarios/freshness-l1'
 import { l1Hit } from './scenarios/l1-hit'
 import { l2Concurrent } from './scenarios/l2-concurrent'
 import { l2Hit } from './scenarios/l2-hit'
@@ -15,6 +17,8 @@ const SCENARIOS = [
   { name: 'L1 hit', run: l1Hit },
   { name: 'L2 hit, 1 caller', run: l2Hit },
   { name: 'L2 hit, 100 concurrent', run: l2Concurrent },
+  { name: 'Freshness options, L1 hit', run: freshnessL1 },
+  { name: 'Hot-key expiry storm', run: expiryStorm },
 ] as const
 
 function parseScale(text: string | undefined): number {

@@ -28,13 +28,30 @@ export function sidesInOrder(round: number): readonly [Side, Side] {
   return round % 2 === 0 ? ['ours', 'baseline'] : ['baseline', 'ours']
 }
 
+/**
+ * The same alternation for any number of sides: `sides` in order when r is even, reversed when odd
+ * (A B C / C B A …), so every side runs as often early as late in a round pair.
+ */
+export function orderOf<S>(sides: readonly S[], round: number): readonly S[] {
+  return round % 2 === 0 ? sides : [...sides].reverse()
+}
+
 /** Runs `rounds` rounds, each running both sides once in A B / B A alternation. */
 export async function alternate(
   rounds: number,
   run: (side: Side, round: number) => Promise<void>,
 ): Promise<void> {
+  await alternateAmong(['ours', 'baseline'], rounds, run)
+}
+
+/** Runs `rounds` rounds, each running every side once in A B C / C B A alternation. */
+export async function alternateAmong<S>(
+  sides: readonly S[],
+  rounds: number,
+  run: (side: S, round: number) => Promise<void>,
+): Promise<void> {
   for (let round = 0; round < rounds; round++) {
-    for (const side of sidesInOrder(round)) await run(side, round)
+    for (const side of orderOf(sides, round)) await run(side, round)
   }
 }
 
@@ -113,13 +130,23 @@ export async function measureBatches(
   plan: BatchPlan,
   batches: Record<Side, (n: number) => Promise<void>>,
 ): Promise<Record<Side, SideSamples>> {
-  const samples = newSamples()
-  // Warm both sides up in slices, alternating, so both reach optimised code before any timing.
+  return measureBatchesAmong(plan, ['ours', 'baseline'], batches)
+}
+
+/** measureBatches for any number of sides (e.g. ours with options, ours without, raw library). */
+export async function measureBatchesAmong<S extends string>(
+  plan: BatchPlan,
+  sides: readonly S[],
+  batches: Record<S, (n: number) => Promise<void>>,
+): Promise<Record<S, SideSamples>> {
+  const samples = {} as Record<S, SideSamples>
+  for (const side of sides) samples[side] = new SideSamples()
+  // Warm every side up in slices, alternating, so all reach optimised code before any timing.
   const slice = Math.max(1, Math.floor(plan.warmupOps / 10))
   for (let done = 0; done < plan.warmupOps; done += slice) {
-    for (const side of sidesInOrder(done / slice)) await batches[side](slice)
+    for (const side of orderOf(sides, done / slice)) await batches[side](slice)
   }
-  await alternate(plan.rounds, async (side) => {
+  await alternateAmong(sides, plan.rounds, async (side) => {
     const batch = batches[side]
     const out = samples[side]
     const start = nowNs()

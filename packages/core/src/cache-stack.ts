@@ -715,7 +715,6 @@ export class CacheStack {
     if (state.events.listening('fenced')) state.events.emit('fenced', { key: full })
   }
 
-  /** Starts a load of `full`, registered as the key's flight; answers may come before the loader ends. */
   /**
    * Starts a load of `full`, registered as the key's flight; the answer may come before the loader ends.
    * A background refresh answers at once with the value it refreshes, so callers that join it get that

@@ -1,3 +1,5 @@
+import { coarseNow } from './coarse-clock'
+
 /**
  * What every layer stores for a key. `expiresAt` is a wall-clock epoch in milliseconds (0 = no expiry);
  * it only bounds how long a copy may live, it never orders events across machines.
@@ -32,9 +34,9 @@ export function isExpired(entry: CacheEntry, now: number): boolean {
   return entry.expiresAt !== 0 && entry.expiresAt <= now
 }
 
-/** Fresh entries are served as they are; reading the clock only when the entry has a soft expiry. */
+/** Fresh entries are served as they are; reading the (coarse) clock only when the entry has a soft expiry. */
 export function isFresh(entry: CacheEntry): boolean {
-  return entry.freshUntil === undefined || entry.freshUntil > Date.now()
+  return entry.freshUntil === undefined || entry.freshUntil > coarseNow()
 }
 
 /** Copies the optional fields of `from` (for layers that rebuild an entry around a copied value). */

@@ -1,3 +1,4 @@
+import { coarseNow } from './coarse-clock'
 import type { CacheEntry } from './entry'
 import { InvalidOptionError } from './errors'
 import { assertTtl } from './validation'
@@ -140,12 +141,14 @@ export function hasFreshnessOption(options: object): boolean {
  * - `revalidate`: stale but inside the stale-while-revalidate window: serve it, refresh in the background;
  * - `fallback`: stale beyond that window: load now, keeping it only as the stale-if-error fallback.
  */
+const XFETCH_MAX_FACTOR = 37
+
 export type Verdict = 'fresh' | 'ahead' | 'early' | 'revalidate' | 'fallback'
 
 export function judge(entry: CacheEntry, policy: FreshnessPolicy): Verdict {
   const freshUntil = entry.freshUntil
   if (freshUntil === undefined) return 'fresh'
-  const now = Date.now()
+  const now = coarseNow()
   if (now >= freshUntil) {
     return now < freshUntil + policy.staleWhileRevalidate ? 'revalidate' : 'fallback'
   }
@@ -154,8 +157,13 @@ export function judge(entry: CacheEntry, policy: FreshnessPolicy): Verdict {
   }
   if (policy.earlyExpiration !== undefined && entry.loadMs !== undefined) {
     // XFetch: refresh early with a probability that grows as expiry nears and with the cost of a load.
-    const gap = -entry.loadMs * policy.earlyExpiration * Math.log(Math.random())
-    if (now + gap >= freshUntil) return 'early'
+    // -ln(Math.random()) never exceeds ~36.05 (the smallest draw is 2^-52), so far from expiry the draw
+    // cannot fire and is skipped.
+    const scale = entry.loadMs * policy.earlyExpiration
+    if (freshUntil - now <= scale * XFETCH_MAX_FACTOR) {
+      const gap = -scale * Math.log(Math.random())
+      if (now + gap >= freshUntil) return 'early'
+    }
   }
   return 'fresh'
 }
@@ -164,7 +172,7 @@ export function judge(entry: CacheEntry, policy: FreshnessPolicy): Verdict {
 export function usableOnError(entry: CacheEntry | undefined, policy: FreshnessPolicy): boolean {
   if (entry === undefined) return false
   if (entry.freshUntil === undefined) return true
-  return Date.now() < entry.freshUntil + policy.staleIfError
+  return coarseNow() < entry.freshUntil + policy.staleIfError
 }
 
 /** The fresh TTL after jitter: never longer than asked, so jitter cannot make data staler. */
