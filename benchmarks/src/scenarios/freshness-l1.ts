@@ -1,24 +1,14 @@
 import { CacheStack, type CacheStackOptions, MemoryLayer, RedisLayer } from 'layercache'
 import { LRUCache } from 'lru-cache'
 import { type BenchContext, REDIS_TTL_MS, scaled } from '../context'
-import {
-  type BatchPlan,
-  consume,
-  measureBatchesAmong,
-  median,
-  nowNs,
-  pairedRatio,
-  percentile,
-  type SideSamples,
-  sinceNs,
-} from '../measure'
+import { compareL1, LATENCY_BATCH } from '../l1-rows'
+import { type BatchPlan, consume, measureBatchesAmong, nowNs, sinceNs } from '../measure'
 import { makeKeys, PAYLOAD, type Product } from '../payload'
-import { formatCount, formatNs, formatRate, type Row, type ScenarioResult } from '../report'
+import { formatCount, type ScenarioResult } from '../report'
 
 const KEY_COUNT = 1000
 const L1_TTL_MS = 60_000
 const L1_MAX = 10_000
-const LATENCY_BATCH = 100
 
 /** Every read-side freshness option on (the ones a fresh L1 hit has to look at), plus jitter. */
 const FRESHNESS: CacheStackOptions = {
@@ -39,43 +29,6 @@ function stackOf(ctx: BenchContext, tag: string, options: CacheStackOptions) {
   const memory = new MemoryLayer({ ttl: L1_TTL_MS, maxSize: L1_MAX })
   const redis = new RedisLayer({ client: ctx.client, ttl: REDIS_TTL_MS, prefix: `${ctx.prefix}${tag}` })
   return { memory, cache: new CacheStack([memory, redis], options) }
-}
-
-/** One comparison: the time/op row (per-round paired ratio) and optionally the pooled p50/p99 rows. */
-function compare(
-  scenario: string,
-  a: SideSamples,
-  b: SideSamples,
-  withPercentiles: boolean,
-  budgeted: boolean,
-): Row[] {
-  const aNs = median(a.perRound)
-  const bNs = median(b.perRound)
-  const paired = pairedRatio(a.perRound, b.perRound)
-  const rows: Row[] = [
-    {
-      scenario,
-      metric: `time/op, median of ${a.perRound.length} rounds`,
-      ours: `${formatNs(aNs)} (${formatRate(1e9 / aNs)})`,
-      baseline: `${formatNs(bNs)} (${formatRate(1e9 / bNs)})`,
-      ratio: paired.median,
-      roundRange: paired.range,
-      budget: budgeted ? { text: '≤ 1.5× time', maxRatio: 1.5 } : undefined,
-    },
-  ]
-  if (!withPercentiles) return rows
-  for (const p of [50, 99]) {
-    const o = percentile(a.latencies, p)
-    const base = percentile(b.latencies, p)
-    rows.push({
-      scenario,
-      metric: `p${p} per op (means of ${LATENCY_BATCH}-op batches)`,
-      ours: formatNs(o),
-      baseline: formatNs(base),
-      ratio: o / base,
-    })
-  }
-  return rows
 }
 
 /**
@@ -190,9 +143,9 @@ export async function freshnessL1(ctx: BenchContext): Promise<ScenarioResult> {
     .join(', ')
   return {
     rows: [
-      ...compare('L1 hit, getOrSet + freshness', options, raw, true, true),
-      ...compare('L1 hit, getOrSet, no freshness', off, raw, false, false),
-      ...compare('Freshness cost: options on vs off', options, off, true, false),
+      ...compareL1('L1 hit, getOrSet + freshness', options, raw, true, true),
+      ...compareL1('L1 hit, getOrSet, no freshness', off, raw, false, false),
+      ...compareL1('Freshness cost: options on vs off', options, off, true, false),
     ],
     method: [
       `Freshness L1: \`await cache.getOrSet(k, loader)\` on CacheStack([MemoryLayer({ ttl: ${L1_TTL_MS}, ` +

@@ -1,58 +1,16 @@
 import { CacheStack, MemoryLayer, RedisLayer } from 'layercache'
 import { LRUCache } from 'lru-cache'
 import { type BenchContext, REDIS_TTL_MS, scaled } from '../context'
-import {
-  type BatchPlan,
-  consume,
-  measureBatches,
-  median,
-  pairedRatio,
-  percentile,
-  type Side,
-} from '../measure'
+import { compareL1, LATENCY_BATCH } from '../l1-rows'
+import { type BatchPlan, consume, measureBatches, type Side } from '../measure'
 import { makeKeys, PAYLOAD, type Product } from '../payload'
-import { formatCount, formatNs, formatRate, type Row, type ScenarioResult } from '../report'
+import { formatCount, type ScenarioResult } from '../report'
 
 const KEY_COUNT = 1000
 const L1_TTL_MS = 60_000
 const L1_MAX = 10_000
-const LATENCY_BATCH = 100
 
 type Batches = Record<Side, (n: number) => Promise<void>>
-
-function rowsFor(
-  scenario: string,
-  samples: Awaited<ReturnType<typeof measureBatches>>,
-  budgeted: boolean,
-): Row[] {
-  const { ours, baseline } = samples
-  const oursNs = median(ours.perRound)
-  const baseNs = median(baseline.perRound)
-  const paired = pairedRatio(ours.perRound, baseline.perRound)
-  const rows: Row[] = [
-    {
-      scenario,
-      metric: `time/op, median of ${ours.perRound.length} rounds`,
-      ours: `${formatNs(oursNs)} (${formatRate(1e9 / oursNs)})`,
-      baseline: `${formatNs(baseNs)} (${formatRate(1e9 / baseNs)})`,
-      ratio: paired.median,
-      roundRange: paired.range,
-      budget: budgeted ? { text: '≤ 1.5× time', maxRatio: 1.5 } : undefined,
-    },
-  ]
-  for (const p of [50, 99]) {
-    const o = percentile(ours.latencies, p)
-    const b = percentile(baseline.latencies, p)
-    rows.push({
-      scenario,
-      metric: `p${p} per op (means of ${LATENCY_BATCH}-op batches)`,
-      ours: formatNs(o),
-      baseline: formatNs(b),
-      ratio: o / b,
-    })
-  }
-  return rows
-}
 
 /**
  * Scenario 1: an L1 hit through CacheStack (MemoryLayer over RedisLayer) against `await` of an async
@@ -138,8 +96,8 @@ export async function l1Hit(ctx: BenchContext): Promise<ScenarioResult> {
   const perSide = getSamples.ours.ops
   return {
     rows: [
-      ...rowsFor('L1 hit, get', getSamples, true),
-      ...rowsFor('L1 hit, getOrSet', getOrSetSamples, false),
+      ...compareL1('L1 hit, get', getSamples.ours, getSamples.baseline, true, true),
+      ...compareL1('L1 hit, getOrSet', getOrSetSamples.ours, getOrSetSamples.baseline, true, false),
     ],
     method: [
       `L1 hit: CacheStack([MemoryLayer({ ttl: ${L1_TTL_MS}, maxSize: ${L1_MAX} }), RedisLayer]) vs ` +

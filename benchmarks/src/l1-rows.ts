@@ -1,0 +1,42 @@
+import { median, pairedRatio, percentile, type SideSamples } from './measure'
+import { formatNs, formatRate, type Row } from './report'
+
+/** Per-op latencies of the L1 scenarios are means of batches of this many ops. */
+export const LATENCY_BATCH = 100
+
+/** One comparison: the time/op row (per-round paired ratio) and optionally the pooled p50/p99 rows. */
+export function compareL1(
+  scenario: string,
+  a: SideSamples,
+  b: SideSamples,
+  withPercentiles: boolean,
+  budgeted: boolean,
+): Row[] {
+  const aNs = median(a.perRound)
+  const bNs = median(b.perRound)
+  const paired = pairedRatio(a.perRound, b.perRound)
+  const rows: Row[] = [
+    {
+      scenario,
+      metric: `time/op, median of ${a.perRound.length} rounds`,
+      ours: `${formatNs(aNs)} (${formatRate(1e9 / aNs)})`,
+      baseline: `${formatNs(bNs)} (${formatRate(1e9 / bNs)})`,
+      ratio: paired.median,
+      roundRange: paired.range,
+      budget: budgeted ? { text: '≤ 1.5× time', maxRatio: 1.5 } : undefined,
+    },
+  ]
+  if (!withPercentiles) return rows
+  for (const p of [50, 99]) {
+    const o = percentile(a.latencies, p)
+    const base = percentile(b.latencies, p)
+    rows.push({
+      scenario,
+      metric: `p${p} per op (means of ${LATENCY_BATCH}-op batches)`,
+      ours: formatNs(o),
+      baseline: formatNs(base),
+      ratio: o / base,
+    })
+  }
+  return rows
+}
