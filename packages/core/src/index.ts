@@ -12,6 +12,7 @@ export {
   type WarmResult,
   type WrapOptions,
 } from './cache-stack'
+export { coarseNow } from './coarse-clock'
 export {
   type CacheEntry,
   createEntry,

@@ -1,4 +1,4 @@
-import { LayerTimeoutError } from '@layercache/core'
+import { coarseNow, LayerTimeoutError } from '@layercache/core'
 
 interface Pending {
   readonly deadline: number
@@ -22,11 +22,12 @@ export class DeadlineQueue {
     private readonly timeoutMs: number,
   ) {}
 
-  /** Registers a command; call `settle()` on the returned ticket when it answers. */
+  /** Registers a command; its caller marks the returned ticket `settled` when the command answers. */
   add(operation: string, reject: (error: unknown) => void): Pending {
     this.dropSettledHead()
+    // A millisecond of slack on a timeout costs nothing; a precise clock read per command does.
     const pending: Pending = {
-      deadline: performance.now() + this.timeoutMs,
+      deadline: coarseNow() + this.timeoutMs,
       operation,
       settled: false,
       reject,
@@ -59,7 +60,7 @@ export class DeadlineQueue {
 
   private expire(): void {
     this.timer = undefined
-    const now = performance.now()
+    const now = Date.now()
     const queue = this.queue
     while (this.head < queue.length) {
       const pending = queue[this.head]!
