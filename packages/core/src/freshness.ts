@@ -1,5 +1,5 @@
 import { coarseNow } from './coarse-clock'
-import type { CacheEntry } from './entry'
+import { type CacheEntry, createEntry } from './entry'
 import { InvalidOptionError } from './errors'
 import { assertTtl } from './validation'
 
@@ -184,4 +184,26 @@ export function jittered(ttl: number, policy: FreshnessPolicy): number {
 /** How long layers keep an entry: its fresh TTL plus the longest stale window. */
 export function storedTtl(freshTtl: number, policy: FreshnessPolicy): number {
   return freshTtl + Math.max(policy.staleWhileRevalidate, policy.staleIfError)
+}
+
+/**
+ * The entry a write stores: with a freshness policy the value is fresh for the (jittered) TTL and kept
+ * for the stale windows after it; without one it is a plain entry that lives for the TTL.
+ */
+export function buildEntry(
+  value: unknown,
+  ttl: number | undefined,
+  tags: readonly string[] | undefined,
+  policy: FreshnessPolicy,
+  loadMs?: number,
+): { entry: CacheEntry; ttl: number | undefined } {
+  if (ttl === undefined) return { entry: createEntry(value, undefined, tags), ttl }
+  const fresh = jittered(ttl, policy)
+  if (!policy.active) return { entry: createEntry(value, fresh, tags), ttl: fresh }
+  const now = Date.now()
+  const stored = storedTtl(fresh, policy)
+  return {
+    entry: { value, expiresAt: now + stored, tags, freshUntil: now + fresh, createdAt: now, loadMs },
+    ttl: stored,
+  }
 }

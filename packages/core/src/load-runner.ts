@@ -1,0 +1,283 @@
+import type { CacheEntry } from './entry'
+import { LoaderTimeoutError } from './errors'
+import { buildEntry, type FreshnessPolicy, judge, usableOnError } from './freshness'
+import { LoadContext, type LoaderContext } from './loader-context'
+import type { LoadPlan, StackState } from './stack-state'
+
+/** Produces the value for a missing or stale key. The context offers the stale value, an abort signal and more. */
+export type Loader<T> = (context: LoaderContext<T>) => T | Promise<T>
+
+/** A promise with its settle functions; settling twice is a no-op. */
+class Answer<T> {
+  settled = false
+  readonly promise: Promise<T>
+  private resolveFn!: (value: T) => void
+  private rejectFn!: (error: unknown) => void
+
+  constructor() {
+    this.promise = new Promise<T>((resolve, reject) => {
+      this.resolveFn = resolve
+      this.rejectFn = reject
+    })
+  }
+
+  resolve(value: T): void {
+    if (this.settled) return
+    this.settled = true
+    this.resolveFn(value)
+  }
+
+  reject(error: unknown): void {
+    if (this.settled) return
+    this.settled = true
+    this.rejectFn(error)
+  }
+}
+
+/** Runs loads for getOrSet, refresh and warm: single-flight registration, freshness policy, write-back. */
+export class LoadRunner {
+  constructor(private readonly state: StackState) {}
+
+  /**
+   * Starts a load of `full`, registered as the key's flight; the answer may come before the loader ends.
+   * A background refresh answers at once with the value it refreshes, so callers that join it get that
+   * value without waiting, and nothing it does later counts as a stale answer to anyone.
+   */
+  startLoad<T>(
+    full: string,
+    key: string,
+    loader: Loader<T>,
+    plan: LoadPlan,
+    current: CacheEntry | undefined,
+    mode: 'load' | 'background' | 'force',
+  ): Promise<T> {
+    const state = this.state
+    const answer = new Answer<T>()
+    if (mode === 'background' && current !== undefined) {
+      answer.resolve((current.absent === true ? undefined : current.value) as T)
+    }
+    state.flights.set(full, answer.promise)
+    const detach = () => {
+      // An invalidation may have detached this flight and a newer one may own the key now.
+      if (state.flights.get(full) === answer.promise) state.flights.delete(full)
+    }
+    this.runLoad(full, key, loader, plan, current, mode === 'force', answer, detach).then(
+      detach,
+      (error: unknown) => {
+        detach()
+        answer.reject(error)
+      },
+    )
+    return answer.promise
+  }
+
+  /** Serves `current` as it is and refreshes it in the background, once, unless a load is already running. */
+  refreshInBackground<T>(
+    full: string,
+    key: string,
+    loader: Loader<T>,
+    plan: LoadPlan,
+    current: CacheEntry,
+    verdict: 'ahead' | 'early' | 'revalidate',
+  ): void {
+    const state = this.state
+    if (verdict === 'revalidate') this.state.countStale(full, 'revalidate')
+    else state.stats.earlyRefreshes++
+    // A refresh that just failed is not retried on every read: the same throttle as stale-if-error.
+    if (state.flights.has(full) || state.errorThrottle.blocked(full)) return
+    this.state.countRefresh(full, verdict)
+    // Its outcome is in stats and events; nobody awaits it.
+    this.startLoad(full, key, loader, plan, current, 'background').catch(() => {})
+  }
+
+  /**
+   * The load behind getOrSet: lower layers first (a fresh entry there ends it, unless it is due for an
+   * early refresh), then the loader under the freshness policy. Settles `answer` exactly once, possibly
+   * early (a stale or due-for-refresh value served) while the loader runs on to update the cache. A value
+   * invalidated since the load began is never served as a fallback.
+   */
+  private async runLoad<T>(
+    full: string,
+    key: string,
+    loader: Loader<T>,
+    plan: LoadPlan,
+    current: CacheEntry | undefined,
+    force: boolean,
+    answer: Answer<T>,
+    detach: () => void,
+  ): Promise<void> {
+    const state = this.state
+    const policy = plan.policy
+    const ticket = state.fence.begin()
+    let fallback = force ? undefined : current
+    try {
+      const from = state.l1 === undefined ? 0 : 1
+      if (!force && from < state.layers.length) {
+        const lower = await this.state.reads.readThrough(full, from, plan.mode, true)
+        // Another instance may already have refreshed it: a newer entry below wins over the one we hold.
+        if (
+          lower !== undefined &&
+          (current === undefined || (lower.createdAt ?? 0) > (current.createdAt ?? 0))
+        ) {
+          const verdict = lower.freshUntil === undefined ? 'fresh' : judge(lower, policy)
+          if (verdict === 'fresh') {
+            answer.resolve(this.state.answerOf(lower) as T)
+            return
+          }
+          if (verdict !== 'fallback') {
+            // Served now and refreshed by this very load, as an L1 hit with this verdict would be.
+            if (!answer.settled) {
+              if (verdict === 'revalidate') this.state.countStale(full, 'revalidate')
+              else state.stats.earlyRefreshes++
+              this.state.countRefresh(full, verdict)
+            }
+            answer.resolve(this.state.answerOf(lower) as T)
+          }
+          fallback = lower
+        }
+      } else if (!force) {
+        this.state.countMiss(full)
+      }
+      const stillValid = () => !state.fence.isFenced(full, ticket)
+      const canFallBack = usableOnError(fallback, policy)
+      if (canFallBack && state.errorThrottle.blocked(full)) {
+        this.serveStale(answer, full, fallback!, 'error')
+        return
+      }
+      const previous = fallback ?? current
+      const context = new LoadContext<T>(
+        key,
+        previous === undefined || previous.absent === true ? undefined : (previous.value as T),
+        plan.ttl,
+        plan.tags,
+      )
+      let value: T
+      const started = performance.now()
+      try {
+        const standIn = canFallBack ? fallback : undefined
+        value = await this.callLoader(full, loader, context, policy, standIn, stillValid, answer)
+      } catch (error) {
+        if (error instanceof LoaderTimeoutError) detach()
+        if (canFallBack || answer.settled) state.errorThrottle.failed(full, policy.errorRetryAfter)
+        if (canFallBack && stillValid()) {
+          this.serveStale(answer, full, fallback!, 'error')
+          return
+        }
+        answer.reject(error)
+        return
+      }
+      state.errorThrottle.forget(full)
+      const written = await this.writeLoaded(
+        full,
+        value,
+        context,
+        policy,
+        performance.now() - started,
+        ticket,
+      )
+      // The protected copy the fastest layer now holds, so a load and a hit hand out the same kind of value.
+      answer.resolve((written === undefined || written.absent === true ? value : written.value) as T)
+    } finally {
+      state.fence.end()
+    }
+  }
+
+  /**
+   * Runs the loader with the soft and hard timeouts of the policy. The soft timeout answers with
+   * `fallback` (when there is one) and lets the loader go on; the hard one aborts the context's signal
+   * and throws LoaderTimeoutError (a late result is then dropped).
+   */
+  private async callLoader<T>(
+    full: string,
+    loader: Loader<T>,
+    context: LoadContext<T>,
+    policy: FreshnessPolicy,
+    fallback: CacheEntry | undefined,
+    fallbackValid: () => boolean,
+    answer: Answer<T>,
+  ): Promise<T> {
+    const state = this.state
+    state.stats.loaderCalls++
+    const timed = state.events.listening('load')
+    const started = timed ? performance.now() : 0
+    let soft: NodeJS.Timeout | undefined
+    let hard: NodeJS.Timeout | undefined
+    try {
+      const loading = Promise.resolve().then(() => loader(context))
+      if (policy.softTimeout !== undefined && fallback !== undefined) {
+        soft = setTimeout(() => {
+          state.stats.softTimeouts++
+          if (state.events.listening('timeout')) state.events.emit('timeout', { key: full, kind: 'soft' })
+          // Invalidated meanwhile: there is no stale value any more, so wait for the loader.
+          if (fallbackValid()) this.serveStale(answer, full, fallback, 'timeout')
+        }, policy.softTimeout)
+      }
+      let value: T
+      if (policy.hardTimeout === undefined) {
+        value = await loading
+      } else {
+        const limit = policy.hardTimeout
+        loading.catch(() => {}) // a late failure after the hard timeout has nobody left to tell
+        value = await new Promise<T>((resolve, reject) => {
+          hard = setTimeout(() => {
+            state.stats.hardTimeouts++
+            if (state.events.listening('timeout')) state.events.emit('timeout', { key: full, kind: 'hard' })
+            context.controller.abort(new LoaderTimeoutError(context.key, limit))
+            reject(new LoaderTimeoutError(context.key, limit))
+          }, limit)
+          loading.then(resolve, reject)
+        })
+      }
+      if (timed) state.events.emit('load', { key: full, durationMs: performance.now() - started })
+      return value
+    } catch (error) {
+      state.stats.loaderErrors++
+      if (timed) state.events.emit('load', { key: full, durationMs: performance.now() - started, error })
+      throw error
+    } finally {
+      clearTimeout(soft)
+      clearTimeout(hard)
+    }
+  }
+
+  /**
+   * Caches a loaded value under the policy (negative caching, shouldCache, TTL and tags the loader set),
+   * unless the key was invalidated since the load began. Returns the entry as the fastest layer now
+   * holds it (e.g. its frozen copy), or undefined when nothing was written.
+   */
+  private async writeLoaded<T>(
+    full: string,
+    value: T,
+    context: LoadContext<T>,
+    policy: FreshnessPolicy,
+    loadMs: number,
+    ticket: number,
+  ): Promise<CacheEntry | undefined> {
+    const state = this.state
+    const nothing = value === undefined || value === null
+    let built: { entry: CacheEntry; ttl: number | undefined }
+    if (nothing && policy.negativeTtl !== undefined) {
+      built = { entry: { value: null, expiresAt: 0, absent: value === undefined }, ttl: policy.negativeTtl }
+    } else if (value === undefined || (policy.shouldCache !== undefined && !policy.shouldCache(value))) {
+      state.stats.uncached++
+      return undefined
+    } else {
+      built = buildEntry(value, context.ttl, context.tags, policy, loadMs)
+    }
+    if (state.fence.isFenced(full, ticket)) {
+      this.state.countFenced(full)
+      return undefined
+    }
+    const stillValid = () => !state.fence.isFenced(full, ticket)
+    const writes = [{ key: full, entry: built.entry, options: { ttl: built.ttl, stillValid } }]
+    await this.state.writes.commitEverywhere(this.state.writes.prepareEverywhere(writes), writes, 'bypass')
+    return state.l1?.get(full) ?? built.entry
+  }
+
+  /** Answers with a stale entry standing in for a failed or slow load (a no-op once answered). */
+  private serveStale<T>(answer: Answer<T>, full: string, entry: CacheEntry, reason: 'error' | 'timeout') {
+    if (answer.settled) return
+    this.state.countStale(full, reason)
+    answer.resolve(this.state.answerOf(entry) as T)
+  }
+}

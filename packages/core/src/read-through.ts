@@ -1,0 +1,146 @@
+import { type CacheEntry, isFresh, remainingTtl } from './entry'
+import { isLocalLayer, type LayerWrite } from './layer'
+import type { LayerErrorMode, StackState } from './stack-state'
+
+/** Reads down the layers, books hits and misses, and back-fills faster layers (fenced against invalidations). */
+export class ReadThrough {
+  constructor(private readonly state: StackState) {}
+
+  /**
+   * Reads layers from `from` down and books the first answer (back-filling the layers above it), or
+   * counts a miss. `get` wants the answer's value and only fresh entries; a load wants the entry itself,
+   * stale or not, to judge it. Cached values are never undefined, so undefined means "nothing usable".
+   */
+  readThrough(full: string, from: number, mode: LayerErrorMode, asEntry: false): Promise<unknown>
+  readThrough(
+    full: string,
+    from: number,
+    mode: LayerErrorMode,
+    asEntry: true,
+  ): Promise<CacheEntry | undefined>
+  readThrough(full: string, from: number, mode: LayerErrorMode, asEntry: boolean): Promise<unknown> {
+    return from === this.state.layers.length - 1
+      ? this.readLastLayer(full, from, mode, asEntry)
+      : this.readLayers(full, from, mode, asEntry)
+  }
+
+  /** The common case (L1 missed, one layer left): one promise reaction instead of an async frame. */
+  private readLastLayer(
+    full: string,
+    index: number,
+    mode: LayerErrorMode,
+    asEntry: boolean,
+  ): Promise<unknown> {
+    const fence = this.state.fence
+    const ticket = fence.begin()
+    let reply: Promise<CacheEntry | undefined> | CacheEntry | undefined
+    try {
+      reply = this.state.layers[index]!.get(full)
+    } catch (error) {
+      reply = Promise.reject(error)
+    }
+    return Promise.resolve(reply).then(
+      (entry) => {
+        try {
+          const found = this.acceptRead(full, index, entry, ticket, !asEntry)
+          if (found === undefined) {
+            this.state.countMiss(full)
+            return undefined
+          }
+          return asEntry ? found : this.state.answerOf(found)
+        } finally {
+          fence.end()
+        }
+      },
+      (error: unknown) => {
+        fence.end()
+        this.state.layerFailed(index, 'get', full, error, mode)
+        this.state.countMiss(full)
+        return undefined
+      },
+    )
+  }
+
+  private async readLayers(
+    full: string,
+    from: number,
+    mode: LayerErrorMode,
+    asEntry: boolean,
+  ): Promise<unknown> {
+    const state = this.state
+    const layers = state.layers
+    const ticket = state.fence.begin()
+    try {
+      for (let i = from; i < layers.length; i++) {
+        let entry: CacheEntry | undefined
+        try {
+          entry = await layers[i]!.get(full)
+        } catch (error) {
+          this.state.layerFailed(i, 'get', full, error, mode)
+          continue
+        }
+        const found = this.acceptRead(full, i, entry, ticket, !asEntry)
+        if (found !== undefined) return asEntry ? found : this.state.answerOf(found)
+      }
+      this.state.countMiss(full)
+      return undefined
+    } finally {
+      state.fence.end()
+    }
+  }
+
+  /**
+   * Books a layer's answer: a live entry (a fresh one when `freshOnly`) counts as a hit, back-fills the
+   * layers above and is returned; anything else counts as that layer's miss.
+   */
+  private acceptRead(
+    full: string,
+    index: number,
+    entry: CacheEntry | undefined,
+    ticket: number,
+    freshOnly: boolean,
+  ): CacheEntry | undefined {
+    if (entry === undefined || (freshOnly && entry.freshUntil !== undefined && !isFresh(entry))) {
+      this.state.stats.layerMisses[index]!++
+      return undefined
+    }
+    this.state.countHit(index, full)
+    if (index > 0) this.backfill(full, entry, index, ticket)
+    return entry
+  }
+
+  /** Copies a lower-layer hit into every faster layer with its remaining TTL, unless it was invalidated. */
+  backfill(full: string, entry: CacheEntry, foundAt: number, ticket: number): void {
+    const state = this.state
+    const ttl = remainingTtl(entry, Date.now())
+    if (ttl === 0) return
+    if (state.fence.isFenced(full, ticket)) {
+      this.state.countFenced(full)
+      return
+    }
+    const stillValid = () => !state.fence.isFenced(full, ticket)
+    // A value from a remote layer was just decoded and is ours; one from an in-process layer may be the
+    // very object a caller stored, which must not be frozen under them.
+    const ownsValue = !isLocalLayer(state.layers[foundAt]!)
+    const writes: LayerWrite[] = [{ key: full, entry, options: { ttl, ownsValue, stillValid } }]
+    for (let i = 0; i < foundAt; i++) {
+      const layer = state.layers[i]!
+      state.stats.backfills++
+      if (state.events.listening('backfill')) {
+        state.events.emit('backfill', { key: full, from: state.layers[foundAt]!.name, to: layer.name, ttl })
+      }
+      try {
+        const done = layer.prepareWrites(writes)()
+        if (done instanceof Promise) {
+          // Keep invalidations recorded until this write is out, or a delete landing meanwhile would be missed.
+          state.fence.begin()
+          done
+            .catch((error) => this.state.layerFailed(i, 'backfill', full, error, 'bypass'))
+            .finally(() => state.fence.end())
+        }
+      } catch (error) {
+        this.state.layerFailed(i, 'backfill', full, error, 'bypass')
+      }
+    }
+  }
+}

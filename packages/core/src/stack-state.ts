@@ -1,0 +1,159 @@
+import type { CacheEntry } from './entry'
+import { ErrorThrottle } from './error-throttle'
+import { InvalidOptionError, LayerCacheError, LayerUnavailableError } from './errors'
+import { CacheEvents } from './events'
+import { FRESHNESS_OPTIONS, type FreshnessOptions, type FreshnessPolicy, resolveFreshness } from './freshness'
+import { InvalidationFence } from './invalidation-fence'
+import { type CacheLayer, isLocalLayer, type LocalCacheLayer } from './layer'
+import { LoadRunner } from './load-runner'
+import { ReadThrough } from './read-through'
+import { StatsCollector } from './stats'
+import { assertKnownOptions, assertOneOf, assertTtl } from './validation'
+import { WriteThrough } from './write-through'
+
+/**
+ * What to do when a remote layer fails (down, timed out):
+ * - `throw`: reject with a LayerUnavailableError (fail fast; never hang).
+ * - `bypass`: treat the layer as a miss, run the loader, skip writes to it, count and emit the error.
+ * Deletes always reject on failure: an invalidation that did not reach Redis must not look done.
+ */
+export type LayerErrorMode = 'throw' | 'bypass'
+export const LAYER_ERROR_MODES: readonly LayerErrorMode[] = ['throw', 'bypass']
+
+export interface CacheStackOptions extends FreshnessOptions {
+  /** Default entry lifetime in ms when a call gives none; each layer still caps it with its own ttl. */
+  readonly ttl?: number
+  /** Default reaction to a failing remote layer. Default `throw`. */
+  readonly onLayerError?: LayerErrorMode
+}
+export const STACK_OPTIONS = ['ttl', 'onLayerError', ...FRESHNESS_OPTIONS] as const
+
+/** A getOrSet call's resolved options. */
+export interface LoadPlan {
+  readonly ttl: number | undefined
+  readonly tags: readonly string[] | undefined
+  readonly mode: LayerErrorMode
+  readonly policy: FreshnessPolicy
+}
+
+function asLayerError(layer: CacheLayer, operation: string, error: unknown): LayerCacheError {
+  if (error instanceof LayerCacheError) return error
+  const reason = error instanceof Error ? error.message : String(error)
+  return new LayerUnavailableError(layer.name, `${layer.name}: ${operation} failed: ${reason}`, error)
+}
+
+/**
+ * The state shared by a stack and every namespace view of it, and the bookkeeping (stats and events) that
+ * reads, writes and loads report through.
+ */
+export class StackState {
+  readonly reads: ReadThrough
+  readonly writes: WriteThrough
+  readonly loads: LoadRunner
+  readonly layers: readonly CacheLayer[]
+  /** The first layer when it is in-process: the hot path reads it without an await. */
+  readonly l1: LocalCacheLayer | undefined
+  readonly stats: StatsCollector
+  readonly events = new CacheEvents()
+  readonly fence = new InvalidationFence()
+  readonly flights = new Map<string, Promise<unknown>>()
+  readonly defaultTtl: number | undefined
+  readonly onLayerError: LayerErrorMode
+  readonly freshnessDefaults: FreshnessOptions
+  /** The plan of a getOrSet without options (resolved once). */
+  readonly defaultPlan: LoadPlan
+  readonly errorThrottle = new ErrorThrottle()
+
+  constructor(layers: readonly CacheLayer[], options: CacheStackOptions) {
+    assertKnownOptions(options, STACK_OPTIONS, 'CacheStack')
+    if (!Array.isArray(layers) || layers.length === 0) {
+      throw new InvalidOptionError('CacheStack needs at least one layer, ordered fastest first')
+    }
+    const names = new Set<string>()
+    for (const layer of layers) {
+      if (!layer || typeof layer.get !== 'function' || typeof layer.name !== 'string') {
+        throw new InvalidOptionError('CacheStack: every layer must implement the CacheLayer contract')
+      }
+      if (names.has(layer.name)) {
+        throw new InvalidOptionError(
+          `CacheStack: two layers are named "${layer.name}"; give each a unique name`,
+        )
+      }
+      names.add(layer.name)
+    }
+    this.defaultTtl = assertTtl(options.ttl, 'CacheStack ttl')
+    this.onLayerError = assertOneOf(options.onLayerError, LAYER_ERROR_MODES, 'onLayerError') ?? 'throw'
+    this.freshnessDefaults = options
+    this.defaultPlan = {
+      ttl: this.defaultTtl,
+      tags: undefined,
+      mode: this.onLayerError,
+      policy: resolveFreshness(options, undefined),
+    }
+    this.layers = [...layers]
+    const first = layers[0]!
+    this.l1 = isLocalLayer(first) ? first : undefined
+    this.stats = new StatsCollector(this.layers.map((l) => l.name))
+    this.reads = new ReadThrough(this)
+    this.writes = new WriteThrough(this)
+    this.loads = new LoadRunner(this)
+  }
+
+  countHit(layerIndex: number, full: string): void {
+    this.stats.hits++
+    this.stats.layerHits[layerIndex]!++
+    if (this.events.listening('hit')) {
+      this.events.emit('hit', { key: full, layer: this.layers[layerIndex]!.name, layerIndex })
+    }
+  }
+
+  /** What a read of `entry` answers: its value, or undefined for a cached "absent". */
+  answerOf(entry: CacheEntry): unknown {
+    if (entry.absent !== true) return entry.value
+    this.stats.negativeHits++
+    return undefined
+  }
+
+  countMiss(full: string): void {
+    this.stats.misses++
+    if (this.events.listening('miss')) this.events.emit('miss', { key: full })
+  }
+
+  /** Records a layer failure; rethrows it as a typed error unless the caller chose to bypass the layer. */
+  layerFailed(
+    layerIndex: number,
+    operation: string,
+    key: string | undefined,
+    error: unknown,
+    mode: LayerErrorMode,
+  ): void {
+    const layer = this.layers[layerIndex]!
+    this.stats.errors++
+    this.stats.layerErrors[layerIndex]!++
+    const handled = mode === 'bypass'
+    if (this.events.listening('error')) {
+      this.events.emit('error', { operation, layer: layer.name, key, error, handled })
+    }
+    if (!handled) throw asLayerError(layer, operation, error)
+  }
+
+  countFenced(full: string): void {
+    this.stats.fencedWrites++
+    if (this.events.listening('fenced')) this.events.emit('fenced', { key: full })
+  }
+
+  countStale(full: string, reason: 'revalidate' | 'error' | 'timeout'): void {
+    const stats = this.stats
+    stats.staleServed++
+    if (reason === 'error') stats.staleOnError++
+    else if (reason === 'timeout') stats.staleOnTimeout++
+    if (this.events.listening('stale')) this.events.emit('stale', { key: full, reason })
+  }
+
+  countRefresh(full: string, verdict: 'ahead' | 'early' | 'revalidate'): void {
+    this.stats.backgroundRefreshes++
+    if (this.events.listening('refresh')) {
+      this.events.emit('refresh', { key: full, reason: verdict === 'revalidate' ? 'stale' : verdict })
+    }
+  }
+}

@@ -1,0 +1,51 @@
+import type { CommitWrite, LayerWrite } from './layer'
+import type { LayerErrorMode, StackState } from './stack-state'
+
+/** Two-phase writes to every layer: prepare everywhere (bad input throws, nothing changed), then commit. */
+export class WriteThrough {
+  constructor(private readonly state: StackState) {}
+
+  prepareEverywhere(writes: readonly LayerWrite[]): CommitWrite[] {
+    return this.state.layers.map((layer) => layer.prepareWrites(writes))
+  }
+
+  /**
+   * Phase two on every layer. On a remote failure in `throw` mode the written keys are removed from the
+   * layers that took them (so this instance does not serve what Redis refused) and the error is thrown.
+   */
+  async commitEverywhere(
+    commits: readonly CommitWrite[],
+    writes: readonly LayerWrite[],
+    mode: LayerErrorMode,
+  ) {
+    const pending: Promise<void>[] = []
+    const failures: { index: number; error: unknown }[] = []
+    commits.forEach((commit, i) => {
+      try {
+        const done = commit()
+        if (done instanceof Promise)
+          pending.push(done.catch((error) => void failures.push({ index: i, error })))
+      } catch (error) {
+        failures.push({ index: i, error })
+      }
+    })
+    if (pending.length > 0) await Promise.all(pending)
+    if (failures.length === 0) return
+    if (mode === 'throw') await this.removeQuietly(writes.map((w) => w.key))
+    const operation = writes.length === 1 ? 'set' : 'setMany'
+    for (const { index, error } of failures)
+      this.state.layerFailed(index, operation, writes[0]?.key, error, mode)
+  }
+
+  private async removeQuietly(keys: readonly string[]): Promise<void> {
+    await Promise.all(
+      this.state.layers.map(async (layer) => {
+        try {
+          await layer.deleteMany(keys)
+        } catch {
+          // Best effort: the caller is about to get the original failure.
+        }
+      }),
+    )
+  }
+}
