@@ -1,5 +1,5 @@
-import { median, pairedRatio, percentile, type SideSamples } from './measure'
-import { formatNs, formatRate, type Row } from './report'
+import { median, pairedRatio, type SideSamples } from './measure'
+import { formatNs, formatRate, percentileRows, type Row } from './report'
 
 /** Per-op latencies of the L1 scenarios are means of batches of this many ops. */
 export const LATENCY_BATCH = 100
@@ -27,16 +27,13 @@ export function compareL1(
     },
   ]
   if (!withPercentiles) return rows
-  for (const p of [50, 99]) {
-    const o = percentile(a.latencies, p)
-    const base = percentile(b.latencies, p)
-    rows.push({
+  rows.push(
+    ...percentileRows(
       scenario,
-      metric: `p${p} per op (means of ${LATENCY_BATCH}-op batches)`,
-      ours: formatNs(o),
-      baseline: formatNs(base),
-      ratio: o / base,
-    })
-  }
+      a.latencies,
+      b.latencies,
+      (p) => `p${p} per op (means of ${LATENCY_BATCH}-op batches)`,
+    ),
+  )
   return rows
 }

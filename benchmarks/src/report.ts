@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { percentile } from './measure'
 
 /** A DESIGN.md budget on the ratio ours / baseline of one row's metric. */
 export interface Budget {
@@ -38,6 +39,20 @@ export function verdict(row: Row): Verdict {
 }
 
 /** '312 ns', '4.21 µs', '1.30 ms' */
+/** p50 and p99 rows comparing two sides' latencies (ns), as info rows. */
+export function percentileRows(
+  scenario: string,
+  ours: readonly number[],
+  baseline: readonly number[],
+  metric: (p: number) => string,
+): Row[] {
+  return [50, 99].map((p) => {
+    const o = percentile(ours, p)
+    const b = percentile(baseline, p)
+    return { scenario, metric: metric(p), ours: formatNs(o), baseline: formatNs(b), ratio: o / b }
+  })
+}
+
 export function formatNs(ns: number): string {
   if (ns < 1000) return `${ns.toFixed(ns < 10 ? 2 : ns < 100 ? 1 : 0)} ns`
   if (ns < 1_000_000) return `${(ns / 1000).toFixed(ns < 10_000 ? 2 : 1)} µs`

@@ -1,8 +1,8 @@
 import { type BenchContext, scaled } from '../context'
 import { seedL2Fixture } from '../l2-fixture'
-import { alternate, consume, median, newSamples, nowNs, pairedRatio, percentile, sinceNs } from '../measure'
+import { alternate, consume, median, newSamples, nowNs, pairedRatio, sinceNs } from '../measure'
 import type { Product } from '../payload'
-import { formatCount, formatNs, formatRate, type Row, type ScenarioResult } from '../report'
+import { formatCount, formatRate, percentileRows, type Row, type ScenarioResult } from '../report'
 
 const KEY_COUNT = 1000
 const CALLERS = 100
@@ -95,17 +95,14 @@ export async function l2Concurrent(ctx: BenchContext): Promise<ScenarioResult> {
       budget: { text: '≥ 0.9× throughput', minRatio: 0.9 },
     },
   ]
-  for (const p of [50, 99]) {
-    const o = percentile(ours.latencies, p)
-    const b = percentile(baseline.latencies, p)
-    rows.push({
+  rows.push(
+    ...percentileRows(
       scenario,
-      metric: `p${p} time for ${CALLERS} concurrent gets`,
-      ours: formatNs(o),
-      baseline: formatNs(b),
-      ratio: o / b,
-    })
-  }
+      ours.latencies,
+      baseline.latencies,
+      (p) => `p${p} time for ${CALLERS} concurrent gets`,
+    ),
+  )
   return {
     rows,
     method: [

@@ -2,7 +2,7 @@ import { type BenchContext, REDIS_TTL_MS, scaled } from '../context'
 import { seedL2Fixture } from '../l2-fixture'
 import { alternate, consume, median, newSamples, nowNs, pairedRatio, percentile, sinceNs } from '../measure'
 import type { Product } from '../payload'
-import { formatCount, formatNs, formatRate, type Row, type ScenarioResult } from '../report'
+import { formatCount, formatNs, formatRate, percentileRows, type Row, type ScenarioResult } from '../report'
 
 const KEY_COUNT = 1000
 
@@ -89,17 +89,14 @@ export async function l2Hit(ctx: BenchContext): Promise<ScenarioResult> {
     roundRange: p50.range,
     budget: { text: '≤ 1.15× latency', maxRatio: 1.15 },
   })
-  for (const p of [50, 99]) {
-    const o = percentile(ours.latencies, p)
-    const b = percentile(baseline.latencies, p)
-    rows.push({
+  rows.push(
+    ...percentileRows(
       scenario,
-      metric: `p${p} latency per op, all ${formatCount(ours.ops)} ops pooled`,
-      ours: formatNs(o),
-      baseline: formatNs(b),
-      ratio: o / b,
-    })
-  }
+      ours.latencies,
+      baseline.latencies,
+      (p) => `p${p} latency per op, all ${formatCount(ours.ops)} ops pooled`,
+    ),
+  )
   const rate = pairedRatio(ours.perRound, baseline.perRound)
   rows.push({
     scenario,
