@@ -126,7 +126,9 @@ export class RedisLayer implements CacheLayer {
     if (keys.length === 0) return []
     const fulls = keys.map((key) => this.prefix + key)
     const raw: (Buffer | null)[] = this.cluster
-      ? ((await this.perSlotOwner('getMany', fulls, (pipe, key) => pipe.getBuffer(key))) as (Buffer | null)[])
+      ? ((await this.pipelineByKey('getMany', fulls, (pipe, key) =>
+          pipe.getBuffer(key),
+        )) as (Buffer | null)[])
       : await this.run('getMany', '', () => (this.client as Redis).mgetBuffer(...fulls))
     return Promise.all(
       raw.map((data, i) => (data === null ? undefined : decodeStored(data, this.readers, fulls[i]!))),
@@ -152,7 +154,7 @@ export class RedisLayer implements CacheLayer {
     if (keys.length === 0) return
     const fulls = keys.map((key) => this.prefix + key)
     if (this.cluster) {
-      await this.perSlotOwner('deleteMany', fulls, (pipe, key) => pipe.unlink(key))
+      await this.pipelineByKey('deleteMany', fulls, (pipe, key) => pipe.unlink(key))
       return
     }
     for (let i = 0; i < fulls.length; i += UNLINK_BATCH) {
@@ -251,21 +253,32 @@ export class RedisLayer implements CacheLayer {
     await this.execPipeline('setMany', pipe)
   }
 
-  /** Runs one command per key in per-slot-owner pipelines and returns the replies in key order. */
-  private async perSlotOwner(
+  /**
+   * Runs commands key by key in pipelines grouped by the node that owns each key's slot (one pipeline on
+   * a standalone Redis), under the layer's timeout. `add` may queue several commands for a key; the reply
+   * of the last one is returned for it, in key order.
+   */
+  async pipelineByKey(
     operation: string,
-    fulls: readonly string[],
+    keys: readonly string[],
     add: (pipe: ReturnType<Redis['pipeline']>, key: string) => void,
   ): Promise<unknown[]> {
-    const out: unknown[] = new Array(fulls.length)
-    const groups = groupBySlotOwner(this.client as Cluster, fulls)
+    const out: unknown[] = new Array(keys.length)
+    if (keys.length === 0) return out
+    const groups = this.cluster
+      ? groupBySlotOwner(this.client as Cluster, keys)
+      : [keys.map((_, index) => index)]
     await Promise.all(
       groups.map(async (group) => {
         const pipe = this.client.pipeline()
-        for (const i of group) add(pipe, fulls[i]!)
+        const lastReply: number[] = []
+        for (const i of group) {
+          add(pipe, keys[i]!)
+          lastReply.push(pipe.length - 1)
+        }
         const replies = await this.execPipeline(operation, pipe)
         group.forEach((keyIndex, j) => {
-          out[keyIndex] = replies[j]
+          out[keyIndex] = replies[lastReply[j]!]
         })
       }),
     )
