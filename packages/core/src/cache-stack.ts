@@ -2,6 +2,7 @@ import { type CacheEntry, isFresh } from './entry'
 import { InvalidOptionError, type LayerCacheError } from './errors'
 import type { CacheEventListener, CacheEventName } from './events'
 import { buildEntry, FRESHNESS_OPTIONS, type FreshnessOptions, judge, resolveFreshness } from './freshness'
+import type { TagMatchMode } from './invalidation'
 import type { CacheLayer, LayerWrite } from './layer'
 import type { Loader } from './load-runner'
 import {
@@ -10,6 +11,7 @@ import {
   type LayerErrorMode,
   type LoadPlan,
   StackState,
+  scopeTags,
 } from './stack-state'
 import type { CacheStats } from './stats'
 import {
@@ -25,6 +27,8 @@ import {
 
 export type { Loader } from './load-runner'
 export type { CacheStackOptions, LayerErrorMode } from './stack-state'
+
+const TAG_MODES: readonly TagMatchMode[] = ['any', 'all']
 
 export interface SetOptions {
   /** Lifetime in ms; defaults to the stack's ttl, then to each layer's own. */
@@ -97,17 +101,63 @@ function normalizeNamespace(prefix: unknown): string {
 export class CacheStack {
   private readonly state: StackState
   private readonly prefix: string
+  /** The plan of a getOrSet without options, for this view (its tags are scoped by its prefix). */
+  private readonly defaultPlan: LoadPlan
 
   constructor(layers: readonly CacheLayer[], options: CacheStackOptions = {}) {
     this.state = new StackState(layers, options)
     this.prefix = ''
+    this.defaultPlan = this.state.defaultPlan
   }
 
-  /** A view whose keys all live under `prefix:`; nest freely. Shares layers, stats and events. */
+  /** A view whose keys and tags all live under `prefix:`; nest freely. Shares layers, stats and events. */
   namespace(prefix: string): CacheStack {
     const view = Object.create(CacheStack.prototype) as CacheStack
-    Object.assign(view, { state: this.state, prefix: this.prefix + normalizeNamespace(prefix) })
+    const scoped = this.prefix + normalizeNamespace(prefix)
+    Object.assign(view, {
+      state: this.state,
+      prefix: scoped,
+      defaultPlan: { ...this.state.defaultPlan, tagPrefix: scoped },
+    })
     return view
+  }
+
+  /**
+   * Removes every entry tagged with `tag` (in this namespace) from every layer and returns how many keys
+   * were removed. Loads and reads in flight when it runs do not write their values back.
+   */
+  invalidateByTag(tag: string): Promise<number> {
+    return this.invalidateByTags([tag], 'any')
+  }
+
+  /** Like invalidateByTag for several tags: keys carrying `any` of them, or `all` of them. */
+  async invalidateByTags(tags: readonly string[], mode: TagMatchMode = 'any'): Promise<number> {
+    const checked = assertTags(tags)
+    if (checked === undefined) throw new InvalidOptionError('invalidateByTags needs at least one tag')
+    assertOneOf(mode, TAG_MODES, 'tag match mode')
+    const state = this.state
+    const scoped = scopeTags(checked, this.prefix)!
+    // A group invalidation cannot name the keys being loaded right now: fence them all, conservatively.
+    state.fence.invalidateAll()
+    state.flights.clear()
+    const found = new Set<string>()
+    await Promise.all(
+      state.layers.map(async (layer, i) => {
+        if (layer.invalidateTags === undefined) return
+        try {
+          for (const key of await layer.invalidateTags(scoped, mode)) found.add(key)
+        } catch (error) {
+          state.layerFailed(i, 'invalidateTags', undefined, error, 'throw')
+        }
+      }),
+    )
+    // A key one layer indexed may sit in another that did not (e.g. back-filled before it was tagged).
+    if (found.size > 0) await this.deleteFull([...found], false)
+    state.stats.invalidations++
+    if (state.events.listening('invalidate')) {
+      state.events.emit('invalidate', { kind: 'tags', tags: scoped, mode, count: found.size })
+    }
+    return found.size
   }
 
   /** The key prefix of this view ('' for the root stack). */
@@ -161,7 +211,7 @@ export class CacheStack {
     const full = this.prefix + assertKey(key)
     assertKnownOptions(options, SET_OPTIONS, 'set')
     const ttl = assertTtl(options?.ttl) ?? this.state.defaultTtl
-    const tags = assertTags(options?.tags)
+    const tags = scopeTags(assertTags(options?.tags), this.prefix)
     assertCacheableValue(value, key)
     await this.writeNewValues([{ key: full, value, ttl, tags }])
   }
@@ -174,7 +224,7 @@ export class CacheStack {
       assertKnownOptions(item, ['key', 'value', 'ttl', 'tags'], 'mset entry')
       const key = this.prefix + assertKey(item.key)
       const ttl = assertTtl(item.ttl) ?? this.state.defaultTtl
-      const tags = assertTags(item.tags)
+      const tags = scopeTags(assertTags(item.tags), this.prefix)
       assertCacheableValue(item.value, item.key)
       return { key, value: item.value as unknown, ttl, tags }
     })
@@ -251,7 +301,7 @@ export class CacheStack {
     if (typeof loader !== 'function') throw new InvalidOptionError('getOrSet: loader must be a function')
     const state = this.state
     const plan =
-      options === undefined ? state.defaultPlan : this.planOf(options, GET_OR_SET_OPTIONS, 'getOrSet')
+      options === undefined ? this.defaultPlan : this.planOf(options, GET_OR_SET_OPTIONS, 'getOrSet')
     const l1 = state.l1
     let fallback: CacheEntry | undefined
     if (l1 !== undefined) {
@@ -289,7 +339,7 @@ export class CacheStack {
     const full = this.prefix + assertKey(key)
     if (typeof loader !== 'function') throw new InvalidOptionError('refresh: loader must be a function')
     const plan =
-      options === undefined ? this.state.defaultPlan : this.planOf(options, GET_OR_SET_OPTIONS, 'refresh')
+      options === undefined ? this.defaultPlan : this.planOf(options, GET_OR_SET_OPTIONS, 'refresh')
     const inFlight = this.state.flights.get(full)
     if (inFlight !== undefined) return inFlight as Promise<T>
     // The cached value only informs the loader (ctx.stale); a failing refresh() rejects.
@@ -406,6 +456,7 @@ export class CacheStack {
     return {
       ttl: assertTtl(options.ttl) ?? state.defaultTtl,
       tags: assertTags(options.tags),
+      tagPrefix: this.prefix,
       mode: this.errorMode(options),
       policy: resolveFreshness(state.freshnessDefaults, options),
     }
@@ -460,10 +511,10 @@ export class CacheStack {
     this.state.errorThrottle.forget(key)
   }
 
-  private async deleteFull(fulls: readonly string[]): Promise<void> {
+  private async deleteFull(fulls: readonly string[], asDelete = true): Promise<void> {
     const state = this.state
     for (const full of fulls) this.invalidateLocally(full)
-    state.stats.deletes += fulls.length
+    if (asDelete) state.stats.deletes += fulls.length
     const layers = state.layers
     let firstFailure: LayerCacheError | undefined
     await Promise.all(
@@ -480,6 +531,8 @@ export class CacheStack {
       }),
     )
     if (firstFailure) throw firstFailure
-    if (state.events.listening('delete')) for (const key of fulls) state.events.emit('delete', { key })
+    if (asDelete && state.events.listening('delete')) {
+      for (const key of fulls) state.events.emit('delete', { key })
+    }
   }
 }

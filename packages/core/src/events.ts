@@ -21,6 +21,8 @@ export interface CacheEventMap {
   timeout: { key: string; kind: 'soft' | 'hard' }
   /** warm() finished one key (`error` set when its loader failed). */
   warm: { key: string; done: number; total: number; error?: unknown }
+  /** A group invalidation ran; `count` keys were removed. */
+  invalidate: { kind: 'tags'; tags: readonly string[]; mode: 'any' | 'all'; count: number }
   /** A layer failed; `handled` is true when the stack carried on without it. */
   error: { operation: string; layer: string; key?: string | undefined; error: unknown; handled: boolean }
 }

@@ -38,6 +38,7 @@ export {
 } from './errors'
 export { type CacheEventListener, type CacheEventMap, type CacheEventName, CacheEvents } from './events'
 export { type FreshnessOptions, judge, type Verdict } from './freshness'
+export { MemoryTagIndex, type MemoryTagIndexOptions, type TagMatchMode } from './invalidation'
 export { InvalidationFence } from './invalidation-fence'
 export {
   type CacheLayer,

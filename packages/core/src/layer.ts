@@ -1,4 +1,5 @@
 import type { CacheEntry } from './entry'
+import type { TagMatchMode } from './invalidation'
 
 export type MaybePromise<T> = T | Promise<T>
 
@@ -58,6 +59,11 @@ export interface CacheLayer {
   has(key: string): MaybePromise<boolean>
   /** Removes every entry this layer holds for this stack (a Redis layer only touches its prefix). */
   clear(): MaybePromise<void>
+  /**
+   * Removes every entry written with any (or all) of `tags` and returns their keys. Layers that record
+   * the tags of what they store implement it; the stack also deletes the returned keys everywhere.
+   */
+  invalidateTags?(tags: readonly string[], mode: TagMatchMode): MaybePromise<readonly string[]>
 }
 
 /** An in-process layer: same contract, synchronous answers. */

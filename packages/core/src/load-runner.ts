@@ -2,7 +2,7 @@ import type { CacheEntry } from './entry'
 import { LoaderTimeoutError } from './errors'
 import { buildEntry, type FreshnessPolicy, judge, usableOnError } from './freshness'
 import { LoadContext, type LoaderContext } from './loader-context'
-import type { LoadPlan, StackState } from './stack-state'
+import { type LoadPlan, type StackState, scopeTags } from './stack-state'
 
 /** Produces the value for a missing or stale key. The context offers the stale value, an abort signal and more. */
 export type Loader<T> = (context: LoaderContext<T>) => T | Promise<T>
@@ -167,14 +167,7 @@ export class LoadRunner {
         return
       }
       state.errorThrottle.forget(full)
-      const written = await this.writeLoaded(
-        full,
-        value,
-        context,
-        policy,
-        performance.now() - started,
-        ticket,
-      )
+      const written = await this.writeLoaded(full, value, context, plan, performance.now() - started, ticket)
       // The protected copy the fastest layer now holds, so a load and a hit hand out the same kind of value.
       answer.resolve((written === undefined || written.absent === true ? value : written.value) as T)
     } finally {
@@ -249,11 +242,12 @@ export class LoadRunner {
     full: string,
     value: T,
     context: LoadContext<T>,
-    policy: FreshnessPolicy,
+    plan: LoadPlan,
     loadMs: number,
     ticket: number,
   ): Promise<CacheEntry | undefined> {
     const state = this.state
+    const policy = plan.policy
     const nothing = value === undefined || value === null
     let built: { entry: CacheEntry; ttl: number | undefined }
     if (nothing && policy.negativeTtl !== undefined) {
@@ -262,7 +256,7 @@ export class LoadRunner {
       state.stats.uncached++
       return undefined
     } else {
-      built = buildEntry(value, context.ttl, context.tags, policy, loadMs)
+      built = buildEntry(value, context.ttl, scopeTags(context.tags, plan.tagPrefix), policy, loadMs)
     }
     if (state.fence.isFenced(full, ticket)) {
       this.state.countFenced(full)

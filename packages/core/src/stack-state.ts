@@ -29,9 +29,20 @@ export interface CacheStackOptions extends FreshnessOptions {
 export const STACK_OPTIONS = ['ttl', 'onLayerError', ...FRESHNESS_OPTIONS] as const
 
 /** A getOrSet call's resolved options. */
+/** Tags as stored: with the namespace in front, so a tag never reaches into another tenant. */
+export function scopeTags(
+  tags: readonly string[] | undefined,
+  prefix: string,
+): readonly string[] | undefined {
+  if (tags === undefined || prefix === '') return tags
+  return tags.map((tag) => prefix + tag)
+}
+
 export interface LoadPlan {
   readonly ttl: number | undefined
+  /** As the caller gave them; stored with `tagPrefix` (the namespace) in front. */
   readonly tags: readonly string[] | undefined
+  readonly tagPrefix: string
   readonly mode: LayerErrorMode
   readonly policy: FreshnessPolicy
 }
@@ -87,6 +98,7 @@ export class StackState {
     this.defaultPlan = {
       ttl: this.defaultTtl,
       tags: undefined,
+      tagPrefix: '',
       mode: this.onLayerError,
       policy: resolveFreshness(options, undefined),
     }

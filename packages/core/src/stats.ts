@@ -39,6 +39,8 @@ export interface CacheStats {
   readonly uncached: number
   /** Keys whose loader ran during warm(). */
   readonly warmed: number
+  /** Group invalidations run (invalidateByTag / invalidateByTags). */
+  readonly invalidations: number
 }
 
 /** Plain counters: incrementing them is the whole cost of stats on the hot path. */
@@ -63,6 +65,7 @@ export class StatsCollector {
   negativeHits = 0
   uncached = 0
   warmed = 0
+  invalidations = 0
   readonly layerHits: number[]
   readonly layerMisses: number[]
   readonly layerErrors: number[]
@@ -103,6 +106,7 @@ export class StatsCollector {
       negativeHits: this.negativeHits,
       uncached: this.uncached,
       warmed: this.warmed,
+      invalidations: this.invalidations,
     }
   }
 
@@ -111,7 +115,7 @@ export class StatsCollector {
     this.coalesced = this.fencedWrites = this.sets = this.deletes = this.errors = 0
     this.staleServed = this.staleOnError = this.staleOnTimeout = this.backgroundRefreshes = 0
     this.earlyRefreshes = this.softTimeouts = this.hardTimeouts = this.negativeHits = 0
-    this.uncached = this.warmed = 0
+    this.uncached = this.warmed = this.invalidations = 0
     this.layerHits.fill(0)
     this.layerMisses.fill(0)
     this.layerErrors.fill(0)

@@ -201,6 +201,7 @@ describe('stats', () => {
       negativeHits: 0,
       uncached: 0,
       warmed: 0,
+      invalidations: 0,
     })
   })
 
@@ -250,6 +251,7 @@ describe('stats', () => {
       negativeHits: 0,
       uncached: 0,
       warmed: 0,
+      invalidations: 0,
     })
     // Counting resumes normally.
     await cache.get('b')

@@ -10,6 +10,8 @@ import {
   type LayerWrite,
   type LayerWriteOptions,
   type LocalCacheLayer,
+  MemoryTagIndex,
+  type TagMatchMode,
 } from '@layercache/core'
 import { LRUCache } from 'lru-cache'
 import { estimateBytes } from './size-estimate'
@@ -44,6 +46,8 @@ export class MemoryLayer implements LocalCacheLayer {
   readonly protection: ValueProtection
   private readonly lru: LRUCache<string, StoredEntry>
   private readonly measure: boolean
+  /** Tags of the entries held, so tag invalidation finds them; kept in step with the LRU by `dispose`. */
+  private readonly tagIndex: MemoryTagIndex
 
   constructor(options: MemoryLayerOptions = {}) {
     assertKnownOptions(options, OPTIONS, 'MemoryLayer')
@@ -60,7 +64,12 @@ export class MemoryLayer implements LocalCacheLayer {
       throw new InvalidOptionError('MemoryLayer: maxEntryBytes cannot exceed maxBytes')
     }
     this.measure = maxBytes !== undefined || maxEntryBytes !== undefined
+    // Bounded like the LRU itself; an entry the index had to forget is dropped rather than left untracked.
+    this.tagIndex = new MemoryTagIndex({ maxKeys: max, onEvict: (key) => this.lru.delete(key) })
     this.lru = new LRUCache<string, StoredEntry>({
+      dispose: (entry, key) => {
+        if (entry.tags !== undefined) this.tagIndex.delete(key)
+      },
       max,
       ...(maxBytes !== undefined ? { maxSize: maxBytes } : {}),
       ...(maxEntryBytes !== undefined ? { maxEntrySize: maxEntryBytes } : {}),
@@ -108,6 +117,12 @@ export class MemoryLayer implements LocalCacheLayer {
     for (const key of keys) this.lru.delete(key)
   }
 
+  invalidateTags(tags: readonly string[], mode: TagMatchMode): string[] {
+    const keys = this.tagIndex.keysForTags(tags, mode)
+    for (const key of keys) this.lru.delete(key)
+    return keys
+  }
+
   has(key: string): boolean {
     return this.lru.has(key)
   }
@@ -141,6 +156,8 @@ export class MemoryLayer implements LocalCacheLayer {
         bytes,
       }
       this.lru.set(key, stored, ttl === undefined ? undefined : { ttl })
+      if (entry.tags !== undefined && entry.tags.length > 0 && this.lru.has(key))
+        this.tagIndex.set(key, entry.tags)
     }
   }
 

@@ -23,6 +23,7 @@ import {
 } from './envelope-codec'
 import { normalizePrefix, scanPattern } from './key-prefix'
 import { groupBySlotOwner } from './pipeline-groups'
+import { RedisTagStore, type TagMatchMode } from './redis-tag-store'
 import { jsonSerializer, msgpackSerializer, resolveSerializer, type Serializer } from './serializer'
 
 export type RedisClient = Redis | Cluster
@@ -82,6 +83,7 @@ export class RedisLayer implements CacheLayer {
   private readonly stringReads: boolean
   private everReady: boolean
   private readonly deadlines: DeadlineQueue
+  private readonly tagStore = new RedisTagStore(this)
 
   constructor(options: RedisLayerOptions) {
     assertKnownOptions(options, OPTIONS, 'RedisLayer')
@@ -141,9 +143,22 @@ export class RedisLayer implements CacheLayer {
       const expiresAt = ttl === undefined ? 0 : Date.now() + ttl
       const full = this.prefix + write.key
       const encoded = encodeEntry(this.serializer, write.entry, expiresAt, full, this.maxValueBytes)
-      return { full, ttl, encoded, stillValid: write.options?.stillValid }
+      return {
+        key: write.key,
+        full,
+        ttl,
+        expiresAt,
+        tags: write.entry.tags,
+        encoded,
+        stillValid: write.options?.stillValid,
+      }
     })
     return () => this.commit(prepared)
+  }
+
+  /** Removes every value tagged with any (or all) of `tags`; returns the keys removed. See RedisTagStore. */
+  invalidateTags(tags: readonly string[], mode: TagMatchMode): Promise<string[]> {
+    return this.tagStore.invalidate(tags, mode)
   }
 
   async delete(key: string): Promise<void> {
@@ -209,8 +224,11 @@ export class RedisLayer implements CacheLayer {
 
   private async commit(
     prepared: readonly {
+      key: string
       full: string
       ttl: number | undefined
+      expiresAt: number
+      tags: readonly string[] | undefined
       encoded: EncodedValue
       stillValid: (() => boolean) | undefined
     }[],
@@ -219,9 +237,26 @@ export class RedisLayer implements CacheLayer {
     if (failure) throw failure
     const payloads = await Promise.all(prepared.map((p) => compressIfLarge(p.encoded, this.compression)))
     // Checked after encoding and right before the commands leave, in the same tick as the send.
-    const live = prepared.flatMap((p, i) =>
+    let live = prepared.flatMap((p, i) =>
       p.stillValid === undefined || p.stillValid() ? [{ ...p, payload: payloads[i]! }] : [],
     )
+    const tagged = live.filter((item) => item.tags !== undefined && item.tags.length > 0)
+    if (tagged.length > 0) {
+      // Tagged values go through the tag store's ordering (memberships, value, epoch check) one by one.
+      await Promise.all(
+        tagged.map((item) =>
+          this.tagStore.write(item.key, item.tags!, item.expiresAt, async () => {
+            await this.run('set', item.full, () =>
+              item.ttl === undefined
+                ? this.client.set(item.full, item.payload)
+                : this.client.set(item.full, item.payload, 'PX', item.ttl),
+            )
+          }),
+        ),
+      )
+      if (tagged.length === live.length) return
+      live = live.filter((item) => item.tags === undefined || item.tags.length === 0)
+    }
     if (live.length === 0) return
     if (live.length === 1) {
       const { full, ttl, payload } = live[0]!

@@ -1,0 +1,163 @@
+import {
+  getTestRedis,
+  type RedisClusterHandle,
+  startRedisCluster,
+  type TestRedis,
+} from '@layercache/test-utils'
+import type { Cluster, Redis } from 'ioredis'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CacheStack, InvalidOptionError, MemoryLayer, RedisLayer } from '../src'
+
+let redis: TestRedis
+let client: Redis
+let cluster: RedisClusterHandle
+let clusterClient: Cluster
+let run = 0
+
+beforeAll(async () => {
+  redis = await getTestRedis()
+  client = redis.createClient()
+  cluster = await startRedisCluster({ masters: 3 })
+  clusterClient = cluster.createClient()
+  await clusterClient.set('warmup', '1')
+})
+afterAll(async () => {
+  await redis.close()
+  await cluster.stop()
+})
+
+type Target = 'memory only' | 'standalone' | 'cluster'
+
+/** Two "instances" sharing Redis (or, memory only, one stack). */
+function setup(target: Target) {
+  run++
+  const prefix = target === 'standalone' ? `${redis.keyPrefix}tg${run}` : `tg${run}`
+  const layers = () =>
+    target === 'memory only'
+      ? [new MemoryLayer({ ttl: 60_000 })]
+      : [
+          new MemoryLayer({ ttl: 60_000 }),
+          new RedisLayer({ client: target === 'standalone' ? client : clusterClient, prefix }),
+        ]
+  return { a: new CacheStack(layers()), b: new CacheStack(layers()) }
+}
+
+describe.each(['memory only', 'standalone', 'cluster'] as const)('tag invalidation, %s', (target) => {
+  it('removes every key of a tag from every layer and returns the count', async () => {
+    const { a, b } = setup(target)
+    await a.set('user:123', { id: 123 }, { tags: ['user:123'] })
+    await a.set('user:123:posts', ['p'], { tags: ['user:123', 'posts'] })
+    await a.set('user:456', { id: 456 }, { tags: ['user:456'] })
+    expect(await a.invalidateByTag('user:123')).toBe(2)
+    expect(await a.get('user:123')).toBeUndefined()
+    expect(await a.get('user:123:posts')).toBeUndefined()
+    expect(await a.get('user:456')).toEqual({ id: 456 })
+    if (target !== 'memory only') {
+      // Another instance (cold memory) finds nothing in Redis either.
+      expect(await b.get('user:123:posts')).toBeUndefined()
+      expect(await b.get('user:456')).toEqual({ id: 456 })
+    }
+    expect(a.getStats().invalidations).toBe(1)
+  })
+
+  it("'any' and 'all' select keys as documented", async () => {
+    const { a } = setup(target)
+    await a.set('user:a:1', 1, { tags: ['tenant:a', 'admin', 'user'] })
+    await a.set('user:a:2', 2, { tags: ['tenant:a', 'admin', 'user'] })
+    await a.set('user:a:3', 3, { tags: ['tenant:a', 'user'] })
+    await a.set('user:b:1', 4, { tags: ['tenant:b', 'admin', 'user'] })
+    expect(await a.invalidateByTags(['tenant:a', 'admin'], 'all')).toBe(2)
+    expect(await a.mget(['user:a:1', 'user:a:2', 'user:a:3', 'user:b:1'])).toEqual([
+      undefined,
+      undefined,
+      3,
+      4,
+    ])
+    expect(await a.invalidateByTags(['tenant:a', 'tenant:b'], 'any')).toBe(2)
+    expect(await a.mget(['user:a:3', 'user:b:1'])).toEqual([undefined, undefined])
+  })
+
+  it('tags from getOrSet and from the loader context count too', async () => {
+    const { a } = setup(target)
+    await a.getOrSet('product:1', () => ({ price: 10 }), { tags: ['category:tech'] })
+    await a.getOrSet('product:2', (ctx) => {
+      ctx.setTags(['category:tech', 'brand:sony'])
+      return { price: 20 }
+    })
+    expect(await a.invalidateByTag('brand:sony')).toBe(1)
+    expect(await a.invalidateByTag('category:tech')).toBe(1)
+    let loads = 0
+    await a.getOrSet('product:1', () => ++loads)
+    expect(loads).toBe(1)
+  })
+
+  it('a namespace only reaches its own tags', async () => {
+    const { a } = setup(target)
+    const acme = a.namespace('tenant:acme')
+    const other = a.namespace('tenant:other')
+    await acme.set('settings', 'acme', { tags: ['settings'] })
+    await other.set('settings', 'other', { tags: ['settings'] })
+    await a.set('settings', 'root', { tags: ['settings'] })
+    expect(await acme.invalidateByTag('settings')).toBe(1)
+    expect(await acme.get('settings')).toBeUndefined()
+    expect(await other.get('settings')).toBe('other')
+    expect(await a.get('settings')).toBe('root')
+  })
+
+  it('a load in flight when the tag is invalidated does not write its value back', async () => {
+    const { a } = setup(target)
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const loading = a.getOrSet(
+      'price:1',
+      async () => {
+        await gate
+        return 'old price'
+      },
+      { tags: ['price'] },
+    )
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    await a.invalidateByTag('price')
+    release()
+    expect(await loading).toBe('old price')
+    expect(await a.get('price:1')).toBeUndefined()
+  })
+
+  it('refuses bad input and changes nothing', async () => {
+    const { a } = setup(target)
+    await a.set('k', 'v', { tags: ['t'] })
+    await expect(a.invalidateByTags([])).rejects.toBeInstanceOf(InvalidOptionError)
+    await expect(a.invalidateByTag('')).rejects.toBeInstanceOf(InvalidOptionError)
+    await expect(a.invalidateByTag('a\nb')).rejects.toBeInstanceOf(InvalidOptionError)
+    await expect(a.invalidateByTags(['t'], 'some' as 'any')).rejects.toBeInstanceOf(InvalidOptionError)
+    expect(await a.get('k')).toBe('v')
+  })
+})
+
+describe('tag invalidation races against real Redis', () => {
+  it('concurrent set and invalidateByTag never leave a live, tagged value that an invalidation missed', async () => {
+    const { a, b } = setup('standalone')
+    let missed = 0
+    for (let i = 0; i < 300; i++) {
+      const key = `item:${i % 10}`
+      const write = (async () => {
+        if (Math.random() < 0.5) await new Promise((resolve) => setImmediate(resolve))
+        await a.set(key, i, { tags: ['catalog'] })
+      })()
+      const invalidate = (async () => {
+        if (Math.random() < 0.5) await new Promise((resolve) => setImmediate(resolve))
+        await b.invalidateByTag('catalog')
+      })()
+      await Promise.all([write, invalidate])
+      // Whatever survived must be found by the next invalidation.
+      if ((await b.get(key)) !== undefined) {
+        await b.invalidateByTag('catalog')
+        const fresh = new CacheStack([new RedisLayer({ client, prefix: (b.layers[1] as RedisLayer).prefix })])
+        if ((await fresh.get(key)) !== undefined) missed++
+      }
+    }
+    expect(missed).toBe(0)
+  })
+})
