@@ -76,3 +76,16 @@ export class LoaderTimeoutError extends LayerCacheError {
     this.timeoutMs = timeoutMs
   }
 }
+
+/**
+ * A layer refused a write because an invalidation of one of its keys or tags got in between (possibly
+ * on another instance). Not a failure: the stack drops the value from every layer and carries on.
+ */
+export class WriteFencedError extends LayerCacheError {
+  readonly keys: readonly string[]
+
+  constructor(keys: readonly string[]) {
+    super('WRITE_FENCED', `Write of ${keys.length} key(s) dropped: an invalidation got in between`)
+    this.keys = keys
+  }
+}

@@ -35,6 +35,7 @@ export {
   LoaderTimeoutError,
   OversizedValueError,
   SerializationError,
+  WriteFencedError,
 } from './errors'
 export { type CacheEventListener, type CacheEventMap, type CacheEventName, CacheEvents } from './events'
 export { type FreshnessOptions, judge, type Verdict } from './freshness'

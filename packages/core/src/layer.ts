@@ -16,6 +16,11 @@ export interface LayerWriteOptions {
    * write: an invalidation landed meanwhile and the value must not come back (no resurrection).
    */
   readonly stillValid?: (() => boolean) | undefined
+  /**
+   * Tag epochs a layer handed out (`tagEpochs`) when the load behind this write began; a layer that
+   * sees them moved refuses the write with WriteFencedError.
+   */
+  readonly tagEpochs?: ReadonlyMap<string, string> | undefined
 }
 
 export interface LayerWrite {
@@ -64,6 +69,8 @@ export interface CacheLayer {
    * the tags of what they store implement it; the stack also deletes the returned keys everywhere.
    */
   invalidateTags?(tags: readonly string[], mode: TagMatchMode): MaybePromise<readonly string[]>
+  /** A snapshot of the tags' invalidation epochs, taken when a load starts (see LayerWriteOptions). */
+  tagEpochs?(tags: readonly string[]): Promise<ReadonlyMap<string, string>>
 }
 
 /** An in-process layer: same contract, synchronous answers. */

@@ -110,6 +110,13 @@ export class LoadRunner {
     const policy = plan.policy
     const ticket = state.fence.begin()
     let fallback = force ? undefined : current
+    // The tags' epochs as the load starts, so an invalidation on any instance during the load fences the
+    // write-back (in parallel with the read below; without it the write snapshots when it lands).
+    const scopedTags = scopeTags(plan.tags, plan.tagPrefix)
+    const epochs =
+      scopedTags !== undefined && state.tagEpochLayer !== undefined
+        ? state.tagEpochLayer.tagEpochs!(scopedTags).catch(() => undefined)
+        : undefined
     try {
       const from = state.l1 === undefined ? 0 : 1
       if (!force && from < state.layers.length) {
@@ -167,7 +174,8 @@ export class LoadRunner {
         return
       }
       state.errorThrottle.forget(full)
-      const written = await this.writeLoaded(full, value, context, plan, performance.now() - started, ticket)
+      const loadMs = performance.now() - started
+      const written = await this.writeLoaded(full, value, context, plan, loadMs, ticket, await epochs)
       // The protected copy the fastest layer now holds, so a load and a hit hand out the same kind of value.
       answer.resolve((written === undefined || written.absent === true ? value : written.value) as T)
     } finally {
@@ -245,6 +253,7 @@ export class LoadRunner {
     plan: LoadPlan,
     loadMs: number,
     ticket: number,
+    tagEpochs: ReadonlyMap<string, string> | undefined,
   ): Promise<CacheEntry | undefined> {
     const state = this.state
     const policy = plan.policy
@@ -263,7 +272,7 @@ export class LoadRunner {
       return undefined
     }
     const stillValid = () => !state.fence.isFenced(full, ticket)
-    const writes = [{ key: full, entry: built.entry, options: { ttl: built.ttl, stillValid } }]
+    const writes = [{ key: full, entry: built.entry, options: { ttl: built.ttl, stillValid, tagEpochs } }]
     await this.state.writes.commitEverywhere(this.state.writes.prepareEverywhere(writes), writes, 'bypass')
     return state.l1?.get(full) ?? built.entry
   }

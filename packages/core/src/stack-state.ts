@@ -74,6 +74,8 @@ export class StackState {
   /** The plan of a getOrSet without options (resolved once). */
   readonly defaultPlan: LoadPlan
   readonly errorThrottle = new ErrorThrottle()
+  /** The layer that hands out tag epochs (Redis), if any: loads snapshot them when they start. */
+  readonly tagEpochLayer: CacheLayer | undefined
 
   constructor(layers: readonly CacheLayer[], options: CacheStackOptions) {
     assertKnownOptions(options, STACK_OPTIONS, 'CacheStack')
@@ -105,6 +107,7 @@ export class StackState {
     this.layers = [...layers]
     const first = layers[0]!
     this.l1 = isLocalLayer(first) ? first : undefined
+    this.tagEpochLayer = this.layers.find((layer) => typeof layer.tagEpochs === 'function')
     this.stats = new StatsCollector(this.layers.map((l) => l.name))
     this.reads = new ReadThrough(this)
     this.writes = new WriteThrough(this)

@@ -1,3 +1,4 @@
+import { WriteFencedError } from './errors'
 import type { CommitWrite, LayerWrite } from './layer'
 import type { LayerErrorMode, StackState } from './stack-state'
 
@@ -19,7 +20,7 @@ export class WriteThrough {
     mode: LayerErrorMode,
   ) {
     const pending: Promise<void>[] = []
-    const failures: { index: number; error: unknown }[] = []
+    let failures: { index: number; error: unknown }[] = []
     commits.forEach((commit, i) => {
       try {
         const done = commit()
@@ -31,6 +32,14 @@ export class WriteThrough {
     })
     if (pending.length > 0) await Promise.all(pending)
     if (failures.length === 0) return
+    const fenced = failures.filter(({ error }) => error instanceof WriteFencedError)
+    if (fenced.length > 0) {
+      const keys = fenced.flatMap(({ error }) => (error as WriteFencedError).keys)
+      for (const key of keys) this.state.countFenced(key)
+      await this.removeQuietly(keys)
+      if (fenced.length === failures.length) return
+    }
+    failures = failures.filter(({ error }) => !(error instanceof WriteFencedError))
     if (mode === 'throw') await this.removeQuietly(writes.map((w) => w.key))
     const operation = writes.length === 1 ? 'set' : 'setMany'
     for (const { index, error } of failures)

@@ -10,6 +10,7 @@ import {
   LayerCacheError,
   LayerUnavailableError,
   type LayerWrite,
+  WriteFencedError,
 } from '@layercache/core'
 import type { Cluster, Redis } from 'ioredis'
 import { DeadlineQueue } from './deadline-queue'
@@ -149,11 +150,17 @@ export class RedisLayer implements CacheLayer {
         ttl,
         expiresAt,
         tags: write.entry.tags,
+        since: write.options?.tagEpochs,
         encoded,
         stillValid: write.options?.stillValid,
       }
     })
     return () => this.commit(prepared)
+  }
+
+  /** Snapshot of the tags' invalidation epochs, for a load to fence its write-back against. */
+  tagEpochs(tags: readonly string[]): Promise<ReadonlyMap<string, string>> {
+    return this.tagStore.epochs(tags)
   }
 
   /** Removes every value tagged with any (or all) of `tags`; returns the keys removed. See RedisTagStore. */
@@ -229,6 +236,7 @@ export class RedisLayer implements CacheLayer {
       ttl: number | undefined
       expiresAt: number
       tags: readonly string[] | undefined
+      since: ReadonlyMap<string, string> | undefined
       encoded: EncodedValue
       stillValid: (() => boolean) | undefined
     }[],
@@ -243,17 +251,25 @@ export class RedisLayer implements CacheLayer {
     const tagged = live.filter((item) => item.tags !== undefined && item.tags.length > 0)
     if (tagged.length > 0) {
       // Tagged values go through the tag store's ordering (memberships, value, epoch check) one by one.
-      await Promise.all(
+      const kept = await Promise.all(
         tagged.map((item) =>
-          this.tagStore.write(item.key, item.tags!, item.expiresAt, async () => {
-            await this.run('set', item.full, () =>
-              item.ttl === undefined
-                ? this.client.set(item.full, item.payload)
-                : this.client.set(item.full, item.payload, 'PX', item.ttl),
-            )
-          }),
+          this.tagStore.write(
+            item.key,
+            item.tags!,
+            item.expiresAt,
+            async () => {
+              await this.run('set', item.full, () =>
+                item.ttl === undefined
+                  ? this.client.set(item.full, item.payload)
+                  : this.client.set(item.full, item.payload, 'PX', item.ttl),
+              )
+            },
+            item.since,
+          ),
         ),
       )
+      const refused = tagged.filter((_, k) => !kept[k]).map((item) => item.key)
+      if (refused.length > 0) throw new WriteFencedError(refused)
       if (tagged.length === live.length) return
       live = live.filter((item) => item.tags === undefined || item.tags.length === 0)
     }

@@ -61,7 +61,10 @@ export class RedisTagStore {
       await writeValue()
       return true
     }
-    const before = since ?? (await this.epochs(tags))
+    // Tags the loader added after the snapshot (ctx.setTags) are snapshotted now, before anything else.
+    const missing = since === undefined ? tags : tags.filter((tag) => !since.has(tag))
+    const before = new Map(since ?? [])
+    if (missing.length > 0) for (const [tag, epoch] of await this.epochs(missing)) before.set(tag, epoch)
     const fullKey = this.layer.prefix + key
     const now = Date.now()
     const ttl = expiresAt === 0 ? undefined : Math.max(1, expiresAt - now)

@@ -136,6 +136,36 @@ describe.each(['memory only', 'standalone', 'cluster'] as const)('tag invalidati
   })
 })
 
+describe.each(['standalone', 'cluster'] as const)('tag invalidation across instances, %s', (target) => {
+  it('a load on one instance does not write back what another instance invalidated meanwhile', async () => {
+    const { a, b } = setup(target)
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const loading = a.getOrSet(
+      'price:1',
+      async () => {
+        await gate
+        return 'read before the price change'
+      },
+      { tags: ['price'] },
+    )
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    await b.set('other', 1, { tags: ['price'] })
+    expect(await b.invalidateByTag('price')).toBe(1)
+    release()
+    expect(await loading).toBe('read before the price change')
+    // Neither Redis nor the loading instance's own memory keeps it.
+    expect(await b.get('price:1')).toBeUndefined()
+    expect(await a.get('price:1')).toBeUndefined()
+    expect(a.getStats().fencedWrites).toBeGreaterThan(0)
+    // The next load is written normally.
+    expect(await a.getOrSet('price:1', () => 'new price', { tags: ['price'] })).toBe('new price')
+    expect(await b.get('price:1')).toBe('new price')
+  })
+})
+
 describe('tag invalidation races against real Redis', () => {
   it('concurrent set and invalidateByTag never leave a live, tagged value that an invalidation missed', async () => {
     const { a, b } = setup('standalone')
