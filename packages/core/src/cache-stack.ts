@@ -140,19 +140,33 @@ export class CacheStack {
     // A group invalidation cannot name the keys being loaded right now: fence them all, conservatively.
     state.fence.invalidateAll()
     state.flights.clear()
-    const found = new Set<string>()
+    const foundBy: (readonly string[] | undefined)[] = await Promise.all(
+      state.layers.map(async (layer, i) => {
+        if (layer.invalidateTags === undefined) return undefined
+        try {
+          return await layer.invalidateTags(scoped, mode)
+        } catch (error) {
+          state.layerFailed(i, 'invalidateTags', undefined, error, 'throw')
+          return undefined
+        }
+      }),
+    )
+    const found = new Set(foundBy.flatMap((keys) => keys ?? []))
+    for (const key of found) this.invalidateLocally(key)
+    // A key one layer matched may sit in another that did not index it (e.g. a write Redis refused in
+    // bypass mode): remove it there too, without repeating the work of layers that already did.
     await Promise.all(
       state.layers.map(async (layer, i) => {
-        if (layer.invalidateTags === undefined) return
+        const own = new Set(foundBy[i] ?? [])
+        const rest = [...found].filter((key) => !own.has(key))
+        if (rest.length === 0) return
         try {
-          for (const key of await layer.invalidateTags(scoped, mode)) found.add(key)
+          await layer.deleteMany(rest)
         } catch (error) {
           state.layerFailed(i, 'invalidateTags', undefined, error, 'throw')
         }
       }),
     )
-    // A key one layer indexed may sit in another that did not (e.g. back-filled before it was tagged).
-    if (found.size > 0) await this.deleteFull([...found], false)
     state.stats.invalidations++
     if (state.events.listening('invalidate')) {
       state.events.emit('invalidate', { kind: 'tags', tags: scoped, mode, count: found.size })
@@ -511,10 +525,10 @@ export class CacheStack {
     this.state.errorThrottle.forget(key)
   }
 
-  private async deleteFull(fulls: readonly string[], asDelete = true): Promise<void> {
+  private async deleteFull(fulls: readonly string[]): Promise<void> {
     const state = this.state
     for (const full of fulls) this.invalidateLocally(full)
-    if (asDelete) state.stats.deletes += fulls.length
+    state.stats.deletes += fulls.length
     const layers = state.layers
     let firstFailure: LayerCacheError | undefined
     await Promise.all(
@@ -531,8 +545,6 @@ export class CacheStack {
       }),
     )
     if (firstFailure) throw firstFailure
-    if (asDelete && state.events.listening('delete')) {
-      for (const key of fulls) state.events.emit('delete', { key })
-    }
+    if (state.events.listening('delete')) for (const key of fulls) state.events.emit('delete', { key })
   }
 }

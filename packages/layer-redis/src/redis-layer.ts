@@ -29,6 +29,17 @@ import { jsonSerializer, msgpackSerializer, resolveSerializer, type Serializer }
 
 export type RedisClient = Redis | Cluster
 
+interface PreparedWrite {
+  readonly key: string
+  readonly full: string
+  readonly ttl: number | undefined
+  readonly expiresAt: number
+  readonly tags: readonly string[] | undefined
+  readonly since: ReadonlyMap<string, string> | undefined
+  readonly encoded: EncodedValue
+  readonly stillValid: (() => boolean) | undefined
+}
+
 type DecodedReply = CacheEntry | undefined | Promise<CacheEntry | undefined>
 
 export interface RedisLayerOptions {
@@ -229,79 +240,55 @@ export class RedisLayer implements CacheLayer {
   private readonly decodeBinary = (data: Buffer | null, full: string): DecodedReply =>
     data === null ? undefined : decodeStored(data, this.readers, full)
 
-  private async commit(
-    prepared: readonly {
-      key: string
-      full: string
-      ttl: number | undefined
-      expiresAt: number
-      tags: readonly string[] | undefined
-      since: ReadonlyMap<string, string> | undefined
-      encoded: EncodedValue
-      stillValid: (() => boolean) | undefined
-    }[],
-  ): Promise<void> {
+  private async commit(prepared: readonly PreparedWrite[]): Promise<void> {
     const failure = this.connectionFailure('set')
     if (failure) throw failure
     const payloads = await Promise.all(prepared.map((p) => compressIfLarge(p.encoded, this.compression)))
     // Checked after encoding and right before the commands leave, in the same tick as the send.
-    let live = prepared.flatMap((p, i) =>
+    const live = prepared.flatMap((p, i) =>
       p.stillValid === undefined || p.stillValid() ? [{ ...p, payload: payloads[i]! }] : [],
     )
     const tagged = live.filter((item) => item.tags !== undefined && item.tags.length > 0)
-    if (tagged.length > 0) {
-      // Tagged values go through the tag store's ordering (memberships, value, epoch check) one by one.
-      const kept = await Promise.all(
-        tagged.map((item) =>
-          this.tagStore.write(
-            item.key,
-            item.tags!,
-            item.expiresAt,
-            async () => {
-              await this.run('set', item.full, () =>
-                item.ttl === undefined
-                  ? this.client.set(item.full, item.payload)
-                  : this.client.set(item.full, item.payload, 'PX', item.ttl),
-              )
-            },
-            item.since,
-          ),
-        ),
-      )
-      const refused = tagged.filter((_, k) => !kept[k]).map((item) => item.key)
-      if (refused.length > 0) throw new WriteFencedError(refused)
-      if (tagged.length === live.length) return
-      live = live.filter((item) => item.tags === undefined || item.tags.length === 0)
-    }
-    if (live.length === 0) return
-    if (live.length === 1) {
-      const { full, ttl, payload } = live[0]!
+    const plain = tagged.length === 0 ? live : live.filter((item) => !tagged.includes(item))
+    await Promise.all([
+      plain.length > 0 ? this.sendSets(plain) : undefined,
+      // Tagged values go through the tag store's fenced ordering, all of this commit's at once.
+      tagged.length > 0
+        ? this.tagStore
+            .writeMany(
+              tagged.map((item) => ({
+                key: item.key,
+                tags: item.tags!,
+                expiresAt: item.expiresAt,
+                since: item.since,
+              })),
+              () => this.sendSets(tagged),
+            )
+            .then((refused) => {
+              if (refused.length > 0) throw new WriteFencedError(refused)
+            })
+        : undefined,
+    ])
+  }
+
+  /** SET with PX for each item: one command, or one pipeline (per slot owner on a Cluster). */
+  private async sendSets(items: readonly (PreparedWrite & { payload: string | Buffer })[]): Promise<void> {
+    if (items.length === 1) {
+      const { full, ttl, payload } = items[0]!
       await this.run('set', full, () =>
         ttl === undefined ? this.client.set(full, payload) : this.client.set(full, payload, 'PX', ttl),
       )
       return
     }
-    const send = (pipe: ReturnType<Redis['pipeline']>, item: (typeof live)[number]) =>
-      item.ttl === undefined
-        ? pipe.set(item.full, item.payload)
-        : pipe.set(item.full, item.payload, 'PX', item.ttl)
-    if (this.cluster) {
-      const groups = groupBySlotOwner(
-        this.client as Cluster,
-        live.map((item) => item.full),
-      )
-      await Promise.all(
-        groups.map((group) => {
-          const pipe = this.client.pipeline()
-          for (const i of group) send(pipe, live[i]!)
-          return this.execPipeline('setMany', pipe)
-        }),
-      )
-      return
-    }
-    const pipe = this.client.pipeline()
-    for (const item of live) send(pipe, item)
-    await this.execPipeline('setMany', pipe)
+    await this.pipelineByKey(
+      'setMany',
+      items.map((item) => item.full),
+      (pipe, _full, i) => {
+        const item = items[i]!
+        if (item.ttl === undefined) pipe.set(item.full, item.payload)
+        else pipe.set(item.full, item.payload, 'PX', item.ttl)
+      },
+    )
   }
 
   /**
@@ -312,7 +299,7 @@ export class RedisLayer implements CacheLayer {
   async pipelineByKey(
     operation: string,
     keys: readonly string[],
-    add: (pipe: ReturnType<Redis['pipeline']>, key: string) => void,
+    add: (pipe: ReturnType<Redis['pipeline']>, key: string, index: number) => void,
   ): Promise<unknown[]> {
     const out: unknown[] = new Array(keys.length)
     if (keys.length === 0) return out
@@ -324,7 +311,7 @@ export class RedisLayer implements CacheLayer {
         const pipe = this.client.pipeline()
         const lastReply: number[] = []
         for (const i of group) {
-          add(pipe, keys[i]!)
+          add(pipe, keys[i]!, i)
           lastReply.push(pipe.length - 1)
         }
         const replies = await this.execPipeline(operation, pipe)

@@ -9,6 +9,15 @@ export type TagMatchMode = 'any' | 'all'
 /** Epochs of tags as read at one moment; a write is fenced when any of them moved since. */
 export type TagEpochs = ReadonlyMap<string, string>
 
+export interface TaggedWrite {
+  readonly key: string
+  readonly tags: readonly string[]
+  /** 0 = never expires. */
+  readonly expiresAt: number
+  /** Epochs from the start of the load behind the write; tags missing here are snapshotted first. */
+  readonly since?: TagEpochs | undefined
+}
+
 /**
  * Tag memberships and tag epochs in Redis, with the ordering of docs/internals/invalidation-design.md,
  * which needs no cross-slot script and so holds on a Cluster as on one Redis:
@@ -46,10 +55,55 @@ export class RedisTagStore {
   }
 
   /**
-   * Writes a tagged value: records the memberships, runs `writeValue` (the layer's own SET), then checks
-   * the epochs against `since` (or against a snapshot taken before anything else) and removes the value
-   * when an invalidation of one of its tags got in between. Returns whether the value was kept.
+   * Writes tagged values: snapshots the epochs the writes do not carry (`since`, from the start of their
+   * loads), records the memberships, runs `writeValues` (the layer's own SETs), then re-reads the epochs
+   * and unlinks every value one of whose tags was invalidated in between. Each step is one pipeline per
+   * slot owner for the whole batch. Returns the keys it had to remove.
    */
+  async writeMany(items: readonly TaggedWrite[], writeValues: () => Promise<void>): Promise<string[]> {
+    const missing = new Set<string>()
+    for (const item of items) for (const tag of item.tags) if (!item.since?.has(tag)) missing.add(tag)
+    const snapshot = missing.size > 0 ? await this.epochs([...missing]) : new Map<string, string>()
+    const now = Date.now()
+    const memberships = items.flatMap((item) =>
+      item.tags.map((tag) => ({ item, setKey: this.tagSetKey(tag) })),
+    )
+    await this.layer.pipelineByKey(
+      'tag memberships',
+      memberships.map((m) => m.setKey),
+      (pipe, setKey, i) => {
+        const { item } = memberships[i]!
+        const ttl = item.expiresAt === 0 ? undefined : Math.max(1, item.expiresAt - now)
+        pipe.zadd(setKey, item.expiresAt === 0 ? NEVER : item.expiresAt, this.layer.prefix + item.key)
+        pipe.zremrangebyscore(setKey, '-inf', now)
+        // The set must outlive its longest member: set an expiry if it has none, extend it otherwise;
+        // a member that never expires makes the set persistent.
+        if (ttl === undefined) pipe.persist(setKey)
+        else {
+          pipe.pexpire(setKey, ttl, 'NX')
+          pipe.pexpire(setKey, ttl, 'GT')
+        }
+      },
+    )
+    await writeValues()
+    const allTags = [...new Set(items.flatMap((item) => item.tags))]
+    const after = await this.epochs(allTags)
+    const refused = items
+      .filter((item) =>
+        item.tags.some((tag) => after.get(tag) !== (item.since?.get(tag) ?? snapshot.get(tag) ?? '0')),
+      )
+      .map((item) => item.key)
+    if (refused.length > 0) {
+      await this.layer.pipelineByKey(
+        'tag fence',
+        refused.map((key) => this.layer.prefix + key),
+        (pipe, full) => pipe.unlink(full),
+      )
+    }
+    return refused
+  }
+
+  /** One tagged write (see writeMany); returns whether the value was kept. */
   async write(
     key: string,
     tags: readonly string[],
@@ -61,38 +115,7 @@ export class RedisTagStore {
       await writeValue()
       return true
     }
-    // Tags the loader added after the snapshot (ctx.setTags) are snapshotted now, before anything else.
-    const missing = since === undefined ? tags : tags.filter((tag) => !since.has(tag))
-    const before = new Map(since ?? [])
-    if (missing.length > 0) for (const [tag, epoch] of await this.epochs(missing)) before.set(tag, epoch)
-    const fullKey = this.layer.prefix + key
-    const now = Date.now()
-    const ttl = expiresAt === 0 ? undefined : Math.max(1, expiresAt - now)
-    const score = expiresAt === 0 ? NEVER : expiresAt
-    await this.layer.pipelineByKey(
-      'tag memberships',
-      tags.map((tag) => this.tagSetKey(tag)),
-      (pipe, setKey) => {
-        pipe.zadd(setKey, score, fullKey)
-        pipe.zremrangebyscore(setKey, '-inf', now)
-        // The set must outlive its longest member: set an expiry if it has none, extend it otherwise;
-        // a member that never expires makes the set persistent.
-        if (ttl === undefined) pipe.persist(setKey)
-        else {
-          pipe.pexpire(setKey, ttl, 'NX')
-          pipe.pexpire(setKey, ttl, 'GT')
-        }
-      },
-    )
-    await writeValue()
-    const after = await this.epochs(tags)
-    for (const tag of tags) {
-      if (after.get(tag) !== (before.get(tag) ?? '0')) {
-        await this.layer.pipelineByKey('tag fence', [fullKey], (pipe, k) => pipe.unlink(k))
-        return false
-      }
-    }
-    return true
+    return (await this.writeMany([{ key, tags, expiresAt, since }], writeValue)).length === 0
   }
 
   /**
