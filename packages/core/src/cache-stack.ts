@@ -30,18 +30,29 @@ export type { CacheStackOptions, LayerErrorMode } from './stack-state'
 
 const TAG_MODES: readonly TagMatchMode[] = ['any', 'all']
 
+/** Dependencies are stored as tags under a prefix callers' tags cannot collide with (it holds a control char). */
+const DEPENDENCY_TAG = '\u0001dep:'
+function dependencyTag(fullKey: string): string {
+  return DEPENDENCY_TAG + fullKey
+}
+
 export interface SetOptions {
   /** Lifetime in ms; defaults to the stack's ttl, then to each layer's own. */
   readonly ttl?: number
   /** Labels for group invalidation; stored with the entry. */
   readonly tags?: readonly string[]
+  /**
+   * Keys (in this namespace) this entry is derived from: deleting or invalidating any of them removes
+   * this entry too, transitively.
+   */
+  readonly dependsOn?: readonly string[]
 }
-const SET_OPTIONS = ['ttl', 'tags'] as const
+const SET_OPTIONS = ['ttl', 'tags', 'dependsOn'] as const
 
 export interface GetOrSetOptions extends SetOptions, FreshnessOptions {
   readonly onLayerError?: LayerErrorMode
 }
-const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'onLayerError', ...FRESHNESS_OPTIONS] as const
+const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'dependsOn', 'onLayerError', ...FRESHNESS_OPTIONS] as const
 
 export interface WarmEntry<T = unknown> {
   readonly key: string
@@ -135,8 +146,21 @@ export class CacheStack {
     const checked = assertTags(tags)
     if (checked === undefined) throw new InvalidOptionError('invalidateByTags needs at least one tag')
     assertOneOf(mode, TAG_MODES, 'tag match mode')
-    const state = this.state
     const scoped = scopeTags(checked, this.prefix)!
+    const found = await this.removeTagged(scoped, mode)
+    const dependents = await this.cascade([...found])
+    const count = found.size + dependents
+    const state = this.state
+    state.stats.invalidations++
+    if (state.events.listening('invalidate')) {
+      state.events.emit('invalidate', { kind: 'tags', tags: scoped, mode, count })
+    }
+    return count
+  }
+
+  /** Removes the entries carrying (any / all of) the stored tags from every layer; returns their keys. */
+  private async removeTagged(storedTags: readonly string[], mode: TagMatchMode): Promise<Set<string>> {
+    const state = this.state
     // A group invalidation cannot name the keys being loaded right now: fence them all, conservatively.
     state.fence.invalidateAll()
     state.flights.clear()
@@ -144,7 +168,7 @@ export class CacheStack {
       state.layers.map(async (layer, i) => {
         if (layer.invalidateTags === undefined) return undefined
         try {
-          return await layer.invalidateTags(scoped, mode)
+          return await layer.invalidateTags(storedTags, mode)
         } catch (error) {
           state.layerFailed(i, 'invalidateTags', undefined, error, 'throw')
           return undefined
@@ -167,11 +191,25 @@ export class CacheStack {
         }
       }),
     )
-    state.stats.invalidations++
-    if (state.events.listening('invalidate')) {
-      state.events.emit('invalidate', { kind: 'tags', tags: scoped, mode, count: found.size })
+    return found
+  }
+
+  /**
+   * Invalidates, transitively, every entry written with `dependsOn` one of `fullKeys`. Dependencies are
+   * stored as tags, so this is as race-safe and as shared across instances as tag invalidation. Cycles
+   * end because a key is only followed once. Returns how many dependents were removed.
+   */
+  private async cascade(fullKeys: readonly string[]): Promise<number> {
+    const seen = new Set(fullKeys)
+    let frontier = [...fullKeys]
+    let removed = 0
+    while (frontier.length > 0) {
+      const found = await this.removeTagged(frontier.map(dependencyTag), 'any')
+      frontier = [...found].filter((key) => !seen.has(key))
+      for (const key of frontier) seen.add(key)
+      removed += frontier.length
     }
-    return found.size
+    return removed
   }
 
   /** The key prefix of this view ('' for the root stack). */
@@ -225,7 +263,7 @@ export class CacheStack {
     const full = this.prefix + assertKey(key)
     assertKnownOptions(options, SET_OPTIONS, 'set')
     const ttl = assertTtl(options?.ttl) ?? this.state.defaultTtl
-    const tags = scopeTags(assertTags(options?.tags), this.prefix)
+    const tags = this.storedTags(options?.tags, options?.dependsOn)
     assertCacheableValue(value, key)
     await this.writeNewValues([{ key: full, value, ttl, tags }])
   }
@@ -235,23 +273,51 @@ export class CacheStack {
       throw new InvalidOptionError('mset expects an array of { key, value, ttl?, tags? }')
     // Validate everything before touching any layer: a rejected call changes nothing.
     const items = entries.map((item) => {
-      assertKnownOptions(item, ['key', 'value', 'ttl', 'tags'], 'mset entry')
+      assertKnownOptions(item, ['key', 'value', 'ttl', 'tags', 'dependsOn'], 'mset entry')
       const key = this.prefix + assertKey(item.key)
       const ttl = assertTtl(item.ttl) ?? this.state.defaultTtl
-      const tags = scopeTags(assertTags(item.tags), this.prefix)
+      const tags = this.storedTags(item.tags, item.dependsOn)
       assertCacheableValue(item.value, item.key)
       return { key, value: item.value as unknown, ttl, tags }
     })
     await this.writeNewValues(items)
   }
 
+  /** Removes the key from every layer, and every entry that depends on it (`dependsOn`), transitively. */
   async delete(key: string): Promise<void> {
-    await this.deleteFull([this.prefix + assertKey(key)])
+    const full = this.prefix + assertKey(key)
+    await this.deleteFull([full])
+    await this.cascadeIfDependents([full])
   }
 
   async mdelete(keys: readonly string[]): Promise<void> {
     if (!Array.isArray(keys)) throw new InvalidOptionError('mdelete expects an array of keys')
-    await this.deleteFull(keys.map((key) => this.prefix + assertKey(key)))
+    const fulls = keys.map((key) => this.prefix + assertKey(key))
+    await this.deleteFull(fulls)
+    await this.cascadeIfDependents(fulls)
+  }
+
+  /**
+   * With a shared layer (Redis), any instance may have written dependents, so a delete always looks them
+   * up (two more pipelined round trips). A memory-only stack skips that until it wrote a `dependsOn`.
+   */
+  private async cascadeIfDependents(fullKeys: readonly string[]): Promise<void> {
+    const state = this.state
+    if (state.dependenciesUsed || state.tagEpochLayer !== undefined) await this.cascade(fullKeys)
+  }
+
+  /** The tags an entry is stored with: the caller's (namespaced) plus one per dependency. */
+  private storedTags(
+    tags: readonly string[] | undefined,
+    dependsOn: readonly string[] | undefined,
+  ): readonly string[] | undefined {
+    const scoped = scopeTags(assertTags(tags), this.prefix)
+    if (dependsOn === undefined) return scoped
+    if (!Array.isArray(dependsOn)) throw new InvalidOptionError('dependsOn must be an array of keys')
+    const dependencies = dependsOn.map((key) => dependencyTag(this.prefix + assertKey(key, 'dependsOn key')))
+    if (dependencies.length === 0) return scoped
+    this.state.dependenciesUsed = true
+    return [...(scoped ?? []), ...dependencies]
   }
 
   async mget<T = unknown>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]> {
@@ -470,6 +536,7 @@ export class CacheStack {
     return {
       ttl: assertTtl(options.ttl) ?? state.defaultTtl,
       tags: assertTags(options.tags),
+      dependencyTags: this.storedTags(undefined, options.dependsOn),
       tagPrefix: this.prefix,
       mode: this.errorMode(options),
       policy: resolveFreshness(state.freshnessDefaults, options),

@@ -4,6 +4,13 @@ import { buildEntry, type FreshnessPolicy, judge, usableOnError } from './freshn
 import { LoadContext, type LoaderContext } from './loader-context'
 import { type LoadPlan, type StackState, scopeTags } from './stack-state'
 
+/** The tags a loaded entry is stored with: the loader's or caller's (namespaced) and the dependency tags. */
+function storedTagsOf(plan: LoadPlan, tags: readonly string[] | undefined): readonly string[] | undefined {
+  const scoped = scopeTags(tags, plan.tagPrefix)
+  if (plan.dependencyTags === undefined || plan.dependencyTags.length === 0) return scoped
+  return [...(scoped ?? []), ...plan.dependencyTags]
+}
+
 /** Produces the value for a missing or stale key. The context offers the stale value, an abort signal and more. */
 export type Loader<T> = (context: LoaderContext<T>) => T | Promise<T>
 
@@ -112,7 +119,7 @@ export class LoadRunner {
     let fallback = force ? undefined : current
     // The tags' epochs as the load starts, so an invalidation on any instance during the load fences the
     // write-back (in parallel with the read below; without it the write snapshots when it lands).
-    const scopedTags = scopeTags(plan.tags, plan.tagPrefix)
+    const scopedTags = storedTagsOf(plan, plan.tags)
     const epochs =
       scopedTags !== undefined && state.tagEpochLayer !== undefined
         ? state.tagEpochLayer.tagEpochs!(scopedTags).catch(() => undefined)
@@ -265,7 +272,7 @@ export class LoadRunner {
       state.stats.uncached++
       return undefined
     } else {
-      built = buildEntry(value, context.ttl, scopeTags(context.tags, plan.tagPrefix), policy, loadMs)
+      built = buildEntry(value, context.ttl, storedTagsOf(plan, context.tags), policy, loadMs)
     }
     if (state.fence.isFenced(full, ticket)) {
       this.state.countFenced(full)

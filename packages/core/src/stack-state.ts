@@ -42,6 +42,8 @@ export interface LoadPlan {
   readonly ttl: number | undefined
   /** As the caller gave them; stored with `tagPrefix` (the namespace) in front. */
   readonly tags: readonly string[] | undefined
+  /** Stored as they are (already scoped): one tag per `dependsOn` key. */
+  readonly dependencyTags?: readonly string[] | undefined
   readonly tagPrefix: string
   readonly mode: LayerErrorMode
   readonly policy: FreshnessPolicy
@@ -74,6 +76,8 @@ export class StackState {
   /** The plan of a getOrSet without options (resolved once). */
   readonly defaultPlan: LoadPlan
   readonly errorThrottle = new ErrorThrottle()
+  /** Set once this process writes an entry with `dependsOn` (what a memory-only stack needs to know). */
+  dependenciesUsed = false
   /** The layer that hands out tag epochs (Redis), if any: loads snapshot them when they start. */
   readonly tagEpochLayer: CacheLayer | undefined
 
