@@ -1,45 +1,8 @@
-import {
-  getTestRedis,
-  type RedisClusterHandle,
-  startRedisCluster,
-  type TestRedis,
-} from '@layercache/test-utils'
-import type { Cluster, Redis } from 'ioredis'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CacheStack, InvalidKeyError, InvalidOptionError, MemoryLayer, RedisLayer } from '../src'
+import { describe, expect, it } from 'vitest'
+import { InvalidKeyError, InvalidOptionError } from '../src'
+import { useRedisTargets } from './support/redis-targets'
 
-let redis: TestRedis
-let client: Redis
-let cluster: RedisClusterHandle
-let clusterClient: Cluster
-let run = 0
-
-beforeAll(async () => {
-  redis = await getTestRedis()
-  client = redis.createClient()
-  cluster = await startRedisCluster({ masters: 3 })
-  clusterClient = cluster.createClient()
-  await clusterClient.set('warmup', '1')
-})
-afterAll(async () => {
-  await redis.close()
-  await cluster.stop()
-})
-
-type Target = 'memory only' | 'standalone' | 'cluster'
-
-function setup(target: Target) {
-  run++
-  const prefix = target === 'standalone' ? `${redis.keyPrefix}dep${run}` : `dep${run}`
-  const layers = () =>
-    target === 'memory only'
-      ? [new MemoryLayer({ ttl: 60_000 })]
-      : [
-          new MemoryLayer({ ttl: 60_000 }),
-          new RedisLayer({ client: target === 'standalone' ? client : clusterClient, prefix }),
-        ]
-  return { a: new CacheStack(layers()), b: new CacheStack(layers()) }
-}
+const setup = useRedisTargets('dep')
 
 describe.each(['memory only', 'standalone', 'cluster'] as const)('dependsOn, %s', (target) => {
   it('deleting a key removes its dependents, transitively', async () => {
@@ -99,17 +62,12 @@ describe.each(['memory only', 'standalone', 'cluster'] as const)('dependsOn, %s'
 
 describe.each(['standalone', 'cluster'] as const)('dependsOn across instances, %s', (target) => {
   it('a delete on one instance removes dependents another instance wrote', async () => {
-    const { a, b } = setup(target)
+    const { a, b, redisOnly } = setup(target)
     await a.set('product:1', 1)
     await a.set('homepage', 'home', { dependsOn: ['product:1'] })
     // b has never written anything with dependsOn itself, and still cascades through Redis.
     await b.delete('product:1')
-    const cold = new CacheStack([
-      new RedisLayer({
-        client: target === 'standalone' ? client : clusterClient,
-        prefix: (a.layers[1] as RedisLayer).prefix,
-      }),
-    ])
+    const cold = redisOnly()
     expect(await cold.get('homepage')).toBeUndefined()
   })
 })

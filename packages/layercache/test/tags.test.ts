@@ -1,46 +1,8 @@
-import {
-  getTestRedis,
-  type RedisClusterHandle,
-  startRedisCluster,
-  type TestRedis,
-} from '@layercache/test-utils'
-import type { Cluster, Redis } from 'ioredis'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CacheStack, InvalidOptionError, MemoryLayer, RedisLayer } from '../src'
+import { describe, expect, it } from 'vitest'
+import { InvalidOptionError } from '../src'
+import { useRedisTargets } from './support/redis-targets'
 
-let redis: TestRedis
-let client: Redis
-let cluster: RedisClusterHandle
-let clusterClient: Cluster
-let run = 0
-
-beforeAll(async () => {
-  redis = await getTestRedis()
-  client = redis.createClient()
-  cluster = await startRedisCluster({ masters: 3 })
-  clusterClient = cluster.createClient()
-  await clusterClient.set('warmup', '1')
-})
-afterAll(async () => {
-  await redis.close()
-  await cluster.stop()
-})
-
-type Target = 'memory only' | 'standalone' | 'cluster'
-
-/** Two "instances" sharing Redis (or, memory only, one stack). */
-function setup(target: Target) {
-  run++
-  const prefix = target === 'standalone' ? `${redis.keyPrefix}tg${run}` : `tg${run}`
-  const layers = () =>
-    target === 'memory only'
-      ? [new MemoryLayer({ ttl: 60_000 })]
-      : [
-          new MemoryLayer({ ttl: 60_000 }),
-          new RedisLayer({ client: target === 'standalone' ? client : clusterClient, prefix }),
-        ]
-  return { a: new CacheStack(layers()), b: new CacheStack(layers()) }
-}
+const setup = useRedisTargets('tg')
 
 describe.each(['memory only', 'standalone', 'cluster'] as const)('tag invalidation, %s', (target) => {
   it('removes every key of a tag from every layer and returns the count', async () => {
@@ -168,7 +130,7 @@ describe.each(['standalone', 'cluster'] as const)('tag invalidation across insta
 
 describe('tag invalidation races against real Redis', () => {
   it('concurrent set and invalidateByTag never leave a live, tagged value that an invalidation missed', async () => {
-    const { a, b } = setup('standalone')
+    const { a, b, redisOnly } = setup('standalone')
     let missed = 0
     for (let i = 0; i < 300; i++) {
       const key = `item:${i % 10}`
@@ -184,8 +146,7 @@ describe('tag invalidation races against real Redis', () => {
       // Whatever survived must be found by the next invalidation.
       if ((await b.get(key)) !== undefined) {
         await b.invalidateByTag('catalog')
-        const fresh = new CacheStack([new RedisLayer({ client, prefix: (b.layers[1] as RedisLayer).prefix })])
-        if ((await fresh.get(key)) !== undefined) missed++
+        if ((await redisOnly().get(key)) !== undefined) missed++
       }
     }
     expect(missed).toBe(0)
