@@ -248,8 +248,9 @@ export class RedisLayer implements CacheLayer {
     const live = prepared.flatMap((p, i) =>
       p.stillValid === undefined || p.stillValid() ? [{ ...p, payload: payloads[i]! }] : [],
     )
-    const tagged = live.filter((item) => item.tags !== undefined && item.tags.length > 0)
-    const plain = tagged.length === 0 ? live : live.filter((item) => !tagged.includes(item))
+    const tagged: typeof live = []
+    const plain: typeof live = []
+    for (const item of live) (item.tags !== undefined && item.tags.length > 0 ? tagged : plain).push(item)
     await Promise.all([
       plain.length > 0 ? this.sendSets(plain) : undefined,
       // Tagged values go through the tag store's fenced ordering, all of this commit's at once.
