@@ -1,8 +1,8 @@
 import { CacheStack, type CacheStackOptions, MemoryLayer, RedisLayer } from 'layercache'
 import { LRUCache } from 'lru-cache'
-import { type BenchContext, REDIS_TTL_MS, scaled } from '../context'
-import { compareL1, LATENCY_BATCH } from '../l1-rows'
-import { type BatchPlan, consume, measureBatchesAmong, nowNs, sinceNs } from '../measure'
+import { type BenchContext, REDIS_TTL_MS } from '../context'
+import { compareL1, l1Plan } from '../l1-rows'
+import { consume, measureBatchesAmong, nowNs, sinceNs } from '../measure'
 import { makeKeys, PAYLOAD, type Product } from '../payload'
 import { formatCount, type ScenarioResult } from '../report'
 
@@ -103,13 +103,7 @@ export async function freshnessL1(ctx: BenchContext): Promise<ScenarioResult> {
     },
   }
 
-  const plan: BatchPlan = {
-    warmupOps: scaled(ctx, 300_000),
-    rounds: Math.max(2, scaled(ctx, 30)),
-    opsPerRound: scaled(ctx, 60_000),
-    latencyBatches: scaled(ctx, 250),
-    latencyBatchOps: LATENCY_BATCH,
-  }
+  const plan = l1Plan(ctx)
   optionsCache.resetStats()
   plainCache.resetStats()
   const samples = await measureBatchesAmong(plan, SIDES, batches)
@@ -155,7 +149,7 @@ export async function freshnessL1(ctx: BenchContext): Promise<ScenarioResult> {
         `${(freshForMs / 1000).toFixed(1)} s on the sampled key) and cycled.`,
       `Freshness L1: three sides in one alternation (A B C / C B A), same plan as L1 hit: ` +
         `${formatCount(plan.warmupOps)} warm-up ops per side, ${plan.rounds} rounds × (one timed batch of ` +
-        `${formatCount(plan.opsPerRound)} ops + ${plan.latencyBatches} timed batches of ${LATENCY_BATCH}); ` +
+        `${formatCount(plan.opsPerRound)} ops + ${plan.latencyBatches} timed batches of ${plan.latencyBatchOps}); ` +
         `${formatCount(options.ops)} ops per side. Checked after timing: every read of both stacks an L1 hit, ` +
         `0 loader calls, 0 background/early refreshes, 0 stale served, 0 L2 reads (timing ended ` +
         `${(timedUntilMs / 1000).toFixed(1)} s after seeding; refresh-ahead could not fire before ` +

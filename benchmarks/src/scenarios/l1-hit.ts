@@ -1,8 +1,8 @@
 import { CacheStack, MemoryLayer, RedisLayer } from 'layercache'
 import { LRUCache } from 'lru-cache'
-import { type BenchContext, REDIS_TTL_MS, scaled } from '../context'
-import { compareL1, LATENCY_BATCH } from '../l1-rows'
-import { type BatchPlan, consume, measureBatches, type Side } from '../measure'
+import { type BenchContext, REDIS_TTL_MS } from '../context'
+import { compareL1, l1Plan } from '../l1-rows'
+import { consume, measureBatches, type Side } from '../measure'
 import { makeKeys, PAYLOAD, type Product } from '../payload'
 import { formatCount, type ScenarioResult } from '../report'
 
@@ -74,13 +74,7 @@ export async function l1Hit(ctx: BenchContext): Promise<ScenarioResult> {
     },
   }
 
-  const plan: BatchPlan = {
-    warmupOps: scaled(ctx, 300_000),
-    rounds: Math.max(2, scaled(ctx, 30)),
-    opsPerRound: scaled(ctx, 60_000),
-    latencyBatches: scaled(ctx, 250),
-    latencyBatchOps: LATENCY_BATCH,
-  }
+  const plan = l1Plan(ctx)
   cache.resetStats()
   const getSamples = await measureBatches(plan, getBatches)
   const getOrSetSamples = await measureBatches(plan, getOrSetBatches)
@@ -106,7 +100,7 @@ export async function l1Hit(ctx: BenchContext): Promise<ScenarioResult> {
       `L1 hit: ${formatCount(plan.warmupOps)} warm-up ops per side, then ${plan.rounds} rounds per side ` +
         `alternating A B / B A; a round = one timed batch of ${formatCount(plan.opsPerRound)} sequential ` +
         `awaited ops (gives time/op) + ${plan.latencyBatches} individually timed batches of ` +
-        `${LATENCY_BATCH} ops (their per-op means give p50/p99: per-op timers would cost more than the ` +
+        `${plan.latencyBatchOps} ops (their per-op means give p50/p99: per-op timers would cost more than the ` +
         `op). ${formatCount(perSide)} ops per side per API.`,
       'L1 getOrSet: same plan, loader hoisted (never called), compared with the same raw lru-cache ' +
         'baseline (informational).',
