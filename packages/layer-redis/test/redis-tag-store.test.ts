@@ -1,38 +1,14 @@
-import {
-  getTestRedis,
-  type RedisClusterHandle,
-  startRedisCluster,
-  type TestRedis,
-} from '@layercache/test-utils'
-import type { Cluster, Redis } from 'ioredis'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { useRedisAndCluster } from '@layercache/test-utils/redis-and-cluster'
+import { describe, expect, it } from 'vitest'
 import { RedisLayer } from '../src'
 import { RedisTagStore } from '../src/redis-tag-store'
 
-let redis: TestRedis
-let client: Redis
-let cluster: RedisClusterHandle
-let clusterClient: Cluster
-let run = 0
-
-beforeAll(async () => {
-  redis = await getTestRedis()
-  client = redis.createClient()
-  cluster = await startRedisCluster({ masters: 3 })
-  clusterClient = cluster.createClient()
-  await clusterClient.set('warmup', '1')
-})
-afterAll(async () => {
-  await redis.close()
-  await cluster.stop()
-})
+const redis = useRedisAndCluster()
 
 type Target = 'standalone' | 'cluster'
 
 function setup(target: Target) {
-  run++
-  const prefix = target === 'standalone' ? `${redis.keyPrefix}tags${run}` : `tags${run}`
-  const layer = new RedisLayer({ client: target === 'standalone' ? client : clusterClient, prefix })
+  const layer = new RedisLayer({ client: redis.client(target), prefix: redis.prefix(target, 'tags') })
   const store = new RedisTagStore(layer)
   const raw = layer.client
   const put = (key: string, tags: readonly string[], value = 'v', since?: Map<string, string>) =>
