@@ -2,8 +2,8 @@ import { type CacheEntry, isFresh } from './entry'
 import { InvalidOptionError, type LayerCacheError } from './errors'
 import type { CacheEventListener, CacheEventName } from './events'
 import { buildEntry, FRESHNESS_OPTIONS, type FreshnessOptions, judge, resolveFreshness } from './freshness'
-import type { TagMatchMode } from './invalidation'
-import type { CacheLayer, LayerWrite } from './layer'
+import { type KeyMatch, type TagMatchMode, validatePattern } from './invalidation'
+import type { CacheLayer, LayerWrite, MaybePromise } from './layer'
 import type { Loader } from './load-runner'
 import {
   type CacheStackOptions,
@@ -17,6 +17,7 @@ import type { CacheStats } from './stats'
 import {
   assertCacheableValue,
   assertKey,
+  assertKeyPrefix,
   assertKnownOptions,
   assertOneOf,
   assertPositiveInteger,
@@ -158,19 +159,72 @@ export class CacheStack {
     return count
   }
 
+  /**
+   * Removes every entry whose key starts with `prefix` (in this namespace) from every layer and returns how
+   * many were removed; `''` clears the whole namespace. Served by an index (a trie in memory, an ordered
+   * set in Redis), so the cost follows the matches, not the keyspace.
+   */
+  async invalidateByPrefix(prefix: string): Promise<number> {
+    const checked = assertKeyPrefix(prefix)
+    const scope = this.prefix + checked
+    const count = await this.invalidateMatching({ scope })
+    if (this.state.events.listening('invalidate')) {
+      this.state.events.emit('invalidate', { kind: 'prefix', prefix: scope, count })
+    }
+    return count
+  }
+
+  /**
+   * Removes every entry whose key (in this namespace) matches the glob `pattern` (`*`: any run of
+   * characters, `?`: exactly one; nothing else is special) and returns how many were removed. The
+   * namespace is matched literally in front of the pattern, so it never reaches another tenant.
+   */
+  async invalidateByPattern(pattern: string): Promise<number> {
+    const checked = validatePattern(pattern)
+    const count = await this.invalidateMatching({ scope: this.prefix, pattern: checked })
+    if (this.state.events.listening('invalidate')) {
+      this.state.events.emit('invalidate', { kind: 'pattern', scope: this.prefix, pattern: checked, count })
+    }
+    return count
+  }
+
+  private async invalidateMatching(match: KeyMatch): Promise<number> {
+    const state = this.state
+    const unable = state.layers.find((layer) => layer.invalidateKeys === undefined)
+    if (unable !== undefined) {
+      throw new InvalidOptionError(
+        `Layer "${unable.name}" cannot invalidate by prefix or pattern (it has no invalidateKeys)`,
+      )
+    }
+    const found = await this.removeEverywhere('invalidateKeys', (layer) => layer.invalidateKeys!(match))
+    const count = found.size + (await this.cascade([...found]))
+    state.stats.invalidations++
+    return count
+  }
+
   /** Removes the entries carrying (any / all of) the stored tags from every layer; returns their keys. */
-  private async removeTagged(storedTags: readonly string[], mode: TagMatchMode): Promise<Set<string>> {
+  private removeTagged(storedTags: readonly string[], mode: TagMatchMode): Promise<Set<string>> {
+    return this.removeEverywhere('invalidateTags', (layer) => layer.invalidateTags?.(storedTags, mode))
+  }
+
+  /**
+   * A group invalidation: every layer removes what it finds (`find`), then each layer also removes what
+   * the others found. Returns the keys removed.
+   */
+  private async removeEverywhere(
+    operation: string,
+    find: (layer: CacheLayer) => MaybePromise<readonly string[]> | undefined,
+  ): Promise<Set<string>> {
     const state = this.state
     // A group invalidation cannot name the keys being loaded right now: fence them all, conservatively.
     state.fence.invalidateAll()
     state.flights.clear()
     const foundBy: (readonly string[] | undefined)[] = await Promise.all(
       state.layers.map(async (layer, i) => {
-        if (layer.invalidateTags === undefined) return undefined
         try {
-          return await layer.invalidateTags(storedTags, mode)
+          return await find(layer)
         } catch (error) {
-          state.layerFailed(i, 'invalidateTags', undefined, error, 'throw')
+          state.layerFailed(i, operation, undefined, error, 'throw')
           return undefined
         }
       }),
@@ -187,7 +241,7 @@ export class CacheStack {
         try {
           await layer.deleteMany(rest)
         } catch (error) {
-          state.layerFailed(i, 'invalidateTags', undefined, error, 'throw')
+          state.layerFailed(i, operation, undefined, error, 'throw')
         }
       }),
     )
@@ -303,7 +357,7 @@ export class CacheStack {
    */
   private async cascadeIfDependents(fullKeys: readonly string[]): Promise<void> {
     const state = this.state
-    if (state.dependenciesUsed || state.tagEpochLayer !== undefined) await this.cascade(fullKeys)
+    if (state.dependenciesUsed || state.sharedLayers.length > 0) await this.cascade(fullKeys)
   }
 
   /** The tags an entry is stored with: the caller's (namespaced) plus one per dependency. */

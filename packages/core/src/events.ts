@@ -22,7 +22,10 @@ export interface CacheEventMap {
   /** warm() finished one key (`error` set when its loader failed). */
   warm: { key: string; done: number; total: number; error?: unknown }
   /** A group invalidation ran; `count` keys were removed. */
-  invalidate: { kind: 'tags'; tags: readonly string[]; mode: 'any' | 'all'; count: number }
+  invalidate:
+    | { kind: 'tags'; tags: readonly string[]; mode: 'any' | 'all'; count: number }
+    | { kind: 'prefix'; prefix: string; count: number }
+    | { kind: 'pattern'; scope: string; pattern: string; count: number }
   /** A layer failed; `handled` is true when the stack carried on without it. */
   error: { operation: string; layer: string; key?: string | undefined; error: unknown; handled: boolean }
 }

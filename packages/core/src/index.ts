@@ -39,7 +39,21 @@ export {
 } from './errors'
 export { type CacheEventListener, type CacheEventMap, type CacheEventName, CacheEvents } from './events'
 export { type FreshnessOptions, judge, type Verdict } from './freshness'
-export { MemoryTagIndex, type MemoryTagIndexOptions, type TagMatchMode } from './invalidation'
+export {
+  compileGlob,
+  globToRedisMatch,
+  InvalidPatternError,
+  indexPrefixOf,
+  type KeyMatch,
+  keyMatcher,
+  literalPrefixOf,
+  MAX_PATTERN_LENGTH,
+  MemoryTagIndex,
+  type MemoryTagIndexOptions,
+  PrefixTrie,
+  type TagMatchMode,
+  validatePattern,
+} from './invalidation'
 export { InvalidationFence } from './invalidation-fence'
 export {
   type CacheLayer,

@@ -1,5 +1,5 @@
 import type { CacheEntry } from './entry'
-import type { TagMatchMode } from './invalidation'
+import type { KeyMatch, TagMatchMode } from './invalidation'
 
 export type MaybePromise<T> = T | Promise<T>
 
@@ -17,10 +17,11 @@ export interface LayerWriteOptions {
    */
   readonly stillValid?: (() => boolean) | undefined
   /**
-   * Tag epochs a layer handed out (`tagEpochs`) when the load behind this write began; a layer that
-   * sees them moved refuses the write with WriteFencedError.
+   * What each shared layer handed out (`fenceSnapshot`, by layer name) when the load behind this write
+   * began; a layer that sees an invalidation covering the key since then refuses the write with
+   * WriteFencedError.
    */
-  readonly tagEpochs?: ReadonlyMap<string, string> | undefined
+  readonly fences?: ReadonlyMap<string, unknown> | undefined
 }
 
 export interface LayerWrite {
@@ -69,8 +70,17 @@ export interface CacheLayer {
    * the tags of what they store implement it; the stack also deletes the returned keys everywhere.
    */
   invalidateTags?(tags: readonly string[], mode: TagMatchMode): MaybePromise<readonly string[]>
-  /** A snapshot of the tags' invalidation epochs, taken when a load starts (see LayerWriteOptions). */
-  tagEpochs?(tags: readonly string[]): Promise<ReadonlyMap<string, string>>
+  /**
+   * Removes every entry whose key `match` covers and returns their keys. Layers shared between
+   * instances also make writes of loads that began earlier refuse themselves (see `fenceSnapshot`).
+   */
+  invalidateKeys?(match: KeyMatch): MaybePromise<readonly string[]>
+  /**
+   * A shared layer's record of "what had been invalidated" as a load starts (for `tags`, and for group
+   * invalidations): passed back in LayerWriteOptions.fences, it lets the layer refuse a write-back that
+   * an invalidation on any instance has overtaken.
+   */
+  fenceSnapshot?(tags: readonly string[] | undefined): Promise<unknown>
 }
 
 /** An in-process layer: same contract, synchronous answers. */

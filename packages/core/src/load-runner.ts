@@ -117,13 +117,10 @@ export class LoadRunner {
     const policy = plan.policy
     const ticket = state.fence.begin()
     let fallback = force ? undefined : current
-    // The tags' epochs as the load starts, so an invalidation on any instance during the load fences the
-    // write-back (in parallel with the read below; without it the write snapshots when it lands).
-    const scopedTags = storedTagsOf(plan, plan.tags)
-    const epochs =
-      scopedTags !== undefined && state.tagEpochLayer !== undefined
-        ? state.tagEpochLayer.tagEpochs!(scopedTags).catch(() => undefined)
-        : undefined
+    // What shared layers had invalidated as the load starts, so an invalidation on any instance during the
+    // load fences the write-back (taken in parallel with the read below).
+    const fences =
+      state.sharedLayers.length > 0 ? this.fenceSnapshots(storedTagsOf(plan, plan.tags)) : undefined
     try {
       const from = state.l1 === undefined ? 0 : 1
       if (!force && from < state.layers.length) {
@@ -182,7 +179,7 @@ export class LoadRunner {
       }
       state.errorThrottle.forget(full)
       const loadMs = performance.now() - started
-      const written = await this.writeLoaded(full, value, context, plan, loadMs, ticket, await epochs)
+      const written = await this.writeLoaded(full, value, context, plan, loadMs, ticket, await fences)
       // The protected copy the fastest layer now holds, so a load and a hit hand out the same kind of value.
       answer.resolve((written === undefined || written.absent === true ? value : written.value) as T)
     } finally {
@@ -260,7 +257,7 @@ export class LoadRunner {
     plan: LoadPlan,
     loadMs: number,
     ticket: number,
-    tagEpochs: ReadonlyMap<string, string> | undefined,
+    fences: ReadonlyMap<string, unknown> | undefined,
   ): Promise<CacheEntry | undefined> {
     const state = this.state
     const policy = plan.policy
@@ -279,9 +276,19 @@ export class LoadRunner {
       return undefined
     }
     const stillValid = () => !state.fence.isFenced(full, ticket)
-    const writes = [{ key: full, entry: built.entry, options: { ttl: built.ttl, stillValid, tagEpochs } }]
+    const writes = [{ key: full, entry: built.entry, options: { ttl: built.ttl, stillValid, fences } }]
     await this.state.writes.commitEverywhere(this.state.writes.prepareEverywhere(writes), writes, 'bypass')
     return state.l1?.get(full) ?? built.entry
+  }
+
+  /**
+   * Every shared layer's fence snapshot, by layer name. A layer that could not answer gets `null`: it
+   * cannot tell what was invalidated during the load, so it refuses the write-back (always safe).
+   */
+  private async fenceSnapshots(tags: readonly string[] | undefined): Promise<ReadonlyMap<string, unknown>> {
+    const layers = this.state.sharedLayers
+    const snapshots = await Promise.all(layers.map((layer) => layer.fenceSnapshot!(tags).catch(() => null)))
+    return new Map(snapshots.map((snapshot, i) => [layers[i]!.name, snapshot]))
   }
 
   /** Answers with a stale entry standing in for a failed or slow load (a no-op once answered). */

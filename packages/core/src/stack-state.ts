@@ -78,8 +78,8 @@ export class StackState {
   readonly errorThrottle = new ErrorThrottle()
   /** Set once this process writes an entry with `dependsOn` (what a memory-only stack needs to know). */
   dependenciesUsed = false
-  /** The layer that hands out tag epochs (Redis), if any: loads snapshot them when they start. */
-  readonly tagEpochLayer: CacheLayer | undefined
+  /** Layers shared between instances (Redis): loads take their fence snapshots when they start. */
+  readonly sharedLayers: readonly CacheLayer[]
 
   constructor(layers: readonly CacheLayer[], options: CacheStackOptions) {
     assertKnownOptions(options, STACK_OPTIONS, 'CacheStack')
@@ -111,7 +111,7 @@ export class StackState {
     this.layers = [...layers]
     const first = layers[0]!
     this.l1 = isLocalLayer(first) ? first : undefined
-    this.tagEpochLayer = this.layers.find((layer) => typeof layer.tagEpochs === 'function')
+    this.sharedLayers = this.layers.filter((layer) => typeof layer.fenceSnapshot === 'function')
     this.stats = new StatsCollector(this.layers.map((l) => l.name))
     this.reads = new ReadThrough(this)
     this.writes = new WriteThrough(this)

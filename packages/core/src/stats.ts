@@ -39,7 +39,7 @@ export interface CacheStats {
   readonly uncached: number
   /** Keys whose loader ran during warm(). */
   readonly warmed: number
-  /** Group invalidations run (invalidateByTag / invalidateByTags). */
+  /** Group invalidations run (by tag, prefix or pattern). */
   readonly invalidations: number
 }
 

@@ -34,6 +34,12 @@ export function assertKey(key: unknown, what = 'key'): string {
   return key
 }
 
+/** A key prefix for prefix invalidation: like a key, but may be empty (everything in the namespace). */
+export function assertKeyPrefix(prefix: unknown): string {
+  if (prefix === '') return ''
+  return assertKey(prefix, 'prefix')
+}
+
 /** TTLs are whole milliseconds in (0, MAX_TTL_MS]; `undefined` means "use the default". */
 export function assertTtl(ttl: unknown, what = 'ttl'): number | undefined {
   if (ttl === undefined) return undefined

@@ -7,10 +7,14 @@ import {
   effectiveTtl,
   InvalidOptionError,
   InvalidValueError,
+  indexPrefixOf,
+  type KeyMatch,
+  keyMatcher,
   type LayerWrite,
   type LayerWriteOptions,
   type LocalCacheLayer,
   MemoryTagIndex,
+  PrefixTrie,
   type TagMatchMode,
 } from '@layercache/core'
 import { LRUCache } from 'lru-cache'
@@ -48,6 +52,12 @@ export class MemoryLayer implements LocalCacheLayer {
   private readonly measure: boolean
   /** Tags of the entries held, so tag invalidation finds them; kept in step with the LRU by `dispose`. */
   private readonly tagIndex: MemoryTagIndex
+  /**
+   * The keys held, ordered for prefix queries. Built on the first prefix or pattern invalidation and kept
+   * in step from then on, so stacks that never use one pay nothing on writes.
+   */
+  private keyTrie: PrefixTrie | undefined
+  private readonly maxKeys: number
 
   constructor(options: MemoryLayerOptions = {}) {
     assertKnownOptions(options, OPTIONS, 'MemoryLayer')
@@ -64,11 +74,13 @@ export class MemoryLayer implements LocalCacheLayer {
       throw new InvalidOptionError('MemoryLayer: maxEntryBytes cannot exceed maxBytes')
     }
     this.measure = maxBytes !== undefined || maxEntryBytes !== undefined
+    this.maxKeys = max
     // Bounded like the LRU itself; an entry the index had to forget is dropped rather than left untracked.
     this.tagIndex = new MemoryTagIndex({ maxKeys: max, onEvict: (key) => this.lru.delete(key) })
     this.lru = new LRUCache<string, StoredEntry>({
       dispose: (entry, key) => {
         if (entry.tags !== undefined) this.tagIndex.delete(key)
+        this.keyTrie?.delete(key)
       },
       max,
       ...(maxBytes !== undefined ? { maxSize: maxBytes } : {}),
@@ -123,17 +135,36 @@ export class MemoryLayer implements LocalCacheLayer {
     return keys
   }
 
+  /** Removes every entry whose key `match` covers (prefix through the key trie, then the pattern). */
+  invalidateKeys(match: KeyMatch): string[] {
+    const trie = this.keyTrieBuilt()
+    const candidates = trie.keysWithPrefix(indexPrefixOf(match))
+    const matches = match.pattern === undefined ? candidates : candidates.filter(keyMatcher(match))
+    for (const key of matches) this.lru.delete(key)
+    return matches
+  }
+
   has(key: string): boolean {
     return this.lru.has(key)
   }
 
   clear(): void {
     this.lru.clear()
+    this.keyTrie?.clear()
   }
 
   /** Keys currently held (expired entries may still be listed until touched). */
   keys(): IterableIterator<string> {
     return this.lru.keys()
+  }
+
+  private keyTrieBuilt(): PrefixTrie {
+    if (this.keyTrie !== undefined) return this.keyTrie
+    // Never evicts: the LRU holds at most maxKeys entries and removes each from the trie as it goes.
+    const trie = new PrefixTrie({ maxKeys: this.maxKeys + 1, onEvict: (key) => this.lru.delete(key) })
+    for (const key of this.lru.keys()) trie.add(key)
+    this.keyTrie = trie
+    return trie
   }
 
   private prepare(key: string, entry: CacheEntry, options: LayerWriteOptions | undefined): () => void {
@@ -156,8 +187,10 @@ export class MemoryLayer implements LocalCacheLayer {
         bytes,
       }
       this.lru.set(key, stored, ttl === undefined ? undefined : { ttl })
-      if (entry.tags !== undefined && entry.tags.length > 0 && this.lru.has(key))
-        this.tagIndex.set(key, entry.tags)
+      if (this.keyTrie === undefined && entry.tags === undefined) return
+      if (!this.lru.has(key)) return
+      this.keyTrie?.add(key)
+      if (entry.tags !== undefined && entry.tags.length > 0) this.tagIndex.set(key, entry.tags)
     }
   }
 

@@ -6,7 +6,9 @@ import {
   type CacheLayer,
   type CommitWrite,
   effectiveTtl,
+  InvalidKeyError,
   InvalidOptionError,
+  type KeyMatch,
   LayerCacheError,
   LayerUnavailableError,
   type LayerWrite,
@@ -24,10 +26,17 @@ import {
 } from './envelope-codec'
 import { normalizePrefix, scanPattern } from './key-prefix'
 import { groupBySlotOwner } from './pipeline-groups'
-import { RedisTagStore, type TagMatchMode } from './redis-tag-store'
+import { type LogPosition, RedisKeyIndex } from './redis-key-index'
+import { RedisTagStore, type TagEpochs, type TagMatchMode } from './redis-tag-store'
 import { jsonSerializer, msgpackSerializer, resolveSerializer, type Serializer } from './serializer'
 
 export type RedisClient = Redis | Cluster
+
+/** What a load takes when it starts (see CacheLayer.fenceSnapshot): tag epochs and the log position. */
+interface RedisFence {
+  readonly epochs: TagEpochs | undefined
+  readonly position: LogPosition
+}
 
 interface PreparedWrite {
   readonly key: string
@@ -35,7 +44,8 @@ interface PreparedWrite {
   readonly ttl: number | undefined
   readonly expiresAt: number
   readonly tags: readonly string[] | undefined
-  readonly since: ReadonlyMap<string, string> | undefined
+  /** Absent for a plain set; `null` when the load could not take one (its write-back is refused). */
+  readonly fence: RedisFence | null | undefined
   readonly encoded: EncodedValue
   readonly stillValid: (() => boolean) | undefined
 }
@@ -59,6 +69,11 @@ export interface RedisLayerOptions {
   readonly commandTimeout?: number
   /** Serialised values larger than this are refused with OversizedValueError. Default 16 MiB. */
   readonly maxValueBytes?: number
+  /**
+   * Index every key so invalidateByPrefix / invalidateByPattern cost what they match (default true). Off:
+   * writes are one SET each and those invalidations SCAN the whole keyspace instead.
+   */
+  readonly keyIndex?: boolean
 }
 const OPTIONS = [
   'client',
@@ -69,10 +84,12 @@ const OPTIONS = [
   'compression',
   'commandTimeout',
   'maxValueBytes',
+  'keyIndex',
 ] as const
 
 const JSON_MARKER = jsonSerializer.id.charCodeAt(0)
 const UNLINK_BATCH = 500
+const TILDE = 0x7e
 
 interface PipelineLike {
   exec(): Promise<[Error | null, unknown][] | null>
@@ -90,12 +107,13 @@ export class RedisLayer implements CacheLayer {
   private readonly readers: ReadonlyMap<string, Serializer>
   private readonly compression: Required<CompressionOptions> | undefined
   private readonly maxValueBytes: number
-  private readonly cluster: boolean
+  readonly isCluster: boolean
   /** JSON without compression is read as a string: one less copy than Buffer + toString. */
   private readonly stringReads: boolean
   private everReady: boolean
   private readonly deadlines: DeadlineQueue
   private readonly tagStore = new RedisTagStore(this)
+  private readonly keyIndex: RedisKeyIndex
 
   constructor(options: RedisLayerOptions) {
     assertKnownOptions(options, OPTIONS, 'RedisLayer')
@@ -107,7 +125,7 @@ export class RedisLayer implements CacheLayer {
       throw new InvalidOptionError('RedisLayer: name must be a non-empty string')
     }
     this.client = client
-    this.cluster = client.isCluster === true
+    this.isCluster = client.isCluster === true
     this.name = options.name ?? 'redis'
     this.ttl = assertTtl(options.ttl, 'RedisLayer ttl')
     this.prefix = normalizePrefix(options.prefix)
@@ -121,6 +139,10 @@ export class RedisLayer implements CacheLayer {
       assertPositiveInteger(options.maxValueBytes, 'RedisLayer maxValueBytes') ?? 16 * 1024 * 1024
     this.stringReads = this.serializer === jsonSerializer && this.compression === undefined
     this.deadlines = new DeadlineQueue(this.name, this.commandTimeout)
+    if (options.keyIndex !== undefined && typeof options.keyIndex !== 'boolean') {
+      throw new InvalidOptionError('RedisLayer: keyIndex must be a boolean')
+    }
+    this.keyIndex = new RedisKeyIndex(this, options.keyIndex ?? true)
     this.everReady = client.status === 'ready'
     if (!this.everReady) {
       client.once('ready', () => {
@@ -139,7 +161,7 @@ export class RedisLayer implements CacheLayer {
   async getMany(keys: readonly string[]): Promise<(CacheEntry | undefined)[]> {
     if (keys.length === 0) return []
     const fulls = keys.map((key) => this.prefix + key)
-    const raw: (Buffer | null)[] = this.cluster
+    const raw: (Buffer | null)[] = this.isCluster
       ? ((await this.pipelineByKey('getMany', fulls, (pipe, key) =>
           pipe.getBuffer(key),
         )) as (Buffer | null)[])
@@ -153,7 +175,13 @@ export class RedisLayer implements CacheLayer {
     const prepared = writes.map((write) => {
       const ttl = effectiveTtl(write.options?.ttl, this.ttl)
       const expiresAt = ttl === undefined ? 0 : Date.now() + ttl
+      if (write.key.charCodeAt(0) === TILDE) {
+        throw new InvalidKeyError(
+          `Invalid key ${JSON.stringify(write.key)}: keys starting with "~" are reserved for the layer's indexes`,
+        )
+      }
       const full = this.prefix + write.key
+      const fence = write.options?.fences?.get(this.name) as RedisFence | null | undefined
       const encoded = encodeEntry(this.serializer, write.entry, expiresAt, full, this.maxValueBytes)
       return {
         key: write.key,
@@ -161,7 +189,7 @@ export class RedisLayer implements CacheLayer {
         ttl,
         expiresAt,
         tags: write.entry.tags,
-        since: write.options?.tagEpochs,
+        fence,
         encoded,
         stillValid: write.options?.stillValid,
       }
@@ -169,9 +197,18 @@ export class RedisLayer implements CacheLayer {
     return () => this.commit(prepared)
   }
 
-  /** Snapshot of the tags' invalidation epochs, for a load to fence its write-back against. */
-  tagEpochs(tags: readonly string[]): Promise<ReadonlyMap<string, string>> {
-    return this.tagStore.epochs(tags)
+  /** What had been invalidated as a load starts: its tags' epochs and the position of the group log. */
+  async fenceSnapshot(tags: readonly string[] | undefined): Promise<RedisFence> {
+    const [epochs, position] = await Promise.all([
+      tags === undefined || tags.length === 0 ? undefined : this.tagStore.epochs(tags),
+      this.keyIndex.position(),
+    ])
+    return { epochs, position }
+  }
+
+  /** Removes every key `match` covers (through the key index, or SCAN without one); returns their keys. */
+  invalidateKeys(match: KeyMatch): Promise<string[]> {
+    return this.keyIndex.enabled ? this.keyIndex.invalidate(match) : this.keyIndex.invalidateByScan(match)
   }
 
   /** Removes every value tagged with any (or all) of `tags`; returns the keys removed. See RedisTagStore. */
@@ -186,7 +223,7 @@ export class RedisLayer implements CacheLayer {
   async deleteMany(keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return
     const fulls = keys.map((key) => this.prefix + key)
-    if (this.cluster) {
+    if (this.isCluster) {
       await this.pipelineByKey('deleteMany', fulls, (pipe, key) => pipe.unlink(key))
       return
     }
@@ -200,29 +237,56 @@ export class RedisLayer implements CacheLayer {
     return (await this.run('has', this.prefix + key, (full) => this.client.exists(full))) === 1
   }
 
-  /** Removes every key under this layer's prefix (SCAN + UNLINK in batches, on every master of a Cluster). */
+  /**
+   * Removes every key under this layer's prefix (SCAN + UNLINK in batches, on every master of a Cluster).
+   * Logged first, so loads in flight on any instance do not write back afterwards; the log survives.
+   */
   async clear(): Promise<void> {
     if (this.prefix === '') {
       throw new InvalidOptionError(
         'RedisLayer.clear() needs a prefix: without one it would wipe unrelated keys',
       )
     }
-    const nodes: Redis[] = this.cluster ? (this.client as Cluster).nodes('master') : [this.client as Redis]
-    const match = scanPattern(this.prefix)
+    await this.keyIndex.logClear()
+    const logKey = this.keyIndex.logKey
+    await this.scanMasters('clear', scanPattern(this.prefix), UNLINK_BATCH, async (node, keys) => {
+      // One UNLINK per key in a pipeline: on a Cluster a multi-key UNLINK across slots is refused.
+      const pipe = node.pipeline()
+      for (const key of keys) if (key !== logKey) pipe.unlink(key)
+      if (pipe.length > 0) await this.execPipeline('clear', pipe)
+    })
+  }
+
+  /** SCAN MATCH `pattern` over every master (the one node of a standalone Redis), a batch at a time. */
+  async scanMasters(
+    operation: string,
+    pattern: string,
+    count: number,
+    onBatch: (node: Redis, keys: string[]) => Promise<void>,
+  ): Promise<void> {
+    const nodes: Redis[] = this.isCluster ? (this.client as Cluster).nodes('master') : [this.client as Redis]
     for (const node of nodes) {
       let cursor = '0'
       do {
-        const [next, keys] = await this.run('clear', '', () =>
-          node.scan(cursor, 'MATCH', match, 'COUNT', UNLINK_BATCH),
+        const [next, keys] = await this.run(operation, '', () =>
+          node.scan(cursor, 'MATCH', pattern, 'COUNT', count),
         )
         cursor = next
-        if (keys.length === 0) continue
-        // One UNLINK per key in a pipeline: on a Cluster a multi-key UNLINK across slots is refused.
-        const pipe = node.pipeline()
-        for (const key of keys) pipe.unlink(key)
-        await this.execPipeline('clear', pipe)
+        if (keys.length > 0) await onBatch(node, keys)
       } while (cursor !== '0')
     }
+  }
+
+  /** One command under the layer's timeout and error mapping (for the layer's index helpers). */
+  command<T>(operation: string, send: (client: RedisClient) => Promise<T>): Promise<T> {
+    return this.run(operation, '', () => send(this.client))
+  }
+
+  /** One pipeline whose keys all live in one slot (the key index's); returns every reply. */
+  onIndexNode(operation: string, add: (pipe: ReturnType<Redis['pipeline']>) => void): Promise<unknown[]> {
+    const pipe = this.client.pipeline()
+    add(pipe)
+    return this.execPipeline(operation, pipe)
   }
 
   // Created once, so a read allocates no closures of its own.
@@ -248,11 +312,18 @@ export class RedisLayer implements CacheLayer {
     const live = prepared.flatMap((p, i) =>
       p.stillValid === undefined || p.stillValid() ? [{ ...p, payload: payloads[i]! }] : [],
     )
+    // A load that could not take its fence snapshot (Redis was failing) cannot tell what was invalidated
+    // here meanwhile: skip its write to Redis and say so, which leaves the in-process layers to the stack.
+    const unfenced = live.filter((item) => item.fence === null).map((item) => item.key)
+    const refused: string[] = []
     const tagged: typeof live = []
     const plain: typeof live = []
-    for (const item of live) (item.tags !== undefined && item.tags.length > 0 ? tagged : plain).push(item)
+    for (const item of live) {
+      if (item.fence === null) continue
+      ;(item.tags !== undefined && item.tags.length > 0 ? tagged : plain).push(item)
+    }
     await Promise.all([
-      plain.length > 0 ? this.sendSets(plain) : undefined,
+      plain.length > 0 ? this.writeIndexed(plain).then((keys) => refused.push(...keys)) : undefined,
       // Tagged values go through the tag store's fenced ordering, all of this commit's at once.
       tagged.length > 0
         ? this.tagStore
@@ -261,19 +332,51 @@ export class RedisLayer implements CacheLayer {
                 key: item.key,
                 tags: item.tags!,
                 expiresAt: item.expiresAt,
-                since: item.since,
+                since: item.fence?.epochs,
               })),
-              () => this.sendSets(tagged),
+              () => this.writeIndexed(tagged).then((keys) => void refused.push(...keys)),
             )
-            .then((refused) => {
-              if (refused.length > 0) throw new WriteFencedError(refused)
-            })
+            .then((keys) => refused.push(...keys))
         : undefined,
     ])
+    if (refused.length > 0) throw new WriteFencedError([...new Set(refused)])
+    if (unfenced.length > 0) {
+      throw new LayerUnavailableError(
+        this.name,
+        `${this.name}: write-back of ${unfenced.length} key(s) skipped: their load could not read the ` +
+          'invalidation state when it began',
+      )
+    }
   }
 
-  /** SET with PX for each item: one command, or one pipeline (per slot owner on a Cluster). */
-  private async sendSets(items: readonly (PreparedWrite & { payload: string | Buffer })[]): Promise<void> {
+  /** The SETs, indexed and checked against group invalidations by the key index; returns refused keys. */
+  private writeIndexed(items: readonly (PreparedWrite & { payload: string | Buffer })[]): Promise<string[]> {
+    return this.keyIndex.writeMany(
+      items.map((item) => ({
+        key: item.key,
+        full: item.full,
+        expiresAt: item.expiresAt,
+        since: item.fence?.position,
+      })),
+      (pipe) => this.sendSets(items, pipe),
+    )
+  }
+
+  /**
+   * SET with PX for each item: queued on `pipe` when given (a standalone Redis), else one command or one
+   * pipeline (per slot owner on a Cluster).
+   */
+  private async sendSets(
+    items: readonly (PreparedWrite & { payload: string | Buffer })[],
+    pipe?: ReturnType<Redis['pipeline']>,
+  ): Promise<void> {
+    if (pipe !== undefined) {
+      for (const item of items) {
+        if (item.ttl === undefined) pipe.set(item.full, item.payload)
+        else pipe.set(item.full, item.payload, 'PX', item.ttl)
+      }
+      return
+    }
     if (items.length === 1) {
       const { full, ttl, payload } = items[0]!
       await this.run('set', full, () =>
@@ -304,7 +407,7 @@ export class RedisLayer implements CacheLayer {
   ): Promise<unknown[]> {
     const out: unknown[] = new Array(keys.length)
     if (keys.length === 0) return out
-    const groups = this.cluster
+    const groups = this.isCluster
       ? groupBySlotOwner(this.client as Cluster, keys)
       : [keys.map((_, index) => index)]
     await Promise.all(
@@ -324,7 +427,7 @@ export class RedisLayer implements CacheLayer {
     return out
   }
 
-  private async execPipeline(operation: string, pipe: PipelineLike): Promise<unknown[]> {
+  async execPipeline(operation: string, pipe: PipelineLike): Promise<unknown[]> {
     const results = await this.run(operation, '', () => pipe.exec())
     if (results === null)
       throw new LayerUnavailableError(this.name, `${this.name}: ${operation} pipeline was aborted`)
