@@ -2,6 +2,7 @@ import { type CacheEntry, isFresh } from './entry'
 import { InvalidOptionError, type LayerCacheError } from './errors'
 import type { CacheEventListener, CacheEventName } from './events'
 import { buildEntry, FRESHNESS_OPTIONS, type FreshnessOptions, judge, resolveFreshness } from './freshness'
+import { generationPrefix } from './generations'
 import { type KeyMatch, type TagMatchMode, validatePattern } from './invalidation'
 import type { CacheLayer, LayerWrite, MaybePromise } from './layer'
 import type { Loader } from './load-runner'
@@ -166,7 +167,8 @@ export class CacheStack {
    */
   async invalidateByPrefix(prefix: string): Promise<number> {
     const checked = assertKeyPrefix(prefix)
-    const scope = this.prefix + checked
+    await this.state.generations?.verify()
+    const scope = this.state.keyspace + this.prefix + checked
     const count = await this.invalidateMatching({ scope })
     if (this.state.events.listening('invalidate')) {
       this.state.events.emit('invalidate', { kind: 'prefix', prefix: scope, count })
@@ -181,9 +183,11 @@ export class CacheStack {
    */
   async invalidateByPattern(pattern: string): Promise<number> {
     const checked = validatePattern(pattern)
-    const count = await this.invalidateMatching({ scope: this.prefix, pattern: checked })
+    await this.state.generations?.verify()
+    const scope = this.state.keyspace + this.prefix
+    const count = await this.invalidateMatching({ scope, pattern: checked })
     if (this.state.events.listening('invalidate')) {
-      this.state.events.emit('invalidate', { kind: 'pattern', scope: this.prefix, pattern: checked, count })
+      this.state.events.emit('invalidate', { kind: 'pattern', scope, pattern: checked, count })
     }
     return count
   }
@@ -266,6 +270,62 @@ export class CacheStack {
     return removed
   }
 
+  /**
+   * Moves every instance sharing the Redis layer to a new, empty generation at once and returns its
+   * number; keys of the old one are never read again (and, with `generationCleanup`, are removed in
+   * batches in the background). Needs the `generation` option.
+   */
+  async bumpGeneration(): Promise<number> {
+    const generations = this.state.generations
+    if (generations === undefined) {
+      throw new InvalidOptionError('bumpGeneration needs the CacheStack option `generation`')
+    }
+    const previous = generations.current
+    const next = await generations.bump()
+    if (generations.cleanup !== undefined) this.cleanUpGeneration(previous, generations.cleanup.batchSize)
+    return next
+  }
+
+  /** The current generation (after the last bump or check), or undefined without generations. */
+  get generation(): number | undefined {
+    return this.state.generations?.current
+  }
+
+  /** Removes an old generation's keys from the shared layers, page by page; reports through an event. */
+  private cleanUpGeneration(generation: number, batchSize: number): void {
+    const state = this.state
+    const scope = generationPrefix(generation)
+    const shared = state.layers.filter((layer) => !layer.local && layer.invalidateKeys !== undefined)
+    Promise.all(shared.map((layer) => layer.invalidateKeys!({ scope }, { batchSize }))).then(
+      (removed) => {
+        const count = removed.reduce((sum, keys) => sum + keys.length, 0)
+        if (state.events.listening('generationCleanup'))
+          state.events.emit('generationCleanup', { generation, removed: count })
+      },
+      (error: unknown) => {
+        if (state.events.listening('generationCleanup'))
+          state.events.emit('generationCleanup', { generation, removed: 0, error })
+      },
+    )
+  }
+
+  /** Waits for a new instance's first read of the shared generation (a no-op afterwards). */
+  private async generationKnown(): Promise<void> {
+    const generations = this.state.generations
+    if (generations?.pending) await generations.ready
+  }
+
+  /** The stored key: generation, namespace, key. */
+  private fullKey(key: string): string {
+    return this.state.keyspace + this.prefix + key
+  }
+
+  /** Runs a remote write or delete in the current generation, again in the new one if it moved meanwhile. */
+  private inGeneration(op: () => Promise<void>): Promise<void> {
+    const generations = this.state.generations
+    return generations === undefined ? op() : generations.around(op)
+  }
+
   /** The key prefix of this view ('' for the root stack). */
   get keyPrefix(): string {
     return this.prefix
@@ -281,7 +341,7 @@ export class CacheStack {
     let full: string
     let mode = state.onLayerError
     try {
-      full = this.prefix + hitPathKey(key)
+      full = state.keyspace + this.prefix + hitPathKey(key)
       if (options !== undefined) {
         assertKnownOptions(options, READ_OPTIONS, 'get')
         mode = this.errorMode(options)
@@ -292,20 +352,30 @@ export class CacheStack {
     } catch (error) {
       return Promise.reject(error)
     }
+    // A new instance learns the fleet's generation before its first remote read (keys depend on it).
+    if (state.generations?.pending) return state.generations.ready.then(() => this.get<T>(key, options))
     return this.state.reads.readThrough(full, state.l1 === undefined ? 0 : 1, mode, false) as Promise<
       T | undefined
     >
   }
 
   async has(key: string, options?: ReadOptions): Promise<boolean> {
-    const full = this.prefix + assertKey(key)
+    assertKey(key)
     assertKnownOptions(options, READ_OPTIONS, 'has')
     const mode = this.errorMode(options)
-    const layers = this.state.layers
+    await this.generationKnown()
+    const full = this.fullKey(key)
+    const { layers, generations } = this.state
     for (let i = 0; i < layers.length; i++) {
       const layer = layers[i]!
       try {
-        if (await layer.has(full)) return true
+        const found = layer.has(full)
+        if (
+          await (generations === undefined || layer.local
+            ? found
+            : generations.guard(found as Promise<boolean>, false))
+        )
+          return true
       } catch (error) {
         this.state.layerFailed(i, 'has', full, error, mode)
       }
@@ -314,41 +384,53 @@ export class CacheStack {
   }
 
   async set<T>(key: string, value: T, options?: SetOptions): Promise<void> {
-    const full = this.prefix + assertKey(key)
+    assertKey(key)
     assertKnownOptions(options, SET_OPTIONS, 'set')
     const ttl = assertTtl(options?.ttl) ?? this.state.defaultTtl
-    const tags = this.storedTags(options?.tags, options?.dependsOn)
     assertCacheableValue(value, key)
-    await this.writeNewValues([{ key: full, value, ttl, tags }])
+    this.storedTags(options?.tags, options?.dependsOn) // validated before anything is written
+    await this.inGeneration(() =>
+      this.writeNewValues([
+        { key: this.fullKey(key), value, ttl, tags: this.storedTags(options?.tags, options?.dependsOn) },
+      ]),
+    )
   }
 
   async mset<T>(entries: readonly MsetEntry<T>[]): Promise<void> {
     if (!Array.isArray(entries))
       throw new InvalidOptionError('mset expects an array of { key, value, ttl?, tags? }')
     // Validate everything before touching any layer: a rejected call changes nothing.
-    const items = entries.map((item) => {
-      assertKnownOptions(item, ['key', 'value', 'ttl', 'tags', 'dependsOn'], 'mset entry')
-      const key = this.prefix + assertKey(item.key)
-      const ttl = assertTtl(item.ttl) ?? this.state.defaultTtl
-      const tags = this.storedTags(item.tags, item.dependsOn)
-      assertCacheableValue(item.value, item.key)
-      return { key, value: item.value as unknown, ttl, tags }
-    })
-    await this.writeNewValues(items)
+    const itemsNow = () =>
+      entries.map((item) => {
+        assertKnownOptions(item, ['key', 'value', 'ttl', 'tags', 'dependsOn'], 'mset entry')
+        const key = this.fullKey(assertKey(item.key))
+        const ttl = assertTtl(item.ttl) ?? this.state.defaultTtl
+        const tags = this.storedTags(item.tags, item.dependsOn)
+        assertCacheableValue(item.value, item.key)
+        return { key, value: item.value as unknown, ttl, tags }
+      })
+    itemsNow() // validated before anything is written
+    await this.inGeneration(() => this.writeNewValues(itemsNow()))
   }
 
   /** Removes the key from every layer, and every entry that depends on it (`dependsOn`), transitively. */
   async delete(key: string): Promise<void> {
-    const full = this.prefix + assertKey(key)
-    await this.deleteFull([full])
-    await this.cascadeIfDependents([full])
+    assertKey(key)
+    await this.inGeneration(async () => {
+      const full = this.fullKey(key)
+      await this.deleteFull([full])
+      await this.cascadeIfDependents([full])
+    })
   }
 
   async mdelete(keys: readonly string[]): Promise<void> {
     if (!Array.isArray(keys)) throw new InvalidOptionError('mdelete expects an array of keys')
-    const fulls = keys.map((key) => this.prefix + assertKey(key))
-    await this.deleteFull(fulls)
-    await this.cascadeIfDependents(fulls)
+    for (const key of keys) assertKey(key)
+    await this.inGeneration(async () => {
+      const fulls = keys.map((key) => this.fullKey(key))
+      await this.deleteFull(fulls)
+      await this.cascadeIfDependents(fulls)
+    })
   }
 
   /**
@@ -368,7 +450,7 @@ export class CacheStack {
     const scoped = scopeTags(assertTags(tags), this.prefix)
     if (dependsOn === undefined) return scoped
     if (!Array.isArray(dependsOn)) throw new InvalidOptionError('dependsOn must be an array of keys')
-    const dependencies = dependsOn.map((key) => dependencyTag(this.prefix + assertKey(key, 'dependsOn key')))
+    const dependencies = dependsOn.map((key) => dependencyTag(this.fullKey(assertKey(key, 'dependsOn key'))))
     if (dependencies.length === 0) return scoped
     this.state.dependenciesUsed = true
     return [...(scoped ?? []), ...dependencies]
@@ -376,8 +458,10 @@ export class CacheStack {
 
   async mget<T = unknown>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]> {
     if (!Array.isArray(keys)) throw new InvalidOptionError('mget expects an array of keys')
-    const fulls = keys.map((key) => this.prefix + assertKey(key))
+    for (const key of keys) assertKey(key)
     assertKnownOptions(options, READ_OPTIONS, 'mget')
+    await this.generationKnown()
+    const fulls = keys.map((key) => this.fullKey(key))
     const mode = this.errorMode(options)
     const state = this.state
     const { layers, stats } = state
@@ -390,7 +474,14 @@ export class CacheStack {
         const layer = layers[li]!
         let entries: (CacheEntry | undefined)[]
         try {
-          entries = await layer.getMany(pending.map((i) => fulls[i]!))
+          const reply = layer.getMany(pending.map((i) => fulls[i]!))
+          entries =
+            state.generations === undefined || layer.local
+              ? await reply
+              : await state.generations.guard(
+                  Promise.resolve(reply),
+                  pending.map(() => undefined),
+                )
         } catch (error) {
           this.state.layerFailed(li, 'getMany', undefined, error, mode)
           continue
@@ -431,7 +522,7 @@ export class CacheStack {
    * Freshness options (stale-while-revalidate, stale-if-error, timeouts, early refresh) apply here.
    */
   async getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
-    const full = this.prefix + hitPathKey(key)
+    const full = this.state.keyspace + this.prefix + hitPathKey(key)
     if (typeof loader !== 'function') throw new InvalidOptionError('getOrSet: loader must be a function')
     const state = this.state
     const plan =
@@ -456,6 +547,10 @@ export class CacheStack {
       }
     }
     assertKey(key)
+    if (state.generations?.pending) {
+      await state.generations.ready
+      return this.getOrSet(key, loader, options)
+    }
     const inFlight = state.flights.get(full)
     if (inFlight !== undefined) {
       state.stats.coalesced++
@@ -470,8 +565,10 @@ export class CacheStack {
    * the key in flight). For warmers and "this changed, recompute it" paths.
    */
   async refresh<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
-    const full = this.prefix + assertKey(key)
+    assertKey(key)
     if (typeof loader !== 'function') throw new InvalidOptionError('refresh: loader must be a function')
+    await this.generationKnown()
+    const full = this.fullKey(key)
     const plan =
       options === undefined ? this.defaultPlan : this.planOf(options, GET_OR_SET_OPTIONS, 'refresh')
     const inFlight = this.state.flights.get(full)
@@ -520,7 +617,7 @@ export class CacheStack {
         }
         done++
         if (state.events.listening('warm')) {
-          state.events.emit('warm', { key: this.prefix + key, done, total: entries.length, error })
+          state.events.emit('warm', { key: this.fullKey(key), done, total: entries.length, error })
         }
       }
     }

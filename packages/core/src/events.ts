@@ -26,6 +26,10 @@ export interface CacheEventMap {
     | { kind: 'tags'; tags: readonly string[]; mode: 'any' | 'all'; count: number }
     | { kind: 'prefix'; prefix: string; count: number }
     | { kind: 'pattern'; scope: string; pattern: string; count: number }
+  /** The stack moved to another generation (bumped here, or seen moved in the shared layer). */
+  generation: { generation: number; previous: number }
+  /** Cleaning up an old generation's keys after a bump finished (`error` set when it stopped early). */
+  generationCleanup: { generation: number; removed: number; error?: unknown }
   /** A layer failed; `handled` is true when the stack carried on without it. */
   error: { operation: string; layer: string; key?: string | undefined; error: unknown; handled: boolean }
 }

@@ -39,6 +39,7 @@ export {
 } from './errors'
 export { type CacheEventListener, type CacheEventMap, type CacheEventName, CacheEvents } from './events'
 export { type FreshnessOptions, judge, type Verdict } from './freshness'
+export { type GenerationCleanupOptions, generationPrefix } from './generations'
 export {
   compileGlob,
   globToRedisMatch,
@@ -58,6 +59,7 @@ export { InvalidationFence } from './invalidation-fence'
 export {
   type CacheLayer,
   type CommitWrite,
+  type InvalidateKeysOptions,
   isLocalLayer,
   type LayerWrite,
   type LayerWriteOptions,

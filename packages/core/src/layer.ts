@@ -74,13 +74,22 @@ export interface CacheLayer {
    * Removes every entry whose key `match` covers and returns their keys. Layers shared between
    * instances also make writes of loads that began earlier refuse themselves (see `fenceSnapshot`).
    */
-  invalidateKeys?(match: KeyMatch): MaybePromise<readonly string[]>
+  invalidateKeys?(match: KeyMatch, options?: InvalidateKeysOptions): MaybePromise<readonly string[]>
   /**
    * A shared layer's record of "what had been invalidated" as a load starts (for `tags`, and for group
    * invalidations): passed back in LayerWriteOptions.fences, it lets the layer refuse a write-back that
    * an invalidation on any instance has overtaken.
    */
   fenceSnapshot?(tags: readonly string[] | undefined): Promise<unknown>
+  /** The generation shared by every instance, first raised to `atLeast` if it is lower. */
+  sharedGeneration?(atLeast: number): Promise<number>
+  /** Atomically moves the shared generation to max(current, atLeast) + 1 and returns it. */
+  bumpSharedGeneration?(atLeast: number): Promise<number>
+}
+
+export interface InvalidateKeysOptions {
+  /** Keys removed per step; the layer yields between steps so a large removal never blocks its store. */
+  readonly batchSize?: number
 }
 
 /** An in-process layer: same contract, synchronous answers. */

@@ -35,7 +35,7 @@ export class ReadThrough {
     const ticket = fence.begin()
     let reply: Promise<CacheEntry | undefined> | CacheEntry | undefined
     try {
-      reply = this.state.layers[index]!.get(full)
+      reply = this.remoteGet(index, full)
     } catch (error) {
       reply = Promise.reject(error)
     }
@@ -74,7 +74,7 @@ export class ReadThrough {
       for (let i = from; i < layers.length; i++) {
         let entry: CacheEntry | undefined
         try {
-          entry = await layers[i]!.get(full)
+          entry = await this.remoteGet(i, full)
         } catch (error) {
           this.state.layerFailed(i, 'get', full, error, mode)
           continue
@@ -87,6 +87,14 @@ export class ReadThrough {
     } finally {
       state.fence.end()
     }
+  }
+
+  /** A layer's answer; from a shared layer with generations on, a miss if the generation moved meanwhile. */
+  private remoteGet(index: number, full: string): Promise<CacheEntry | undefined> | CacheEntry | undefined {
+    const layer = this.state.layers[index]!
+    const generations = this.state.generations
+    if (generations === undefined || layer.local) return layer.get(full)
+    return generations.guard(Promise.resolve(layer.get(full)), undefined)
   }
 
   /**

@@ -3,6 +3,12 @@ import { ErrorThrottle } from './error-throttle'
 import { InvalidOptionError, LayerCacheError, LayerUnavailableError } from './errors'
 import { CacheEvents } from './events'
 import { FRESHNESS_OPTIONS, type FreshnessOptions, type FreshnessPolicy, resolveFreshness } from './freshness'
+import {
+  type GenerationCleanupOptions,
+  Generations,
+  readCleanupOption,
+  readGenerationOption,
+} from './generations'
 import { InvalidationFence } from './invalidation-fence'
 import { type CacheLayer, isLocalLayer, type LocalCacheLayer } from './layer'
 import { LoadRunner } from './load-runner'
@@ -25,8 +31,21 @@ export interface CacheStackOptions extends FreshnessOptions {
   readonly ttl?: number
   /** Default reaction to a failing remote layer. Default `throw`. */
   readonly onLayerError?: LayerErrorMode
+  /**
+   * Turns on generations: every key lives under `g<n>:` and `bumpGeneration()` moves every instance to
+   * fresh key space at once. The number given is a floor; the current one is shared through Redis.
+   */
+  readonly generation?: number
+  /** After this instance bumps the generation, remove the previous generation's keys in batches. */
+  readonly generationCleanup?: GenerationCleanupOptions
 }
-export const STACK_OPTIONS = ['ttl', 'onLayerError', ...FRESHNESS_OPTIONS] as const
+export const STACK_OPTIONS = [
+  'ttl',
+  'onLayerError',
+  'generation',
+  'generationCleanup',
+  ...FRESHNESS_OPTIONS,
+] as const
 
 /** A getOrSet call's resolved options. */
 /** Tags as stored: with the namespace in front, so a tag never reaches into another tenant. */
@@ -80,6 +99,10 @@ export class StackState {
   dependenciesUsed = false
   /** Layers shared between instances (Redis): loads take their fence snapshots when they start. */
   readonly sharedLayers: readonly CacheLayer[]
+  /** Present when the stack runs with generations. */
+  readonly generations: Generations | undefined
+  /** The current generation's key prefix ('' without generations): in front of every key. */
+  keyspace = ''
 
   constructor(layers: readonly CacheLayer[], options: CacheStackOptions) {
     assertKnownOptions(options, STACK_OPTIONS, 'CacheStack')
@@ -112,10 +135,34 @@ export class StackState {
     const first = layers[0]!
     this.l1 = isLocalLayer(first) ? first : undefined
     this.sharedLayers = this.layers.filter((layer) => typeof layer.fenceSnapshot === 'function')
+    const generation = readGenerationOption(options.generation)
+    const cleanup = readCleanupOption(options.generationCleanup)
+    if (cleanup !== undefined && generation === undefined) {
+      throw new InvalidOptionError('generationCleanup needs the generation option')
+    }
+    this.generations =
+      generation === undefined
+        ? undefined
+        : new Generations(
+            generation,
+            this.layers.find((layer) => typeof layer.sharedGeneration === 'function'),
+            cleanup,
+            { moved: (next, previous) => this.generationMoved(next, previous) },
+          )
+    this.keyspace = this.generations?.prefix ?? ''
     this.stats = new StatsCollector(this.layers.map((l) => l.name))
     this.reads = new ReadThrough(this)
     this.writes = new WriteThrough(this)
     this.loads = new LoadRunner(this)
+  }
+
+  /** Everything of the previous generation is unreachable now: free memory and stop work in flight. */
+  private generationMoved(next: number, previous: number): void {
+    this.keyspace = this.generations!.prefix
+    this.fence.invalidateAll()
+    this.flights.clear()
+    for (const layer of this.layers) if (isLocalLayer(layer)) layer.clear()
+    if (this.events.listening('generation')) this.events.emit('generation', { generation: next, previous })
   }
 
   countHit(layerIndex: number, full: string): void {

@@ -6,6 +6,7 @@ import {
   type CacheLayer,
   type CommitWrite,
   effectiveTtl,
+  type InvalidateKeysOptions,
   InvalidKeyError,
   InvalidOptionError,
   type KeyMatch,
@@ -26,6 +27,7 @@ import {
 } from './envelope-codec'
 import { normalizePrefix, scanPattern } from './key-prefix'
 import { groupBySlotOwner } from './pipeline-groups'
+import { RedisGeneration } from './redis-generation'
 import { type LogPosition, RedisKeyIndex } from './redis-key-index'
 import { RedisTagStore, type TagEpochs, type TagMatchMode } from './redis-tag-store'
 import { jsonSerializer, msgpackSerializer, resolveSerializer, type Serializer } from './serializer'
@@ -114,6 +116,7 @@ export class RedisLayer implements CacheLayer {
   private readonly deadlines: DeadlineQueue
   private readonly tagStore = new RedisTagStore(this)
   private readonly keyIndex: RedisKeyIndex
+  private readonly generation = new RedisGeneration(this)
 
   constructor(options: RedisLayerOptions) {
     assertKnownOptions(options, OPTIONS, 'RedisLayer')
@@ -207,8 +210,20 @@ export class RedisLayer implements CacheLayer {
   }
 
   /** Removes every key `match` covers (through the key index, or SCAN without one); returns their keys. */
-  invalidateKeys(match: KeyMatch): Promise<string[]> {
-    return this.keyIndex.enabled ? this.keyIndex.invalidate(match) : this.keyIndex.invalidateByScan(match)
+  invalidateKeys(match: KeyMatch, options?: InvalidateKeysOptions): Promise<string[]> {
+    const batchSize = options?.batchSize
+    return this.keyIndex.enabled
+      ? this.keyIndex.invalidate(match, batchSize)
+      : this.keyIndex.invalidateByScan(match, batchSize)
+  }
+
+  /** The stack generation shared by every instance on this prefix (see CacheStack `generation`). */
+  sharedGeneration(atLeast: number): Promise<number> {
+    return this.generation.read(atLeast)
+  }
+
+  bumpSharedGeneration(atLeast: number): Promise<number> {
+    return this.generation.bump(atLeast)
   }
 
   /** Removes every value tagged with any (or all) of `tags`; returns the keys removed. See RedisTagStore. */
@@ -239,7 +254,8 @@ export class RedisLayer implements CacheLayer {
 
   /**
    * Removes every key under this layer's prefix (SCAN + UNLINK in batches, on every master of a Cluster).
-   * Logged first, so loads in flight on any instance do not write back afterwards; the log survives.
+   * Logged first, so loads in flight on any instance do not write back afterwards; the log and the shared
+   * generation survive.
    */
   async clear(): Promise<void> {
     if (this.prefix === '') {
@@ -248,11 +264,11 @@ export class RedisLayer implements CacheLayer {
       )
     }
     await this.keyIndex.logClear()
-    const logKey = this.keyIndex.logKey
+    const kept = new Set([this.keyIndex.logKey, this.generation.key])
     await this.scanMasters('clear', scanPattern(this.prefix), UNLINK_BATCH, async (node, keys) => {
       // One UNLINK per key in a pipeline: on a Cluster a multi-key UNLINK across slots is refused.
       const pipe = node.pipeline()
-      for (const key of keys) if (key !== logKey) pipe.unlink(key)
+      for (const key of keys) if (!kept.has(key)) pipe.unlink(key)
       if (pipe.length > 0) await this.execPipeline('clear', pipe)
     })
   }
