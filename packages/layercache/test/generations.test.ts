@@ -54,9 +54,9 @@ describe('generations without Redis', () => {
     expect(() => new CacheStack(layers(), { generationCleanup: { batchSize: 10 } })).toThrow(
       InvalidOptionError,
     )
-    expect(
-      () => new CacheStack(layers(), { generation: 1, generationCleanup: { batchSize: 0 } }),
-    ).toThrow(InvalidOptionError)
+    expect(() => new CacheStack(layers(), { generation: 1, generationCleanup: { batchSize: 0 } })).toThrow(
+      InvalidOptionError,
+    )
     expect(
       () =>
         new CacheStack(layers(), {
