@@ -32,6 +32,18 @@ export type { CacheStackOptions, LayerErrorMode } from './stack-state'
 
 const TAG_MODES: readonly TagMatchMode[] = ['any', 'all']
 
+/** Everything one change invalidates (see CacheStack.invalidate and InvalidationRules). */
+export interface InvalidationPlan {
+  /** Keys to delete; their dependents (dependsOn) go with them. */
+  readonly keys?: readonly string[]
+  readonly tags?: readonly string[]
+  /** How `tags` combine. Default 'any'. */
+  readonly tagMode?: TagMatchMode
+  readonly prefixes?: readonly string[]
+  readonly patterns?: readonly string[]
+}
+const INVALIDATION_PLAN = ['keys', 'tags', 'tagMode', 'prefixes', 'patterns'] as const
+
 /** Dependencies are stored as tags under a prefix callers' tags cannot collide with (it holds a control char). */
 const DEPENDENCY_TAG = '\u0001dep:'
 function dependencyTag(fullKey: string): string {
@@ -192,6 +204,34 @@ export class CacheStack {
     return count
   }
 
+  /**
+   * Applies several invalidations as one change (what a domain event implies): keys (deleted, with their
+   * dependents), tags, prefixes and patterns, in that order. Everything is validated before anything is
+   * removed. Returns the number of keys given plus what each group invalidation removed.
+   */
+  async invalidate(plan: InvalidationPlan): Promise<number> {
+    assertKnownOptions(plan, INVALIDATION_PLAN, 'invalidate')
+    if (plan === undefined)
+      throw new InvalidOptionError('invalidate expects { keys?, tags?, prefixes?, patterns? }')
+    const list = (value: unknown, what: string): readonly string[] => {
+      if (value === undefined) return []
+      if (!Array.isArray(value)) throw new InvalidOptionError(`invalidate: ${what} must be an array`)
+      return value
+    }
+    const keys = list(plan.keys, 'keys').map((key) => assertKey(key))
+    const tags = assertTags(list(plan.tags, 'tags'))
+    const mode = assertOneOf(plan.tagMode, TAG_MODES, 'tag match mode') ?? 'any'
+    const prefixes = list(plan.prefixes, 'prefixes').map(assertKeyPrefix)
+    const patterns = list(plan.patterns, 'patterns').map(validatePattern)
+    // A delete cannot tell whether a key existed: the keys count as given.
+    let count = keys.length
+    if (keys.length > 0) await this.mdelete(keys)
+    if (tags !== undefined) count += await this.invalidateByTags(tags, mode)
+    for (const prefix of prefixes) count += await this.invalidateByPrefix(prefix)
+    for (const pattern of patterns) count += await this.invalidateByPattern(pattern)
+    return count
+  }
+
   private async invalidateMatching(match: KeyMatch): Promise<number> {
     const state = this.state
     const unable = state.layers.find((layer) => layer.invalidateKeys === undefined)
@@ -235,6 +275,7 @@ export class CacheStack {
     )
     const found = new Set(foundBy.flatMap((keys) => keys ?? []))
     for (const key of found) this.invalidateLocally(key)
+    state.invalidated(found)
     // A key one layer matched may sit in another that did not index it (e.g. a write Redis refused in
     // bypass mode): remove it there too, without repeating the work of layers that already did.
     await Promise.all(
@@ -284,6 +325,19 @@ export class CacheStack {
     const next = await generations.bump()
     if (generations.cleanup !== undefined) this.cleanUpGeneration(previous, generations.cleanup.batchSize)
     return next
+  }
+
+  /**
+   * Keeps `key` (in this namespace) cached: whenever an invalidation removes it (delete, tag, prefix,
+   * pattern, dependency, generation), it is refilled once with `loader`, right after, in the background,
+   * single-flighted with any load of the key. Registering the same key again replaces its warmer.
+   * Returns the function that removes the warmer.
+   */
+  addWarmer<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): () => void {
+    assertKey(key)
+    if (typeof loader !== 'function') throw new InvalidOptionError('addWarmer: loader must be a function')
+    if (options !== undefined) this.planOf(options, GET_OR_SET_OPTIONS, 'addWarmer')
+    return this.state.warmers.add(this.prefix + key, () => this.refresh(key, loader, options))
   }
 
   /** The current generation (after the last bump or check), or undefined without generations. */
@@ -763,6 +817,7 @@ export class CacheStack {
       }),
     )
     if (firstFailure) throw firstFailure
+    state.invalidated(fulls)
     if (state.events.listening('delete')) for (const key of fulls) state.events.emit('delete', { key })
   }
 }

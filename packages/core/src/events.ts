@@ -21,6 +21,8 @@ export interface CacheEventMap {
   timeout: { key: string; kind: 'soft' | 'hard' }
   /** warm() finished one key (`error` set when its loader failed). */
   warm: { key: string; done: number; total: number; error?: unknown }
+  /** A warmer refilled its key after an invalidation removed it (`error` set when its loader failed). */
+  rewarm: { key: string; error?: unknown }
   /** A group invalidation ran; `count` keys were removed. */
   invalidate:
     | { kind: 'tags'; tags: readonly string[]; mode: 'any' | 'all'; count: number }

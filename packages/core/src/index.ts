@@ -2,6 +2,7 @@ export {
   CacheStack,
   type CacheStackOptions,
   type GetOrSetOptions,
+  type InvalidationPlan,
   type LayerErrorMode,
   type Loader,
   type MsetEntry,
@@ -56,6 +57,7 @@ export {
   validatePattern,
 } from './invalidation'
 export { InvalidationFence } from './invalidation-fence'
+export { type InvalidationRule, InvalidationRules } from './invalidation-rules'
 export {
   type CacheLayer,
   type CommitWrite,

@@ -15,6 +15,7 @@ import { LoadRunner } from './load-runner'
 import { ReadThrough } from './read-through'
 import { StatsCollector } from './stats'
 import { assertKnownOptions, assertOneOf, assertTtl } from './validation'
+import { Warmers } from './warmers'
 import { WriteThrough } from './write-through'
 
 /**
@@ -103,6 +104,7 @@ export class StackState {
   readonly generations: Generations | undefined
   /** The current generation's key prefix ('' without generations): in front of every key. */
   keyspace = ''
+  readonly warmers = new Warmers((key, outcome) => this.warmerRan(key, outcome))
 
   constructor(layers: readonly CacheLayer[], options: CacheStackOptions) {
     assertKnownOptions(options, STACK_OPTIONS, 'CacheStack')
@@ -163,6 +165,24 @@ export class StackState {
     this.flights.clear()
     for (const layer of this.layers) if (isLocalLayer(layer)) layer.clear()
     if (this.events.listening('generation')) this.events.emit('generation', { generation: next, previous })
+    this.warmers.invalidatedAll()
+  }
+
+  /** Keys an invalidation removed (as stored): refill the ones with a warmer. */
+  invalidated(fullKeys: Iterable<string>): void {
+    this.warmers.invalidated(fullKeys, this.keyspace)
+  }
+
+  private warmerRan(key: string, outcome: Promise<unknown>): void {
+    outcome.then(
+      () => {
+        this.stats.rewarmed++
+        if (this.events.listening('rewarm')) this.events.emit('rewarm', { key })
+      },
+      (error: unknown) => {
+        if (this.events.listening('rewarm')) this.events.emit('rewarm', { key, error })
+      },
+    )
   }
 
   countHit(layerIndex: number, full: string): void {

@@ -39,6 +39,8 @@ export interface CacheStats {
   readonly uncached: number
   /** Keys whose loader ran during warm(). */
   readonly warmed: number
+  /** Keys refilled by their warmer right after an invalidation removed them. */
+  readonly rewarmed: number
   /** Group invalidations run (by tag, prefix or pattern). */
   readonly invalidations: number
 }
@@ -65,6 +67,7 @@ export class StatsCollector {
   negativeHits = 0
   uncached = 0
   warmed = 0
+  rewarmed = 0
   invalidations = 0
   readonly layerHits: number[]
   readonly layerMisses: number[]
@@ -106,6 +109,7 @@ export class StatsCollector {
       negativeHits: this.negativeHits,
       uncached: this.uncached,
       warmed: this.warmed,
+      rewarmed: this.rewarmed,
       invalidations: this.invalidations,
     }
   }
@@ -115,7 +119,7 @@ export class StatsCollector {
     this.coalesced = this.fencedWrites = this.sets = this.deletes = this.errors = 0
     this.staleServed = this.staleOnError = this.staleOnTimeout = this.backgroundRefreshes = 0
     this.earlyRefreshes = this.softTimeouts = this.hardTimeouts = this.negativeHits = 0
-    this.uncached = this.warmed = this.invalidations = 0
+    this.uncached = this.warmed = this.rewarmed = this.invalidations = 0
     this.layerHits.fill(0)
     this.layerMisses.fill(0)
     this.layerErrors.fill(0)

@@ -1,0 +1,66 @@
+/** What a warmer refills with: the view's own `refresh` (single-flighted with any load of the key). */
+export type Refill = () => Promise<unknown>
+
+interface Warmer {
+  readonly refill: Refill
+}
+
+/**
+ * Critical keys to refill right after they are invalidated (the homepage after a price change), so the
+ * first reader finds them cached instead of waiting on the database. Keyed by the key within the stack
+ * (namespace included, generation not: a bump refills every warmer in the new generation). Refills of one
+ * burst of invalidations are coalesced into one per key, started on the next turn of the event loop, after
+ * the invalidation that caused them resolved; each goes through `refresh`, so concurrent loads of the key
+ * share it.
+ */
+export class Warmers {
+  private readonly warmers = new Map<string, Warmer>()
+  private readonly due = new Set<string>()
+  private scheduled = false
+
+  constructor(private readonly report: (key: string, outcome: Promise<unknown>) => void) {}
+
+  get size(): number {
+    return this.warmers.size
+  }
+
+  /** Registers (or replaces) the warmer of `scopedKey`; returns its removal. */
+  add(scopedKey: string, refill: Refill): () => void {
+    const warmer = { refill }
+    this.warmers.set(scopedKey, warmer)
+    return () => {
+      if (this.warmers.get(scopedKey) === warmer) this.warmers.delete(scopedKey)
+    }
+  }
+
+  /** Keys removed by an invalidation, as stored (`keyspace` is the generation prefix in front of them). */
+  invalidated(fullKeys: Iterable<string>, keyspace: string): void {
+    if (this.warmers.size === 0) return
+    for (const full of fullKeys) {
+      if (!full.startsWith(keyspace)) continue
+      const scoped = full.slice(keyspace.length)
+      if (this.warmers.has(scoped)) this.due.add(scoped)
+    }
+    this.schedule()
+  }
+
+  /** Everything was invalidated (a generation bump): every warmer is due. */
+  invalidatedAll(): void {
+    for (const key of this.warmers.keys()) this.due.add(key)
+    this.schedule()
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.due.size === 0) return
+    this.scheduled = true
+    setImmediate(() => {
+      this.scheduled = false
+      const keys = [...this.due]
+      this.due.clear()
+      for (const key of keys) {
+        const warmer = this.warmers.get(key)
+        if (warmer !== undefined) this.report(key, warmer.refill())
+      }
+    })
+  }
+}
