@@ -108,7 +108,7 @@ describe('warmers', () => {
     await settle()
     expect(events).toHaveLength(1)
     expect(events[0]?.key).toBe('homepage')
-    expect((events[0]?.error as Error).message).toBe('database down')
+    expect(events[0]?.error).toEqual(new Error('database down'))
     expect(await cache.get('homepage')).toBeUndefined()
     expect(cache.getStats().rewarmed).toBe(0)
   })
