@@ -27,6 +27,7 @@ local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, t
 if #dead > 0 then
   redis.call('ZREM', KEYS[2], unpack(dead))
   redis.call('ZREM', KEYS[1], unpack(dead))
+  redis.call('HDEL', KEYS[3], unpack(dead))
 end
 return #dead`
 
@@ -39,6 +40,8 @@ export interface IndexedWrite {
   readonly full: string
   /** 0 = never expires. */
   readonly expiresAt: number
+  /** Recorded with the key, so deleting it can find its tag memberships. */
+  readonly tags?: readonly string[] | undefined
   /** Log position at the start of the load behind the write; absent for a plain set. */
   readonly since?: LogPosition | undefined
 }
@@ -51,6 +54,7 @@ export interface IndexedWrite {
  * - `P~{P}k`: every key, all scores 0, ordered for ZRANGEBYLEX prefix ranges;
  *   `P~{P}kx`: the same keys scored by expiry, for garbage collection. Same hash slot (the `{P}` tag),
  *   so the collection script may touch both on a Cluster.
+ * - `P~{P}kt`: the tags of each tagged key (a hash), so a delete can remove its tag memberships.
  * - `P~{P}log`: the last LOG_KEEP group invalidations, scored by a counter Redis assigns.
  *
  * Writer: (1) index the key, (2) SET, (3) check the index entry is still there and, for a load's
@@ -62,6 +66,7 @@ export interface IndexedWrite {
 export class RedisKeyIndex {
   readonly keysKey: string
   readonly expiryKey: string
+  readonly tagsKey: string
   readonly logKey: string
   private lastGc = 0
 
@@ -74,6 +79,7 @@ export class RedisKeyIndex {
     const slot = prefix === '' ? '~' : prefix
     this.keysKey = `${prefix}~{${slot}}k`
     this.expiryKey = `${prefix}~{${slot}}kx`
+    this.tagsKey = `${prefix}~{${slot}}kt`
     this.logKey = `${prefix}~{${slot}}log`
   }
 
@@ -149,15 +155,9 @@ export class RedisKeyIndex {
       )
       const matched = members.filter((full) => test(full.slice(prefix.length)))
       if (matched.length > 0) {
-        await this.layer.onIndexNode('key index removal', (pipe) => {
-          pipe.zrem(this.keysKey, ...matched)
-          pipe.zrem(this.expiryKey, ...matched)
-        })
-        const unlinked = await this.layer.pipelineByKey('prefix invalidation', matched, (pipe, full) =>
-          pipe.unlink(full),
-        )
+        const unlinked = await this.layer.removeKeys('prefix invalidation', matched)
         matched.forEach((full, i) => {
-          if (unlinked[i] === 1) removed.push(full.slice(prefix.length))
+          if (unlinked[i]) removed.push(full.slice(prefix.length))
         })
       }
       if (members.length < pageSize) return removed
@@ -202,9 +202,34 @@ export class RedisKeyIndex {
   /** Collects index entries of keys that expired (or were evicted after expiring); returns how many. */
   async collect(now = Date.now()): Promise<number> {
     const removed = await this.layer.command('key index collection', (client) =>
-      client.eval(GC_SCRIPT, 2, this.keysKey, this.expiryKey, now - GC_GRACE_MS, GC_BATCH),
+      client.eval(GC_SCRIPT, 3, this.keysKey, this.expiryKey, this.tagsKey, now - GC_GRACE_MS, GC_BATCH),
     )
     return Number(removed)
+  }
+
+  /**
+   * Drops the index entries of keys about to be removed and returns the tags recorded for each (so their
+   * memberships can go too). Must run before the values are unlinked: a writer whose entry disappears
+   * before its check unlinks its own value, and one that checked earlier wrote before the unlink.
+   */
+  async forget(fulls: readonly string[]): Promise<(readonly string[] | undefined)[]> {
+    if (!this.enabled || fulls.length === 0) return fulls.map(() => undefined)
+    const replies = await this.layer.onIndexNode('key index removal', (pipe) => {
+      pipe.hmget(this.tagsKey, ...fulls)
+      pipe.zrem(this.keysKey, ...fulls)
+      pipe.zrem(this.expiryKey, ...fulls)
+      pipe.hdel(this.tagsKey, ...fulls)
+    })
+    return (replies[0] as (string | null)[]).map((json) =>
+      json === null ? undefined : (JSON.parse(json) as string[]),
+    )
+  }
+
+  /** The tags recorded for each key (what its current value was written with), before an overwrite. */
+  async recordedTags(fulls: readonly string[]): Promise<(readonly string[] | undefined)[]> {
+    if (!this.enabled || fulls.length === 0) return fulls.map(() => undefined)
+    const json = await this.layer.command('key index tags', (client) => client.hmget(this.tagsKey, ...fulls))
+    return json.map((text) => (text === null ? undefined : (JSON.parse(text) as string[])))
   }
 
   private collectInBackground(): void {
@@ -220,12 +245,15 @@ export class RedisKeyIndex {
     if (!this.enabled) return
     const lex: (string | number)[] = []
     const expiry: (string | number)[] = []
+    const tags: string[] = []
     for (const item of items) {
       lex.push(0, item.full)
       expiry.push(item.expiresAt === 0 ? NEVER : item.expiresAt, item.full)
+      if (item.tags !== undefined && item.tags.length > 0) tags.push(item.full, JSON.stringify(item.tags))
     }
     pipe.zadd(this.keysKey, ...lex)
     pipe.zadd(this.expiryKey, ...expiry)
+    if (tags.length > 0) pipe.hset(this.tagsKey, ...tags)
   }
 
   private queueCheck(pipe: Pipe, items: readonly IndexedWrite[], since: LogPosition | undefined): void {

@@ -232,20 +232,41 @@ export class RedisLayer implements CacheLayer {
   }
 
   async delete(key: string): Promise<void> {
-    await this.run('delete', this.prefix + key, (full) => this.client.unlink(full))
+    await this.removeKeys('delete', [this.prefix + key])
   }
 
   async deleteMany(keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return
-    const fulls = keys.map((key) => this.prefix + key)
-    if (this.isCluster) {
-      await this.pipelineByKey('deleteMany', fulls, (pipe, key) => pipe.unlink(key))
-      return
-    }
-    for (let i = 0; i < fulls.length; i += UNLINK_BATCH) {
-      const batch = fulls.slice(i, i + UNLINK_BATCH)
-      await this.run('deleteMany', '', () => (this.client as Redis).unlink(...batch))
-    }
+    await this.removeKeys(
+      'deleteMany',
+      keys.map((key) => this.prefix + key),
+    )
+  }
+
+  /**
+   * Removes keys with their index entries and tag memberships, in the order that keeps concurrent writers
+   * safe: index entries and memberships first (a writer that loses one unlinks its own value), the values
+   * last. `memberships` adds entries the caller read (a tag invalidation's own sets). Returns, per key,
+   * whether a value was removed.
+   */
+  async removeKeys(
+    operation: string,
+    fulls: readonly string[],
+    memberships: readonly { setKey: string; full: string }[] = [],
+  ): Promise<boolean[]> {
+    const recorded = await this.keyIndex.forget(fulls)
+    const all = [...memberships]
+    recorded.forEach((tags, i) => {
+      for (const tag of tags ?? []) all.push({ setKey: this.tagStore.tagSetKey(tag), full: fulls[i]! })
+    })
+    await this.tagStore.removeMemberships(all)
+    const unlinked = await this.pipelineByKey(operation, fulls, (pipe, full) => pipe.unlink(full))
+    return unlinked.map((reply) => reply === 1)
+  }
+
+  /** The tags each key's current value was written with (from the key index), before an overwrite. */
+  recordedTags(fulls: readonly string[]): Promise<(readonly string[] | undefined)[]> {
+    return this.keyIndex.recordedTags(fulls)
   }
 
   async has(key: string): Promise<boolean> {
@@ -372,6 +393,7 @@ export class RedisLayer implements CacheLayer {
         key: item.key,
         full: item.full,
         expiresAt: item.expiresAt,
+        tags: item.tags,
         since: item.fence?.position,
       })),
       (pipe) => this.sendSets(items, pipe),

@@ -3,6 +3,8 @@ import type { RedisLayer } from './redis-layer'
 
 /** Score of a member that never expires (far beyond any epoch-ms expiry, still an exact double). */
 const NEVER = 8.64e15
+/** Memberships are collected this long after their value expired, so writers' clock skew cannot matter. */
+const GC_GRACE_MS = 60_000
 
 export type TagMatchMode = 'any' | 'all'
 
@@ -23,15 +25,18 @@ export interface TaggedWrite {
  * which needs no cross-slot script and so holds on a Cluster as on one Redis:
  *
  * - writer: (0) snapshot the epochs (at the start of the load, or now), (1) add the memberships,
- *   (2) write the value, (3) read the epochs again and unlink the value if any moved since (0);
- * - invalidator: INCR the epochs, read the members, unlink them. It never removes a membership: one it
- *   read may belong to a write that lands after its unlink (the race tests found exactly that), and a
- *   removed membership would leave that value live but untracked.
+ *   (2) write the value, (3) read the epochs and the memberships again and unlink the value if an epoch
+ *   moved since (0) or a membership is gone;
+ * - invalidator: INCR the epochs, read the members, remove their memberships (and other index entries),
+ *   then unlink them. A writer whose membership it removed before that writer's step 3 unlinks its own
+ *   value; one whose step 3 came first wrote before the unlink. The first version removed nothing and
+ *   relied on expiry alone; before that, one removed memberships *after* the unlink and left live,
+ *   untracked values (the race tests caught it 155 times in 300 iterations).
  *
  * Every interleaving ends with the value gone or never written, or with a membership the next
- * invalidation finds; the only cost of a race is an over-invalidation. Memberships are collected by
- * score instead: each write scores its membership with its expiry, and members whose latest value
- * expired are dropped on the next write of the tag; the set itself expires with its longest member.
+ * invalidation finds; the only cost of a race is an over-invalidation. Deletes remove memberships the
+ * same way (before the unlink); members whose value expired are collected by score (their expiry, plus
+ * a grace for clock skew) on the next write of the tag, and the set expires with its longest member.
  */
 export class RedisTagStore {
   constructor(private readonly layer: RedisLayer) {}
@@ -56,51 +61,87 @@ export class RedisTagStore {
 
   /**
    * Writes tagged values: snapshots the epochs the writes do not carry (`since`, from the start of their
-   * loads), records the memberships, runs `writeValues` (the layer's own SETs), then re-reads the epochs
-   * and unlinks every value one of whose tags was invalidated in between. Each step is one pipeline per
-   * slot owner for the whole batch. Returns the keys it had to remove.
+   * loads) and reads the tags each key was last written with, records the memberships (dropping those of
+   * tags a key no longer carries), runs `writeValues` (the layer's own SETs), then re-reads the epochs and
+   * the memberships and unlinks every value one of whose tags was invalidated in between or whose
+   * membership an invalidation or delete removed meanwhile. Each step is one pipeline per slot owner for
+   * the whole batch. Returns the keys it had to remove.
    */
   async writeMany(items: readonly TaggedWrite[], writeValues: () => Promise<void>): Promise<string[]> {
+    const prefix = this.layer.prefix
     const missing = new Set<string>()
     for (const item of items) for (const tag of item.tags) if (!item.since?.has(tag)) missing.add(tag)
-    const snapshot = missing.size > 0 ? await this.epochs([...missing]) : new Map<string, string>()
+    const [snapshot, previous] = await Promise.all([
+      missing.size > 0 ? this.epochs([...missing]) : new Map<string, string>(),
+      this.layer.recordedTags(items.map((item) => prefix + item.key)),
+    ])
     const now = Date.now()
     const memberships = items.flatMap((item) =>
       item.tags.map((tag) => ({ item, setKey: this.tagSetKey(tag) })),
     )
-    await this.layer.pipelineByKey(
-      'tag memberships',
-      memberships.map((m) => m.setKey),
-      (pipe, setKey, i) => {
-        const { item } = memberships[i]!
-        const ttl = item.expiresAt === 0 ? undefined : Math.max(1, item.expiresAt - now)
-        pipe.zadd(setKey, item.expiresAt === 0 ? NEVER : item.expiresAt, this.layer.prefix + item.key)
-        pipe.zremrangebyscore(setKey, '-inf', now)
-        // The set must outlive its longest member: set an expiry if it has none, extend it otherwise;
-        // a member that never expires makes the set persistent.
-        if (ttl === undefined) pipe.persist(setKey)
-        else {
-          pipe.pexpire(setKey, ttl, 'NX')
-          pipe.pexpire(setKey, ttl, 'GT')
-        }
-      },
+    // Memberships of tags the key carried before and does not now: removed before the new value lands, so
+    // a concurrent writer still carrying that tag either re-adds after us or fails its own check.
+    const dropped = items.flatMap((item, i) =>
+      (previous[i] ?? [])
+        .filter((tag) => !item.tags.includes(tag))
+        .map((tag) => ({ setKey: this.tagSetKey(tag), full: prefix + item.key })),
     )
+    await Promise.all([
+      this.layer.pipelineByKey(
+        'tag memberships',
+        memberships.map((m) => m.setKey),
+        (pipe, setKey, i) => {
+          const { item } = memberships[i]!
+          const ttl = item.expiresAt === 0 ? undefined : Math.max(1, item.expiresAt - now)
+          pipe.zadd(setKey, item.expiresAt === 0 ? NEVER : item.expiresAt, prefix + item.key)
+          pipe.zremrangebyscore(setKey, '-inf', now - GC_GRACE_MS)
+          // The set must outlive its longest member: set an expiry if it has none, extend it otherwise;
+          // a member that never expires makes the set persistent.
+          if (ttl === undefined) pipe.persist(setKey)
+          else {
+            pipe.pexpire(setKey, ttl + GC_GRACE_MS, 'NX')
+            pipe.pexpire(setKey, ttl + GC_GRACE_MS, 'GT')
+          }
+        },
+      ),
+      this.removeMemberships(dropped),
+    ])
     await writeValues()
     const allTags = [...new Set(items.flatMap((item) => item.tags))]
-    const after = await this.epochs(allTags)
+    const [after, present] = await Promise.all([
+      this.epochs(allTags),
+      this.layer.pipelineByKey(
+        'tag membership check',
+        memberships.map((m) => m.setKey),
+        (pipe, setKey, i) => pipe.zscore(setKey, prefix + memberships[i]!.item.key),
+      ),
+    ])
+    const lost = new Set(memberships.filter((_, i) => present[i] === null).map((m) => m.item))
     const refused = items
-      .filter((item) =>
-        item.tags.some((tag) => after.get(tag) !== (item.since?.get(tag) ?? snapshot.get(tag) ?? '0')),
+      .filter(
+        (item) =>
+          lost.has(item) ||
+          item.tags.some((tag) => after.get(tag) !== (item.since?.get(tag) ?? snapshot.get(tag) ?? '0')),
       )
       .map((item) => item.key)
     if (refused.length > 0) {
       await this.layer.pipelineByKey(
         'tag fence',
-        refused.map((key) => this.layer.prefix + key),
+        refused.map((key) => prefix + key),
         (pipe, full) => pipe.unlink(full),
       )
     }
     return refused
+  }
+
+  /** Removes memberships (tag set key, full key) in pipelines per slot owner. */
+  async removeMemberships(memberships: readonly { setKey: string; full: string }[]): Promise<void> {
+    if (memberships.length === 0) return
+    await this.layer.pipelineByKey(
+      'tag membership removal',
+      memberships.map((m) => m.setKey),
+      (pipe, setKey, i) => pipe.zrem(setKey, memberships[i]!.full),
+    )
   }
 
   /** One tagged write (see writeMany); returns whether the value was kept. */
@@ -139,10 +180,16 @@ export class RedisTagStore {
     )) as string[][]
     const victims = mode === 'any' ? union(memberLists) : intersection(memberLists)
     if (victims.length === 0) return []
-    const unlinked = await this.layer.pipelineByKey('tag invalidation', victims, (pipe, k) => pipe.unlink(k))
+    // The memberships read here go before the values (with every other index entry of the victims), so a
+    // writer that re-added one meanwhile either finds it gone in its check or wrote before the unlink.
+    const read = new Set(victims)
+    const alsoRead = setKeys.flatMap((setKey, i) =>
+      memberLists[i]!.filter((full) => read.has(full)).map((full) => ({ setKey, full })),
+    )
+    const unlinked = await this.layer.removeKeys('tag invalidation', victims, alsoRead)
     // Members whose value was already gone (expired, or invalidated before) are not counted.
     const prefixLength = this.layer.prefix.length
-    return victims.filter((_, i) => unlinked[i] === 1).map((fullKey) => fullKey.slice(prefixLength))
+    return victims.filter((_, i) => unlinked[i]).map((fullKey) => fullKey.slice(prefixLength))
   }
 }
 
