@@ -4,7 +4,7 @@ import type { CacheEventListener, CacheEventName } from './events'
 import { buildEntry, FRESHNESS_OPTIONS, type FreshnessOptions, judge, resolveFreshness } from './freshness'
 import { generationPrefix } from './generations'
 import { type KeyMatch, type TagMatchMode, validatePattern } from './invalidation'
-import type { CacheLayer, LayerWrite, MaybePromise } from './layer'
+import { type CacheLayer, isLocalLayer, type LayerWrite, type MaybePromise } from './layer'
 import type { Loader } from './load-runner'
 import {
   type CacheStackOptions,
@@ -162,7 +162,7 @@ export class CacheStack {
     assertOneOf(mode, TAG_MODES, 'tag match mode')
     const scoped = scopeTags(checked, this.prefix)!
     const found = await this.removeTagged(scoped, mode)
-    const dependents = await this.cascade([...found])
+    const dependents = await this.cascadeIfDependents([...found])
     const count = found.size + dependents
     const state = this.state
     state.stats.invalidations++
@@ -241,7 +241,7 @@ export class CacheStack {
       )
     }
     const found = await this.removeEverywhere('invalidateKeys', (layer) => layer.invalidateKeys!(match))
-    const count = found.size + (await this.cascade([...found]))
+    const count = found.size + (await this.cascadeIfDependents([...found]))
     state.stats.invalidations++
     return count
   }
@@ -290,6 +290,10 @@ export class CacheStack {
         }
       }),
     )
+    // A read that began while the lower layers were still removing may have copied an old value back
+    // into memory: fence what is still in flight and drop those copies once more.
+    state.fence.invalidateAll()
+    for (const layer of state.layers) if (isLocalLayer(layer)) layer.deleteMany([...found])
     return found
   }
 
@@ -488,12 +492,12 @@ export class CacheStack {
   }
 
   /**
-   * With a shared layer (Redis), any instance may have written dependents, so a delete always looks them
-   * up (two more pipelined round trips). A memory-only stack skips that until it wrote a `dependsOn`.
+   * Dependents are looked up (two more pipelined round trips) once any instance has written a `dependsOn`
+   * (a mark in the shared layer, or this process's own writes); until then invalidations skip the cascade.
    */
-  private async cascadeIfDependents(fullKeys: readonly string[]): Promise<void> {
-    const state = this.state
-    if (state.dependenciesUsed || state.sharedLayers.length > 0) await this.cascade(fullKeys)
+  private async cascadeIfDependents(fullKeys: readonly string[]): Promise<number> {
+    if (fullKeys.length === 0) return 0
+    return (await this.state.dependentsPossible()) ? this.cascade(fullKeys) : 0
   }
 
   /** The tags an entry is stored with: the caller's (namespaced) plus one per dependency. */
@@ -506,6 +510,7 @@ export class CacheStack {
     if (!Array.isArray(dependsOn)) throw new InvalidOptionError('dependsOn must be an array of keys')
     const dependencies = dependsOn.map((key) => dependencyTag(this.fullKey(assertKey(key, 'dependsOn key'))))
     if (dependencies.length === 0) return scoped
+    // This process now knows dependents exist; shared layers are told before the write or load.
     this.state.dependenciesUsed = true
     return [...(scoped ?? []), ...dependencies]
   }
@@ -775,10 +780,15 @@ export class CacheStack {
       return {
         key,
         entry: built.entry,
-        options: { ttl: built.ttl, stillValid: () => !state.fence.isFenced(key, ticket) },
+        // Only an invalidation of this key drops the write: a group invalidation that does not cover it
+        // must not leave it in one layer and not in another.
+        options: { ttl: built.ttl, stillValid: () => !state.fence.isKeyFenced(key, ticket) },
       }
     })
     const commits = this.state.writes.prepareEverywhere(writes)
+    if (items.some((item) => item.tags?.some((tag) => tag.startsWith(DEPENDENCY_TAG)))) {
+      await state.markDependencies()
+    }
     for (const { key } of items) this.invalidateLocally(key)
     ticket = state.fence.begin()
     try {

@@ -11,6 +11,7 @@
 export class InvalidationFence {
   private epoch = 0
   private floor = 0
+  private overflowFloor = 0
   private inFlight = 0
   private readonly invalidatedAt = new Map<string, number>()
 
@@ -33,6 +34,7 @@ export class InvalidationFence {
     if (this.invalidatedAt.size >= this.maxTrackedKeys) {
       this.invalidatedAt.clear()
       this.floor = this.epoch
+      this.overflowFloor = this.epoch
       return
     }
     this.invalidatedAt.set(key, this.epoch)
@@ -43,6 +45,17 @@ export class InvalidationFence {
     this.epoch++
     this.floor = this.epoch
     this.invalidatedAt.clear()
+  }
+
+  /**
+   * Fenced by an invalidation of this very key only (or by losing track on overflow), not by group
+   * invalidations: what a new value being written needs, since a group invalidation that does not cover
+   * its key must not make one layer drop it while another keeps it.
+   */
+  isKeyFenced(key: string, ticket: number): boolean {
+    if (ticket < this.overflowFloor) return true
+    const at = this.invalidatedAt.get(key)
+    return at !== undefined && at > ticket
   }
 
   isFenced(key: string, ticket: number): boolean {

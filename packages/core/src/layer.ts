@@ -76,11 +76,15 @@ export interface CacheLayer {
    */
   invalidateKeys?(match: KeyMatch, options?: InvalidateKeysOptions): MaybePromise<readonly string[]>
   /**
-   * A shared layer's record of "what had been invalidated" as a load starts (for `tags`, and for group
-   * invalidations): passed back in LayerWriteOptions.fences, it lets the layer refuse a write-back that
+   * A shared layer's record of "what had been invalidated" as a load of `key` starts (the key itself, its
+   * `tags`, group invalidations): passed back in LayerWriteOptions.fences, it lets the layer refuse a write-back that
    * an invalidation on any instance has overtaken.
    */
-  fenceSnapshot?(tags: readonly string[] | undefined): Promise<unknown>
+  fenceSnapshot?(key: string, tags: readonly string[] | undefined): Promise<unknown>
+  /** Records, for every instance, that entries with `dependsOn` exist (so invalidations must cascade). */
+  markDependencies?(): Promise<void>
+  /** Whether any instance ever recorded `markDependencies`. */
+  dependenciesMarked?(): Promise<boolean>
   /** The generation shared by every instance, first raised to `atLeast` if it is lower. */
   sharedGeneration?(atLeast: number): Promise<number>
   /** Atomically moves the shared generation to max(current, atLeast) + 1 and returns it. */

@@ -120,7 +120,9 @@ export class LoadRunner {
     // What shared layers had invalidated as the load starts, so an invalidation on any instance during the
     // load fences the write-back (taken in parallel with the read below).
     const fences =
-      state.sharedLayers.length > 0 ? this.fenceSnapshots(storedTagsOf(plan, plan.tags)) : undefined
+      state.sharedLayers.length > 0
+        ? this.fenceSnapshots(full, plan, storedTagsOf(plan, plan.tags))
+        : undefined
     try {
       const from = state.l1 === undefined ? 0 : 1
       if (!force && from < state.layers.length) {
@@ -285,9 +287,24 @@ export class LoadRunner {
    * Every shared layer's fence snapshot, by layer name. A layer that could not answer gets `null`: it
    * cannot tell what was invalidated during the load, so it refuses the write-back (always safe).
    */
-  private async fenceSnapshots(tags: readonly string[] | undefined): Promise<ReadonlyMap<string, unknown>> {
+  private async fenceSnapshots(
+    full: string,
+    plan: LoadPlan,
+    tags: readonly string[] | undefined,
+  ): Promise<ReadonlyMap<string, unknown>> {
     const layers = this.state.sharedLayers
-    const snapshots = await Promise.all(layers.map((layer) => layer.fenceSnapshot!(tags).catch(() => null)))
+    const snapshots = await Promise.all(
+      layers.map((layer) => layer.fenceSnapshot!(full, tags).catch(() => null)),
+    )
+    // A load with dependencies marks them before its loader runs (see markDependencies); if the mark
+    // fails, its write-back is refused like one without a snapshot.
+    if (plan.dependencyTags !== undefined && plan.dependencyTags.length > 0) {
+      const marked = await this.state.markDependencies().then(
+        () => true,
+        () => false,
+      )
+      if (!marked) return new Map(layers.map((layer) => [layer.name, null]))
+    }
     return new Map(snapshots.map((snapshot, i) => [layers[i]!.name, snapshot]))
   }
 

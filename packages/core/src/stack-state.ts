@@ -96,8 +96,9 @@ export class StackState {
   /** The plan of a getOrSet without options (resolved once). */
   readonly defaultPlan: LoadPlan
   readonly errorThrottle = new ErrorThrottle()
-  /** Set once this process writes an entry with `dependsOn` (what a memory-only stack needs to know). */
+  /** Set once this process writes an entry with `dependsOn`. */
   dependenciesUsed = false
+  private dependenciesSeen = false
   /** Layers shared between instances (Redis): loads take their fence snapshots when they start. */
   readonly sharedLayers: readonly CacheLayer[]
   /** Present when the stack runs with generations. */
@@ -156,6 +157,25 @@ export class StackState {
     this.reads = new ReadThrough(this)
     this.writes = new WriteThrough(this)
     this.loads = new LoadRunner(this)
+  }
+
+  /**
+   * Whether an invalidation must look for dependents: this process wrote a `dependsOn`, or a shared layer
+   * says some instance did (remembered once seen: the mark is never removed).
+   */
+  async dependentsPossible(): Promise<boolean> {
+    if (this.dependenciesUsed || this.dependenciesSeen) return true
+    const layers = this.sharedLayers.filter((layer) => layer.dependenciesMarked !== undefined)
+    // A layer that cannot answer may have dependents: cascading is the safe side.
+    const answers = await Promise.all(layers.map((layer) => layer.dependenciesMarked!().catch(() => true)))
+    this.dependenciesSeen = answers.some(Boolean)
+    return this.dependenciesSeen
+  }
+
+  /** Records in the shared layers that entries with `dependsOn` exist (before such a write or load). */
+  markDependencies(): Promise<unknown> {
+    this.dependenciesUsed = true
+    return Promise.all(this.sharedLayers.map((layer) => layer.markDependencies?.()))
   }
 
   /** Everything of the previous generation is unreachable now: free memory and stop work in flight. */

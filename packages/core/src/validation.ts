@@ -8,12 +8,18 @@ export const MAX_TTL_MS = 10 * 365 * 24 * 60 * 60 * 1000
 
 /**
  * C0 controls and DEL are refused in keys and tags: they break log lines, Redis MATCH patterns and
- * protocol dumps. A char-code scan is cheaper than a regex on strings as short as keys.
+ * protocol dumps; so are unpaired surrogates. A char-code scan is cheaper than a regex on short strings.
  */
 function hasControlChar(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i)
     if (code < 0x20 || code === 0x7f) return true
+    // A lone surrogate has no UTF-8 form: Redis would store U+FFFD, so two keys would collide.
+    if (code >= 0xd800 && code <= 0xdfff) {
+      const next = text.charCodeAt(i + 1)
+      if (code > 0xdbff || !(next >= 0xdc00 && next <= 0xdfff)) return true
+      i++
+    }
   }
   return false
 }
@@ -28,7 +34,7 @@ export function assertKey(key: unknown, what = 'key'): string {
   if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH || hasControlChar(key)) {
     throw new InvalidKeyError(
       `Invalid ${what} ${describe(key)}: expected a non-empty string of at most ${MAX_KEY_LENGTH} ` +
-        'characters without control characters',
+        'characters without control characters or unpaired surrogates',
     )
   }
   return key

@@ -201,6 +201,7 @@ describe('stats', () => {
       negativeHits: 0,
       uncached: 0,
       warmed: 0,
+      rewarmed: 0,
       invalidations: 0,
     })
   })
@@ -251,6 +252,7 @@ describe('stats', () => {
       negativeHits: 0,
       uncached: 0,
       warmed: 0,
+      rewarmed: 0,
       invalidations: 0,
     })
     // Counting resumes normally.

@@ -140,8 +140,11 @@ export class MemoryLayer implements LocalCacheLayer {
     const trie = this.keyTrieBuilt()
     const candidates = trie.keysWithPrefix(indexPrefixOf(match))
     const matches = match.pattern === undefined ? candidates : candidates.filter(keyMatcher(match))
+    // An entry that expired unread is still in the trie (lru-cache disposes it only when touched): it is
+    // removed like the rest but not reported, as it was no longer there to invalidate.
+    const live = matches.filter((key) => this.lru.has(key))
     for (const key of matches) this.lru.delete(key)
-    return matches
+    return live
   }
 
   has(key: string): boolean {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { indexPrefixOf, type KeyMatch, keyMatcher } from '@layercache/core'
 import type { Redis } from 'ioredis'
 import { escapeGlob } from './key-prefix'
@@ -12,12 +13,19 @@ const GC_GRACE_MS = 60_000
 const GC_BATCH = 1000
 const GC_INTERVAL_MS = 1000
 const SEQ_MEMBER = '#'
+/** How long a delete's counter outlives it: loads running longer than this cannot see that delete. */
+export const DELETE_FENCE_MS = 10 * 60_000
 
-// Appends one entry and trims what a fence could still need (the counter member '#' carries the newest score).
+// Appends one entry and trims what a fence could still need (the counter member '#' carries the newest
+// score). A new log gets a random id (member '!<id>', score 0), so positions from a log that was lost
+// (deleted, evicted, failed over) are never compared with the new log's counter.
 const APPEND_SCRIPT = `
+if not redis.call('ZRANGEBYSCORE', KEYS[1], 0, 0, 'LIMIT', 0, 1)[1] then
+  redis.call('ZADD', KEYS[1], 0, '!' .. ARGV[2])
+end
 local seq = redis.call('ZINCRBY', KEYS[1], 1, '${SEQ_MEMBER}')
 redis.call('ZADD', KEYS[1], seq, seq .. '|' .. ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(seq) - ${LOG_KEEP - 1}))
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 1, '(' .. (tonumber(seq) - ${LOG_KEEP - 1}))
 return seq`
 
 // Drops index entries whose key expired more than the grace period ago, from both sets at once, so a
@@ -31,8 +39,15 @@ if #dead > 0 then
 end
 return #dead`
 
-/** Where the log stood when a load began. */
-export type LogPosition = number
+/** What a load saw when it began: where the log stood, and the deletions of its own key. */
+export interface LoadFence {
+  /** The log's counter (0: no log yet). */
+  readonly seq: number
+  /** The log's id (null: no log yet). */
+  readonly log: string | null
+  /** The key's deletion counter (null: never deleted, or long ago). */
+  readonly deletions: string | null
+}
 
 export interface IndexedWrite {
   /** The stack's key (the layer prefix not included). */
@@ -42,8 +57,8 @@ export interface IndexedWrite {
   readonly expiresAt: number
   /** Recorded with the key, so deleting it can find its tag memberships. */
   readonly tags?: readonly string[] | undefined
-  /** Log position at the start of the load behind the write; absent for a plain set. */
-  readonly since?: LogPosition | undefined
+  /** What the load behind the write saw when it began; absent for a plain set. */
+  readonly since?: LoadFence | undefined
 }
 
 /**
@@ -57,8 +72,10 @@ export interface IndexedWrite {
  * - `P~{P}kt`: the tags of each tagged key (a hash), so a delete can remove its tag memberships.
  * - `P~{P}log`: the last LOG_KEEP group invalidations, scored by a counter Redis assigns.
  *
- * Writer: (1) index the key, (2) SET, (3) check the index entry is still there and, for a load's
- * write-back, that no logged invalidation since the load began covers the key; otherwise unlink.
+ * - `P~d:<key>`: a counter each delete of the key bumps (expiring after DELETE_FENCE_MS).
+ *
+ * Writer: (1) index the key, (2) SET, (3) check the index entries are still there and, for a load's
+ * write-back, that no logged invalidation and no delete of the key since the load began; else unlink.
  * Invalidator: (a) log the match, (b) read the range, (c) remove the matching index entries, (d) unlink
  * the values. If (c) removed a writer's entry before its (3), the writer unlinks its own value; if after,
  * its SET landed before (d). A load whose (3) ran before (a) had its entry indexed before (b).
@@ -68,6 +85,7 @@ export class RedisKeyIndex {
   readonly expiryKey: string
   readonly tagsKey: string
   readonly logKey: string
+  readonly dependencyMarkKey: string
   private lastGc = 0
 
   /** `enabled: false` keeps only the log: invalidations then SCAN, and loads are still fenced. */
@@ -81,14 +99,53 @@ export class RedisKeyIndex {
     this.expiryKey = `${prefix}~{${slot}}kx`
     this.tagsKey = `${prefix}~{${slot}}kt`
     this.logKey = `${prefix}~{${slot}}log`
+    this.dependencyMarkKey = `${prefix}~{${slot}}deps`
   }
 
-  /** The log position now: take it when a load starts, pass it back with the write. */
-  async position(): Promise<LogPosition> {
-    const score = await this.layer.command('invalidation log', (client) =>
-      client.zscore(this.logKey, SEQ_MEMBER),
+  /**
+   * Set (for good) once any instance writes or loads an entry with `dependsOn`; until then invalidations
+   * skip the dependency cascade, which costs two commands per removed key. A load sets it before its
+   * loader runs, so an invalidation that saw it unset changed the data before that load read it.
+   */
+  async markDependencies(): Promise<void> {
+    await this.layer.command('dependency mark', (client) => client.set(this.dependencyMarkKey, '1'))
+  }
+
+  async dependenciesMarked(): Promise<boolean> {
+    return (
+      (await this.layer.command('dependency mark', (client) => client.exists(this.dependencyMarkKey))) === 1
     )
-    return score === null ? 0 : Number(score)
+  }
+
+  deletionKey(full: string): string {
+    return `${this.layer.prefix}~d:${full.slice(this.layer.prefix.length)}`
+  }
+
+  /** What a load of `full` must remember when it starts; pass it back with the write. */
+  async snapshot(full: string): Promise<LoadFence> {
+    const [[seq, log], deletions] = await Promise.all([
+      this.logState(),
+      this.layer.command('delete counter', (client) => client.get(this.deletionKey(full))),
+    ])
+    return { seq, log, deletions }
+  }
+
+  /** The log's counter and id now. */
+  async logState(): Promise<[number, string | null]> {
+    const replies = await this.layer.onIndexNode('invalidation log', (pipe) => this.queueLogState(pipe))
+    return parseLogState(replies[0], replies[1])
+  }
+
+  /** Bumps the deletion counters of keys about to be deleted (before their values go). */
+  async countDeletes(fulls: readonly string[]): Promise<void> {
+    await this.layer.pipelineByKey(
+      'delete counter',
+      fulls.map((full) => this.deletionKey(full)),
+      (pipe, key) => {
+        pipe.incr(key)
+        pipe.pexpire(key, DELETE_FENCE_MS)
+      },
+    )
   }
 
   /**
@@ -105,29 +162,38 @@ export class RedisKeyIndex {
       return []
     }
     if (this.enabled) this.collectInBackground()
-    const oldest = loads.reduce((min, item) => Math.min(min, item.since!), Number.POSITIVE_INFINITY)
+    const oldest = loads.reduce((min, item) => Math.min(min, item.since!.seq), Number.POSITIVE_INFINITY)
     const since = loads.length > 0 ? oldest : undefined
+    const deletionKeys = loads.map((item) => this.deletionKey(item.full))
     let replies: unknown[]
+    let deletions: unknown[]
     if (!this.layer.isCluster) {
       const pipe = (this.layer.client as Redis).pipeline()
       this.queueIndex(pipe, items)
       await writeValues(pipe)
       const checkAt = pipe.length
       this.queueCheck(pipe, items, since)
-      replies = (await this.layer.execPipeline('indexed set', pipe)).slice(checkAt)
+      const deletionsAt = pipe.length
+      for (const key of deletionKeys) pipe.get(key)
+      const all = await this.layer.execPipeline('indexed set', pipe)
+      replies = all.slice(checkAt, deletionsAt)
+      deletions = all.slice(deletionsAt)
     } else {
       if (this.enabled) await this.layer.onIndexNode('key index', (pipe) => this.queueIndex(pipe, items))
       await writeValues()
-      replies = await this.layer.onIndexNode('key index check', (pipe) => this.queueCheck(pipe, items, since))
+      ;[replies, deletions] = await Promise.all([
+        this.layer.onIndexNode('key index check', (pipe) => this.queueCheck(pipe, items, since)),
+        this.layer.pipelineByKey('delete counter', deletionKeys, (pipe, key) => pipe.get(key)),
+      ])
     }
-    const scores = this.enabled ? (replies.shift() as (string | null)[]) : items.map(() => '')
+    const indexed = this.enabled
+      ? zip(replies.shift() as (string | null)[], replies.shift() as (string | null)[])
+      : items.map(() => true)
     const overtaken =
       since === undefined
         ? new Set<string>()
-        : this.overtakenBy(replies[0] as string[], replies[1] as string | null, loads)
-    const refused = items
-      .filter((item, i) => scores[i] === null || overtaken.has(item.key))
-      .map((item) => item.full)
+        : this.overtakenBy(replies, loads, deletions as (string | null)[])
+    const refused = items.filter((item, i) => !indexed[i] || overtaken.has(item.key)).map((item) => item.full)
     if (refused.length > 0) {
       await this.layer.pipelineByKey('index fence', refused, (pipe, full) => pipe.unlink(full))
     }
@@ -140,11 +206,10 @@ export class RedisKeyIndex {
    * matching entries before unlinking their values. Returns the keys whose value was removed.
    */
   async invalidate(match: KeyMatch, pageSize = GC_BATCH): Promise<string[]> {
-    await this.layer.command('invalidation log', (client) =>
-      client.eval(APPEND_SCRIPT, 1, this.logKey, JSON.stringify([match.scope, match.pattern ?? null])),
-    )
-    const prefix = this.layer.prefix
+    // Compiled before anything is logged: a bad pattern must not reach the log other writers read.
     const test = keyMatcher(match)
+    await this.append(match)
+    const prefix = this.layer.prefix
     const from = prefix + indexPrefixOf(match)
     let min: string | Buffer = `[${from}`
     const max = Buffer.concat([Buffer.from(`(${from}`), Buffer.from([0xff])])
@@ -172,11 +237,9 @@ export class RedisKeyIndex {
    * by the same matcher. Costs a walk of the whole keyspace; still logged, so loads in flight are fenced.
    */
   async invalidateByScan(match: KeyMatch, count = GC_BATCH): Promise<string[]> {
-    await this.layer.command('invalidation log', (client) =>
-      client.eval(APPEND_SCRIPT, 1, this.logKey, JSON.stringify([match.scope, match.pattern ?? null])),
-    )
-    const prefix = this.layer.prefix
     const test = keyMatcher(match)
+    await this.append(match)
+    const prefix = this.layer.prefix
     const pattern = `${escapeGlob(prefix + indexPrefixOf(match))}*`
     const removed: string[] = []
     await this.layer.scanMasters('prefix invalidation', pattern, count, async (node, keys) => {
@@ -194,8 +257,14 @@ export class RedisKeyIndex {
 
   /** Logs an invalidation of everything (clear), so loads in flight on any instance are fenced. */
   async logClear(): Promise<void> {
+    await this.append({ scope: '' })
+  }
+
+  private async append(match: KeyMatch): Promise<void> {
+    const entry = JSON.stringify([match.scope, match.pattern ?? null])
+    const id = randomBytes(8).toString('hex')
     await this.layer.command('invalidation log', (client) =>
-      client.eval(APPEND_SCRIPT, 1, this.logKey, JSON.stringify(['', null])),
+      client.eval(APPEND_SCRIPT, 1, this.logKey, entry, id),
     )
   }
 
@@ -214,15 +283,23 @@ export class RedisKeyIndex {
    */
   async forget(fulls: readonly string[]): Promise<(readonly string[] | undefined)[]> {
     if (!this.enabled || fulls.length === 0) return fulls.map(() => undefined)
+    // In chunks: one command with 100k arguments would hold Redis (and our timeout) for too long.
     const replies = await this.layer.onIndexNode('key index removal', (pipe) => {
-      pipe.hmget(this.tagsKey, ...fulls)
-      pipe.zrem(this.keysKey, ...fulls)
-      pipe.zrem(this.expiryKey, ...fulls)
-      pipe.hdel(this.tagsKey, ...fulls)
+      for (let i = 0; i < fulls.length; i += GC_BATCH) {
+        const chunk = fulls.slice(i, i + GC_BATCH)
+        pipe.hmget(this.tagsKey, ...chunk)
+        pipe.zrem(this.keysKey, ...chunk)
+        pipe.zrem(this.expiryKey, ...chunk)
+        pipe.hdel(this.tagsKey, ...chunk)
+      }
     })
-    return (replies[0] as (string | null)[]).map((json) =>
-      json === null ? undefined : (JSON.parse(json) as string[]),
-    )
+    const tags: (readonly string[] | undefined)[] = []
+    for (let r = 0; r < replies.length; r += 4) {
+      for (const json of replies[r] as (string | null)[]) {
+        tags.push(json === null ? undefined : (JSON.parse(json) as string[]))
+      }
+    }
+    return tags
   }
 
   /** The tags recorded for each key (what its current value was written with), before an overwrite. */
@@ -256,20 +333,35 @@ export class RedisKeyIndex {
     if (tags.length > 0) pipe.hset(this.tagsKey, ...tags)
   }
 
-  private queueCheck(pipe: Pipe, items: readonly IndexedWrite[], since: LogPosition | undefined): void {
-    if (this.enabled) pipe.zmscore(this.expiryKey, ...items.map((item) => item.full))
+  private queueCheck(pipe: Pipe, items: readonly IndexedWrite[], since: number | undefined): void {
+    if (this.enabled) {
+      const fulls = items.map((item) => item.full)
+      pipe.zmscore(this.keysKey, ...fulls)
+      pipe.zmscore(this.expiryKey, ...fulls)
+    }
     if (since === undefined) return
     pipe.zrangebyscore(this.logKey, `(${since}`, '+inf', 'WITHSCORES')
+    this.queueLogState(pipe)
+  }
+
+  private queueLogState(pipe: Pipe): void {
     pipe.zscore(this.logKey, SEQ_MEMBER)
+    pipe.zrangebyscore(this.logKey, 0, 0, 'LIMIT', 0, 1)
   }
 
   /**
-   * The loads' keys that a logged invalidation overtook: `log` holds the entries newer than the oldest
-   * load's position, `counter` the newest position. A counter behind a load's position (the log was
-   * deleted) or entries trimmed away fence the load without looking.
+   * The loads' keys that an invalidation overtook: `replies` holds the log entries newer than the oldest
+   * load's position, then the log's counter and id; `deletions` each load's delete counter now. A log
+   * with another id (it was lost and started again), a counter behind a load's position, or entries
+   * trimmed away fence the load without looking.
    */
-  private overtakenBy(log: readonly string[], counter: string | null, loads: readonly IndexedWrite[]) {
-    const newest = counter === null ? 0 : Number(counter)
+  private overtakenBy(
+    replies: readonly unknown[],
+    loads: readonly IndexedWrite[],
+    deletions: readonly (string | null)[],
+  ): Set<string> {
+    const log = replies[0] as string[]
+    const [newest, id] = parseLogState(replies[1], replies[2])
     const entries: { seq: number; test: (key: string) => boolean }[] = []
     for (let i = 0; i < log.length; i += 2) {
       const member = log[i]!
@@ -278,15 +370,30 @@ export class RedisKeyIndex {
       entries.push({ seq: Number(log[i + 1]), test: keyMatcher({ scope, pattern: pattern ?? undefined }) })
     }
     const overtaken = new Set<string>()
-    for (const item of loads) {
+    loads.forEach((item, i) => {
       const since = item.since!
-      const unknowable = newest < since || newest - since > LOG_KEEP
-      if (unknowable || entries.some((entry) => entry.seq > since && entry.test(item.key))) {
+      const unknowable =
+        (since.log !== null && since.log !== id) || newest < since.seq || newest - since.seq > LOG_KEEP
+      if (
+        unknowable ||
+        deletions[i] !== since.deletions ||
+        entries.some((entry) => entry.seq > since.seq && entry.test(item.key))
+      ) {
         overtaken.add(item.key)
       }
-    }
+    })
     return overtaken
   }
+}
+
+function parseLogState(counter: unknown, idMember: unknown): [number, string | null] {
+  const first = (idMember as string[])[0]
+  return [counter === null ? 0 : Number(counter), first === undefined ? null : first]
+}
+
+/** True per key where both index sets still hold it. */
+function zip(keys: readonly (string | null)[], expiries: readonly (string | null)[]): boolean[] {
+  return keys.map((score, i) => score !== null && expiries[i] !== null)
 }
 
 type Pipe = ReturnType<Redis['pipeline']>

@@ -28,16 +28,16 @@ import {
 import { normalizePrefix, scanPattern } from './key-prefix'
 import { groupBySlotOwner } from './pipeline-groups'
 import { RedisGeneration } from './redis-generation'
-import { type LogPosition, RedisKeyIndex } from './redis-key-index'
+import { type LoadFence, RedisKeyIndex } from './redis-key-index'
 import { RedisTagStore, type TagEpochs, type TagMatchMode } from './redis-tag-store'
 import { jsonSerializer, msgpackSerializer, resolveSerializer, type Serializer } from './serializer'
 
 export type RedisClient = Redis | Cluster
 
-/** What a load takes when it starts (see CacheLayer.fenceSnapshot): tag epochs and the log position. */
+/** What a load takes when it starts (see CacheLayer.fenceSnapshot): tag epochs, log and delete counter. */
 interface RedisFence {
   readonly epochs: TagEpochs | undefined
-  readonly position: LogPosition
+  readonly load: LoadFence
 }
 
 interface PreparedWrite {
@@ -200,13 +200,16 @@ export class RedisLayer implements CacheLayer {
     return () => this.commit(prepared)
   }
 
-  /** What had been invalidated as a load starts: its tags' epochs and the position of the group log. */
-  async fenceSnapshot(tags: readonly string[] | undefined): Promise<RedisFence> {
-    const [epochs, position] = await Promise.all([
+  /**
+   * What had been invalidated as a load of `key` starts: its tags' epochs, the position of the group log
+   * and the key's delete counter.
+   */
+  async fenceSnapshot(key: string, tags: readonly string[] | undefined): Promise<RedisFence> {
+    const [epochs, load] = await Promise.all([
       tags === undefined || tags.length === 0 ? undefined : this.tagStore.epochs(tags),
-      this.keyIndex.position(),
+      this.keyIndex.snapshot(this.prefix + key),
     ])
-    return { epochs, position }
+    return { epochs, load }
   }
 
   /** Removes every key `match` covers (through the key index, or SCAN without one); returns their keys. */
@@ -215,6 +218,15 @@ export class RedisLayer implements CacheLayer {
     return this.keyIndex.enabled
       ? this.keyIndex.invalidate(match, batchSize)
       : this.keyIndex.invalidateByScan(match, batchSize)
+  }
+
+  /** Records that entries with `dependsOn` exist (see RedisKeyIndex.markDependencies). */
+  markDependencies(): Promise<void> {
+    return this.keyIndex.markDependencies()
+  }
+
+  dependenciesMarked(): Promise<boolean> {
+    return this.keyIndex.dependenciesMarked()
   }
 
   /** The stack generation shared by every instance on this prefix (see CacheStack `generation`). */
@@ -231,8 +243,9 @@ export class RedisLayer implements CacheLayer {
     return this.tagStore.invalidate(tags, mode)
   }
 
+  /** Removes the key; a load of it that began earlier on any instance will not write back (delete counter). */
   async delete(key: string): Promise<void> {
-    await this.removeKeys('delete', [this.prefix + key])
+    await this.removeKeys('delete', [this.prefix + key], [], true)
   }
 
   async deleteMany(keys: readonly string[]): Promise<void> {
@@ -240,21 +253,28 @@ export class RedisLayer implements CacheLayer {
     await this.removeKeys(
       'deleteMany',
       keys.map((key) => this.prefix + key),
+      [],
+      true,
     )
   }
 
   /**
    * Removes keys with their index entries and tag memberships, in the order that keeps concurrent writers
    * safe: index entries and memberships first (a writer that loses one unlinks its own value), the values
-   * last. `memberships` adds entries the caller read (a tag invalidation's own sets). Returns, per key,
-   * whether a value was removed.
+   * last. `memberships` adds entries the caller read (a tag invalidation's own sets). `countDeletes` bumps
+   * the keys' delete counters first (plain deletes: group invalidations are fenced by their own log).
+   * Returns, per key, whether a value was removed.
    */
   async removeKeys(
     operation: string,
     fulls: readonly string[],
     memberships: readonly { setKey: string; full: string }[] = [],
+    countDeletes = false,
   ): Promise<boolean[]> {
-    const recorded = await this.keyIndex.forget(fulls)
+    const [recorded] = await Promise.all([
+      this.keyIndex.forget(fulls),
+      countDeletes ? this.keyIndex.countDeletes(fulls) : undefined,
+    ])
     const all = [...memberships]
     recorded.forEach((tags, i) => {
       for (const tag of tags ?? []) all.push({ setKey: this.tagStore.tagSetKey(tag), full: fulls[i]! })
@@ -275,8 +295,8 @@ export class RedisLayer implements CacheLayer {
 
   /**
    * Removes every key under this layer's prefix (SCAN + UNLINK in batches, on every master of a Cluster).
-   * Logged first, so loads in flight on any instance do not write back afterwards; the log and the shared
-   * generation survive.
+   * Logged first, so loads in flight on any instance do not write back afterwards; the log, the shared
+   * generation and the dependency mark survive.
    */
   async clear(): Promise<void> {
     if (this.prefix === '') {
@@ -285,7 +305,7 @@ export class RedisLayer implements CacheLayer {
       )
     }
     await this.keyIndex.logClear()
-    const kept = new Set([this.keyIndex.logKey, this.generation.key])
+    const kept = new Set([this.keyIndex.logKey, this.generation.key, this.keyIndex.dependencyMarkKey])
     await this.scanMasters('clear', scanPattern(this.prefix), UNLINK_BATCH, async (node, keys) => {
       // One UNLINK per key in a pipeline: on a Cluster a multi-key UNLINK across slots is refused.
       const pipe = node.pipeline()
@@ -394,7 +414,7 @@ export class RedisLayer implements CacheLayer {
         full: item.full,
         expiresAt: item.expiresAt,
         tags: item.tags,
-        since: item.fence?.position,
+        since: item.fence?.load,
       })),
       (pipe) => this.sendSets(items, pipe),
     )

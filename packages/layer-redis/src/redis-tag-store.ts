@@ -5,6 +5,8 @@ import type { RedisLayer } from './redis-layer'
 const NEVER = 8.64e15
 /** Memberships are collected this long after their value expired, so writers' clock skew cannot matter. */
 const GC_GRACE_MS = 60_000
+/** How long a tag's epoch outlives its last invalidation (loads longer than this cannot be fenced by it). */
+const EPOCH_TTL_MS = 10 * 60_000
 
 export type TagMatchMode = 'any' | 'all'
 
@@ -172,7 +174,12 @@ export class RedisTagStore {
     await this.layer.pipelineByKey(
       'tag invalidation',
       tags.map((tag) => this.epochKey(tag)),
-      (pipe, key) => pipe.incr(key),
+      (pipe, key) => {
+        pipe.incr(key)
+        // Bounded like everything else in Redis: a load running longer than this is fenced by the
+        // epoch's disappearance, except one that began before the tag's first invalidation.
+        pipe.pexpire(key, EPOCH_TTL_MS)
+      },
     )
     const setKeys = tags.map((tag) => this.tagSetKey(tag))
     const memberLists = (await this.layer.pipelineByKey('tag members', setKeys, (pipe, setKey) =>

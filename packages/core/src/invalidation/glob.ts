@@ -10,10 +10,16 @@ function describe(value: unknown): string {
   return typeof value
 }
 
+/** Index of the first control character or unpaired surrogate (no UTF-8 form, so Redis could not agree). */
 function controlCharIndex(text: string): number {
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i)
     if (code < 0x20 || code === 0x7f) return i
+    if (code >= 0xd800 && code <= 0xdfff) {
+      const next = text.charCodeAt(i + 1)
+      if (code > 0xdbff || !(next >= 0xdc00 && next <= 0xdfff)) return i
+      i++
+    }
   }
   return -1
 }
@@ -34,7 +40,8 @@ export function validatePattern(pattern: unknown): string {
   if (at !== -1) {
     const code = pattern.charCodeAt(at).toString(16).padStart(4, '0')
     throw new InvalidPatternError(
-      `Invalid pattern ${describe(pattern)}: control character U+${code} at index ${at} is not allowed`,
+      `Invalid pattern ${describe(pattern)}: U+${code} at index ${at} is not allowed ` +
+        '(control character or unpaired surrogate)',
     )
   }
   return pattern
