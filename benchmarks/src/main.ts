@@ -10,6 +10,7 @@ import { freshnessL1 } from './scenarios/freshness-l1'
 import { l1Hit } from './scenarios/l1-hit'
 import { l2Concurrent } from './scenarios/l2-concurrent'
 import { l2Hit } from './scenarios/l2-hit'
+import { prefixInvalidation } from './scenarios/prefix-invalidation'
 import { tagInvalidation } from './scenarios/tag-invalidation'
 
 const RESULTS = fileURLToPath(new URL('../results/latest.md', import.meta.url))
@@ -21,6 +22,7 @@ const SCENARIOS = [
   { name: 'Freshness options, L1 hit', run: freshnessL1 },
   { name: 'Hot-key expiry storm', run: expiryStorm },
   { name: 'Tag invalidation', run: tagInvalidation },
+  { name: 'Prefix invalidation', run: prefixInvalidation },
 ] as const
 
 function parseScale(text: string | undefined): number {

@@ -1,9 +1,9 @@
-import type { Redis } from 'ioredis'
 import { CacheStack, MemoryLayer, RedisLayer } from 'layercache'
 import { type BenchContext, REDIS_TTL_MS, scaled } from '../context'
 import { median, nowNs, pairedRatio, type Side, sidesInOrder, sinceNs } from '../measure'
 import { makeKeys, PAYLOAD, PAYLOAD_JSON } from '../payload'
 import { formatCount, formatNs, type Row, type ScenarioResult } from '../report'
+import { countExisting, countTraffic, describeTraffic, roundTrips, type Traffic } from '../traffic'
 
 /** Key counts at BENCH_SCALE=1 and timed rounds per side. Seeding dominates the run time: a tagged write
  * costs ~0.3 ms of client CPU per key, so 100k keys take ~30 s to seed, hence one round there. */
@@ -14,72 +14,7 @@ const SIZES = [
 ] as const
 /** Entries per mset call / SET pipeline while seeding (not timed). */
 const SEED_CHUNK = 1000
-/** Keys per EXISTS call when checking that everything is gone. */
-const CHECK_CHUNK = 1000
 const BUDGET_KEYS = 10_000
-
-/** What one side sent to Redis while it was being counted (client-side, on the ioredis client). */
-interface Traffic {
-  /** Pipelines executed: one round trip each. */
-  pipelines: number
-  /** Commands sent outside a pipeline: one round trip each. */
-  single: number
-  /** Commands by name, pipelined or not. */
-  readonly commands: Map<string, number>
-}
-
-/**
- * Counts what `client` sends until `stop()`: wraps `pipeline()` (each pipeline is one round trip when
- * executed) and `sendCommand` (a command with no pipeline stream argument is a round trip of its own;
- * ioredis routes pipelined commands through it too, with the pipeline's stream).
- */
-function countTraffic(client: Redis): { traffic: Traffic; stop(): void } {
-  const traffic: Traffic = { pipelines: 0, single: 0, commands: new Map() }
-  const pipeline = client.pipeline
-  const sendCommand = client.sendCommand
-  client.pipeline = function (this: Redis, ...args: Parameters<Redis['pipeline']>) {
-    traffic.pipelines++
-    return pipeline.apply(this, args)
-  }
-  client.sendCommand = function (this: Redis, ...args: Parameters<Redis['sendCommand']>) {
-    const [command, stream] = args
-    if (stream === undefined) traffic.single++
-    traffic.commands.set(command.name, (traffic.commands.get(command.name) ?? 0) + 1)
-    return sendCommand.apply(this, args)
-  }
-  return {
-    traffic,
-    stop: () => {
-      Reflect.deleteProperty(client, 'pipeline')
-      Reflect.deleteProperty(client, 'sendCommand')
-    },
-  }
-}
-
-function roundTrips(t: Traffic): number {
-  return t.pipelines + t.single
-}
-
-function describeTraffic(t: Traffic): string {
-  const commands = [...t.commands]
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([name, n]) => `${formatCount(n)} ${name.toUpperCase()}`)
-    .join(', ')
-  return `${t.pipelines} pipelines + ${t.single} single (${commands})`
-}
-
-/** How many of `fullKeys` still exist in Redis (EXISTS in pipelined batches). */
-async function existing(client: Redis, fullKeys: readonly string[]): Promise<number> {
-  const pipe = client.pipeline()
-  for (let i = 0; i < fullKeys.length; i += CHECK_CHUNK) pipe.exists(...fullKeys.slice(i, i + CHECK_CHUNK))
-  const replies = (await pipe.exec()) ?? []
-  let count = 0
-  for (const [error, n] of replies) {
-    if (error) throw error
-    count += n as number
-  }
-  return count
-}
 
 interface SizeResult {
   readonly keys: number
@@ -112,8 +47,8 @@ async function runSize(
         pipe.set(rawKey, PAYLOAD_JSON, 'PX', REDIS_TTL_MS)
       await pipe.exec()
     }
-    const ours = await existing(client, ourFullKeys)
-    const raw = await existing(client, rawKeys)
+    const ours = await countExisting(client, ourFullKeys)
+    const raw = await countExisting(client, rawKeys)
     if (ours !== keyCount || raw !== keyCount || memory.size !== keyCount) {
       throw new Error(
         `tag invalidation seeding failed: ${ours} of ${keyCount} keys in Redis (ours), ${raw} raw, ` +
@@ -138,7 +73,7 @@ async function runSize(
     },
   }
   const verify = async (side: Side) => {
-    const left = await existing(client, side === 'ours' ? ourFullKeys : rawKeys)
+    const left = await countExisting(client, side === 'ours' ? ourFullKeys : rawKeys)
     const inL1 = side === 'ours' ? keys.filter((key) => memory.has(key)).length : 0
     if (left !== 0 || inL1 !== 0) {
       throw new Error(
