@@ -1,7 +1,7 @@
+import { type ConnectOptions, connectRedis } from '@layercache/test-utils/example-redis'
 import type { Redis } from 'ioredis'
 import { type CacheLayer, CacheStack, MemoryLayer, RedisLayer } from 'layercache'
 import { type Product, ProductDb } from './product-db'
-import { type ConnectOptions, connectRedis } from './redis-connection'
 
 export interface DemoSummary {
   readonly redis: boolean

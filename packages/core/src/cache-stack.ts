@@ -225,10 +225,15 @@ export class CacheStack {
     const patterns = list(plan.patterns, 'patterns').map(validatePattern)
     // A delete cannot tell whether a key existed: the keys count as given.
     let count = keys.length
-    if (keys.length > 0) await this.mdelete(keys)
-    if (tags !== undefined) count += await this.invalidateByTags(tags, mode)
-    for (const prefix of prefixes) count += await this.invalidateByPrefix(prefix)
-    for (const pattern of patterns) count += await this.invalidateByPattern(pattern)
+    this.state.warmers.begin() // one refill per warmer after the whole change
+    try {
+      if (keys.length > 0) await this.mdelete(keys)
+      if (tags !== undefined) count += await this.invalidateByTags(tags, mode)
+      for (const prefix of prefixes) count += await this.invalidateByPrefix(prefix)
+      for (const pattern of patterns) count += await this.invalidateByPattern(pattern)
+    } finally {
+      this.state.warmers.end()
+    }
     return count
   }
 
@@ -256,6 +261,19 @@ export class CacheStack {
    * the others found. Returns the keys removed.
    */
   private async removeEverywhere(
+    operation: string,
+    find: (layer: CacheLayer) => MaybePromise<readonly string[]> | undefined,
+  ): Promise<Set<string>> {
+    const state = this.state
+    state.warmers.begin()
+    try {
+      return await this.removeFound(operation, find)
+    } finally {
+      state.warmers.end()
+    }
+  }
+
+  private async removeFound(
     operation: string,
     find: (layer: CacheLayer) => MaybePromise<readonly string[]> | undefined,
   ): Promise<Set<string>> {
@@ -808,6 +826,16 @@ export class CacheStack {
   }
 
   private async deleteFull(fulls: readonly string[]): Promise<void> {
+    const state = this.state
+    state.warmers.begin()
+    try {
+      await this.deleteEverywhere(fulls)
+    } finally {
+      state.warmers.end()
+    }
+  }
+
+  private async deleteEverywhere(fulls: readonly string[]): Promise<void> {
     const state = this.state
     for (const full of fulls) this.invalidateLocally(full)
     state.stats.deletes += fulls.length

@@ -18,7 +18,7 @@ export type InvalidationRule<E> = (event: E) => InvalidationPlan
  * A rule that throws, or returns an invalid plan, invalidates nothing (the plan is validated as a whole
  * before anything is removed).
  */
-export class InvalidationRules<Events extends Record<string, unknown> = Record<string, unknown>> {
+export class InvalidationRules<Events extends object = Record<string, unknown>> {
   private readonly rules = new Map<keyof Events, InvalidationRule<never>>()
 
   constructor(private readonly cache: CacheStack) {}

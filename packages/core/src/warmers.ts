@@ -9,14 +9,16 @@ interface Warmer {
  * Critical keys to refill right after they are invalidated (the homepage after a price change), so the
  * first reader finds them cached instead of waiting on the database. Keyed by the key within the stack
  * (namespace included, generation not: a bump refills every warmer in the new generation). Refills of one
- * burst of invalidations are coalesced into one per key, started on the next turn of the event loop, after
- * the invalidation that caused them resolved; each goes through `refresh`, so concurrent loads of the key
- * share it.
+ * burst of invalidations are coalesced into one per key and start on a later turn of the event loop, once
+ * no invalidation of this stack is running (its fence would drop the refill's write-back); each goes
+ * through `refresh`, so concurrent loads of the key share it.
  */
 export class Warmers {
   private readonly warmers = new Map<string, Warmer>()
   private readonly due = new Set<string>()
   private scheduled = false
+  /** Invalidations still running: refills wait for them, or those would fence the refill's write-back. */
+  private running = 0
 
   constructor(private readonly report: (key: string, outcome: Promise<unknown>) => void) {}
 
@@ -44,6 +46,16 @@ export class Warmers {
     this.schedule()
   }
 
+  /** An invalidation started: hold refills until every running one ended. */
+  begin(): void {
+    this.running++
+  }
+
+  end(): void {
+    this.running--
+    this.schedule()
+  }
+
   /** Everything was invalidated (a generation bump): every warmer is due. */
   invalidatedAll(): void {
     for (const key of this.warmers.keys()) this.due.add(key)
@@ -51,10 +63,11 @@ export class Warmers {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.due.size === 0) return
+    if (this.scheduled || this.due.size === 0 || this.running > 0) return
     this.scheduled = true
     setImmediate(() => {
       this.scheduled = false
+      if (this.running > 0) return // end() schedules again
       const keys = [...this.due]
       this.due.clear()
       for (const key of keys) {

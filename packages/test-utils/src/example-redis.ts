@@ -1,5 +1,5 @@
-import { startRedisServer } from '@layercache/test-utils'
 import { Redis } from 'ioredis'
+import { startRedisServer } from './redis-server'
 
 export interface DemoRedis {
   readonly client: Redis | undefined
@@ -13,7 +13,10 @@ export interface ConnectOptions {
   readonly spawn?: boolean
 }
 
-/** REDIS_URL if set, else a throwaway redis-server of our own, else none (memory layer only). */
+/**
+ * For the runnable examples: REDIS_URL if set, else a throwaway redis-server of our own, else none (the
+ * example then runs on the memory layer alone and says so).
+ */
 export async function connectRedis({
   url = process.env.REDIS_URL,
   spawn = true,
