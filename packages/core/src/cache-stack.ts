@@ -223,18 +223,16 @@ export class CacheStack {
     const mode = assertOneOf(plan.tagMode, TAG_MODES, 'tag match mode') ?? 'any'
     const prefixes = list(plan.prefixes, 'prefixes').map(assertKeyPrefix)
     const patterns = list(plan.patterns, 'patterns').map(validatePattern)
-    // A delete cannot tell whether a key existed: the keys count as given.
-    let count = keys.length
-    this.state.warmers.begin() // one refill per warmer after the whole change
-    try {
+    // A delete cannot tell whether a key existed: the keys count as given. Warmers refill once, after the
+    // whole change.
+    return this.holdingRefills(async () => {
+      let count = keys.length
       if (keys.length > 0) await this.mdelete(keys)
       if (tags !== undefined) count += await this.invalidateByTags(tags, mode)
       for (const prefix of prefixes) count += await this.invalidateByPrefix(prefix)
       for (const pattern of patterns) count += await this.invalidateByPattern(pattern)
-    } finally {
-      this.state.warmers.end()
-    }
-    return count
+      return count
+    })
   }
 
   private async invalidateMatching(match: KeyMatch): Promise<number> {
@@ -260,16 +258,21 @@ export class CacheStack {
    * A group invalidation: every layer removes what it finds (`find`), then each layer also removes what
    * the others found. Returns the keys removed.
    */
-  private async removeEverywhere(
+  private removeEverywhere(
     operation: string,
     find: (layer: CacheLayer) => MaybePromise<readonly string[]> | undefined,
   ): Promise<Set<string>> {
-    const state = this.state
-    state.warmers.begin()
+    return this.holdingRefills(() => this.removeFound(operation, find))
+  }
+
+  /** Runs an invalidation; warmers refill only once no invalidation is running (see Warmers). */
+  private async holdingRefills<T>(work: () => Promise<T>): Promise<T> {
+    const warmers = this.state.warmers
+    warmers.begin()
     try {
-      return await this.removeFound(operation, find)
+      return await work()
     } finally {
-      state.warmers.end()
+      warmers.end()
     }
   }
 
@@ -825,14 +828,8 @@ export class CacheStack {
     this.state.errorThrottle.forget(key)
   }
 
-  private async deleteFull(fulls: readonly string[]): Promise<void> {
-    const state = this.state
-    state.warmers.begin()
-    try {
-      await this.deleteEverywhere(fulls)
-    } finally {
-      state.warmers.end()
-    }
+  private deleteFull(fulls: readonly string[]): Promise<void> {
+    return this.holdingRefills(() => this.deleteEverywhere(fulls))
   }
 
   private async deleteEverywhere(fulls: readonly string[]): Promise<void> {
