@@ -365,6 +365,25 @@ export class CacheStack {
     return this.state.warmers.add(this.prefix + key, () => this.refresh(key, loader, options))
   }
 
+  /**
+   * The current version of `name` (in this namespace), for keys that embed it: cache under
+   * `user:42:v${await cache.keyVersion('user:42')}:profile` and `bumpKeyVersion('user:42')` to make every
+   * such key unreachable at once, with no index and no scan (old keys expire with their TTL). Shared by
+   * every instance through Redis. Tags do the same with immediate removal; versions cost nothing on writes.
+   */
+  async keyVersion(name: string): Promise<number> {
+    return this.state.keyVersions.current(this.prefix + assertKey(name, 'version name'))
+  }
+
+  /** Moves `name` to its next version (Redis INCR) and returns it. */
+  async bumpKeyVersion(name: string): Promise<number> {
+    const next = await this.state.keyVersions.bump(this.prefix + assertKey(name, 'version name'))
+    if (this.state.events.listening('invalidate')) {
+      this.state.events.emit('invalidate', { kind: 'version', name: this.prefix + name, version: next })
+    }
+    return next
+  }
+
   /** The current generation (after the last bump or check), or undefined without generations. */
   get generation(): number | undefined {
     return this.state.generations?.current

@@ -28,6 +28,7 @@ export interface CacheEventMap {
     | { kind: 'tags'; tags: readonly string[]; mode: 'any' | 'all'; count: number }
     | { kind: 'prefix'; prefix: string; count: number }
     | { kind: 'pattern'; scope: string; pattern: string; count: number }
+    | { kind: 'version'; name: string; version: number }
   /** The stack moved to another generation (bumped here, or seen moved in the shared layer). */
   generation: { generation: number; previous: number }
   /** Cleaning up an old generation's keys after a bump finished (`error` set when it stopped early). */

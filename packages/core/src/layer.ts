@@ -81,6 +81,9 @@ export interface CacheLayer {
    * an invalidation on any instance has overtaken.
    */
   fenceSnapshot?(key: string, tags: readonly string[] | undefined): Promise<unknown>
+  /** A named counter shared by every instance (0 when never incremented). */
+  readCounter?(name: string): Promise<number>
+  incrementCounter?(name: string): Promise<number>
   /** Records, for every instance, that entries with `dependsOn` exist (so invalidations must cascade). */
   markDependencies?(): Promise<void>
   /** Whether any instance ever recorded `markDependencies`. */

@@ -10,6 +10,7 @@ import {
   readGenerationOption,
 } from './generations'
 import { InvalidationFence } from './invalidation-fence'
+import { KeyVersions } from './key-versions'
 import { type CacheLayer, isLocalLayer, type LocalCacheLayer } from './layer'
 import { LoadRunner } from './load-runner'
 import { ReadThrough } from './read-through'
@@ -105,6 +106,7 @@ export class StackState {
   readonly generations: Generations | undefined
   /** The current generation's key prefix ('' without generations): in front of every key. */
   keyspace = ''
+  readonly keyVersions: KeyVersions
   readonly warmers = new Warmers((key, outcome) => this.warmerRan(key, outcome))
 
   constructor(layers: readonly CacheLayer[], options: CacheStackOptions) {
@@ -153,6 +155,7 @@ export class StackState {
             { moved: (next, previous) => this.generationMoved(next, previous) },
           )
     this.keyspace = this.generations?.prefix ?? ''
+    this.keyVersions = new KeyVersions(this.layers.find((layer) => typeof layer.readCounter === 'function'))
     this.stats = new StatsCollector(this.layers.map((l) => l.name))
     this.reads = new ReadThrough(this)
     this.writes = new WriteThrough(this)

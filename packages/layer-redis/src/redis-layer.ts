@@ -220,6 +220,16 @@ export class RedisLayer implements CacheLayer {
       : this.keyIndex.invalidateByScan(match, batchSize)
   }
 
+  /** A named counter shared by every instance (`P~v:<name>`, no expiry: a reset would reuse versions). */
+  async readCounter(name: string): Promise<number> {
+    const value = await this.command('counter', (client) => client.get(`${this.prefix}~v:${name}`))
+    return value === null ? 0 : Number(value)
+  }
+
+  incrementCounter(name: string): Promise<number> {
+    return this.command('counter', (client) => client.incr(`${this.prefix}~v:${name}`))
+  }
+
   /** Records that entries with `dependsOn` exist (see RedisKeyIndex.markDependencies). */
   markDependencies(): Promise<void> {
     return this.keyIndex.markDependencies()
@@ -296,7 +306,7 @@ export class RedisLayer implements CacheLayer {
   /**
    * Removes every key under this layer's prefix (SCAN + UNLINK in batches, on every master of a Cluster).
    * Logged first, so loads in flight on any instance do not write back afterwards; the log, the shared
-   * generation and the dependency mark survive.
+   * generation, the key version counters and the dependency mark survive.
    */
   async clear(): Promise<void> {
     if (this.prefix === '') {
@@ -306,10 +316,11 @@ export class RedisLayer implements CacheLayer {
     }
     await this.keyIndex.logClear()
     const kept = new Set([this.keyIndex.logKey, this.generation.key, this.keyIndex.dependencyMarkKey])
+    const counters = `${this.prefix}~v:`
     await this.scanMasters('clear', scanPattern(this.prefix), UNLINK_BATCH, async (node, keys) => {
       // One UNLINK per key in a pipeline: on a Cluster a multi-key UNLINK across slots is refused.
       const pipe = node.pipeline()
-      for (const key of keys) if (!kept.has(key)) pipe.unlink(key)
+      for (const key of keys) if (!kept.has(key) && !key.startsWith(counters)) pipe.unlink(key)
       if (pipe.length > 0) await this.execPipeline('clear', pipe)
     })
   }
