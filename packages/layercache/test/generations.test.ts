@@ -210,3 +210,49 @@ describe.each(['standalone', 'cluster'] as const)('generations shared through %s
     expect(await a.get('page')).toBeUndefined()
   })
 })
+
+describe.each(['standalone', 'cluster'] as const)(
+  'generation bumps racing reads and writes on %s',
+  (target) => {
+    it('nothing written or loaded before a bump began is visible after it (race loop, 1000 rounds)', async () => {
+      const client = redis.client(target)
+      const prefix = redis.prefix(target, 'genrace')
+      const a = new CacheStack([new MemoryLayer(), new RedisLayer({ client, prefix })], { generation: 1 })
+      const b = new CacheStack([new MemoryLayer(), new RedisLayer({ client, prefix })], { generation: 1 })
+      const reader = () => new CacheStack([new RedisLayer({ client, prefix })], { generation: 1 })
+      // Learns each bump only from its own reads: its first read after one races the bump.
+      const lagging = reader()
+      const leaked: string[] = []
+      for (let round = 0; round < 1000; round++) {
+        const key = `k${round % 20}`
+        let bumpStarted = false
+        const stale = `round ${round}, before the bump`
+        const writes = [
+          a.set(key, stale).then(() => (bumpStarted ? 'after' : 'before')),
+          a
+            .getOrSet(`load:${key}`, async () => {
+              const startedBefore = !bumpStarted
+              for (let turn = 0; turn < round % 5; turn++)
+                await new Promise((resolve) => setImmediate(resolve))
+              return startedBefore ? stale : 'loaded after the bump began'
+            })
+            .then(() => 'done'),
+        ]
+        for (let turn = 0; turn < round % 7; turn++) await new Promise((resolve) => setImmediate(resolve))
+        bumpStarted = true
+        await b.bumpGeneration()
+        const setOutcome = await writes[0]
+        await writes[1]
+        const fresh = reader()
+        // A set that resolved before the bump began, or a load that began before it, must not show.
+        if (setOutcome === 'before' && (await lagging.get(key)) === stale)
+          leaked.push(`lagging ${key} ${round}`)
+        if (setOutcome === 'before' && (await fresh.get(key)) === stale) leaked.push(`set ${key} ${round}`)
+        if ((await fresh.get(`load:${key}`)) === stale) leaked.push(`load ${key} ${round}`)
+        if ((await b.get(`load:${key}`)) === stale) leaked.push(`b load ${key} ${round}`)
+      }
+      expect(leaked).toEqual([])
+      expect(a.generation).toBeGreaterThan(1)
+    })
+  },
+)
