@@ -861,7 +861,7 @@ describe.each(REDIS_TARGETS)('races across instances, %s', (target) => {
     'sets and loads racing another instance invalidating by %s leave nothing behind they must not',
     async (kind) => {
       const { a, b, redisOnly } = setup(target)
-      const report = await raceLoop({ rounds: 300, writer: a, invalidator: b, readers: [redisOnly()], kind })
+      const report = await raceLoop({ rounds: 1000, writer: a, invalidator: b, readers: [redisOnly()], kind })
       const { resurrected, untracked, controlsLost } = report
       expect({ resurrected, untracked, controlsLost }).toEqual({
         resurrected: [],
@@ -883,7 +883,7 @@ describe.each(['memory only', 'standalone'] as const)('races on one instance, %s
     async (kind) => {
       const { a, redisOnly } = setup(target)
       const readers = target === 'memory only' ? [a] : [a, redisOnly()]
-      const report = await raceLoop({ rounds: 300, writer: a, invalidator: a, readers, kind })
+      const report = await raceLoop({ rounds: 1000, writer: a, invalidator: a, readers, kind })
       const { resurrected, untracked, controlsLost } = report
       expect({ resurrected, untracked, controlsLost }).toEqual({
         resurrected: [],

@@ -132,7 +132,7 @@ describe('tag invalidation races against real Redis', () => {
   it('concurrent set and invalidateByTag never leave a live, tagged value that an invalidation missed', async () => {
     const { a, b, redisOnly } = setup('standalone')
     let missed = 0
-    for (let i = 0; i < 300; i++) {
+    for (let i = 0; i < 1000; i++) {
       const key = `item:${i % 10}`
       const write = (async () => {
         if (Math.random() < 0.5) await new Promise((resolve) => setImmediate(resolve))
