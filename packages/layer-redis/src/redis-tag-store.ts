@@ -7,6 +7,8 @@ const NEVER = 8.64e15
 const GC_GRACE_MS = 60_000
 /** How long a tag's epoch outlives its last invalidation (loads longer than this cannot be fenced by it). */
 const EPOCH_TTL_MS = 10 * 60_000
+/** Members per ZREM: one command with 100k arguments would hold Redis (and our timeout) too long. */
+const MEMBERS_PER_COMMAND = 1000
 
 export type TagMatchMode = 'any' | 'all'
 
@@ -136,13 +138,28 @@ export class RedisTagStore {
     return refused
   }
 
-  /** Removes memberships (tag set key, full key) in pipelines per slot owner. */
+  /**
+   * Removes memberships (tag set key, full key): one ZREM per set and chunk of members, pipelined per slot
+   * owner; duplicates count once.
+   */
   async removeMemberships(memberships: readonly { setKey: string; full: string }[]): Promise<void> {
     if (memberships.length === 0) return
+    const bySet = new Map<string, Set<string>>()
+    for (const { setKey, full } of memberships) {
+      const members = bySet.get(setKey)
+      if (members === undefined) bySet.set(setKey, new Set([full]))
+      else members.add(full)
+    }
+    const sets = [...bySet]
     await this.layer.pipelineByKey(
       'tag membership removal',
-      memberships.map((m) => m.setKey),
-      (pipe, setKey, i) => pipe.zrem(setKey, memberships[i]!.full),
+      sets.map(([setKey]) => setKey),
+      (pipe, setKey, i) => {
+        const members = [...sets[i]![1]]
+        for (let at = 0; at < members.length; at += MEMBERS_PER_COMMAND) {
+          pipe.zrem(setKey, ...members.slice(at, at + MEMBERS_PER_COMMAND))
+        }
+      },
     )
   }
 
