@@ -51,7 +51,10 @@ async function main(): Promise<number> {
     version = await redisVersion(client)
     progress(`Redis ${version}: ${target.source}`)
     const ctx: BenchContext = { client, pipelinedClient, prefix: target.prefix, scale }
+    // BENCH_ONLY=tag runs only the scenarios whose name contains "tag" (case-insensitive).
+    const only = process.env.BENCH_ONLY?.toLowerCase()
     for (const scenario of SCENARIOS) {
+      if (only && !scenario.name.toLowerCase().includes(only)) continue
       progress(`running ${scenario.name} …`)
       const s0 = nowNs()
       try {

@@ -161,8 +161,9 @@ export class CacheStack {
     if (checked === undefined) throw new InvalidOptionError('invalidateByTags needs at least one tag')
     assertOneOf(mode, TAG_MODES, 'tag match mode')
     const scoped = scopeTags(checked, this.prefix)!
+    const possible = this.state.dependentsPossible() // asked alongside, not after
     const found = await this.removeTagged(scoped, mode)
-    const dependents = await this.cascadeIfDependents([...found])
+    const dependents = await this.cascadeIfDependents([...found], possible)
     const count = found.size + dependents
     const state = this.state
     state.stats.invalidations++
@@ -243,8 +244,9 @@ export class CacheStack {
         `Layer "${unable.name}" cannot invalidate by prefix or pattern (it has no invalidateKeys)`,
       )
     }
+    const possible = state.dependentsPossible()
     const found = await this.removeEverywhere('invalidateKeys', (layer) => layer.invalidateKeys!(match))
-    const count = found.size + (await this.cascadeIfDependents([...found]))
+    const count = found.size + (await this.cascadeIfDependents([...found], possible))
     state.stats.invalidations++
     return count
   }
@@ -281,26 +283,32 @@ export class CacheStack {
     find: (layer: CacheLayer) => MaybePromise<readonly string[]> | undefined,
   ): Promise<Set<string>> {
     const state = this.state
+    const layers = state.layers
     // A group invalidation cannot name the keys being loaded right now: fence them all, conservatively.
     state.fence.invalidateAll()
     state.flights.clear()
-    const foundBy: (readonly string[] | undefined)[] = await Promise.all(
-      state.layers.map(async (layer, i) => {
-        try {
-          return await find(layer)
-        } catch (error) {
-          state.layerFailed(i, operation, undefined, error, 'throw')
-          return undefined
-        }
-      }),
-    )
+    const ask = async (i: number) => {
+      try {
+        return await find(layers[i]!)
+      } catch (error) {
+        state.layerFailed(i, operation, undefined, error, 'throw')
+        return undefined
+      }
+    }
+    // Remote layers first: their commands leave before the in-process layers' synchronous work runs.
+    const asked: Promise<readonly string[] | undefined>[] = new Array(layers.length)
+    for (let i = 0; i < layers.length; i++) if (!layers[i]!.local) asked[i] = ask(i)
+    for (let i = 0; i < layers.length; i++) if (layers[i]!.local) asked[i] = ask(i)
+    const foundBy = await Promise.all(asked)
     const found = new Set(foundBy.flatMap((keys) => keys ?? []))
     for (const key of found) this.invalidateLocally(key)
     state.invalidated(found)
     // A key one layer matched may sit in another that did not index it (e.g. a write Redis refused in
     // bypass mode): remove it there too, without repeating the work of layers that already did.
+    // In-process layers are covered by the final pass below.
     await Promise.all(
-      state.layers.map(async (layer, i) => {
+      layers.map(async (layer, i) => {
+        if (layer.local || (foundBy[i]?.length ?? 0) === found.size) return
         const own = new Set(foundBy[i] ?? [])
         const rest = [...found].filter((key) => !own.has(key))
         if (rest.length === 0) return
@@ -312,9 +320,11 @@ export class CacheStack {
       }),
     )
     // A read that began while the lower layers were still removing may have copied an old value back
-    // into memory: fence what is still in flight and drop those copies once more.
+    // into memory (and an in-process layer may hold what only another layer matched): fence what is
+    // still in flight and drop those copies.
     state.fence.invalidateAll()
-    for (const layer of state.layers) if (isLocalLayer(layer)) layer.deleteMany([...found])
+    const all = [...found]
+    for (const layer of layers) if (isLocalLayer(layer)) layer.deleteMany(all)
     return found
   }
 
@@ -535,9 +545,12 @@ export class CacheStack {
    * Dependents are looked up (two more pipelined round trips) once any instance has written a `dependsOn`
    * (a mark in the shared layer, or this process's own writes); until then invalidations skip the cascade.
    */
-  private async cascadeIfDependents(fullKeys: readonly string[]): Promise<number> {
+  private async cascadeIfDependents(
+    fullKeys: readonly string[],
+    possible: Promise<boolean> = this.state.dependentsPossible(),
+  ): Promise<number> {
     if (fullKeys.length === 0) return 0
-    return (await this.state.dependentsPossible()) ? this.cascade(fullKeys) : 0
+    return (await possible) ? this.cascade(fullKeys) : 0
   }
 
   /** The tags an entry is stored with: the caller's (namespaced) plus one per dependency. */

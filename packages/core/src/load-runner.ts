@@ -165,6 +165,9 @@ export class LoadRunner {
         plan.tags,
       )
       let value: T
+      // The snapshot must be in Redis before the loader reads the database (on a Cluster its commands
+      // went to other nodes than the read, so the read's answer does not prove they landed).
+      const fenceMap = fences === undefined ? undefined : await fences
       const started = performance.now()
       try {
         const standIn = canFallBack ? fallback : undefined
@@ -181,7 +184,7 @@ export class LoadRunner {
       }
       state.errorThrottle.forget(full)
       const loadMs = performance.now() - started
-      const written = await this.writeLoaded(full, value, context, plan, loadMs, ticket, await fences)
+      const written = await this.writeLoaded(full, value, context, plan, loadMs, ticket, fenceMap)
       // The protected copy the fastest layer now holds, so a load and a hit hand out the same kind of value.
       answer.resolve((written === undefined || written.absent === true ? value : written.value) as T)
     } finally {
@@ -293,19 +296,20 @@ export class LoadRunner {
     tags: readonly string[] | undefined,
   ): Promise<ReadonlyMap<string, unknown>> {
     const layers = this.state.sharedLayers
-    const snapshots = await Promise.all(
-      layers.map((layer) => layer.fenceSnapshot!(full, tags).catch(() => null)),
-    )
     // A load with dependencies marks them before its loader runs (see markDependencies); if the mark
     // fails, its write-back is refused like one without a snapshot.
-    if (plan.dependencyTags !== undefined && plan.dependencyTags.length > 0) {
-      const marked = await this.state.markDependencies().then(
-        () => true,
-        () => false,
-      )
-      if (!marked) return new Map(layers.map((layer) => [layer.name, null]))
-    }
-    return new Map(snapshots.map((snapshot, i) => [layers[i]!.name, snapshot]))
+    const marking =
+      plan.dependencyTags !== undefined && plan.dependencyTags.length > 0
+        ? this.state.markDependencies().then(
+            () => true,
+            () => false,
+          )
+        : true
+    const [marked, ...snapshots] = await Promise.all([
+      marking,
+      ...layers.map((layer) => layer.fenceSnapshot!(full, tags).catch(() => null)),
+    ])
+    return new Map(snapshots.map((snapshot, i) => [layers[i]!.name, marked ? snapshot : null]))
   }
 
   /** Answers with a stale entry standing in for a failed or slow load (a no-op once answered). */

@@ -13,6 +13,8 @@ const GC_GRACE_MS = 60_000
 const GC_BATCH = 1000
 const GC_INTERVAL_MS = 1000
 const SEQ_MEMBER = '#'
+/** Joins a key's tags in `P~{P}kt`: no stored tag contains a NUL (control characters are refused). */
+const TAG_SEPARATOR = '\u0000'
 /** How long a delete's counter outlives it: loads running longer than this cannot see that delete. */
 export const DELETE_FENCE_MS = 10 * 60_000
 
@@ -38,6 +40,14 @@ if #dead > 0 then
   redis.call('HDEL', KEYS[3], unpack(dead))
 end
 return #dead`
+
+// Removes keys (ARGV) from the key index and returns the tags recorded for each.
+const FORGET_SCRIPT = `
+local tags = redis.call('HMGET', KEYS[3], unpack(ARGV))
+redis.call('ZREM', KEYS[1], unpack(ARGV))
+redis.call('ZREM', KEYS[2], unpack(ARGV))
+redis.call('HDEL', KEYS[3], unpack(ARGV))
+return tags`
 
 /** What a load saw when it began: where the log stood, and the deletions of its own key. */
 export interface LoadFence {
@@ -283,20 +293,18 @@ export class RedisKeyIndex {
    */
   async forget(fulls: readonly string[]): Promise<(readonly string[] | undefined)[]> {
     if (!this.enabled || fulls.length === 0) return fulls.map(() => undefined)
-    // In chunks: one command with 100k arguments would hold Redis (and our timeout) for too long.
+    // One script per chunk: the keys travel once (not four times), the three structures change together,
+    // and no command with 100k arguments holds Redis (and our timeout) for too long.
     const replies = await this.layer.onIndexNode('key index removal', (pipe) => {
       for (let i = 0; i < fulls.length; i += GC_BATCH) {
         const chunk = fulls.slice(i, i + GC_BATCH)
-        pipe.hmget(this.tagsKey, ...chunk)
-        pipe.zrem(this.keysKey, ...chunk)
-        pipe.zrem(this.expiryKey, ...chunk)
-        pipe.hdel(this.tagsKey, ...chunk)
+        pipe.eval(FORGET_SCRIPT, 3, this.keysKey, this.expiryKey, this.tagsKey, ...chunk)
       }
     })
     const tags: (readonly string[] | undefined)[] = []
-    for (let r = 0; r < replies.length; r += 4) {
-      for (const json of replies[r] as (string | null)[]) {
-        tags.push(json === null ? undefined : (JSON.parse(json) as string[]))
+    for (const reply of replies) {
+      for (const joined of reply as (string | null)[]) {
+        tags.push(joined === null ? undefined : joined.split(TAG_SEPARATOR))
       }
     }
     return tags
@@ -306,7 +314,7 @@ export class RedisKeyIndex {
   async recordedTags(fulls: readonly string[]): Promise<(readonly string[] | undefined)[]> {
     if (!this.enabled || fulls.length === 0) return fulls.map(() => undefined)
     const json = await this.layer.command('key index tags', (client) => client.hmget(this.tagsKey, ...fulls))
-    return json.map((text) => (text === null ? undefined : (JSON.parse(text) as string[])))
+    return json.map((text) => (text === null ? undefined : text.split(TAG_SEPARATOR)))
   }
 
   private collectInBackground(): void {
@@ -326,7 +334,7 @@ export class RedisKeyIndex {
     for (const item of items) {
       lex.push(0, item.full)
       expiry.push(item.expiresAt === 0 ? NEVER : item.expiresAt, item.full)
-      if (item.tags !== undefined && item.tags.length > 0) tags.push(item.full, JSON.stringify(item.tags))
+      if (item.tags !== undefined && item.tags.length > 0) tags.push(item.full, item.tags.join(TAG_SEPARATOR))
     }
     pipe.zadd(this.keysKey, ...lex)
     pipe.zadd(this.expiryKey, ...expiry)

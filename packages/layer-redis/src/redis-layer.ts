@@ -255,7 +255,7 @@ export class RedisLayer implements CacheLayer {
 
   /** Removes the key; a load of it that began earlier on any instance will not write back (delete counter). */
   async delete(key: string): Promise<void> {
-    await this.removeKeys('delete', [this.prefix + key], [], true)
+    await this.removeKeys('delete', [this.prefix + key], undefined, true)
   }
 
   async deleteMany(keys: readonly string[]): Promise<void> {
@@ -263,7 +263,7 @@ export class RedisLayer implements CacheLayer {
     await this.removeKeys(
       'deleteMany',
       keys.map((key) => this.prefix + key),
-      [],
+      undefined,
       true,
     )
   }
@@ -271,25 +271,40 @@ export class RedisLayer implements CacheLayer {
   /**
    * Removes keys with their index entries and tag memberships, in the order that keeps concurrent writers
    * safe: index entries and memberships first (a writer that loses one unlinks its own value), the values
-   * last. `memberships` adds entries the caller read (a tag invalidation's own sets). `countDeletes` bumps
-   * the keys' delete counters first (plain deletes: group invalidations are fenced by their own log).
+   * last. `read` holds memberships the caller read (a tag invalidation's own sets, by set key).
+   * `countDeletes` bumps the keys' delete counters first (plain deletes: group invalidations are fenced by
+   * their own log).
    * Returns, per key, whether a value was removed.
    */
   async removeKeys(
     operation: string,
     fulls: readonly string[],
-    memberships: readonly { setKey: string; full: string }[] = [],
+    read: ReadonlyMap<string, readonly string[]> = new Map(),
     countDeletes = false,
   ): Promise<boolean[]> {
+    // The memberships the caller read go while the index entries are forgotten (both before the unlink).
     const [recorded] = await Promise.all([
       this.keyIndex.forget(fulls),
+      this.tagStore.removeMemberships(read),
       countDeletes ? this.keyIndex.countDeletes(fulls) : undefined,
     ])
-    const all = [...memberships]
+    // Then the memberships only the recorded tags name.
+    const more = new Map<string, string[]>()
+    const setKeys = new Map<string, string>()
     recorded.forEach((tags, i) => {
-      for (const tag of tags ?? []) all.push({ setKey: this.tagStore.tagSetKey(tag), full: fulls[i]! })
+      for (const tag of tags ?? []) {
+        let setKey = setKeys.get(tag)
+        if (setKey === undefined) {
+          setKey = this.tagStore.tagSetKey(tag)
+          setKeys.set(tag, setKey)
+        }
+        if (read.has(setKey)) continue
+        const members = more.get(setKey)
+        if (members === undefined) more.set(setKey, [fulls[i]!])
+        else members.push(fulls[i]!)
+      }
     })
-    await this.tagStore.removeMemberships(all)
+    await this.tagStore.removeMemberships(more)
     const unlinked = await this.pipelineByKey(operation, fulls, (pipe, full) => pipe.unlink(full))
     return unlinked.map((reply) => reply === 1)
   }

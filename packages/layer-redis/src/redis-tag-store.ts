@@ -85,11 +85,16 @@ export class RedisTagStore {
     )
     // Memberships of tags the key carried before and does not now: removed before the new value lands, so
     // a concurrent writer still carrying that tag either re-adds after us or fails its own check.
-    const dropped = items.flatMap((item, i) =>
-      (previous[i] ?? [])
-        .filter((tag) => !item.tags.includes(tag))
-        .map((tag) => ({ setKey: this.tagSetKey(tag), full: prefix + item.key })),
-    )
+    const dropped = new Map<string, string[]>()
+    items.forEach((item, i) => {
+      for (const tag of previous[i] ?? []) {
+        if (item.tags.includes(tag)) continue
+        const setKey = this.tagSetKey(tag)
+        const members = dropped.get(setKey)
+        if (members === undefined) dropped.set(setKey, [prefix + item.key])
+        else members.push(prefix + item.key)
+      }
+    })
     await Promise.all([
       this.layer.pipelineByKey(
         'tag memberships',
@@ -139,23 +144,18 @@ export class RedisTagStore {
   }
 
   /**
-   * Removes memberships (tag set key, full key): one ZREM per set and chunk of members, pipelined per slot
-   * owner; duplicates count once.
+   * Removes memberships (tag set key → full keys): one ZREM per set and chunk of members, pipelined per
+   * slot owner.
    */
-  async removeMemberships(memberships: readonly { setKey: string; full: string }[]): Promise<void> {
-    if (memberships.length === 0) return
-    const bySet = new Map<string, Set<string>>()
-    for (const { setKey, full } of memberships) {
-      const members = bySet.get(setKey)
-      if (members === undefined) bySet.set(setKey, new Set([full]))
-      else members.add(full)
-    }
-    const sets = [...bySet]
+  async removeMemberships(bySet: ReadonlyMap<string, Iterable<string>>): Promise<void> {
+    const sets = [...bySet].map(([setKey, members]) => [setKey, [...members]] as const)
+    const nonEmpty = sets.filter(([, members]) => members.length > 0)
+    if (nonEmpty.length === 0) return
     await this.layer.pipelineByKey(
       'tag membership removal',
-      sets.map(([setKey]) => setKey),
+      nonEmpty.map(([setKey]) => setKey),
       (pipe, setKey, i) => {
-        const members = [...sets[i]![1]]
+        const members = nonEmpty[i]![1]
         for (let at = 0; at < members.length; at += MEMBERS_PER_COMMAND) {
           pipe.zrem(setKey, ...members.slice(at, at + MEMBERS_PER_COMMAND))
         }
@@ -206,11 +206,14 @@ export class RedisTagStore {
     if (victims.length === 0) return []
     // The memberships read here go before the values (with every other index entry of the victims), so a
     // writer that re-added one meanwhile either finds it gone in its check or wrote before the unlink.
-    const read = new Set(victims)
-    const alsoRead = setKeys.flatMap((setKey, i) =>
-      memberLists[i]!.filter((full) => read.has(full)).map((full) => ({ setKey, full })),
+    const chosen = mode === 'any' ? undefined : new Set(victims)
+    const read = new Map<string, string[]>(
+      setKeys.map((setKey, i) => {
+        const members = memberLists[i]!
+        return [setKey, chosen === undefined ? members : members.filter((full) => chosen.has(full))]
+      }),
     )
-    const unlinked = await this.layer.removeKeys('tag invalidation', victims, alsoRead)
+    const unlinked = await this.layer.removeKeys('tag invalidation', victims, read)
     // Members whose value was already gone (expired, or invalidated before) are not counted.
     const prefixLength = this.layer.prefix.length
     return victims.filter((_, i) => unlinked[i]).map((fullKey) => fullKey.slice(prefixLength))
@@ -218,7 +221,8 @@ export class RedisTagStore {
 }
 
 function union(lists: readonly string[][]): string[] {
-  return [...new Set(lists.flat())]
+  // A sorted set's members are unique already: one list needs no de-duplication.
+  return lists.length === 1 ? lists[0]! : [...new Set(lists.flat())]
 }
 
 function intersection(lists: readonly string[][]): string[] {
