@@ -428,6 +428,13 @@ export class CacheStack {
     return this.state.keyspace + this.prefix + key
   }
 
+  /** fullKey for the hot paths: without generations and namespace (the common case) no concatenation. */
+  private scoped(key: string): string {
+    const keyspace = this.state.keyspace
+    if (keyspace === '') return this.prefix === '' ? key : this.prefix + key
+    return keyspace + this.prefix + key
+  }
+
   /** Runs a remote write or delete in the current generation, again in the new one if it moved meanwhile. */
   private inGeneration(op: () => Promise<void>): Promise<void> {
     const generations = this.state.generations
@@ -449,7 +456,7 @@ export class CacheStack {
     let full: string
     let mode = state.onLayerError
     try {
-      full = state.keyspace + this.prefix + hitPathKey(key)
+      full = this.scoped(hitPathKey(key))
       if (options !== undefined) {
         assertKnownOptions(options, READ_OPTIONS, 'get')
         mode = this.errorMode(options)
@@ -634,7 +641,7 @@ export class CacheStack {
    * Freshness options (stale-while-revalidate, stale-if-error, timeouts, early refresh) apply here.
    */
   async getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
-    const full = this.state.keyspace + this.prefix + hitPathKey(key)
+    const full = this.scoped(hitPathKey(key))
     if (typeof loader !== 'function') throw new InvalidOptionError('getOrSet: loader must be a function')
     const state = this.state
     const plan =
