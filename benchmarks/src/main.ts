@@ -12,12 +12,14 @@ import { l2Concurrent } from './scenarios/l2-concurrent'
 import { l2Hit } from './scenarios/l2-hit'
 import { prefixInvalidation } from './scenarios/prefix-invalidation'
 import { tagInvalidation } from './scenarios/tag-invalidation'
+import { writes } from './scenarios/writes'
 
 const RESULTS = fileURLToPath(new URL('../results/latest.md', import.meta.url))
 
 const SCENARIOS = [
   { name: 'L1 hit', run: l1Hit },
   { name: 'L2 hit, 1 caller', run: l2Hit },
+  { name: 'Writes, 1 caller', run: writes },
   { name: 'L2 hit, 100 concurrent', run: l2Concurrent },
   { name: 'Freshness options, L1 hit', run: freshnessL1 },
   { name: 'Hot-key expiry storm', run: expiryStorm },
