@@ -20,6 +20,7 @@ export default defineConfig({
       project('layer-redis'),
       project('layercache'),
       project('test-utils'),
+      project('write-strategies'),
       {
         extends: true,
         test: { name: 'examples', include: ['examples/*/test/**/*.test.ts'] },

@@ -1,3 +1,4 @@
 export * from '@layercache/core'
 export * from '@layercache/layer-memory'
 export * from '@layercache/layer-redis'
+export * from '@layercache/write-strategies'

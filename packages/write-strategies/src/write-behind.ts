@@ -1,0 +1,541 @@
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import {
+  assertKey,
+  assertKnownOptions,
+  assertPositiveInteger,
+  type CacheStack,
+  InvalidOptionError,
+  InvalidValueError,
+  LayerCacheError,
+  LayerUnavailableError,
+  type SetOptions,
+} from '@layercache/core'
+import type { Cluster, Redis } from 'ioredis'
+
+/** One queued database write, as the writer receives it. */
+export interface WriteBehindEntry<T = unknown> {
+  /** Idempotency key: unique per `write()` call; the same entry may be delivered more than once. */
+  readonly id: string
+  readonly key: string
+  readonly value: T
+  /** When it was queued (the writing host's clock; informational). */
+  readonly queuedAt: number
+  /** 1 on the first delivery; higher after failures or a takeover from a crashed instance. */
+  readonly attempt: number
+}
+
+/** Writes a batch to the database. Must be idempotent per `entry.id` (at-least-once delivery). */
+export type BatchWriter<T> = (entries: readonly WriteBehindEntry<T>[]) => Promise<void>
+
+export interface WriteBehindOptions<T> {
+  /** The cache updated at once by `write()`. */
+  readonly cache: CacheStack
+  /** ioredis client (standalone or Cluster) holding the queue. */
+  readonly client: Redis | Cluster
+  /** Queue name; its Redis keys are `lc:wb:{name}` and `lc:wb:{name}:dead` (one hash slot). */
+  readonly queue: string
+  readonly writer: BatchWriter<T>
+  /** Entries handed to the writer at once. Default 100. */
+  readonly batchSize?: number
+  /** How often an idle instance polls the queue, in ms. Default 50. */
+  readonly pollIntervalMs?: number
+  /** Deliveries before an entry is dead-lettered. Default 5. */
+  readonly maxAttempts?: number
+  /** First retry delay in ms, doubled per attempt up to `maxRetryDelayMs`. Default 100. */
+  readonly retryDelayMs?: number
+  readonly maxRetryDelayMs?: number
+  /** Keep only the newest entry per key within a batch (the others are acknowledged unwritten). */
+  readonly coalesce?: boolean
+  /** Back-pressure: `write()` waits while this many entries are queued. Default 10 000. */
+  readonly maxQueueLength?: number
+  /** How long `write()` waits for room before QueueFullError. Default 5 000 ms. */
+  readonly enqueueTimeoutMs?: number
+  /** Entries another instance has held unacknowledged this long are taken over. Default 30 000 ms. */
+  readonly claimAfterMs?: number
+  /** Consumer name in the group (unique per instance). Default host-pid-random. */
+  readonly consumer?: string
+  /** Every Redis command of the queue fails with LayerUnavailableError after this many ms. Default 2 000. */
+  readonly commandTimeout?: number
+}
+const OPTIONS = [
+  'cache',
+  'client',
+  'queue',
+  'writer',
+  'batchSize',
+  'pollIntervalMs',
+  'maxAttempts',
+  'retryDelayMs',
+  'maxRetryDelayMs',
+  'coalesce',
+  'maxQueueLength',
+  'enqueueTimeoutMs',
+  'claimAfterMs',
+  'consumer',
+  'commandTimeout',
+] as const
+
+/** `write()` found the queue full for longer than `enqueueTimeoutMs`: nothing was queued or cached. */
+export class QueueFullError extends LayerCacheError {
+  constructor(queue: string, length: number) {
+    super('QUEUE_FULL', `Write-behind queue "${queue}" is full (${length} entries); nothing was written`)
+  }
+}
+
+/** `flush()` did not drain the queue in time (the writer keeps failing or the queue keeps growing). */
+export class FlushTimeoutError extends LayerCacheError {
+  constructor(queue: string, left: number, ms: number) {
+    super('FLUSH_TIMEOUT', `Write-behind queue "${queue}" still holds ${left} entries after ${ms} ms`)
+  }
+}
+
+export interface WriteBehindStats {
+  readonly queued: number
+  readonly written: number
+  readonly coalesced: number
+  readonly batches: number
+  readonly retries: number
+  readonly deadLettered: number
+  readonly claimed: number
+  /** Entries in the queue when this instance last looked (all instances' writes). */
+  readonly depth: number
+  readonly lastFlushMs: number | undefined
+}
+
+export interface WriteBehindEvents<T> {
+  flush: { count: number; ms: number }
+  retry: { entries: readonly WriteBehindEntry<T>[]; error: unknown; retryInMs: number }
+  deadLetter: { entry: WriteBehindEntry<T>; error: unknown }
+  claim: { count: number }
+  error: { operation: string; error: unknown }
+}
+
+const GROUP = 'layercache'
+
+// XADD only while the stream is shorter than ARGV[1]; returns the new id, or the length when full.
+const ENQUEUE_SCRIPT = `
+local length = redis.call('XLEN', KEYS[1])
+if length >= tonumber(ARGV[1]) then return length end
+return redis.call('XADD', KEYS[1], '*', 'id', ARGV[2], 'key', ARGV[3], 'value', ARGV[4], 'at', ARGV[5])`
+
+type StreamEntry = [string, string[]]
+
+/**
+ * A durable write-behind queue: `write()` queues the database write in a Redis Stream (acknowledged once
+ * Redis has it) and updates the cache at once; every instance running `start()` is a consumer in one
+ * group and hands batches to `writer`. An entry is removed only after the writer succeeded, so a crash
+ * loses nothing: its pending entries are taken over by another instance after `claimAfterMs`. Failures
+ * are retried with exponential backoff and dead-lettered after `maxAttempts` deliveries. Delivery is at
+ * least once: the writer must be idempotent per `entry.id`.
+ */
+export class WriteBehind<T = unknown> {
+  readonly queue: string
+  readonly streamKey: string
+  readonly deadLetterKey: string
+  readonly consumer: string
+  private readonly options: Required<Omit<WriteBehindOptions<T>, 'consumer' | 'coalesce'>> & {
+    coalesce: boolean
+  }
+  private readonly listeners = new Map<keyof WriteBehindEvents<T>, ((event: never) => void)[]>()
+  private timer: NodeJS.Timeout | undefined
+  /** Rounds run one at a time (the background loop and flush() share it). */
+  private rounds: Promise<void> = Promise.resolve()
+  /** Failed deliveries per entry seen by this instance (the group's delivery count may not include them). */
+  private readonly failures = new Map<string, number>()
+  private groupReady: Promise<void> | undefined
+  private retryAt = 0
+  private stopped = true
+  private readonly counters = {
+    queued: 0,
+    written: 0,
+    coalesced: 0,
+    batches: 0,
+    retries: 0,
+    deadLettered: 0,
+    claimed: 0,
+    depth: 0,
+    lastFlushMs: undefined as number | undefined,
+  }
+
+  constructor(options: WriteBehindOptions<T>) {
+    assertKnownOptions(options, OPTIONS, 'WriteBehind')
+    if (!options?.cache || typeof options.cache.set !== 'function') {
+      throw new InvalidOptionError('WriteBehind: `cache` must be a CacheStack')
+    }
+    if (!options.client || typeof options.client.xadd !== 'function') {
+      throw new InvalidOptionError('WriteBehind: `client` must be an ioredis Redis or Cluster instance')
+    }
+    if (typeof options.writer !== 'function') {
+      throw new InvalidOptionError('WriteBehind: `writer` must be a function')
+    }
+    this.queue = assertKey(options.queue, 'write-behind queue name')
+    if (/[{}]/.test(this.queue)) throw new InvalidOptionError('WriteBehind: queue names cannot hold { or }')
+    this.streamKey = `lc:wb:{${this.queue}}`
+    this.deadLetterKey = `lc:wb:{${this.queue}}:dead`
+    this.consumer = options.consumer ?? `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`
+    const positive = (value: unknown, what: string, fallback: number) =>
+      assertPositiveInteger(value, `WriteBehind ${what}`) ?? fallback
+    if (options.coalesce !== undefined && typeof options.coalesce !== 'boolean') {
+      throw new InvalidOptionError('WriteBehind: coalesce must be a boolean')
+    }
+    this.options = {
+      cache: options.cache,
+      client: options.client,
+      queue: this.queue,
+      writer: options.writer,
+      batchSize: positive(options.batchSize, 'batchSize', 100),
+      pollIntervalMs: positive(options.pollIntervalMs, 'pollIntervalMs', 50),
+      maxAttempts: positive(options.maxAttempts, 'maxAttempts', 5),
+      retryDelayMs: positive(options.retryDelayMs, 'retryDelayMs', 100),
+      maxRetryDelayMs: positive(options.maxRetryDelayMs, 'maxRetryDelayMs', 10_000),
+      coalesce: options.coalesce ?? false,
+      maxQueueLength: positive(options.maxQueueLength, 'maxQueueLength', 10_000),
+      enqueueTimeoutMs: positive(options.enqueueTimeoutMs, 'enqueueTimeoutMs', 5_000),
+      claimAfterMs: positive(options.claimAfterMs, 'claimAfterMs', 30_000),
+      commandTimeout: positive(options.commandTimeout, 'commandTimeout', 2_000),
+    }
+  }
+
+  /**
+   * Queues the database write of `value` for `key`, then updates the cache. Resolves once Redis holds the
+   * write (it will reach the writer even if this process dies); returns its idempotency key.
+   */
+  async write(key: string, value: T, options?: SetOptions): Promise<{ id: string }> {
+    assertKey(key)
+    if (value === undefined) throw new InvalidValueError('write-behind cannot queue undefined; use null')
+    let json: string
+    try {
+      json = JSON.stringify(value)
+    } catch (error) {
+      throw new InvalidValueError(`write-behind value of "${key}" is not JSON-serialisable: ${error}`)
+    }
+    const id = `${Date.now().toString(36)}-${randomBytes(8).toString('hex')}`
+    const deadline = Date.now() + this.options.enqueueTimeoutMs
+    for (;;) {
+      const reply = await this.redis('enqueue', (client) =>
+        client.eval(
+          ENQUEUE_SCRIPT,
+          1,
+          this.streamKey,
+          this.options.maxQueueLength,
+          id,
+          key,
+          json,
+          Date.now(),
+        ),
+      )
+      if (typeof reply === 'string') break
+      this.counters.depth = Number(reply)
+      if (Date.now() >= deadline) throw new QueueFullError(this.queue, Number(reply))
+      await sleep(Math.min(this.options.pollIntervalMs, 20))
+    }
+    this.counters.queued++
+    try {
+      await this.options.cache.set(key, value as unknown, options)
+    } catch (error) {
+      // The database will get the value; the cache must not keep an older one meanwhile.
+      await this.options.cache.delete(key).catch(() => {})
+      throw error
+    }
+    return { id }
+  }
+
+  /** Starts consuming: this instance hands batches to the writer (and takes over crashed instances'). */
+  start(): this {
+    if (!this.stopped) return this
+    this.stopped = false
+    this.schedule(0)
+    return this
+  }
+
+  /**
+   * Writes everything queued now (by any instance) and resolves when the queue is empty, or rejects with
+   * FlushTimeoutError after `timeoutMs` (default 30 s). Works whether or not `start()` was called.
+   */
+  async flush(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      await this.round(true)
+      const left = await this.redis('queue length', (client) => client.xlen(this.streamKey))
+      this.counters.depth = left
+      if (left === 0) return
+      if (Date.now() >= deadline) throw new FlushTimeoutError(this.queue, left, timeoutMs)
+      await sleep(Math.max(1, Math.min(this.retryAt - Date.now(), this.options.pollIntervalMs)))
+    }
+  }
+
+  /** Stops consuming; with `drain` (default) flushes first, so nothing this instance queued is left. */
+  async close({ drain = true, timeoutMs = 30_000 }: { drain?: boolean; timeoutMs?: number } = {}) {
+    if (drain) await this.flush(timeoutMs)
+    this.stopped = true
+    clearTimeout(this.timer)
+    await this.rounds
+  }
+
+  /** Entries that exhausted their attempts, newest last (for inspection and replay). */
+  async deadLetters(count = 100): Promise<(WriteBehindEntry<T> & { error: string })[]> {
+    const entries = (await this.redis('dead letters', (client) =>
+      client.xrange(this.deadLetterKey, '-', '+', 'COUNT', count),
+    )) as StreamEntry[]
+    return entries.map(([, fields]) => {
+      const f = fieldsOf(fields)
+      return {
+        ...this.entryOf(f, Number(f.attempt ?? '0')),
+        error: f.error ?? '',
+      }
+    })
+  }
+
+  stats(): WriteBehindStats {
+    return { ...this.counters }
+  }
+
+  on<K extends keyof WriteBehindEvents<T>>(name: K, listener: (event: WriteBehindEvents<T>[K]) => void) {
+    const list = this.listeners.get(name) ?? []
+    list.push(listener as (event: never) => void)
+    this.listeners.set(name, list)
+    return () => {
+      const at = list.indexOf(listener as (event: never) => void)
+      if (at !== -1) list.splice(at, 1)
+    }
+  }
+
+  private emit<K extends keyof WriteBehindEvents<T>>(name: K, event: WriteBehindEvents<T>[K]): void {
+    for (const listener of this.listeners.get(name) ?? []) {
+      try {
+        ;(listener as (event: WriteBehindEvents<T>[K]) => void)(event)
+      } catch {
+        // A listener's failure never stops the queue.
+      }
+    }
+  }
+
+  private schedule(delay: number): void {
+    if (this.stopped) return
+    this.timer = setTimeout(() => {
+      this.round(false)
+        .catch((error: unknown) => this.emit('error', { operation: 'consume', error }))
+        .finally(() => this.schedule(this.options.pollIntervalMs))
+    }, delay)
+    this.timer.unref?.()
+  }
+
+  private round(eager: boolean): Promise<void> {
+    const next = this.rounds.then(() => this.tick(eager))
+    this.rounds = next.catch(() => {})
+    return next
+  }
+
+  /**
+   * One round: take over entries crashed consumers left pending, retry own failures once due, then read
+   * new entries; each batch goes to the writer. `eager` (flush) retries own failures without waiting.
+   */
+  private async tick(eager: boolean): Promise<void> {
+    await this.ensureGroup()
+    const { batchSize, claimAfterMs } = this.options
+    const claimed = (await this.redis('claim', (client) =>
+      client.xautoclaim(this.streamKey, GROUP, this.consumer, claimAfterMs, '0-0', 'COUNT', batchSize),
+    )) as [string, StreamEntry[], string[]?]
+    const taken = claimed[1].filter((entry) => entry !== null && entry[1] !== null)
+    if (taken.length > 0) {
+      this.counters.claimed += taken.length
+      this.emit('claim', { count: taken.length })
+      await this.process(taken)
+    }
+    if (eager || Date.now() >= this.retryAt) {
+      // Own pending entries (earlier failures, or an aborted batch) are delivered again from the start.
+      await this.readGroup('0')
+    }
+    await this.readGroup('>')
+  }
+
+  private async readGroup(from: '0' | '>'): Promise<void> {
+    for (;;) {
+      const reply = (await this.redis('read', (client) =>
+        client.xreadgroup(
+          'GROUP',
+          GROUP,
+          this.consumer,
+          'COUNT',
+          this.options.batchSize,
+          'STREAMS',
+          this.streamKey,
+          from,
+        ),
+      )) as [string, StreamEntry[]][] | null
+      const entries = reply?.[0]?.[1]?.filter((entry) => entry[1] !== null) ?? []
+      if (entries.length === 0) return
+      const ok = await this.process(entries)
+      // Re-reading own pending entries stops at the first failure (they wait for their retry time).
+      if (!ok || entries.length < this.options.batchSize) return
+    }
+  }
+
+  /** Hands a batch to the writer; acknowledges and removes it on success. Returns whether it succeeded. */
+  private async process(raw: readonly StreamEntry[]): Promise<boolean> {
+    const deliveries = await this.deliveryCounts(raw.map(([streamId]) => streamId))
+    const all = raw.map(([streamId, fields]) => ({
+      streamId,
+      entry: this.entryOf(
+        fieldsOf(fields),
+        Math.max(deliveries.get(streamId) ?? 1, (this.failures.get(streamId) ?? 0) + 1),
+      ),
+    }))
+    let batch = all
+    if (this.options.coalesce) {
+      const newest = new Map<string, (typeof all)[number]>()
+      for (const item of all) newest.set(item.entry.key, item)
+      batch = [...newest.values()]
+      this.counters.coalesced += all.length - batch.length
+    }
+    const started = performance.now()
+    try {
+      await this.options.writer(batch.map((item) => item.entry))
+    } catch (error) {
+      await this.failed(all, error)
+      return false
+    }
+    await this.acknowledge(all.map((item) => item.streamId))
+    const ms = performance.now() - started
+    this.counters.written += batch.length
+    this.counters.batches++
+    this.counters.lastFlushMs = ms
+    this.emit('flush', { count: batch.length, ms })
+    return true
+  }
+
+  private async failed(
+    items: readonly { streamId: string; entry: WriteBehindEntry<T> }[],
+    error: unknown,
+  ): Promise<void> {
+    const { maxAttempts, retryDelayMs, maxRetryDelayMs } = this.options
+    const exhausted = items.filter((item) => item.entry.attempt >= maxAttempts)
+    const again = items.filter((item) => item.entry.attempt < maxAttempts)
+    if (exhausted.length > 0) {
+      const message = error instanceof Error ? error.message : String(error)
+      await this.redis('dead letter', (client) => {
+        const pipe = client.pipeline()
+        for (const { entry } of exhausted) {
+          pipe.xadd(
+            this.deadLetterKey,
+            '*',
+            'id',
+            entry.id,
+            'key',
+            entry.key,
+            'value',
+            JSON.stringify(entry.value),
+            'at',
+            entry.queuedAt,
+            'attempt',
+            entry.attempt,
+            'error',
+            message,
+          )
+        }
+        return pipe.exec()
+      })
+      await this.acknowledge(exhausted.map((item) => item.streamId))
+      this.counters.deadLettered += exhausted.length
+      for (const { entry } of exhausted) this.emit('deadLetter', { entry, error })
+    }
+    for (const { streamId, entry } of again) this.failures.set(streamId, entry.attempt)
+    if (again.length > 0) {
+      const attempt = Math.max(...again.map((item) => item.entry.attempt))
+      const retryInMs = Math.min(maxRetryDelayMs, retryDelayMs * 2 ** (attempt - 1))
+      this.retryAt = Date.now() + retryInMs
+      this.counters.retries += again.length
+      this.emit('retry', { entries: again.map((item) => item.entry), error, retryInMs })
+    }
+  }
+
+  private async acknowledge(streamIds: readonly string[]): Promise<void> {
+    if (streamIds.length === 0) return
+    for (const streamId of streamIds) this.failures.delete(streamId)
+    await this.redis('acknowledge', (client) => {
+      const pipe = client.pipeline()
+      pipe.xack(this.streamKey, GROUP, ...streamIds)
+      pipe.xdel(this.streamKey, ...streamIds)
+      return pipe.exec()
+    })
+  }
+
+  /** How many times each entry has been delivered (this delivery included), from the group's records. */
+  private async deliveryCounts(streamIds: readonly string[]): Promise<Map<string, number>> {
+    if (streamIds.length === 0) return new Map()
+    const sorted = [...streamIds].sort(compareStreamIds)
+    const pending = (await this.redis('pending', (client) =>
+      client.xpending(this.streamKey, GROUP, sorted[0]!, sorted[sorted.length - 1]!, streamIds.length * 4),
+    )) as [string, string, number, number][]
+    return new Map(pending.map(([streamId, , , count]) => [streamId, Number(count)]))
+  }
+
+  private entryOf(fields: Record<string, string>, attempt: number): WriteBehindEntry<T> {
+    return {
+      id: fields.id ?? '',
+      key: fields.key ?? '',
+      value: JSON.parse(fields.value ?? 'null') as T,
+      queuedAt: Number(fields.at ?? '0'),
+      attempt,
+    }
+  }
+
+  private ensureGroup(): Promise<void> {
+    this.groupReady ??= this.redis('create group', (client) =>
+      client.xgroup('CREATE', this.streamKey, GROUP, '0', 'MKSTREAM'),
+    ).then(
+      () => undefined,
+      (error: unknown) => {
+        if (String((error as Error)?.message ?? error).includes('BUSYGROUP')) return
+        this.groupReady = undefined
+        throw error
+      },
+    )
+    return this.groupReady
+  }
+
+  private async redis<R>(operation: string, send: (client: Redis | Cluster) => Promise<R>): Promise<R> {
+    let timer: NodeJS.Timeout | undefined
+    const limit = this.options.commandTimeout
+    try {
+      return await Promise.race([
+        send(this.options.client),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new LayerUnavailableError(
+                  'write-behind',
+                  `write-behind ${operation}: no answer in ${limit} ms`,
+                ),
+              ),
+            limit,
+          )
+        }),
+      ])
+    } catch (error) {
+      if (error instanceof LayerCacheError) throw error
+      const reason = error instanceof Error ? error.message : String(error)
+      throw new LayerUnavailableError('write-behind', `write-behind ${operation} failed: ${reason}`, error)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}
+
+function fieldsOf(list: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (let i = 0; i + 1 < list.length; i += 2) out[list[i]!] = list[i + 1]!
+  return out
+}
+
+function compareStreamIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(BigInt) as [bigint, bigint]
+  const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint]
+  return am === bm ? (as < bs ? -1 : as > bs ? 1 : 0) : am < bm ? -1 : 1
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
