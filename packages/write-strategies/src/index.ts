@@ -1,5 +1,6 @@
 export {
   type BatchWriter,
+  compareSequences,
   FlushTimeoutError,
   QueueFullError,
   WriteBehind,

@@ -19,6 +19,11 @@ export interface WriteBehindEntry<T = unknown> {
   readonly id: string
   readonly key: string
   readonly value: T
+  /**
+   * The Redis Stream id (`<ms>-<seq>`), assigned by Redis in queue order: a writer that must not let a
+   * retried older write overwrite a newer one compares these (see `compareSequences`).
+   */
+  readonly sequence: string
   /** When it was queued (the writing host's clock; informational). */
   readonly queuedAt: number
   /** 1 on the first delivery; higher after failures or a takeover from a crashed instance. */
@@ -281,7 +286,7 @@ export class WriteBehind<T = unknown> {
     return entries.map(([, fields]) => {
       const f = fieldsOf(fields)
       return {
-        ...this.entryOf(f, Number(f.attempt ?? '0')),
+        ...this.entryOf(f, Number(f.attempt ?? '0'), f.sequence ?? ''),
         error: f.error ?? '',
       }
     })
@@ -380,6 +385,7 @@ export class WriteBehind<T = unknown> {
       entry: this.entryOf(
         fieldsOf(fields),
         Math.max(deliveries.get(streamId) ?? 1, (this.failures.get(streamId) ?? 0) + 1),
+        streamId,
       ),
     }))
     let batch = all
@@ -430,6 +436,8 @@ export class WriteBehind<T = unknown> {
             entry.queuedAt,
             'attempt',
             entry.attempt,
+            'sequence',
+            entry.sequence,
             'error',
             message,
           )
@@ -437,6 +445,14 @@ export class WriteBehind<T = unknown> {
         return pipe.exec()
       })
       await this.acknowledge(exhausted.map((item) => item.streamId))
+      // The database will never get these values: the cache must not keep serving them.
+      await Promise.all(
+        exhausted.map(({ entry }) =>
+          this.options.cache.delete(entry.key).catch((error: unknown) => {
+            this.emit('error', { operation: 'dead-letter cache delete', error })
+          }),
+        ),
+      )
       this.counters.deadLettered += exhausted.length
       for (const { entry } of exhausted) this.emit('deadLetter', { entry, error })
     }
@@ -471,10 +487,11 @@ export class WriteBehind<T = unknown> {
     return new Map(pending.map(([streamId, , , count]) => [streamId, Number(count)]))
   }
 
-  private entryOf(fields: Record<string, string>, attempt: number): WriteBehindEntry<T> {
+  private entryOf(fields: Record<string, string>, attempt: number, sequence: string): WriteBehindEntry<T> {
     return {
       id: fields.id ?? '',
       key: fields.key ?? '',
+      sequence,
       value: JSON.parse(fields.value ?? 'null') as T,
       queuedAt: Number(fields.at ?? '0'),
       attempt,
@@ -528,6 +545,11 @@ function fieldsOf(list: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {}
   for (let i = 0; i + 1 < list.length; i += 2) out[list[i]!] = list[i + 1]!
   return out
+}
+
+/** Orders two entries' `sequence`s (queue order): negative, zero or positive like a sort comparator. */
+export function compareSequences(a: string, b: string): number {
+  return compareStreamIds(a, b)
 }
 
 function compareStreamIds(a: string, b: string): number {
