@@ -353,6 +353,7 @@ export class WriteBehind<T = unknown> {
       await this.readGroup('0')
     }
     await this.readGroup('>')
+    this.counters.depth = await this.redis('queue length', (client) => client.xlen(this.streamKey))
   }
 
   private async readGroup(from: '0' | '>'): Promise<void> {
