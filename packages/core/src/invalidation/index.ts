@@ -1,6 +1,5 @@
 export type { BoundOptions } from './bound-options'
 export { DEFAULT_MAX_TRACKED_KEYS } from './bound-options'
-export { DependencyGraph, type DependencyGraphOptions } from './dependency-graph'
 export { InvalidPatternError } from './errors'
 export { compileGlob, globToRedisMatch, literalPrefixOf, MAX_PATTERN_LENGTH, validatePattern } from './glob'
 export { indexPrefixOf, type KeyMatch, keyMatcher } from './key-match'
