@@ -13,7 +13,13 @@ async function main(): Promise<void> {
     const client = await target.connect()
     const pipelinedClient = await target.connect({ enableAutoPipelining: true })
     console.log(`Node ${process.version}, Redis ${await redisVersion(client)} (${target.source})`)
-    const ctx: BenchContext = { client, pipelinedClient, prefix: target.prefix, scale: 1 }
+    const ctx: BenchContext = {
+      client,
+      pipelinedClient,
+      prefix: target.prefix,
+      redisSpawned: target.spawned,
+      scale: 1,
+    }
     const only = process.argv[2]
     if (only === undefined || only === 'l1') await l1Breakdown(ctx)
     if (only === undefined || only === 'l2') await l2Breakdown(ctx)

@@ -8,6 +8,8 @@ export interface BenchContext {
   readonly pipelinedClient: Redis
   /** Run-unique key prefix; scenarios add their own part after it. */
   readonly prefix: string
+  /** True when the Redis is a throwaway server this run started (scenarios may reconfigure it). */
+  readonly redisSpawned: boolean
   /** Multiplies iteration counts (BENCH_SCALE, default 1) for quicker or steadier runs. */
   readonly scale: number
 }

@@ -12,6 +12,7 @@ import { l2Concurrent } from './scenarios/l2-concurrent'
 import { l2Hit } from './scenarios/l2-hit'
 import { prefixInvalidation } from './scenarios/prefix-invalidation'
 import { tagInvalidation } from './scenarios/tag-invalidation'
+import { writeBehind } from './scenarios/write-behind'
 import { writes } from './scenarios/writes'
 
 const RESULTS = fileURLToPath(new URL('../results/latest.md', import.meta.url))
@@ -25,6 +26,7 @@ const SCENARIOS = [
   { name: 'Hot-key expiry storm', run: expiryStorm },
   { name: 'Tag invalidation', run: tagInvalidation },
   { name: 'Prefix invalidation', run: prefixInvalidation },
+  { name: 'Write-behind vs synchronous database writes', run: writeBehind },
 ] as const
 
 function parseScale(text: string | undefined): number {
@@ -52,7 +54,13 @@ async function main(): Promise<number> {
     const pipelinedClient = await target.connect({ enableAutoPipelining: true })
     version = await redisVersion(client)
     progress(`Redis ${version}: ${target.source}`)
-    const ctx: BenchContext = { client, pipelinedClient, prefix: target.prefix, scale }
+    const ctx: BenchContext = {
+      client,
+      pipelinedClient,
+      prefix: target.prefix,
+      redisSpawned: target.spawned,
+      scale,
+    }
     // BENCH_ONLY=tag runs only the scenarios whose name contains "tag" (case-insensitive).
     const only = process.env.BENCH_ONLY?.toLowerCase()
     for (const scenario of SCENARIOS) {

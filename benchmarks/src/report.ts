@@ -15,7 +15,10 @@ export interface Row {
   readonly metric: string
   readonly ours: string
   readonly baseline: string
-  /** ours / baseline of the metric (for times lower is better, for throughput higher is better). */
+  /**
+   * ours / baseline of the metric (for times lower is better, for throughput higher is better); NaN when
+   * the row has no baseline to compare with (shown empty).
+   */
   readonly ratio: number
   /** Smallest and largest paired per-round ratio, when the metric has one value per round. */
   readonly roundRange?: readonly [number, number] | undefined
@@ -84,7 +87,7 @@ function cells(row: Row): string[] {
     row.metric,
     row.ours,
     row.baseline,
-    formatRatio(row.ratio),
+    Number.isFinite(row.ratio) ? formatRatio(row.ratio) : '',
     row.roundRange ? `${formatRatio(row.roundRange[0])}–${formatRatio(row.roundRange[1])}` : '',
     row.budget?.text ?? '',
     v === 'MISSED' ? '✗ MISSED' : v === 'MET' ? '✓ met' : 'info',

@@ -4,6 +4,8 @@ import {
   assertKey,
   assertKnownOptions,
   assertPositiveInteger,
+  assertTags,
+  assertTtl,
   type CacheStack,
   InvalidOptionError,
   InvalidValueError,
@@ -178,7 +180,10 @@ export class WriteBehind<T = unknown> {
     if (/[{}]/.test(this.queue)) throw new InvalidOptionError('WriteBehind: queue names cannot hold { or }')
     this.streamKey = `lc:wb:{${this.queue}}`
     this.deadLetterKey = `lc:wb:{${this.queue}}:dead`
-    this.consumer = options.consumer ?? `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`
+    this.consumer =
+      options.consumer === undefined
+        ? `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`
+        : consumerName(options.consumer)
     const positive = (value: unknown, what: string, fallback: number) =>
       assertPositiveInteger(value, `WriteBehind ${what}`) ?? fallback
     if (options.coalesce !== undefined && typeof options.coalesce !== 'boolean') {
@@ -208,28 +213,49 @@ export class WriteBehind<T = unknown> {
    */
   async write(key: string, value: T, options?: SetOptions): Promise<{ id: string }> {
     assertKey(key)
+    // Everything the cache would refuse is refused before anything is queued.
+    assertKnownOptions(options, ['ttl', 'tags', 'dependsOn'], 'write-behind write')
+    assertTtl(options?.ttl)
+    assertTags(options?.tags)
+    if (options?.dependsOn !== undefined) {
+      if (!Array.isArray(options.dependsOn))
+        throw new InvalidOptionError('dependsOn must be an array of keys')
+      for (const dependency of options.dependsOn) assertKey(dependency, 'dependsOn key')
+    }
     if (value === undefined) throw new InvalidValueError('write-behind cannot queue undefined; use null')
-    let json: string
+    let json: string | undefined
     try {
       json = JSON.stringify(value)
     } catch (error) {
       throw new InvalidValueError(`write-behind value of "${key}" is not JSON-serialisable: ${error}`)
     }
+    if (json === undefined) {
+      throw new InvalidValueError(`write-behind value of "${key}" has no JSON form (a function or symbol?)`)
+    }
+    this.refuseWhileDisconnected()
     const id = `${Date.now().toString(36)}-${randomBytes(8).toString('hex')}`
     const deadline = Date.now() + this.options.enqueueTimeoutMs
     for (;;) {
-      const reply = await this.redis('enqueue', (client) =>
-        client.eval(
-          ENQUEUE_SCRIPT,
-          1,
-          this.streamKey,
-          this.options.maxQueueLength,
-          id,
-          key,
-          json,
-          Date.now(),
-        ),
-      )
+      let reply: unknown
+      try {
+        reply = await this.redis('enqueue', (client) =>
+          client.eval(
+            ENQUEUE_SCRIPT,
+            1,
+            this.streamKey,
+            this.options.maxQueueLength,
+            id,
+            key,
+            json,
+            Date.now(),
+          ),
+        )
+      } catch (error) {
+        // A command that timed out may still land: the database could get this value, so the cache must
+        // not keep serving the previous one.
+        await this.options.cache.delete(key).catch(() => {})
+        throw error
+      }
       if (typeof reply === 'string') break
       this.counters.depth = Number(reply)
       if (Date.now() >= deadline) throw new QueueFullError(this.queue, Number(reply))
@@ -272,10 +298,13 @@ export class WriteBehind<T = unknown> {
 
   /** Stops consuming; with `drain` (default) flushes first, so nothing this instance queued is left. */
   async close({ drain = true, timeoutMs = 30_000 }: { drain?: boolean; timeoutMs?: number } = {}) {
-    if (drain) await this.flush(timeoutMs)
-    this.stopped = true
-    clearTimeout(this.timer)
-    await this.rounds
+    try {
+      if (drain) await this.flush(timeoutMs)
+    } finally {
+      this.stopped = true
+      clearTimeout(this.timer)
+      await this.rounds
+    }
   }
 
   /** Entries that exhausted their attempts, newest last (for inspection and replay). */
@@ -337,6 +366,17 @@ export class WriteBehind<T = unknown> {
    * new entries; each batch goes to the writer. `eager` (flush) retries own failures without waiting.
    */
   private async tick(eager: boolean): Promise<void> {
+    try {
+      await this.consume(eager)
+    } catch (error) {
+      // Redis lost the stream (restart without persistence, flush): a later write() recreated it without
+      // the group. Create the group again on the next round; it delivers everything from the start.
+      if (String((error as Error)?.message).includes('NOGROUP')) this.groupReady = undefined
+      throw error
+    }
+  }
+
+  private async consume(eager: boolean): Promise<void> {
     await this.ensureGroup()
     const { batchSize, claimAfterMs } = this.options
     const claimed = (await this.redis('claim', (client) =>
@@ -381,20 +421,29 @@ export class WriteBehind<T = unknown> {
   /** Hands a batch to the writer; acknowledges and removes it on success. Returns whether it succeeded. */
   private async process(raw: readonly StreamEntry[]): Promise<boolean> {
     const deliveries = await this.deliveryCounts(raw.map(([streamId]) => streamId))
-    const all = raw.map(([streamId, fields]) => ({
-      streamId,
-      entry: this.entryOf(
-        fieldsOf(fields),
-        Math.max(deliveries.get(streamId) ?? 1, (this.failures.get(streamId) ?? 0) + 1),
-        streamId,
-      ),
-    }))
+    const all: { streamId: string; entry: WriteBehindEntry<T> }[] = []
+    const unreadable: { streamId: string; entry: WriteBehindEntry<T> }[] = []
+    for (const [streamId, fields] of raw) {
+      const attempt = Math.max(deliveries.get(streamId) ?? 1, (this.failures.get(streamId) ?? 0) + 1)
+      try {
+        all.push({ streamId, entry: this.entryOf(fieldsOf(fields), attempt, streamId) })
+      } catch (error) {
+        // Written by something else, or damaged: it can never be written, and must not block the queue.
+        const f = fieldsOf(fields)
+        const entry = { id: f.id ?? '', key: f.key ?? '', sequence: streamId, queuedAt: 0, attempt }
+        unreadable.push({ streamId, entry: { ...entry, value: undefined as T } })
+        this.emit('error', { operation: 'read entry', error })
+      }
+    }
+    if (unreadable.length > 0) {
+      await this.deadLetter(unreadable, new InvalidValueError('entry has no readable value'))
+    }
+    if (all.length === 0) return true
     let batch = all
     if (this.options.coalesce) {
       const newest = new Map<string, (typeof all)[number]>()
       for (const item of all) newest.set(item.entry.key, item)
       batch = [...newest.values()]
-      this.counters.coalesced += all.length - batch.length
     }
     const started = performance.now()
     try {
@@ -405,6 +454,7 @@ export class WriteBehind<T = unknown> {
     }
     await this.acknowledge(all.map((item) => item.streamId))
     const ms = performance.now() - started
+    this.counters.coalesced += all.length - batch.length
     this.counters.written += batch.length
     this.counters.batches++
     this.counters.lastFlushMs = ms
@@ -419,44 +469,7 @@ export class WriteBehind<T = unknown> {
     const { maxAttempts, retryDelayMs, maxRetryDelayMs } = this.options
     const exhausted = items.filter((item) => item.entry.attempt >= maxAttempts)
     const again = items.filter((item) => item.entry.attempt < maxAttempts)
-    if (exhausted.length > 0) {
-      const message = error instanceof Error ? error.message : String(error)
-      await this.redis('dead letter', (client) => {
-        const pipe = client.pipeline()
-        for (const { entry } of exhausted) {
-          pipe.xadd(
-            this.deadLetterKey,
-            '*',
-            'id',
-            entry.id,
-            'key',
-            entry.key,
-            'value',
-            JSON.stringify(entry.value),
-            'at',
-            entry.queuedAt,
-            'attempt',
-            entry.attempt,
-            'sequence',
-            entry.sequence,
-            'error',
-            message,
-          )
-        }
-        return pipe.exec()
-      })
-      await this.acknowledge(exhausted.map((item) => item.streamId))
-      // The database will never get these values: the cache must not keep serving them.
-      await Promise.all(
-        exhausted.map(({ entry }) =>
-          this.options.cache.delete(entry.key).catch((error: unknown) => {
-            this.emit('error', { operation: 'dead-letter cache delete', error })
-          }),
-        ),
-      )
-      this.counters.deadLettered += exhausted.length
-      for (const { entry } of exhausted) this.emit('deadLetter', { entry, error })
-    }
+    if (exhausted.length > 0) await this.deadLetter(exhausted, error)
     for (const { streamId, entry } of again) this.failures.set(streamId, entry.attempt)
     if (again.length > 0) {
       const attempt = Math.max(...again.map((item) => item.entry.attempt))
@@ -465,6 +478,49 @@ export class WriteBehind<T = unknown> {
       this.counters.retries += again.length
       this.emit('retry', { entries: again.map((item) => item.entry), error, retryInMs })
     }
+  }
+
+  /** Moves entries to the dead-letter stream, acknowledges them and drops their keys from the cache. */
+  private async deadLetter(
+    items: readonly { streamId: string; entry: WriteBehindEntry<T> }[],
+    error: unknown,
+  ): Promise<void> {
+    const message = error instanceof Error ? error.message : String(error)
+    await this.redis('dead letter', (client) => {
+      const pipe = client.pipeline()
+      for (const { entry } of items) {
+        pipe.xadd(
+          this.deadLetterKey,
+          '*',
+          'id',
+          entry.id,
+          'key',
+          entry.key,
+          'value',
+          JSON.stringify(entry.value) ?? 'null',
+          'at',
+          entry.queuedAt,
+          'attempt',
+          entry.attempt,
+          'sequence',
+          entry.sequence,
+          'error',
+          message,
+        )
+      }
+      return pipe.exec()
+    })
+    await this.acknowledge(items.map((item) => item.streamId))
+    // The database will never get these values: the cache must not keep serving them.
+    await Promise.all(
+      items.map(({ entry }) =>
+        this.options.cache.delete(entry.key).catch((error: unknown) => {
+          this.emit('error', { operation: 'dead-letter cache delete', error })
+        }),
+      ),
+    )
+    this.counters.deadLettered += items.length
+    for (const { entry } of items) this.emit('deadLetter', { entry, error })
   }
 
   private async acknowledge(streamIds: readonly string[]): Promise<void> {
@@ -496,6 +552,17 @@ export class WriteBehind<T = unknown> {
       value: JSON.parse(fields.value ?? 'null') as T,
       queuedAt: Number(fields.at ?? '0'),
       attempt,
+    }
+  }
+
+  /**
+   * ioredis queues commands while it reconnects and sends them later: a write() that already failed for
+   * its caller would then still reach the database. Refuse at once instead, like RedisLayer.
+   */
+  private refuseWhileDisconnected(): void {
+    const status = this.options.client.status
+    if (status !== 'ready' && status !== 'wait' && status !== 'connecting') {
+      throw new LayerUnavailableError('write-behind', `write-behind refused: Redis connection is ${status}`)
     }
   }
 
@@ -540,6 +607,13 @@ export class WriteBehind<T = unknown> {
       clearTimeout(timer)
     }
   }
+}
+
+function consumerName(name: unknown): string {
+  if (typeof name !== 'string' || name === '' || name.length > 256) {
+    throw new InvalidOptionError('WriteBehind: consumer must be a non-empty string of at most 256 characters')
+  }
+  return name
 }
 
 function fieldsOf(list: readonly string[]): Record<string, string> {

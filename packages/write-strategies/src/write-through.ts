@@ -23,6 +23,23 @@ export class CacheInvalidationAfterWriteError<T = unknown> extends LayerCacheErr
   }
 }
 
+/** The write reached the database and the cache was invalidated, but refilling it (`reload`) failed. */
+export class ReloadAfterWriteError<T = unknown> extends LayerCacheError {
+  constructor(
+    readonly key: string,
+    /** What the database write returned: it is committed. */
+    readonly result: T,
+    cause: unknown,
+  ) {
+    super(
+      'RELOAD_AFTER_WRITE',
+      `The write of "${key}" reached the database and the cache was invalidated, but reloading it failed ` +
+        '(the key is simply not cached; the next read loads it)',
+      { cause },
+    )
+  }
+}
+
 export interface WriteThroughOptions<T> {
   /** The database write. Runs once; its result is returned. */
   readonly write: () => Promise<T> | T
@@ -43,7 +60,8 @@ export interface WriteThroughOptions<T> {
  * 2. run the database write (if it fails, the cache holds nothing for the key: the next read loads);
  * 3. delete the key again: loads on any instance that began before the write (and may have read the old
  *    row) are fenced by this delete and never write back (CacheInvalidationAfterWriteError if it fails);
- * 4. optionally refill from the database with `reload`, through `refresh` (single-flighted, fenced).
+ * 4. optionally refill from the database with `reload`, through `refresh` (single-flighted, fenced);
+ *    if that fails, ReloadAfterWriteError carries the committed result.
  *
  * Refilling with the write's own result instead would be unsafe with concurrent writers of the key: the
  * cache could end with the older one. `reload` reads what the database holds after every write.
@@ -66,6 +84,12 @@ export async function writeThrough<T>(
   } catch (error) {
     throw new CacheInvalidationAfterWriteError(key, result, error)
   }
-  if (options.reload !== undefined) await cache.refresh(key, options.reload, options.reloadOptions)
+  if (options.reload !== undefined) {
+    try {
+      await cache.refresh(key, options.reload, options.reloadOptions)
+    } catch (error) {
+      throw new ReloadAfterWriteError(key, result, error)
+    }
+  }
   return result
 }
