@@ -640,12 +640,18 @@ export class CacheStack {
    * `undefined` from the loader is returned but not cached (unless `negativeTtl` says otherwise).
    * Freshness options (stale-while-revalidate, stale-if-error, timeouts, early refresh) apply here.
    */
-  async getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
-    const full = this.scoped(hitPathKey(key))
-    if (typeof loader !== 'function') throw new InvalidOptionError('getOrSet: loader must be a function')
+  // Not `async`: a memory hit answers with a resolved promise and no async frame, like `get`.
+  getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
     const state = this.state
-    const plan =
-      options === undefined ? this.defaultPlan : this.planOf(options, GET_OR_SET_OPTIONS, 'getOrSet')
+    let full: string
+    let plan: LoadPlan
+    try {
+      full = this.scoped(hitPathKey(key))
+      if (typeof loader !== 'function') throw new InvalidOptionError('getOrSet: loader must be a function')
+      plan = options === undefined ? this.defaultPlan : this.planOf(options, GET_OR_SET_OPTIONS, 'getOrSet')
+    } catch (error) {
+      return Promise.reject(error)
+    }
     const l1 = state.l1
     let fallback: CacheEntry | undefined
     if (l1 !== undefined) {
@@ -658,13 +664,25 @@ export class CacheStack {
           state.stats.layerMisses[0]!++
           fallback = entry
         } else {
-          this.state.countHit(0, full)
-          if (verdict !== 'fresh')
-            this.state.loads.refreshInBackground(full, key, loader, plan, entry, verdict)
-          return this.state.answerOf(entry) as T
+          state.countHit(0, full)
+          if (verdict !== 'fresh') state.loads.refreshInBackground(full, key, loader, plan, entry, verdict)
+          return Promise.resolve(state.answerOf(entry) as T)
         }
       }
     }
+    return this.loadMissing(key, full, loader, plan, fallback, options)
+  }
+
+  /** getOrSet past the memory layer: joins a load in flight or starts one. */
+  private async loadMissing<T>(
+    key: string,
+    full: string,
+    loader: Loader<T>,
+    plan: LoadPlan,
+    fallback: CacheEntry | undefined,
+    options: GetOrSetOptions | undefined,
+  ): Promise<T> {
+    const state = this.state
     assertKey(key)
     if (state.generations?.pending) {
       await state.generations.ready
@@ -676,7 +694,7 @@ export class CacheStack {
       if (state.events.listening('coalesced')) state.events.emit('coalesced', { key: full })
       return inFlight as Promise<T>
     }
-    return this.state.loads.startLoad(full, key, loader, plan, fallback, 'load')
+    return state.loads.startLoad(full, key, loader, plan, fallback, 'load')
   }
 
   /**
