@@ -153,6 +153,7 @@ export class WriteBehind<T = unknown> {
   private groupReady: Promise<void> | undefined
   private retryAt = 0
   private stopped = true
+  private everReady: boolean
   private readonly counters = {
     queued: 0,
     written: 0,
@@ -204,6 +205,12 @@ export class WriteBehind<T = unknown> {
       enqueueTimeoutMs: positive(options.enqueueTimeoutMs, 'enqueueTimeoutMs', 5_000),
       claimAfterMs: positive(options.claimAfterMs, 'claimAfterMs', 30_000),
       commandTimeout: positive(options.commandTimeout, 'commandTimeout', 2_000),
+    }
+    this.everReady = options.client.status === 'ready'
+    if (!this.everReady) {
+      options.client.once('ready', () => {
+        this.everReady = true
+      })
     }
   }
 
@@ -560,8 +567,9 @@ export class WriteBehind<T = unknown> {
    * its caller would then still reach the database. Refuse at once instead, like RedisLayer.
    */
   private refuseWhileDisconnected(): void {
+    // Before the first connection, commands wait for it (nothing was refused yet); after, never.
     const status = this.options.client.status
-    if (status !== 'ready' && status !== 'wait' && status !== 'connecting') {
+    if (this.everReady && status !== 'ready') {
       throw new LayerUnavailableError('write-behind', `write-behind refused: Redis connection is ${status}`)
     }
   }
