@@ -423,13 +423,11 @@ export class CacheStack {
     if (generations?.pending) await generations.ready
   }
 
-  /** The stored key: generation, namespace, key. */
+  /**
+   * The stored key: generation, namespace, key. Without generations and namespace (the common case, and
+   * the hot path) no concatenation.
+   */
   private fullKey(key: string): string {
-    return this.state.keyspace + this.prefix + key
-  }
-
-  /** fullKey for the hot paths: without generations and namespace (the common case) no concatenation. */
-  private scoped(key: string): string {
     const keyspace = this.state.keyspace
     if (keyspace === '') return this.prefix === '' ? key : this.prefix + key
     return keyspace + this.prefix + key
@@ -456,7 +454,7 @@ export class CacheStack {
     let full: string
     let mode = state.onLayerError
     try {
-      full = this.scoped(hitPathKey(key))
+      full = this.fullKey(hitPathKey(key))
       if (options !== undefined) {
         assertKnownOptions(options, READ_OPTIONS, 'get')
         mode = this.errorMode(options)
@@ -515,17 +513,25 @@ export class CacheStack {
     if (!Array.isArray(entries))
       throw new InvalidOptionError('mset expects an array of { key, value, ttl?, tags? }')
     // Validate everything before touching any layer: a rejected call changes nothing.
-    const itemsNow = () =>
-      entries.map((item) => {
-        assertKnownOptions(item, ['key', 'value', 'ttl', 'tags', 'dependsOn'], 'mset entry')
-        const key = this.fullKey(assertKey(item.key))
-        const ttl = assertTtl(item.ttl) ?? this.state.defaultTtl
-        const tags = this.storedTags(item.tags, item.dependsOn)
-        assertCacheableValue(item.value, item.key)
-        return { key, value: item.value as unknown, ttl, tags }
-      })
-    itemsNow() // validated before anything is written
-    await this.inGeneration(() => this.writeNewValues(itemsNow()))
+    const checked = entries.map((item) => {
+      assertKnownOptions(item, ['key', 'value', 'ttl', 'tags', 'dependsOn'], 'mset entry')
+      assertKey(item.key)
+      const ttl = assertTtl(item.ttl) ?? this.state.defaultTtl
+      this.storedTags(item.tags, item.dependsOn)
+      assertCacheableValue(item.value, item.key)
+      return { item, ttl }
+    })
+    // Keys (and dependency tags) are built in the generation the write lands in.
+    await this.inGeneration(() =>
+      this.writeNewValues(
+        checked.map(({ item, ttl }) => ({
+          key: this.fullKey(item.key),
+          value: item.value as unknown,
+          ttl,
+          tags: this.storedTags(item.tags, item.dependsOn),
+        })),
+      ),
+    )
   }
 
   /** Removes the key from every layer, and every entry that depends on it (`dependsOn`), transitively. */
@@ -646,7 +652,7 @@ export class CacheStack {
     let full: string
     let plan: LoadPlan
     try {
-      full = this.scoped(hitPathKey(key))
+      full = this.fullKey(hitPathKey(key))
       if (typeof loader !== 'function') throw new InvalidOptionError('getOrSet: loader must be a function')
       plan = options === undefined ? this.defaultPlan : this.planOf(options, GET_OR_SET_OPTIONS, 'getOrSet')
     } catch (error) {

@@ -7,21 +7,26 @@ export const MAX_TAGS_PER_ENTRY = 256
 export const MAX_TTL_MS = 10 * 365 * 24 * 60 * 60 * 1000
 
 /**
- * C0 controls and DEL are refused in keys and tags: they break log lines, Redis MATCH patterns and
- * protocol dumps; so are unpaired surrogates. A char-code scan is cheaper than a regex on short strings.
+ * Index of the first character refused in keys, tags and patterns, or -1. C0 controls and DEL break log
+ * lines, Redis MATCH patterns and protocol dumps; unpaired surrogates have no UTF-8 form. A char-code
+ * scan is cheaper than a regex on strings as short as keys.
  */
-function hasControlChar(text: string): boolean {
+export function forbiddenCharIndex(text: string): number {
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i)
-    if (code < 0x20 || code === 0x7f) return true
+    if (code < 0x20 || code === 0x7f) return i
     // A lone surrogate has no UTF-8 form: Redis would store U+FFFD, so two keys would collide.
     if (code >= 0xd800 && code <= 0xdfff) {
       const next = text.charCodeAt(i + 1)
-      if (code > 0xdbff || !(next >= 0xdc00 && next <= 0xdfff)) return true
+      if (code > 0xdbff || !(next >= 0xdc00 && next <= 0xdfff)) return i
       i++
     }
   }
-  return false
+  return -1
+}
+
+function hasControlChar(text: string): boolean {
+  return forbiddenCharIndex(text) !== -1
 }
 
 function describe(value: unknown): string {

@@ -544,7 +544,7 @@ export class WriteBehind<T = unknown> {
   /** How many times each entry has been delivered (this delivery included), from the group's records. */
   private async deliveryCounts(streamIds: readonly string[]): Promise<Map<string, number>> {
     if (streamIds.length === 0) return new Map()
-    const sorted = [...streamIds].sort(compareStreamIds)
+    const sorted = [...streamIds].sort(compareSequences)
     const pending = (await this.redis('pending', (client) =>
       client.xpending(this.streamKey, GROUP, sorted[0]!, sorted[sorted.length - 1]!, streamIds.length * 4),
     )) as [string, string, number, number][]
@@ -632,10 +632,6 @@ function fieldsOf(list: readonly string[]): Record<string, string> {
 
 /** Orders two entries' `sequence`s (queue order): negative, zero or positive like a sort comparator. */
 export function compareSequences(a: string, b: string): number {
-  return compareStreamIds(a, b)
-}
-
-function compareStreamIds(a: string, b: string): number {
   const [am, as] = a.split('-').map(BigInt) as [bigint, bigint]
   const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint]
   return am === bm ? (as < bs ? -1 : as > bs ? 1 : 0) : am < bm ? -1 : 1

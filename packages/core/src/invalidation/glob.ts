@@ -1,3 +1,4 @@
+import { forbiddenCharIndex } from '../validation'
 import { InvalidPatternError } from './errors'
 
 export const MAX_PATTERN_LENGTH = 1024
@@ -8,20 +9,6 @@ const QUESTION = 0x3f // '?'
 function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value)
   return typeof value
-}
-
-/** Index of the first control character or unpaired surrogate (no UTF-8 form, so Redis could not agree). */
-function controlCharIndex(text: string): number {
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i)
-    if (code < 0x20 || code === 0x7f) return i
-    if (code >= 0xd800 && code <= 0xdfff) {
-      const next = text.charCodeAt(i + 1)
-      if (code > 0xdbff || !(next >= 0xdc00 && next <= 0xdfff)) return i
-      i++
-    }
-  }
-  return -1
 }
 
 /** Throws InvalidPatternError unless `pattern` is a usable glob; returns it for chaining. */
@@ -36,7 +23,7 @@ export function validatePattern(pattern: unknown): string {
         `at most ${MAX_PATTERN_LENGTH} allowed`,
     )
   }
-  const at = controlCharIndex(pattern)
+  const at = forbiddenCharIndex(pattern)
   if (at !== -1) {
     const code = pattern.charCodeAt(at).toString(16).padStart(4, '0')
     throw new InvalidPatternError(
