@@ -21,6 +21,7 @@ export default defineConfig({
       project('layercache'),
       project('test-utils'),
       project('write-strategies'),
+      project('distributed'),
       {
         extends: true,
         test: { name: 'examples', include: ['examples/*/test/**/*.test.ts'] },

@@ -28,7 +28,7 @@ import {
 } from './validation'
 
 export type { Loader } from './load-runner'
-export type { CacheStackOptions, LayerErrorMode } from './stack-state'
+export type { CacheStackOptions, GracefulDegradationOptions, LayerErrorMode } from './stack-state'
 
 const TAG_MODES: readonly TagMatchMode[] = ['any', 'all']
 

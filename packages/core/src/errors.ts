@@ -89,3 +89,23 @@ export class WriteFencedError extends LayerCacheError {
     this.keys = keys
   }
 }
+
+/**
+ * An invalidation reached the shared layers but could not be announced to the other instances: their
+ * in-process layers may still hold the value until they notice the gap (next heartbeat) and flush.
+ */
+export class InvalidationBusError extends LayerCacheError {
+  constructor(message: string, cause?: unknown) {
+    super('BUS_UNAVAILABLE', message, { cause })
+  }
+}
+
+/** A remote layer was skipped without being called: its circuit breaker is open after repeated failures. */
+export class CircuitOpenError extends LayerUnavailableError {
+  readonly retryAt: number
+
+  constructor(layer: string, retryAt: number) {
+    super(layer, `${layer}: skipped, circuit open after repeated failures`, undefined, 'CIRCUIT_OPEN')
+    this.retryAt = retryAt
+  }
+}

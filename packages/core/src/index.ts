@@ -2,6 +2,7 @@ export {
   CacheStack,
   type CacheStackOptions,
   type GetOrSetOptions,
+  type GracefulDegradationOptions,
   type InvalidationPlan,
   type LayerErrorMode,
   type Loader,
@@ -26,6 +27,8 @@ export {
   remainingTtl,
 } from './entry'
 export {
+  CircuitOpenError,
+  InvalidationBusError,
   InvalidKeyError,
   InvalidOptionError,
   InvalidTtlError,
@@ -81,3 +84,13 @@ export {
   MAX_KEY_LENGTH,
   MAX_TTL_MS,
 } from './validation'
+export type {
+  BusListener,
+  BusOperation,
+  InvalidationBus,
+  SingleFlightCoordinator,
+  SingleFlightLease,
+  SingleFlightResult,
+  SingleFlightWait,
+  UnverifiedReason,
+} from './distribution'

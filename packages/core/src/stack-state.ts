@@ -1,4 +1,5 @@
 import type { CacheEntry } from './entry'
+import type { InvalidationBus, SingleFlightCoordinator } from './distribution'
 import { ErrorThrottle } from './error-throttle'
 import { InvalidOptionError, LayerCacheError, LayerUnavailableError } from './errors'
 import { CacheEvents } from './events'
@@ -40,12 +41,38 @@ export interface CacheStackOptions extends FreshnessOptions {
   readonly generation?: number
   /** After this instance bumps the generation, remove the previous generation's keys in batches. */
   readonly generationCleanup?: GenerationCleanupOptions
+  /**
+   * Tells the other instances' in-process layers about every invalidation made here, and applies theirs
+   * (RedisInvalidationBus from @layercache/distributed).
+   */
+  readonly invalidationBus?: InvalidationBus
+  /** With a bus: also make other instances drop keys this instance writes (set/mset). Default false. */
+  readonly broadcastL1Invalidation?: boolean
+  /** One loader per key across every instance (RedisSingleFlightCoordinator). */
+  readonly singleFlightCoordinator?: SingleFlightCoordinator
+  /**
+   * Keep serving from the in-process layers and loaders while a remote layer fails: failing remote calls
+   * are bypassed, and a circuit breaker stops calling the layer for `retryAfterMs` after
+   * `failureThreshold` consecutive failures, then lets one probe through.
+   */
+  readonly gracefulDegradation?: GracefulDegradationOptions
+}
+
+export interface GracefulDegradationOptions {
+  /** How long an open circuit skips the layer before one probe call is let through. Default 10 000 ms. */
+  readonly retryAfterMs?: number
+  /** Consecutive failures that open the circuit. Default 5. */
+  readonly failureThreshold?: number
 }
 export const STACK_OPTIONS = [
   'ttl',
   'onLayerError',
   'generation',
   'generationCleanup',
+  'invalidationBus',
+  'broadcastL1Invalidation',
+  'singleFlightCoordinator',
+  'gracefulDegradation',
   ...FRESHNESS_OPTIONS,
 ] as const
 
