@@ -445,7 +445,7 @@ export class CacheStack {
   }
 
   get layers(): readonly CacheLayer[] {
-    return this.state.layers
+    return this.state.userLayers
   }
 
   // Not `async`: a miss hands back the read-through's own promise instead of wrapping it in another.

@@ -33,6 +33,11 @@ export interface CacheEventMap {
   generation: { generation: number; previous: number }
   /** Cleaning up an old generation's keys after a bump finished (`error` set when it stopped early). */
   generationCleanup: { generation: number; removed: number; error?: unknown }
+  /**
+   * A remote layer's circuit breaker moved (`gracefulDegradation`): `open` skips the layer, `half-open`
+   * lets one probe call through, `closed` is back to normal.
+   */
+  circuit: { layer: string; state: 'open' | 'half-open' | 'closed' }
   /** A layer failed; `handled` is true when the stack carried on without it. */
   error: { operation: string; layer: string; key?: string | undefined; error: unknown; handled: boolean }
 }

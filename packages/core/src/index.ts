@@ -14,7 +14,18 @@ export {
   type WarmResult,
   type WrapOptions,
 } from './cache-stack'
+export type { CircuitState } from './circuit-breaker'
 export { coarseNow } from './coarse-clock'
+export type {
+  BusListener,
+  BusOperation,
+  InvalidationBus,
+  SingleFlightCoordinator,
+  SingleFlightLease,
+  SingleFlightResult,
+  SingleFlightWait,
+  UnverifiedReason,
+} from './distribution'
 export {
   type CacheEntry,
   createEntry,
@@ -84,13 +95,3 @@ export {
   MAX_KEY_LENGTH,
   MAX_TTL_MS,
 } from './validation'
-export type {
-  BusListener,
-  BusOperation,
-  InvalidationBus,
-  SingleFlightCoordinator,
-  SingleFlightLease,
-  SingleFlightResult,
-  SingleFlightWait,
-  UnverifiedReason,
-} from './distribution'

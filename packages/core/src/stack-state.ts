@@ -1,5 +1,6 @@
-import type { CacheEntry } from './entry'
+import { type CircuitState, readDegradationOption } from './circuit-breaker'
 import type { InvalidationBus, SingleFlightCoordinator } from './distribution'
+import type { CacheEntry } from './entry'
 import { ErrorThrottle } from './error-throttle'
 import { InvalidOptionError, LayerCacheError, LayerUnavailableError } from './errors'
 import { CacheEvents } from './events'
@@ -10,6 +11,7 @@ import {
   readCleanupOption,
   readGenerationOption,
 } from './generations'
+import { GuardedLayer } from './guarded-layer'
 import { InvalidationFence } from './invalidation-fence'
 import { KeyVersions } from './key-versions'
 import { type CacheLayer, isLocalLayer, type LocalCacheLayer } from './layer'
@@ -32,7 +34,7 @@ export const LAYER_ERROR_MODES: readonly LayerErrorMode[] = ['throw', 'bypass']
 export interface CacheStackOptions extends FreshnessOptions {
   /** Default entry lifetime in ms when a call gives none; each layer still caps it with its own ttl. */
   readonly ttl?: number
-  /** Default reaction to a failing remote layer. Default `throw`. */
+  /** Default reaction to a failing remote layer. Default `throw` (`bypass` with gracefulDegradation). */
   readonly onLayerError?: LayerErrorMode
   /**
    * Turns on generations: every key lives under `g<n>:` and `bumpGeneration()` moves every instance to
@@ -111,7 +113,10 @@ export class StackState {
   readonly reads: ReadThrough
   readonly writes: WriteThrough
   readonly loads: LoadRunner
+  /** The layers the stack calls: with gracefulDegradation, remote ones behind their circuit breakers. */
   readonly layers: readonly CacheLayer[]
+  /** The layers as the caller gave them. */
+  readonly userLayers: readonly CacheLayer[]
   /** The first layer when it is in-process: the hot path reads it without an await. */
   readonly l1: LocalCacheLayer | undefined
   readonly stats: StatsCollector
@@ -154,7 +159,10 @@ export class StackState {
       names.add(layer.name)
     }
     this.defaultTtl = assertTtl(options.ttl, 'CacheStack ttl')
-    this.onLayerError = assertOneOf(options.onLayerError, LAYER_ERROR_MODES, 'onLayerError') ?? 'throw'
+    const degradation = readDegradationOption(options.gracefulDegradation)
+    this.onLayerError =
+      assertOneOf(options.onLayerError, LAYER_ERROR_MODES, 'onLayerError') ??
+      (degradation === undefined ? 'throw' : 'bypass')
     this.freshnessDefaults = options
     this.defaultPlan = {
       ttl: this.defaultTtl,
@@ -163,7 +171,15 @@ export class StackState {
       mode: this.onLayerError,
       policy: resolveFreshness(options, undefined),
     }
-    this.layers = [...layers]
+    this.userLayers = [...layers]
+    this.layers =
+      degradation === undefined
+        ? this.userLayers
+        : layers.map((layer) =>
+            layer.local
+              ? layer
+              : new GuardedLayer(layer, degradation, (state) => this.circuitMoved(layer.name, state)),
+          )
     const first = layers[0]!
     this.l1 = isLocalLayer(first) ? first : undefined
     this.sharedLayers = this.layers.filter((layer) => typeof layer.fenceSnapshot === 'function')
@@ -271,6 +287,11 @@ export class StackState {
       this.events.emit('error', { operation, layer: layer.name, key, error, handled })
     }
     if (!handled) throw asLayerError(layer, operation, error)
+  }
+
+  private circuitMoved(layer: string, state: CircuitState): void {
+    if (state === 'open') this.stats.circuitOpens++
+    if (this.events.listening('circuit')) this.events.emit('circuit', { layer, state })
   }
 
   countFenced(full: string): void {

@@ -43,6 +43,13 @@ export interface CacheStats {
   readonly rewarmed: number
   /** Group invalidations run (by tag, prefix or pattern). */
   readonly invalidations: number
+  /**
+   * Writes a failing layer did not take while the call carried on (bypass mode, write-backs after loads),
+   * counted once per key and layer: the value lives only in the layers that took it.
+   */
+  readonly skippedWrites: number
+  /** Times a layer's circuit breaker opened (see `gracefulDegradation`). */
+  readonly circuitOpens: number
 }
 
 /** Plain counters: incrementing them is the whole cost of stats on the hot path. */
@@ -69,6 +76,8 @@ export class StatsCollector {
   warmed = 0
   rewarmed = 0
   invalidations = 0
+  skippedWrites = 0
+  circuitOpens = 0
   readonly layerHits: number[]
   readonly layerMisses: number[]
   readonly layerErrors: number[]
@@ -111,6 +120,8 @@ export class StatsCollector {
       warmed: this.warmed,
       rewarmed: this.rewarmed,
       invalidations: this.invalidations,
+      skippedWrites: this.skippedWrites,
+      circuitOpens: this.circuitOpens,
     }
   }
 
@@ -120,6 +131,7 @@ export class StatsCollector {
     this.staleServed = this.staleOnError = this.staleOnTimeout = this.backgroundRefreshes = 0
     this.earlyRefreshes = this.softTimeouts = this.hardTimeouts = this.negativeHits = 0
     this.uncached = this.warmed = this.rewarmed = this.invalidations = 0
+    this.skippedWrites = this.circuitOpens = 0
     this.layerHits.fill(0)
     this.layerMisses.fill(0)
     this.layerErrors.fill(0)

@@ -41,6 +41,7 @@ export class WriteThrough {
     }
     failures = failures.filter(({ error }) => !(error instanceof WriteFencedError))
     if (mode === 'throw') await this.removeQuietly(writes.map((w) => w.key))
+    else this.state.stats.skippedWrites += failures.length * writes.length
     const operation = writes.length === 1 ? 'set' : 'setMany'
     for (const { index, error } of failures)
       this.state.layerFailed(index, operation, writes[0]?.key, error, mode)

@@ -203,6 +203,8 @@ describe('stats', () => {
       warmed: 0,
       rewarmed: 0,
       invalidations: 0,
+      skippedWrites: 0,
+      circuitOpens: 0,
     })
   })
 
@@ -254,6 +256,8 @@ describe('stats', () => {
       warmed: 0,
       rewarmed: 0,
       invalidations: 0,
+      skippedWrites: 0,
+      circuitOpens: 0,
     })
     // Counting resumes normally.
     await cache.get('b')

@@ -1,5 +1,5 @@
 export * from '@layercache/core'
+export * from '@layercache/distributed'
 export * from '@layercache/layer-memory'
 export * from '@layercache/layer-redis'
 export * from '@layercache/write-strategies'
-export * from '@layercache/distributed'
