@@ -16,6 +16,7 @@ async function main(): Promise<void> {
     const ctx: BenchContext = {
       client,
       pipelinedClient,
+      url: target.url,
       prefix: target.prefix,
       redisSpawned: target.spawned,
       scale: 1,

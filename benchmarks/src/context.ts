@@ -6,6 +6,8 @@ export interface BenchContext {
   readonly client: Redis
   /** An ioredis client with `enableAutoPipelining: true`, shared by both sides of a comparison. */
   readonly pipelinedClient: Redis
+  /** The Redis URL, for scenarios that start their own connections or processes. */
+  readonly url: string
   /** Run-unique key prefix; scenarios add their own part after it. */
   readonly prefix: string
   /** True when the Redis is a throwaway server this run started (scenarios may reconfigure it). */

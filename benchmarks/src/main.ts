@@ -5,6 +5,7 @@ import { nowNs, sinceNs } from './measure'
 import { PAYLOAD_JSON } from './payload'
 import { getRedisTarget, redisVersion } from './redis-target'
 import { markdownReport, type Row, summaryLine, textTable, writeReport } from './report'
+import { busPropagation } from './scenarios/bus-propagation'
 import { expiryStorm } from './scenarios/expiry-storm'
 import { freshnessL1 } from './scenarios/freshness-l1'
 import { l1Hit } from './scenarios/l1-hit'
@@ -27,6 +28,7 @@ const SCENARIOS = [
   { name: 'Tag invalidation', run: tagInvalidation },
   { name: 'Prefix invalidation', run: prefixInvalidation },
   { name: 'Write-behind vs synchronous database writes', run: writeBehind },
+  { name: 'Bus propagation and cost', run: busPropagation },
 ] as const
 
 function parseScale(text: string | undefined): number {
@@ -57,6 +59,7 @@ async function main(): Promise<number> {
     const ctx: BenchContext = {
       client,
       pipelinedClient,
+      url: target.url,
       prefix: target.prefix,
       redisSpawned: target.spawned,
       scale,

@@ -1,3 +1,4 @@
+import type { BusOperation } from './distribution'
 import { type CacheEntry, isFresh } from './entry'
 import { InvalidOptionError, type LayerCacheError } from './errors'
 import type { CacheEventListener, CacheEventName } from './events'
@@ -245,7 +246,9 @@ export class CacheStack {
       )
     }
     const possible = state.dependentsPossible()
-    const found = await this.removeEverywhere('invalidateKeys', (layer) => layer.invalidateKeys!(match))
+    const found = await this.removeEverywhere('invalidateKeys', (layer) => layer.invalidateKeys!(match), {
+      match,
+    })
     const count = found.size + (await this.cascadeIfDependents([...found], possible))
     state.stats.invalidations++
     return count
@@ -253,18 +256,26 @@ export class CacheStack {
 
   /** Removes the entries carrying (any / all of) the stored tags from every layer; returns their keys. */
   private removeTagged(storedTags: readonly string[], mode: TagMatchMode): Promise<Set<string>> {
-    return this.removeEverywhere('invalidateTags', (layer) => layer.invalidateTags?.(storedTags, mode))
+    return this.removeEverywhere('invalidateTags', (layer) => layer.invalidateTags?.(storedTags, mode), {
+      tags: storedTags,
+      mode,
+    })
   }
 
   /**
    * A group invalidation: every layer removes what it finds (`find`), then each layer also removes what
-   * the others found. Returns the keys removed.
+   * the others found; then the other instances are told (`announce`, with a bus). Returns the keys removed.
    */
   private removeEverywhere(
     operation: string,
     find: (layer: CacheLayer) => MaybePromise<readonly string[]> | undefined,
+    announce: BusOperation,
   ): Promise<Set<string>> {
-    return this.holdingRefills(() => this.removeFound(operation, find))
+    return this.holdingRefills(async () => {
+      const found = await this.removeFound(operation, find)
+      await this.state.bus?.announce([announce])
+      return found
+    })
   }
 
   /** Runs an invalidation; warmers refill only once no invalidation is running (see Warmers). */
@@ -358,6 +369,7 @@ export class CacheStack {
     }
     const previous = generations.current
     const next = await generations.bump()
+    await this.state.bus?.announce([{ generation: next }])
     if (generations.cleanup !== undefined) this.cleanUpGeneration(previous, generations.cleanup.batchSize)
     return next
   }
@@ -792,6 +804,14 @@ export class CacheStack {
     }
   }
 
+  /**
+   * Stops listening to the invalidation bus (the stack keeps working on its own layers). The bus and the
+   * Redis clients are the caller's to close.
+   */
+  close(): void {
+    this.state.bus?.close()
+  }
+
   on<K extends CacheEventName>(name: K, listener: CacheEventListener<K>): () => void {
     return this.state.events.on(name, listener)
   }
@@ -881,6 +901,7 @@ export class CacheStack {
     } finally {
       state.fence.end()
     }
+    if (state.bus?.announcesWrites) await state.bus.announce([{ keys: items.map((item) => item.key) }])
     if (state.events.listening('set')) for (const { key } of items) state.events.emit('set', { key })
   }
 
@@ -915,6 +936,7 @@ export class CacheStack {
       }),
     )
     if (firstFailure) throw firstFailure
+    await state.bus?.announce([{ keys: fulls }])
     state.invalidated(fulls)
     if (state.events.listening('delete')) for (const key of fulls) state.events.emit('delete', { key })
   }

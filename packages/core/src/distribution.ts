@@ -14,8 +14,12 @@ export type BusOperation =
   /** The shared generation moved to this number. */
   | { readonly generation: number }
 
-/** Why an instance can no longer vouch for its in-process layers. */
-export type UnverifiedReason = 'reconnect' | 'gap' | 'heartbeat'
+/**
+ * Why an instance can no longer vouch for its in-process layers: its subscription was (re)established
+ * (messages sent before it were not heard), a sender's sequence skipped, or its heartbeat stopped coming
+ * back (connection lost or silently cut).
+ */
+export type UnverifiedReason = 'subscribed' | 'reconnect' | 'gap' | 'heartbeat'
 
 /** What a CacheStack hands to the bus to hear about other instances' invalidations. */
 export interface BusListener {

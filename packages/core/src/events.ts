@@ -1,3 +1,5 @@
+import type { BusOperation, UnverifiedReason } from './distribution'
+
 export interface CacheEventMap {
   /** A read found the key in `layer` (index 0 is the fastest). */
   hit: { key: string; layer: string; layerIndex: number }
@@ -33,6 +35,13 @@ export interface CacheEventMap {
   generation: { generation: number; previous: number }
   /** Cleaning up an old generation's keys after a bump finished (`error` set when it stopped early). */
   generationCleanup: { generation: number; removed: number; error?: unknown }
+  /** Another instance's invalidations (heard on the bus) were applied to the in-process layers. */
+  peerInvalidation: { operations: readonly BusOperation[] }
+  /**
+   * Bus messages may have been missed (connection lost, a gap in a sender's sequence, no heartbeat): the
+   * in-process layers were flushed.
+   */
+  unverified: { reason: UnverifiedReason; detail: string }
   /**
    * A remote layer's circuit breaker moved (`gracefulDegradation`): `open` skips the layer, `half-open`
    * lets one probe call through, `closed` is back to normal.

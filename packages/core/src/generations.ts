@@ -114,6 +114,11 @@ export class Generations {
     return next
   }
 
+  /** Another instance moved to `generation` (heard on the bus): follow it, never backwards. */
+  learned(generation: number): void {
+    if (Number.isSafeInteger(generation) && generation > this.current) this.adopt(generation)
+  }
+
   private adopt(next: number): void {
     const previous = this.current
     this.current = next

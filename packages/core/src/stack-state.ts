@@ -1,3 +1,4 @@
+import { BusLink, readBusOption } from './bus-link'
 import { type CircuitState, readDegradationOption } from './circuit-breaker'
 import type { InvalidationBus, SingleFlightCoordinator } from './distribution'
 import type { CacheEntry } from './entry'
@@ -140,6 +141,8 @@ export class StackState {
   keyspace = ''
   readonly keyVersions: KeyVersions
   readonly warmers = new Warmers((key, outcome) => this.warmerRan(key, outcome))
+  /** Present with the invalidationBus option: announces invalidations and applies other instances'. */
+  readonly bus: BusLink | undefined
 
   constructor(layers: readonly CacheLayer[], options: CacheStackOptions) {
     assertKnownOptions(options, STACK_OPTIONS, 'CacheStack')
@@ -203,6 +206,13 @@ export class StackState {
     this.reads = new ReadThrough(this)
     this.writes = new WriteThrough(this)
     this.loads = new LoadRunner(this)
+    const bus = readBusOption(options.invalidationBus)
+    if (options.broadcastL1Invalidation !== undefined && typeof options.broadcastL1Invalidation !== 'boolean')
+      throw new InvalidOptionError('broadcastL1Invalidation must be a boolean')
+    if (options.broadcastL1Invalidation === true && bus === undefined)
+      throw new InvalidOptionError('broadcastL1Invalidation needs the invalidationBus option')
+    this.bus =
+      bus === undefined ? undefined : new BusLink(bus, this, options.broadcastL1Invalidation === true)
   }
 
   /**

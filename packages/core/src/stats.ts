@@ -50,6 +50,14 @@ export interface CacheStats {
   readonly skippedWrites: number
   /** Times a layer's circuit breaker opened (see `gracefulDegradation`). */
   readonly circuitOpens: number
+  /** Bus messages this instance sent (each may carry several invalidations). */
+  readonly busPublished: number
+  /** Invalidations that reached the shared layers but could not be announced on the bus. */
+  readonly busPublishErrors: number
+  /** Other instances' invalidations applied to the in-process layers. */
+  readonly peerInvalidations: number
+  /** Times the in-process layers were flushed because bus messages may have been missed. */
+  readonly unverifiedFlushes: number
 }
 
 /** Plain counters: incrementing them is the whole cost of stats on the hot path. */
@@ -78,6 +86,10 @@ export class StatsCollector {
   invalidations = 0
   skippedWrites = 0
   circuitOpens = 0
+  busPublished = 0
+  busPublishErrors = 0
+  peerInvalidations = 0
+  unverifiedFlushes = 0
   readonly layerHits: number[]
   readonly layerMisses: number[]
   readonly layerErrors: number[]
@@ -122,6 +134,10 @@ export class StatsCollector {
       invalidations: this.invalidations,
       skippedWrites: this.skippedWrites,
       circuitOpens: this.circuitOpens,
+      busPublished: this.busPublished,
+      busPublishErrors: this.busPublishErrors,
+      peerInvalidations: this.peerInvalidations,
+      unverifiedFlushes: this.unverifiedFlushes,
     }
   }
 
@@ -132,6 +148,7 @@ export class StatsCollector {
     this.earlyRefreshes = this.softTimeouts = this.hardTimeouts = this.negativeHits = 0
     this.uncached = this.warmed = this.rewarmed = this.invalidations = 0
     this.skippedWrites = this.circuitOpens = 0
+    this.busPublished = this.busPublishErrors = this.peerInvalidations = this.unverifiedFlushes = 0
     this.layerHits.fill(0)
     this.layerMisses.fill(0)
     this.layerErrors.fill(0)

@@ -205,6 +205,10 @@ describe('stats', () => {
       invalidations: 0,
       skippedWrites: 0,
       circuitOpens: 0,
+      busPublished: 0,
+      busPublishErrors: 0,
+      peerInvalidations: 0,
+      unverifiedFlushes: 0,
     })
   })
 
@@ -258,6 +262,10 @@ describe('stats', () => {
       invalidations: 0,
       skippedWrites: 0,
       circuitOpens: 0,
+      busPublished: 0,
+      busPublishErrors: 0,
+      peerInvalidations: 0,
+      unverifiedFlushes: 0,
     })
     // Counting resumes normally.
     await cache.get('b')

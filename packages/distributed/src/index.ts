@@ -1,1 +1,7 @@
-export {}
+export {
+  type InvalidationBusEvents,
+  type InvalidationBusStats,
+  RedisInvalidationBus,
+  type RedisInvalidationBusOptions,
+  type RejectionReason,
+} from './redis-invalidation-bus'

@@ -1,0 +1,79 @@
+import { Redis } from 'ioredis'
+import { type AppProcess, startFleet, stopFleet } from './fleet'
+import { ProductDatabase } from './product-database'
+
+export interface StorySummary {
+  readonly apps: readonly string[]
+  /** Where each app served product 1 from on its second read, before the change. */
+  readonly servedBefore: readonly unknown[]
+  /** The price each app served right after app-a changed it. */
+  readonly pricesAfter: readonly unknown[]
+  /** Where each app served it from after the change (never its stale memory). */
+  readonly servedAfter: readonly unknown[]
+  /** Apps that heard app-a's invalidation on the bus. */
+  readonly heardBy: readonly string[]
+}
+
+async function waitUntil(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for the invalidation to travel')
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
+
+/** Three app processes on one Redis; a price change on one reaches the others' memory at once. */
+export async function runMultiInstanceStory(
+  redisUrl: string,
+  log: (line: string) => void = console.log,
+): Promise<StorySummary> {
+  const redis = new Redis(redisUrl)
+  let apps: AppProcess[] = []
+  try {
+    await new ProductDatabase(redis).seed([{ id: '1', name: 'Espresso machine', price: 10 }])
+    await redis.del('shop:cache:product:1')
+    apps = await startFleet(redisUrl, 3)
+    log(`Started ${apps.map((app) => `${app.name} (port ${app.port})`).join(', ')}, sharing one Redis.`)
+
+    const servedBefore: unknown[] = []
+    for (const app of apps) {
+      await app.get('/products/1')
+      const second = await app.get('/products/1')
+      servedBefore.push(second.servedFrom)
+      const product = second.product as { price: number }
+      log(
+        `${app.name}: $${product.price} from ${second.servedFrom} (database reads so far: ${second.databaseReads})`,
+      )
+    }
+
+    const [writer, ...others] = apps as [AppProcess, ...AppProcess[]]
+    log(`${writer.name}: the price changes to $12 (database updated, cache.delete('product:1'))`)
+    const started = performance.now()
+    await writer.put('/products/1?price=12')
+    await waitUntil(() => others.every((app) => app.heard.length > 0))
+    log(
+      `The others dropped it from memory ${(performance.now() - started).toFixed(1)} ms after the request began.`,
+    )
+
+    const pricesAfter: unknown[] = []
+    const servedAfter: unknown[] = []
+    for (const app of apps) {
+      const answer = await app.get('/products/1')
+      const product = answer.product as { price: number }
+      pricesAfter.push(product.price)
+      servedAfter.push(answer.servedFrom)
+      log(`${app.name}: $${product.price} from ${answer.servedFrom}`)
+    }
+    return {
+      apps: apps.map((app) => app.name),
+      servedBefore,
+      pricesAfter,
+      servedAfter,
+      heardBy: others.filter((app) => app.heard.length > 0).map((app) => app.name),
+    }
+  } finally {
+    await stopFleet(apps)
+    await redis.del('shop:db:products', 'shop:cache:product:1')
+    redis.disconnect()
+  }
+}

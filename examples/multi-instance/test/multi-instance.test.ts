@@ -1,0 +1,23 @@
+import { getTestRedis, type TestRedis } from '@layercache/test-utils'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { runMultiInstanceStory } from '../src/story'
+
+let redis: TestRedis
+
+beforeAll(async () => {
+  redis = await getTestRedis()
+})
+afterAll(() => redis.close())
+
+describe('examples/multi-instance', () => {
+  it('a price change on one app process reaches the memory of the two others', async () => {
+    const lines: string[] = []
+    const summary = await runMultiInstanceStory(redis.url, (line) => lines.push(line))
+    expect(summary.apps).toEqual(['app-a', 'app-b', 'app-c'])
+    expect(summary.servedBefore).toEqual(['memory', 'memory', 'memory'])
+    expect(summary.heardBy).toEqual(['app-b', 'app-c'])
+    expect(summary.pricesAfter).toEqual([12, 12, 12])
+    expect(summary.servedAfter).toEqual(['redis or database', 'redis or database', 'redis or database'])
+    expect(lines.length).toBeGreaterThan(5)
+  }, 60_000)
+})

@@ -1,0 +1,107 @@
+import type { BusListener, BusOperation, InvalidationBus, UnverifiedReason } from './distribution'
+import { InvalidationBusError, InvalidOptionError } from './errors'
+import { isLocalLayer, type LocalCacheLayer } from './layer'
+import type { StackState } from './stack-state'
+
+export function readBusOption(bus: unknown): InvalidationBus | undefined {
+  if (bus === undefined) return undefined
+  const candidate = bus as Partial<InvalidationBus> | null
+  if (
+    candidate === null ||
+    typeof candidate !== 'object' ||
+    typeof candidate.publish !== 'function' ||
+    typeof candidate.subscribe !== 'function'
+  ) {
+    throw new InvalidOptionError(
+      'invalidationBus must implement publish() and subscribe() (RedisInvalidationBus)',
+    )
+  }
+  return candidate as InvalidationBus
+}
+
+/**
+ * A stack's side of the invalidation bus: announces this instance's invalidations to the others, and
+ * applies theirs to the in-process layers only (the shared layers were already changed by the sender).
+ * Applying fences loads and reads in flight here exactly as a local invalidation does, so a value read
+ * from Redis before a peer's invalidation is not copied into memory after it.
+ */
+export class BusLink implements BusListener {
+  private readonly unsubscribe: () => void
+  private readonly local: readonly LocalCacheLayer[]
+
+  constructor(
+    private readonly bus: InvalidationBus,
+    private readonly state: StackState,
+    /** Also announce set/mset (broadcastL1Invalidation). */
+    readonly announcesWrites: boolean,
+  ) {
+    this.local = state.layers.filter(isLocalLayer)
+    this.unsubscribe = bus.subscribe(this)
+  }
+
+  /**
+   * Tells the other instances; resolves once the message left. A failure is thrown as
+   * InvalidationBusError (the change itself already happened in the shared layers).
+   */
+  async announce(operations: readonly BusOperation[]): Promise<void> {
+    const stats = this.state.stats
+    try {
+      await this.bus.publish(operations)
+      stats.busPublished++
+    } catch (error) {
+      stats.busPublishErrors++
+      const reason = error instanceof Error ? error.message : String(error)
+      throw new InvalidationBusError(
+        `The invalidation was applied but could not be announced to other instances: ${reason}`,
+        error,
+      )
+    }
+  }
+
+  apply(operations: readonly BusOperation[]): void {
+    const state = this.state
+    for (const operation of operations) {
+      if ('keys' in operation) {
+        for (const key of operation.keys) {
+          state.fence.invalidate(key)
+          state.flights.delete(key)
+        }
+        for (const layer of this.local) layer.deleteMany(operation.keys)
+      } else if ('generation' in operation) {
+        state.generations?.learned(operation.generation)
+      } else {
+        // A group invalidation cannot name what is in flight: fence all of it, as a local one does.
+        state.fence.invalidateAll()
+        state.flights.clear()
+        for (const layer of this.local) {
+          if ('tags' in operation) {
+            if (layer.invalidateTags === undefined) layer.clear()
+            else layer.invalidateTags(operation.tags, operation.mode)
+          } else if (layer.invalidateKeys === undefined) {
+            layer.clear()
+          } else {
+            layer.invalidateKeys(operation.match)
+          }
+        }
+      }
+    }
+    state.stats.peerInvalidations += operations.length
+    if (state.events.listening('peerInvalidation')) {
+      state.events.emit('peerInvalidation', { operations })
+    }
+  }
+
+  /** Messages may have been missed: nothing in memory can be vouched for any more. */
+  unverified(reason: UnverifiedReason, detail: string): void {
+    const state = this.state
+    state.fence.invalidateAll()
+    state.flights.clear()
+    for (const layer of this.local) layer.clear()
+    state.stats.unverifiedFlushes++
+    if (state.events.listening('unverified')) state.events.emit('unverified', { reason, detail })
+  }
+
+  close(): void {
+    this.unsubscribe()
+  }
+}

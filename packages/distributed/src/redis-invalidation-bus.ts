@@ -1,0 +1,426 @@
+import { randomBytes } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import {
+  assertKnownOptions,
+  assertPositiveInteger,
+  type BusListener,
+  type BusOperation,
+  type InvalidationBus,
+  InvalidOptionError,
+  LayerTimeoutError,
+  type UnverifiedReason,
+} from '@layercache/core'
+import type { Cluster, Redis } from 'ioredis'
+import { decodeBody, packOperations, WIRE_VERSION, type WireBody } from './bus-wire'
+import { MessageSigner } from './message-signer'
+import { ReplayGuard } from './replay-guard'
+import { SenderSequences } from './sender-sequences'
+
+type RedisClient = Redis | Cluster
+
+export interface RedisInvalidationBusOptions {
+  /** Sends messages; may be the connection the cache already uses. */
+  readonly publisher: RedisClient
+  /**
+   * A connection of its own (it enters subscriber mode). On a Cluster: a Cluster client created with
+   * `shardedSubscribers: true`. The bus never closes either client.
+   */
+  readonly subscriber: RedisClient
+  /** Every instance sharing invalidations uses the same channel. Default `layercache:invalidation`. */
+  readonly channel?: string
+  /**
+   * HMAC-SHA256 secret(s), at least 16 characters. With a list, the first signs and all verify (rotation).
+   * When set, unsigned, tampered, replayed or out-of-window messages are rejected and counted.
+   */
+  readonly signingSecret?: string | readonly string[]
+  /** How far a message's timestamp may be from this host's clock, in ms. Default 30 000. */
+  readonly replayWindowMs?: number
+  /** Interval of the heartbeat each instance sends (and expects back). Default 1000 ms. */
+  readonly heartbeatMs?: number
+  /** No heartbeat back for this long: messages may be lost, memory is flushed. Default 3 × heartbeatMs. */
+  readonly heartbeatTimeoutMs?: number
+  /** A publish not acknowledged by Redis within this is failed. Default 1000 ms. */
+  readonly publishTimeoutMs?: number
+  /** Larger invalidations are split into several messages. Default 256 KiB. */
+  readonly maxMessageBytes?: number
+  /** SPUBLISH/SSUBSCRIBE (sharded pub/sub). Default: true when the publisher is a Cluster. */
+  readonly sharded?: boolean
+}
+const OPTIONS = [
+  'publisher',
+  'subscriber',
+  'channel',
+  'signingSecret',
+  'replayWindowMs',
+  'heartbeatMs',
+  'heartbeatTimeoutMs',
+  'publishTimeoutMs',
+  'maxMessageBytes',
+  'sharded',
+] as const
+
+export type RejectionReason = 'unsigned' | 'signature' | 'stale' | 'replay' | 'malformed' | 'version'
+
+export interface InvalidationBusStats {
+  /** Messages sent by this instance (heartbeats excluded). */
+  readonly published: number
+  readonly publishErrors: number
+  /** Messages from other instances applied. */
+  readonly received: number
+  /** Messages refused, by reason. */
+  readonly rejected: Readonly<Record<RejectionReason, number>>
+  /** Gaps seen in other instances' sequences. */
+  readonly gaps: number
+  /** Times listeners were told their memory is unverified, by reason. */
+  readonly unverified: Readonly<Record<UnverifiedReason, number>>
+  /** Whether this instance's own heartbeat currently comes back. */
+  readonly healthy: boolean
+}
+
+export interface InvalidationBusEvents {
+  rejected: [{ reason: RejectionReason; detail: string }]
+  unverified: [{ reason: UnverifiedReason; detail: string }]
+  /** A background failure (heartbeat, subscription, a listener throwing). */
+  error: [Error]
+}
+
+function isCluster(client: RedisClient): client is Cluster {
+  return (client as { isCluster?: boolean }).isCluster === true
+}
+
+function checkClient(value: unknown, name: string): RedisClient {
+  const client = value as Partial<Redis> | null
+  if (client === null || typeof client !== 'object' || typeof client.publish !== 'function') {
+    throw new InvalidOptionError(`RedisInvalidationBus: ${name} must be an ioredis Redis or Cluster client`)
+  }
+  return value as RedisClient
+}
+
+interface Batch {
+  readonly operations: BusOperation[]
+  readonly done: Promise<void>
+}
+
+/**
+ * Carries invalidations between instances over Redis pub/sub (sharded on a Cluster). Messages are
+ * versioned, batched per tick, signed, numbered per sender; an instance ignores its own, and tells its
+ * listeners to flush whenever it cannot be sure it heard everything: on (re)subscribing, on a gap in a
+ * sender's numbers, and while its own heartbeat does not come back.
+ */
+export class RedisInvalidationBus implements InvalidationBus {
+  /** This instance's sender id. */
+  readonly id = randomBytes(9).toString('base64url')
+  readonly channel: string
+  /** Settles once the first subscription is confirmed (rejects never: failures retry and emit `error`). */
+  readonly ready: Promise<void>
+  private readonly publisher: RedisClient
+  private readonly subscriber: RedisClient
+  private readonly signer: MessageSigner | undefined
+  private readonly replay: ReplayGuard
+  private readonly senders = new SenderSequences()
+  private readonly emitter = new EventEmitter<InvalidationBusEvents>()
+  private readonly listeners = new Set<BusListener>()
+  private readonly sharded: boolean
+  private readonly heartbeatMs: number
+  private readonly heartbeatTimeoutMs: number
+  private readonly publishTimeoutMs: number
+  private readonly maxMessageBytes: number
+  private readonly heartbeat: NodeJS.Timeout
+  private sequence = 0
+  /** The newest sequence number that failed to publish, until a later message said so (`l`). */
+  private undelivered: number | undefined
+  private batch: Batch | undefined
+  private lastEchoAt = Date.now()
+  private healthy = true
+  private subscribedOnce = false
+  private lostConnection = false
+  private closed = false
+  private markReady!: () => void
+  private readonly counters = {
+    published: 0,
+    publishErrors: 0,
+    received: 0,
+    gaps: 0,
+    rejected: { unsigned: 0, signature: 0, stale: 0, replay: 0, malformed: 0, version: 0 },
+    unverified: { subscribed: 0, reconnect: 0, gap: 0, heartbeat: 0 },
+  }
+
+  constructor(options: RedisInvalidationBusOptions) {
+    assertKnownOptions(options, OPTIONS, 'RedisInvalidationBus')
+    if (options === undefined)
+      throw new InvalidOptionError('RedisInvalidationBus needs { publisher, subscriber }')
+    this.publisher = checkClient(options.publisher, 'publisher')
+    this.subscriber = checkClient(options.subscriber, 'subscriber')
+    if (this.publisher === this.subscriber) {
+      throw new InvalidOptionError(
+        'RedisInvalidationBus: the subscriber needs a connection of its own (a subscribed connection cannot publish)',
+      )
+    }
+    const channel = options.channel ?? 'layercache:invalidation'
+    if (typeof channel !== 'string' || channel.length === 0) {
+      throw new InvalidOptionError('RedisInvalidationBus: channel must be a non-empty string')
+    }
+    this.channel = channel
+    this.signer = options.signingSecret === undefined ? undefined : new MessageSigner(options.signingSecret)
+    if (options.sharded !== undefined && typeof options.sharded !== 'boolean') {
+      throw new InvalidOptionError('RedisInvalidationBus: sharded must be a boolean')
+    }
+    this.sharded = options.sharded ?? isCluster(this.publisher)
+    if (this.sharded && isCluster(this.subscriber) && this.subscriber.options.shardedSubscribers !== true) {
+      throw new InvalidOptionError(
+        'RedisInvalidationBus: a Cluster subscriber needs `shardedSubscribers: true` for sharded pub/sub',
+      )
+    }
+    const replayWindowMs = assertPositiveInteger(options.replayWindowMs, 'replayWindowMs') ?? 30_000
+    this.heartbeatMs = assertPositiveInteger(options.heartbeatMs, 'heartbeatMs') ?? 1000
+    this.heartbeatTimeoutMs =
+      assertPositiveInteger(options.heartbeatTimeoutMs, 'heartbeatTimeoutMs') ?? 3 * this.heartbeatMs
+    if (this.heartbeatTimeoutMs <= this.heartbeatMs) {
+      throw new InvalidOptionError('RedisInvalidationBus: heartbeatTimeoutMs must be larger than heartbeatMs')
+    }
+    this.publishTimeoutMs = assertPositiveInteger(options.publishTimeoutMs, 'publishTimeoutMs') ?? 1000
+    this.maxMessageBytes = assertPositiveInteger(options.maxMessageBytes, 'maxMessageBytes') ?? 256 * 1024
+    this.replay = new ReplayGuard(replayWindowMs)
+    this.ready = new Promise((resolve) => {
+      this.markReady = resolve
+    })
+    this.subscriber.on(this.sharded ? 'smessage' : 'message', this.onMessage)
+    if (!isCluster(this.subscriber)) {
+      this.subscriber.on('close', this.onConnectionLost)
+      this.subscriber.on('ready', this.onConnectionReady)
+    }
+    this.subscribeChannel()
+    this.heartbeat = setInterval(() => this.beat(), this.heartbeatMs)
+    this.heartbeat.unref()
+  }
+
+  on<K extends keyof InvalidationBusEvents>(
+    event: K,
+    listener: (...args: InvalidationBusEvents[K]) => void,
+  ): () => void {
+    this.emitter.on(event, listener as never)
+    return () => this.emitter.off(event, listener as never)
+  }
+
+  /** Operations published in the same tick leave as one message (or several, past maxMessageBytes). */
+  publish(operations: readonly BusOperation[]): Promise<void> {
+    if (this.closed) return Promise.reject(new InvalidOptionError('RedisInvalidationBus is closed'))
+    if (this.batch === undefined) {
+      const pending: BusOperation[] = []
+      const done = Promise.resolve().then(() => {
+        this.batch = undefined
+        return this.send(pending)
+      })
+      this.batch = { operations: pending, done }
+    }
+    this.batch.operations.push(...operations)
+    return this.batch.done
+  }
+
+  subscribe(listener: BusListener): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  get stats(): InvalidationBusStats {
+    const c = this.counters
+    return {
+      published: c.published,
+      publishErrors: c.publishErrors,
+      received: c.received,
+      gaps: c.gaps,
+      rejected: { ...c.rejected },
+      unverified: { ...c.unverified },
+      healthy: this.healthy,
+    }
+  }
+
+  /** Stops the heartbeat and the subscription; the clients stay open (they are the caller's). */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    clearInterval(this.heartbeat)
+    this.subscriber.off(this.sharded ? 'smessage' : 'message', this.onMessage)
+    this.subscriber.off('close', this.onConnectionLost)
+    this.subscriber.off('ready', this.onConnectionReady)
+    this.listeners.clear()
+    try {
+      if (this.sharded) await (this.subscriber as Redis).sunsubscribe(this.channel)
+      else await this.subscriber.unsubscribe(this.channel)
+    } catch {
+      // The connection may already be gone; nothing is left to undo.
+    }
+  }
+
+  private subscribeChannel(): void {
+    const subscribing = this.sharded
+      ? (this.subscriber as Redis).ssubscribe(this.channel)
+      : this.subscriber.subscribe(this.channel)
+    subscribing.then(
+      () => {
+        if (this.closed) return
+        const first = !this.subscribedOnce
+        this.subscribedOnce = true
+        this.lostConnection = false
+        this.lastEchoAt = Date.now()
+        this.senders.reset()
+        // Whatever was cached before the subscription took effect may have been invalidated unheard.
+        this.tellUnverified(first ? 'subscribed' : 'reconnect', first ? 'subscribed' : 'resubscribed')
+        if (first) this.markReady()
+      },
+      (error: unknown) => {
+        if (this.closed) return
+        this.emitError(error)
+        // ioredis retries the connection; subscribe again once it is back (onConnectionReady), or soon.
+        setTimeout(() => {
+          if (!this.closed && !this.lostConnection) this.subscribeChannel()
+        }, this.heartbeatMs).unref()
+      },
+    )
+  }
+
+  private readonly onConnectionLost = () => {
+    if (this.closed || this.lostConnection || !this.subscribedOnce) return
+    this.lostConnection = true
+    this.tellUnverified('reconnect', 'subscriber connection lost')
+  }
+
+  /** ioredis resubscribes by itself, but only after 'ready': subscribe again to know when it took effect. */
+  private readonly onConnectionReady = () => {
+    if (this.closed || !this.subscribedOnce || !this.lostConnection) return
+    this.subscribeChannel()
+  }
+
+  private async send(operations: readonly BusOperation[]): Promise<void> {
+    const messages = packOperations(operations, this.maxMessageBytes)
+    try {
+      await Promise.all(messages.map((wire) => this.sendBody(wire)))
+      this.counters.published += messages.length
+    } catch (error) {
+      this.counters.publishErrors++
+      throw error
+    }
+  }
+
+  /** Numbers, signs and publishes one body (`null` operations: a heartbeat). */
+  private sendBody(operations: WireBody['o']): Promise<unknown> {
+    const sequence = ++this.sequence
+    const owned = this.undelivered
+    const body: WireBody = {
+      s: this.id,
+      q: sequence,
+      t: Date.now(),
+      n: randomBytes(12).toString('base64url'),
+      o: operations,
+      ...(owned === undefined ? {} : { l: 1 }),
+    }
+    const text = JSON.stringify(body)
+    const signature = this.signer === undefined ? '' : this.signer.sign(this.channel, text)
+    const message = `${WIRE_VERSION}.${signature}.${text}`
+    const sending = this.sharded
+      ? (this.publisher as Redis).spublish(this.channel, message)
+      : this.publisher.publish(this.channel, message)
+    return this.bounded(sending).then(
+      (reply) => {
+        if (owned !== undefined && this.undelivered === owned) this.undelivered = undefined
+        return reply
+      },
+      (error: unknown) => {
+        this.undelivered = Math.max(this.undelivered ?? 0, sequence)
+        throw error
+      },
+    )
+  }
+
+  private bounded<T>(promise: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new LayerTimeoutError('invalidation bus', 'publish', this.publishTimeoutMs)),
+        this.publishTimeoutMs,
+      )
+    })
+    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+  }
+
+  private beat(): void {
+    if (this.closed) return
+    this.sendBody(null).catch((error: unknown) => this.emitError(error))
+    if (Date.now() - this.lastEchoAt <= this.heartbeatTimeoutMs) return
+    // Not hearing ourselves: what others send is not heard either. Flush on every beat until it comes
+    // back, so nothing cached meanwhile lives longer than the detection time.
+    this.healthy = false
+    this.tellUnverified('heartbeat', `no heartbeat back for ${Date.now() - this.lastEchoAt} ms`)
+  }
+
+  private readonly onMessage = (channel: string | Buffer, raw: string | Buffer) => {
+    if (this.closed || String(channel) !== this.channel) return
+    const message = String(raw)
+    const firstDot = message.indexOf('.')
+    const secondDot = firstDot < 0 ? -1 : message.indexOf('.', firstDot + 1)
+    if (secondDot < 0) return this.reject('malformed', 'not a layercache bus message')
+    if (message.slice(0, firstDot) !== WIRE_VERSION) {
+      return this.reject('version', `unsupported version ${message.slice(0, firstDot).slice(0, 16)}`)
+    }
+    const signature = message.slice(firstDot + 1, secondDot)
+    const text = message.slice(secondDot + 1)
+    if (this.signer !== undefined) {
+      if (signature === '') return this.reject('unsigned', 'unsigned message')
+      if (!this.signer.verify(this.channel, text, signature)) return this.reject('signature', 'bad signature')
+    }
+    const body = decodeBody(text)
+    if (body === undefined) return this.reject('malformed', 'malformed body')
+    if (body.sender === this.id) {
+      if (body.operations === null) this.heardOwnHeartbeat()
+      return
+    }
+    const replay = this.replay.check(body.sentAt, body.nonce, Date.now())
+    if (replay !== 'ok') return this.reject(replay, `${replay} message from ${body.sender}`)
+    const verdict = this.senders.observe(body.sender, body.sequence)
+    if (verdict === 'duplicate') return this.reject('replay', `old sequence from ${body.sender}`)
+    if (verdict === 'gap' || body.lost) {
+      this.counters.gaps++
+      this.tellUnverified('gap', `messages from ${body.sender} were lost before #${body.sequence}`)
+    }
+    if (body.operations === null || body.operations.length === 0) return
+    this.counters.received++
+    for (const listener of this.listeners) {
+      try {
+        listener.apply(body.operations)
+      } catch (error) {
+        this.emitError(error)
+      }
+    }
+  }
+
+  private heardOwnHeartbeat(): void {
+    this.lastEchoAt = Date.now()
+    if (this.healthy) return
+    this.healthy = true
+    // Others' numbers jumped while we were cut off: that is covered by this flush.
+    this.senders.reset()
+    this.tellUnverified('reconnect', 'heartbeat back')
+  }
+
+  private tellUnverified(reason: UnverifiedReason, detail: string): void {
+    this.counters.unverified[reason]++
+    for (const listener of this.listeners) {
+      try {
+        listener.unverified(reason, detail)
+      } catch (error) {
+        this.emitError(error)
+      }
+    }
+    this.emitter.emit('unverified', { reason, detail })
+  }
+
+  private reject(reason: RejectionReason, detail: string): void {
+    this.counters.rejected[reason]++
+    this.emitter.emit('rejected', { reason, detail })
+  }
+
+  private emitError(error: unknown): void {
+    if (this.emitter.listenerCount('error') === 0) return // background noise must never crash the app
+    this.emitter.emit('error', error instanceof Error ? error : new Error(String(error)))
+  }
+}

@@ -1,0 +1,384 @@
+import { CacheStack, InvalidationBusError, InvalidOptionError } from '@layercache/core'
+import { MemoryLayer } from '@layercache/layer-memory'
+import { useRedisAndCluster } from '@layercache/test-utils/redis-and-cluster'
+import type { Redis } from 'ioredis'
+import { afterEach, describe, expect, it } from 'vitest'
+import { RedisInvalidationBus } from '../src'
+import { WIRE_VERSION } from '../src/bus-wire'
+import { MessageSigner } from '../src/message-signer'
+import { eventually, type Instance, inMemory, startInstance, subscriberFor } from './support/instances'
+
+const redis = useRedisAndCluster()
+const TARGETS = ['standalone', 'cluster'] as const
+const SECRET = 'a-secret-of-32-characters-long!!'
+const OLD_SECRET = 'the-previous-secret-still-valid'
+
+let open: Instance[] = []
+afterEach(async () => {
+  await Promise.all(open.map((instance) => instance.close()))
+  open = []
+})
+
+async function fleet(target: (typeof TARGETS)[number], count: number, options = {}) {
+  const prefix = redis.prefix(target, 'bus')
+  const instances = await Promise.all(
+    Array.from({ length: count }, () => startInstance(redis.client(target), prefix, options)),
+  )
+  open.push(...instances)
+  return { prefix, instances }
+}
+
+/** A raw publish on the instances' channel, as a foreign or malicious publisher would do. */
+function rawPublish(target: (typeof TARGETS)[number], channel: string, message: string) {
+  const client = redis.client(target) as Redis
+  return target === 'cluster' ? client.spublish(channel, message) : client.publish(channel, message)
+}
+
+function body(sender: string, sequence: number, operations: unknown, sentAt = Date.now()) {
+  return JSON.stringify({
+    s: sender,
+    q: sequence,
+    t: sentAt,
+    n: `${sender}-${sequence}-${sentAt}`,
+    o: operations,
+  })
+}
+
+describe.each(TARGETS)('RedisInvalidationBus on %s', (target) => {
+  it('a delete on one instance removes the key from the others’ memory, not their reads of Redis', async () => {
+    const { instances } = await fleet(target, 3)
+    const [a, b, c] = instances as [Instance, Instance, Instance]
+    await a.stack.set('user:1', { name: 'old' })
+    expect(await b.stack.get('user:1')).toEqual({ name: 'old' })
+    expect(await c.stack.get('user:1')).toEqual({ name: 'old' })
+    expect(inMemory(b, 'user:1')).toBeDefined()
+    await a.stack.delete('user:1')
+    await eventually(
+      () => inMemory(b, 'user:1') === undefined && inMemory(c, 'user:1') === undefined,
+      'peers drop',
+    )
+    expect(await b.stack.get('user:1')).toBeUndefined()
+    expect(a.stack.getStats().busPublished).toBeGreaterThan(0)
+    expect(a.stack.getStats().peerInvalidations).toBe(0) // its own message is ignored
+    expect(b.stack.getStats().peerInvalidations).toBeGreaterThan(0)
+  })
+
+  it('carries every invalidation kind: tags, prefix, pattern, dependencies, generation', async () => {
+    const { instances } = await fleet(target, 2, { stack: { generation: 1 } })
+    const [a, b] = instances as [Instance, Instance]
+    await a.stack.set('p:1', 1, { tags: ['products'] })
+    await a.stack.set('p:2', 2, { tags: ['products', 'sale'] })
+    await a.stack.set('search:a', 'a')
+    await a.stack.set('report:2024:q1', 'q1')
+    await a.stack.set('home', 'home', { dependsOn: ['p:3'] })
+    await a.stack.set('p:3', 3)
+    for (const key of ['p:1', 'p:2', 'search:a', 'report:2024:q1', 'home', 'p:3']) await b.stack.get(key)
+    const memoryKey = (key: string) => `g${b.stack.generation}:${key}`
+    const held = (key: string) => inMemory(b, memoryKey(key)) !== undefined
+    expect(['p:1', 'p:2', 'search:a', 'report:2024:q1', 'home', 'p:3'].every(held)).toBe(true)
+
+    await a.stack.invalidateByTags(['products', 'sale'], 'all')
+    await eventually(() => !held('p:2'), 'tag (all) reaches the peer')
+    expect(held('p:1')).toBe(true)
+    await a.stack.invalidateByTag('products')
+    await eventually(() => !held('p:1'), 'tag reaches the peer')
+    await a.stack.invalidateByPrefix('search:')
+    await eventually(() => !held('search:a'), 'prefix reaches the peer')
+    await a.stack.invalidateByPattern('report:*:q?')
+    await eventually(() => !held('report:2024:q1'), 'pattern reaches the peer')
+    await a.stack.delete('p:3')
+    await eventually(() => !held('home') && !held('p:3'), 'dependency cascade reaches the peer')
+
+    await b.stack.get('p:3')
+    const before = b.stack.generation!
+    const next = await a.stack.bumpGeneration()
+    await eventually(() => b.stack.generation === next, 'generation reaches the peer')
+    expect(next).toBeGreaterThan(before)
+    expect(inMemory(b, `g${before}:p:3`)).toBeUndefined()
+  })
+
+  it('with broadcastL1Invalidation, a write makes peers drop their copy and read the new value', async () => {
+    const { instances } = await fleet(target, 2, { stack: { broadcastL1Invalidation: true } })
+    const [a, b] = instances as [Instance, Instance]
+    await a.stack.set('price', 10)
+    expect(await b.stack.get('price')).toBe(10)
+    await a.stack.set('price', 12)
+    await eventually(() => inMemory(b, 'price') === undefined, 'the write reaches the peer')
+    expect(await b.stack.get('price')).toBe(12)
+  })
+
+  it('without broadcastL1Invalidation, a write is not announced', async () => {
+    const { instances } = await fleet(target, 2)
+    const [a, b] = instances as [Instance, Instance]
+    await a.stack.set('price', 10)
+    await b.stack.get('price')
+    const published = a.stack.getStats().busPublished
+    await a.stack.set('price', 12)
+    expect(a.stack.getStats().busPublished).toBe(published)
+  })
+
+  it('a read racing a peer’s invalidation never leaves the old value in memory (300 rounds)', async () => {
+    const { instances } = await fleet(target, 2, { stack: { broadcastL1Invalidation: true } })
+    const [a, b] = instances as [Instance, Instance]
+    for (let round = 0; round < 300; round++) {
+      const readers = Array.from({ length: 3 }, () => b.stack.get('hot'))
+      const applied = b.stack.getStats().peerInvalidations
+      await a.stack.set('hot', round)
+      await Promise.all(readers)
+      await eventually(() => b.stack.getStats().peerInvalidations > applied, 'the write reaches the peer')
+      expect(await b.stack.get('hot')).toBe(round)
+    }
+  })
+
+  it('a load that began before a peer’s invalidation does not put its value in memory (memory-only peers)', async () => {
+    const client = redis.client(target)
+    const channel = `${redis.prefix(target, 'mem')}bus`
+    const peers = [0, 1].map(() => {
+      const subscriber = subscriberFor(client)
+      const bus = new RedisInvalidationBus({ publisher: client, subscriber, channel, heartbeatMs: 100 })
+      const memory = new MemoryLayer({ ttl: 60_000 })
+      const stack = new CacheStack([memory], { invalidationBus: bus })
+      return { stack, bus, memory, subscriber }
+    })
+    try {
+      await Promise.all(peers.map((peer) => peer.bus.ready))
+      const [a, b] = peers as [(typeof peers)[0], (typeof peers)[0]]
+      for (let round = 0; round < 20; round++) {
+        let release!: () => void
+        let started!: () => void
+        const gate = new Promise<void>((resolve) => {
+          release = resolve
+        })
+        const running = new Promise<void>((resolve) => {
+          started = resolve
+        })
+        const loading = b.stack.getOrSet(`row${round}`, async () => {
+          started()
+          await gate
+          return 'read before the change'
+        })
+        await running
+        const applied = b.stack.getStats().peerInvalidations
+        await a.stack.delete(`row${round}`) // the row changed; a announces it
+        await eventually(() => b.stack.getStats().peerInvalidations > applied, 'b hears it')
+        release()
+        await loading
+        expect(b.memory.get(`row${round}`)).toBeUndefined()
+      }
+    } finally {
+      for (const peer of peers) {
+        peer.stack.close()
+        await peer.bus.close()
+        peer.subscriber.disconnect()
+      }
+    }
+  })
+
+  it('batches invalidations made in the same tick into one message', async () => {
+    const { instances } = await fleet(target, 2)
+    const [a, b] = instances as [Instance, Instance]
+    const keys = Array.from({ length: 50 }, (_, i) => `k${i}`)
+    await a.stack.mset(keys.map((key) => ({ key, value: key })))
+    await Promise.all(keys.map((key) => b.stack.get(key)))
+    const before = a.bus.stats.published
+    await Promise.all(keys.map((key) => a.stack.delete(key)))
+    // One message on a standalone Redis; a Cluster answers the deletes from several nodes, in a few ticks.
+    expect(a.bus.stats.published - before).toBeLessThanOrEqual(target === 'standalone' ? 1 : 10)
+    await eventually(() => keys.every((key) => inMemory(b, key) === undefined), 'all keys dropped')
+  })
+
+  it('splits an invalidation larger than maxMessageBytes and still delivers all of it', async () => {
+    const { instances } = await fleet(target, 2, { bus: { maxMessageBytes: 1024 } })
+    const [a, b] = instances as [Instance, Instance]
+    const keys = Array.from({ length: 400 }, (_, i) => `long-key-number-${i}`)
+    await a.stack.mset(keys.map((key) => ({ key, value: 1 })))
+    await b.stack.mget(keys)
+    await a.stack.mdelete(keys)
+    expect(a.bus.stats.published).toBeGreaterThan(5)
+    await eventually(() => keys.every((key) => inMemory(b, key) === undefined), 'all keys dropped')
+  })
+})
+
+describe.each(TARGETS)('bus signing on %s', (target) => {
+  it('rejects and counts unsigned, tampered and foreign-secret messages; applies signed ones', async () => {
+    const { prefix, instances } = await fleet(target, 2, { bus: { signingSecret: SECRET } })
+    const [a, b] = instances as [Instance, Instance]
+    const channel = `${prefix}bus`
+    await a.stack.set('k', 1)
+    await b.stack.get('k')
+    const ops = [{ k: ['k'] }]
+    await rawPublish(target, channel, `${WIRE_VERSION}..${body('mallory', 1, ops)}`)
+    const forged = new MessageSigner('some-other-secret-16+').sign(channel, body('mallory', 2, ops))
+    await rawPublish(target, channel, `${WIRE_VERSION}.${forged}.${body('mallory', 2, ops)}`)
+    const signed = new MessageSigner(SECRET).sign(channel, body('mallory', 3, ops))
+    await rawPublish(target, channel, `${WIRE_VERSION}.${signed}.${body('mallory', 3, [{ k: ['other'] }])}`)
+    await rawPublish(target, channel, 'not even close')
+    await rawPublish(target, channel, `v9.${signed}.{}`)
+    await eventually(() => {
+      const r = b.bus.stats.rejected
+      return r.unsigned === 1 && r.signature === 2 && r.malformed === 1 && r.version === 1
+    }, 'all five rejected')
+    expect(inMemory(b, 'k')).toBeDefined() // nothing was applied
+    await a.stack.delete('k')
+    await eventually(() => inMemory(b, 'k') === undefined, 'the genuine message applies')
+  })
+
+  it('rejects a replayed message and one outside the replay window', async () => {
+    const { prefix, instances } = await fleet(target, 2, {
+      bus: { signingSecret: SECRET, replayWindowMs: 5000 },
+    })
+    const [, b] = instances as [Instance, Instance]
+    const channel = `${prefix}bus`
+    const signer = new MessageSigner(SECRET)
+    const fresh = body('replayer', 1, [{ k: ['x'] }])
+    const message = `${WIRE_VERSION}.${signer.sign(channel, fresh)}.${fresh}`
+    await rawPublish(target, channel, message)
+    await rawPublish(target, channel, message)
+    const old = body('replayer', 2, [{ k: ['x'] }], Date.now() - 60_000)
+    await rawPublish(target, channel, `${WIRE_VERSION}.${signer.sign(channel, old)}.${old}`)
+    await eventually(
+      () => b.bus.stats.rejected.replay === 1 && b.bus.stats.rejected.stale === 1,
+      'both refused',
+    )
+    expect(b.bus.stats.received).toBe(1)
+  })
+
+  it('a message signed for another channel is refused (the channel is signed too)', async () => {
+    const { prefix, instances } = await fleet(target, 2, { bus: { signingSecret: SECRET } })
+    const [, b] = instances as [Instance, Instance]
+    const text = body('crosser', 1, [{ k: ['x'] }])
+    const signature = new MessageSigner(SECRET).sign('another-channel', text)
+    await rawPublish(target, `${prefix}bus`, `${WIRE_VERSION}.${signature}.${text}`)
+    await eventually(() => b.bus.stats.rejected.signature === 1, 'refused')
+  })
+
+  it('rotates secrets: [new, old] signs with new and still accepts old; [old] alone refuses new', async () => {
+    const prefix = redis.prefix(target, 'rotate')
+    const client = redis.client(target)
+    const rotated = await startInstance(client, prefix, { bus: { signingSecret: [SECRET, OLD_SECRET] } })
+    const notYet = await startInstance(client, prefix, { bus: { signingSecret: [OLD_SECRET, SECRET] } })
+    const stale = await startInstance(client, prefix, { bus: { signingSecret: OLD_SECRET } })
+    open.push(rotated, notYet, stale)
+    for (const instance of [rotated, notYet, stale]) await instance.stack.get('k')
+    await rotated.stack.set('k', 1)
+    await notYet.stack.get('k')
+    await stale.stack.get('k')
+    await rotated.stack.delete('k') // signed with the new secret
+    await eventually(() => inMemory(notYet, 'k') === undefined, 'accepted by [old, new]')
+    await eventually(() => stale.bus.stats.rejected.signature === 1, 'refused by [old]')
+    await notYet.stack.set('j', 1)
+    await rotated.stack.get('j')
+    await notYet.stack.delete('j') // signed with the old secret
+    await eventually(() => inMemory(rotated, 'j') === undefined, 'old signature accepted by [new, old]')
+  })
+})
+
+describe.each(TARGETS)('unverified memory on %s', (target) => {
+  it('a gap in a sender’s sequence flushes memory and says so', async () => {
+    const { prefix, instances } = await fleet(target, 1)
+    const [b] = instances as [Instance]
+    const events: string[] = []
+    b.stack.on('unverified', (event) => events.push(event.reason))
+    await b.stack.set('kept-until-gap', 1)
+    const channel = `${prefix}bus`
+    await rawPublish(target, channel, `${WIRE_VERSION}..${body('peer', 1, [{ k: ['unrelated'] }])}`)
+    await rawPublish(target, channel, `${WIRE_VERSION}..${body('peer', 2, null)}`)
+    await eventually(() => b.bus.stats.received === 1, 'in-order messages applied')
+    expect(inMemory(b, 'kept-until-gap')).toBeDefined()
+    await rawPublish(target, channel, `${WIRE_VERSION}..${body('peer', 5, null)}`)
+    await eventually(() => events.includes('gap'), 'gap reported')
+    expect(inMemory(b, 'kept-until-gap')).toBeUndefined()
+    expect(b.bus.stats.gaps).toBe(1)
+    expect(b.stack.getStats().unverifiedFlushes).toBeGreaterThan(0)
+  })
+
+  it('a publish that failed is reported by the sender’s next message; peers flush', async () => {
+    const { instances } = await fleet(target, 2)
+    const [a, b] = instances as [Instance, Instance]
+    await a.stack.set('k', 1)
+    await b.stack.get('k')
+    // A publisher that fails once: the sequence number it used is never delivered.
+    const publisher = a.bus as unknown as { sharded: boolean; publisher: Redis }
+    const method = publisher.sharded ? 'spublish' : 'publish'
+    const original = publisher.publisher[method].bind(publisher.publisher)
+    let failed = false
+    ;(publisher.publisher as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+      if (!failed && String(args[1]).includes('"k"')) {
+        failed = true
+        return Promise.reject(new Error('connection lost'))
+      }
+      return (original as (...a: unknown[]) => Promise<number>)(...args)
+    }
+    try {
+      const error = await a.stack.delete('k').catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(InvalidationBusError)
+      expect(a.stack.getStats().busPublishErrors).toBe(1)
+      await eventually(
+        () => b.bus.stats.gaps >= 1 && inMemory(b, 'k') === undefined,
+        `peer flushes on the gap ${JSON.stringify(b.bus.stats)} ${failed}`,
+      )
+    } finally {
+      ;(publisher.publisher as unknown as Record<string, unknown>)[method] = original
+    }
+  })
+})
+
+describe('bus options', () => {
+  it('refuses bad options with a typed error', () => {
+    const client = redis.client('standalone') as Redis
+    const subscriber = client // checked before any connection is made
+    const bad: unknown[] = [
+      undefined,
+      { publisher: client },
+      { publisher: client, subscriber },
+      { publisher: client, subscriber: {}, channel: 'c' },
+      { publisher: {}, subscriber: client.duplicate({ lazyConnect: true }) },
+      { publisher: client, subscriber: client.duplicate({ lazyConnect: true }), channel: '' },
+      { publisher: client, subscriber: client.duplicate({ lazyConnect: true }), signingSecret: 'short' },
+      { publisher: client, subscriber: client.duplicate({ lazyConnect: true }), signingSecret: [] },
+      { publisher: client, subscriber: client.duplicate({ lazyConnect: true }), heartbeatMs: 0 },
+      {
+        publisher: client,
+        subscriber: client.duplicate({ lazyConnect: true }),
+        heartbeatMs: 100,
+        heartbeatTimeoutMs: 50,
+      },
+      { publisher: client, subscriber: client.duplicate({ lazyConnect: true }), surprise: true },
+      { publisher: client, subscriber: client.duplicate({ lazyConnect: true }), sharded: 'yes' },
+    ]
+    for (const options of bad) {
+      expect(
+        () => new RedisInvalidationBus(options as never),
+        JSON.stringify(Object.keys(options ?? {})),
+      ).toThrow(InvalidOptionError)
+    }
+  })
+
+  it('refuses a Cluster subscriber without sharded subscribers', () => {
+    const cluster = redis.client('cluster')
+    const subscriber = (cluster as import('ioredis').Cluster).duplicate(undefined, { lazyConnect: true })
+    expect(() => new RedisInvalidationBus({ publisher: cluster, subscriber })).toThrow(/shardedSubscribers/)
+    subscriber.disconnect()
+  })
+
+  it('the stack refuses a bus that is not one, and broadcastL1Invalidation without a bus', () => {
+    const memory = () => [new MemoryLayer({ ttl: 1000 })]
+    expect(() => new CacheStack(memory(), { invalidationBus: {} as never })).toThrow(InvalidOptionError)
+    expect(() => new CacheStack(memory(), { broadcastL1Invalidation: true })).toThrow(InvalidOptionError)
+    expect(() => new CacheStack(memory(), { broadcastL1Invalidation: 'yes' as never })).toThrow(
+      InvalidOptionError,
+    )
+  })
+
+  it('a closed bus refuses to publish and stops applying', async () => {
+    const { instances } = await fleet('standalone', 2)
+    const [a, b] = instances as [Instance, Instance]
+    await b.bus.close()
+    await expect(b.bus.publish([{ keys: ['x'] }])).rejects.toThrow(InvalidOptionError)
+    await a.stack.set('x', 1)
+    await b.stack.get('x')
+    await a.stack.delete('x')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(b.bus.stats.received).toBe(0)
+  })
+})

@@ -1,0 +1,78 @@
+import { CacheStack, type CacheStackOptions } from '@layercache/core'
+import { MemoryLayer } from '@layercache/layer-memory'
+import { RedisLayer } from '@layercache/layer-redis'
+import type { Cluster, Redis } from 'ioredis'
+import { RedisInvalidationBus, type RedisInvalidationBusOptions } from '../../src'
+
+export type AnyClient = Redis | Cluster
+
+/** A subscriber connection of its own, as a user would make it (sharded subscribers on a Cluster). */
+export function subscriberFor(client: AnyClient): AnyClient {
+  if ((client as Cluster).isCluster)
+    return (client as Cluster).duplicate(undefined, { shardedSubscribers: true })
+  return (client as Redis).duplicate()
+}
+
+export interface Instance {
+  readonly stack: CacheStack
+  readonly bus: RedisInvalidationBus
+  readonly subscriber: AnyClient
+  close(): Promise<void>
+}
+
+/**
+ * One app instance: its own memory layer and bus (own subscriber connection) over the shared Redis layer.
+ * Resolves once its bus subscription is live.
+ */
+export async function startInstance(
+  client: AnyClient,
+  prefix: string,
+  options: {
+    bus?: Partial<RedisInvalidationBusOptions>
+    stack?: CacheStackOptions
+    subscriber?: AnyClient
+  } = {},
+): Promise<Instance> {
+  const subscriber = options.subscriber ?? subscriberFor(client)
+  subscriber.on('error', () => {}) // reconnect noise while fault tests stop Redis; the bus reports what matters
+  const bus = new RedisInvalidationBus({
+    publisher: client,
+    subscriber,
+    channel: `${prefix}bus`,
+    heartbeatMs: 100,
+    ...options.bus,
+  })
+  const stack = new CacheStack([new MemoryLayer({ ttl: 60_000 }), new RedisLayer({ client, prefix })], {
+    invalidationBus: bus,
+    ...options.stack,
+  })
+  await bus.ready
+  return {
+    stack,
+    bus,
+    subscriber,
+    async close() {
+      stack.close()
+      await bus.close()
+      subscriber.disconnect()
+    },
+  }
+}
+
+/** Polls `condition` every millisecond until it holds; fails with `what` after `timeoutMs`. */
+export async function eventually(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 5000,
+) {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for: ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 1))
+  }
+}
+
+/** The entry the instance's memory layer holds for `key`, without going to Redis. */
+export function inMemory(instance: Instance, key: string): unknown {
+  return instance.stack.layers[0]!.get(key)
+}
