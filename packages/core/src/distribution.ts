@@ -46,7 +46,10 @@ export interface InvalidationBus {
 export interface SingleFlightLease {
   /** Monotonic per key across the fleet: a later holder always has a larger token. */
   readonly token: number
-  /** False once a renewal found the lease gone (expired and possibly taken over). */
+  /**
+   * False once the lease may be gone: a renewal found another value (expired, maybe taken over), or no
+   * renewal got through for a whole lease period. A loader finishing without it does not write back.
+   */
   readonly held: boolean
   /**
    * Gives the lease up (compare-and-delete), hands `result` to waiting instances when the value was not
@@ -65,12 +68,17 @@ export interface SingleFlightResult {
 export type SingleFlightWait =
   /** The holder released; re-read the cache, and use `result` when the value was not cacheable. */
   | { readonly kind: 'released'; readonly result?: SingleFlightResult }
-  /** The lease disappeared without a release (holder died) or waiting timed out: try to take over. */
-  | { readonly kind: 'retry' }
+  /**
+   * The lease disappeared without a release (holder died), or the coordinator could not tell: try to take
+   * over. `timedOut`: the holder is still loading after the coordinator's wait timeout; the stack then
+   * loads without a lease rather than wait on.
+   */
+  | { readonly kind: 'retry'; readonly timedOut?: boolean }
 
 /**
  * One loader per key across every instance (RedisSingleFlightCoordinator). A stack asks for a lease
- * after missing in every layer; the instance that gets it loads, the others wait to be woken.
+ * after missing in every layer; the instance that gets it loads, the others wait to be woken. A
+ * rejection from either method makes the stack load without a lease (counted in `coordinatorErrors`).
  */
 export interface SingleFlightCoordinator {
   /** The lease when free, otherwise undefined (someone else is loading). */

@@ -1,5 +1,7 @@
-import type { CacheEntry } from './entry'
+import type { SingleFlightLease } from './distribution'
+import { type CacheEntry, isFresh } from './entry'
 import { LoaderTimeoutError } from './errors'
+import { FleetSingleFlight } from './fleet-single-flight'
 import { buildEntry, type FreshnessPolicy, judge, usableOnError } from './freshness'
 import { LoadContext, type LoaderContext } from './loader-context'
 import { type LoadPlan, type StackState, scopeTags } from './stack-state'
@@ -43,7 +45,12 @@ class Answer<T> {
 
 /** Runs loads for getOrSet, refresh and warm: single-flight registration, freshness policy, write-back. */
 export class LoadRunner {
-  constructor(private readonly state: StackState) {}
+  /** Present with a singleFlightCoordinator. */
+  private readonly fleet: FleetSingleFlight | undefined
+
+  constructor(private readonly state: StackState) {
+    this.fleet = state.coordinator === undefined ? undefined : new FleetSingleFlight(state.coordinator, state)
+  }
 
   /**
    * Starts a load of `full`, registered as the key's flight; the answer may come before the loader ends.
@@ -68,13 +75,10 @@ export class LoadRunner {
       // An invalidation may have detached this flight and a newer one may own the key now.
       if (state.flights.get(full) === answer.promise) state.flights.delete(full)
     }
-    this.runLoad(full, key, loader, plan, current, mode === 'force', answer, detach).then(
-      detach,
-      (error: unknown) => {
-        detach()
-        answer.reject(error)
-      },
-    )
+    this.runLoad(full, key, loader, plan, current, mode, answer, detach).then(detach, (error: unknown) => {
+      detach()
+      answer.reject(error)
+    })
     return answer.promise
   }
 
@@ -99,9 +103,10 @@ export class LoadRunner {
 
   /**
    * The load behind getOrSet: lower layers first (a fresh entry there ends it, unless it is due for an
-   * early refresh), then the loader under the freshness policy. Settles `answer` exactly once, possibly
-   * early (a stale or due-for-refresh value served) while the loader runs on to update the cache. A value
-   * invalidated since the load began is never served as a fallback.
+   * early refresh), then, with a coordinator, the fleet's lease or another instance's answer, then the
+   * loader under the freshness policy. Settles `answer` exactly once, possibly early (a stale or
+   * due-for-refresh value served) while the loader runs on to update the cache. A value invalidated since
+   * the load began is never served as a fallback.
    */
   private async runLoad<T>(
     full: string,
@@ -109,12 +114,13 @@ export class LoadRunner {
     loader: Loader<T>,
     plan: LoadPlan,
     current: CacheEntry | undefined,
-    force: boolean,
+    mode: 'load' | 'background' | 'force',
     answer: Answer<T>,
     detach: () => void,
   ): Promise<void> {
     const state = this.state
     const policy = plan.policy
+    const force = mode === 'force'
     const ticket = state.fence.begin()
     let fallback = force ? undefined : current
     // What shared layers had invalidated as the load starts, so an invalidation on any instance during the
@@ -123,9 +129,12 @@ export class LoadRunner {
       state.sharedLayers.length > 0
         ? this.fenceSnapshots(full, plan, storedTagsOf(plan, plan.tags))
         : undefined
+    // The fleet-wide lease, from its acquisition until it is given back (on every way out).
+    let lease: SingleFlightLease | undefined
     try {
       const from = state.l1 === undefined ? 0 : 1
-      if (!force && from < state.layers.length) {
+      const below = from < state.layers.length
+      if (!force && below) {
         const lower = await this.state.reads.readThrough(full, from, plan.mode, true)
         // Another instance may already have refreshed it: a newer entry below wins over the one we hold.
         if (
@@ -157,12 +166,28 @@ export class LoadRunner {
         this.serveStale(answer, full, fallback!, 'error')
         return
       }
+      // An explicit refresh() recomputes whatever the fleet is doing; the rest takes turns.
+      if (this.fleet !== undefined && !force && below) {
+        const refreshing = mode === 'background' || answer.settled
+        const turn = await this.fleet.turn(full, refreshing, () => this.lookBelow(full, from, plan, current))
+        if (turn === 'skip') return
+        if ('found' in turn) {
+          answer.resolve(state.answerOf(turn.found) as T)
+          return
+        }
+        if ('result' in turn) {
+          answer.resolve(turn.result.value as T)
+          return
+        }
+        lease = turn.lease
+      }
       const previous = fallback ?? current
       const context = new LoadContext<T>(
         key,
         previous === undefined || previous.absent === true ? undefined : (previous.value as T),
         plan.ttl,
         plan.tags,
+        lease?.token,
       )
       let value: T
       // The snapshot must be in Redis before the loader reads the database (on a Cluster its commands
@@ -184,12 +209,41 @@ export class LoadRunner {
       }
       state.errorThrottle.forget(full)
       const loadMs = performance.now() - started
-      const written = await this.writeLoaded(full, value, context, plan, loadMs, ticket, fenceMap)
+      // A lease lost during the load may have a newer holder already: its value must not be overwritten.
+      const written =
+        lease === undefined || lease.held
+          ? await this.writeLoaded(full, value, context, plan, loadMs, ticket, fenceMap)
+          : undefined
+      if (lease !== undefined) {
+        const held = lease
+        lease = undefined
+        // Waiters read what was cached; a value that was not (and not fenced) is handed to them instead.
+        const handOver = written === undefined && held.held && !state.fence.isFenced(full, ticket)
+        await this.fleet!.release(full, held, handOver ? { value } : undefined, written !== undefined)
+      }
       // The protected copy the fastest layer now holds, so a load and a hit hand out the same kind of value.
       answer.resolve((written === undefined || written.absent === true ? value : written.value) as T)
     } finally {
+      // The loader failed (or a stale value stood in): waiters find nothing and take over, one at a time.
+      if (lease !== undefined) await this.fleet!.release(full, lease, undefined, false)
       state.fence.end()
     }
+  }
+
+  /**
+   * A fresh entry below the in-process layer that is newer than `current` (the one being refreshed), as
+   * another instance's load leaves it. Its miss is not counted again.
+   */
+  private async lookBelow(
+    full: string,
+    from: number,
+    plan: LoadPlan,
+    current: CacheEntry | undefined,
+  ): Promise<CacheEntry | undefined> {
+    const entry = await this.state.reads.readThrough(full, from, plan.mode, true, false)
+    if (entry === undefined || !isFresh(entry)) return undefined
+    if (current !== undefined && (entry.createdAt ?? 0) <= (current.createdAt ?? 0)) return undefined
+    return entry
   }
 
   /**

@@ -8,6 +8,13 @@ export interface LoaderContext<T = unknown> {
   readonly stale: T | undefined
   /** Aborted when the hard timeout fires: stop work whose result would be dropped anyway. */
   readonly signal: AbortSignal
+  /**
+   * With a singleFlightCoordinator: the token of the fleet-wide lease this load holds, larger for every
+   * later holder of the key. Store it with database writes the loader makes and refuse writes carrying a
+   * smaller one, so a holder that lost its lease cannot overwrite a newer holder's work. Undefined when
+   * the load runs without a lease (no coordinator, refresh(), or the coordinator failing).
+   */
+  readonly fencingToken: number | undefined
   /** Cache the result for this long instead (e.g. from an HTTP Cache-Control or a row's own expiry). */
   setTtl(ttl: number): void
   /** Tag the result from what it contains. */
@@ -24,6 +31,7 @@ export class LoadContext<T> implements LoaderContext<T> {
     readonly stale: T | undefined,
     ttl: number | undefined,
     tags: readonly string[] | undefined,
+    readonly fencingToken: number | undefined,
   ) {
     this.ttl = ttl
     this.tags = tags

@@ -10,6 +10,7 @@ export class ReadThrough {
    * Reads layers from `from` down and books the first answer (back-filling the layers above it), or
    * counts a miss. `get` wants the answer's value and only fresh entries; a load wants the entry itself,
    * stale or not, to judge it. Cached values are never undefined, so undefined means "nothing usable".
+   * `countMiss` false: a load looking again (its miss was counted by its first read).
    */
   readThrough(full: string, from: number, mode: LayerErrorMode, asEntry: false): Promise<unknown>
   readThrough(
@@ -17,11 +18,18 @@ export class ReadThrough {
     from: number,
     mode: LayerErrorMode,
     asEntry: true,
+    countMiss?: boolean,
   ): Promise<CacheEntry | undefined>
-  readThrough(full: string, from: number, mode: LayerErrorMode, asEntry: boolean): Promise<unknown> {
+  readThrough(
+    full: string,
+    from: number,
+    mode: LayerErrorMode,
+    asEntry: boolean,
+    countMiss = true,
+  ): Promise<unknown> {
     return from === this.state.layers.length - 1
-      ? this.readLastLayer(full, from, mode, asEntry)
-      : this.readLayers(full, from, mode, asEntry)
+      ? this.readLastLayer(full, from, mode, asEntry, countMiss)
+      : this.readLayers(full, from, mode, asEntry, countMiss)
   }
 
   /** The common case (L1 missed, one layer left): one promise reaction instead of an async frame. */
@@ -30,6 +38,7 @@ export class ReadThrough {
     index: number,
     mode: LayerErrorMode,
     asEntry: boolean,
+    countMiss: boolean,
   ): Promise<unknown> {
     const fence = this.state.fence
     const ticket = fence.begin()
@@ -44,7 +53,7 @@ export class ReadThrough {
         try {
           const found = this.acceptRead(full, index, entry, ticket, !asEntry)
           if (found === undefined) {
-            this.state.countMiss(full)
+            if (countMiss) this.state.countMiss(full)
             return undefined
           }
           return asEntry ? found : this.state.answerOf(found)
@@ -55,7 +64,7 @@ export class ReadThrough {
       (error: unknown) => {
         fence.end()
         this.state.layerFailed(index, 'get', full, error, mode)
-        this.state.countMiss(full)
+        if (countMiss) this.state.countMiss(full)
         return undefined
       },
     )
@@ -66,6 +75,7 @@ export class ReadThrough {
     from: number,
     mode: LayerErrorMode,
     asEntry: boolean,
+    countMiss: boolean,
   ): Promise<unknown> {
     const state = this.state
     const layers = state.layers
@@ -82,7 +92,7 @@ export class ReadThrough {
         const found = this.acceptRead(full, i, entry, ticket, !asEntry)
         if (found !== undefined) return asEntry ? found : this.state.answerOf(found)
       }
-      this.state.countMiss(full)
+      if (countMiss) this.state.countMiss(full)
       return undefined
     } finally {
       state.fence.end()

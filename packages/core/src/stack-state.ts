@@ -5,6 +5,7 @@ import type { CacheEntry } from './entry'
 import { ErrorThrottle } from './error-throttle'
 import { InvalidOptionError, LayerCacheError, LayerUnavailableError } from './errors'
 import { CacheEvents } from './events'
+import { readCoordinatorOption } from './fleet-single-flight'
 import { FRESHNESS_OPTIONS, type FreshnessOptions, type FreshnessPolicy, resolveFreshness } from './freshness'
 import {
   type GenerationCleanupOptions,
@@ -143,6 +144,8 @@ export class StackState {
   readonly warmers = new Warmers((key, outcome) => this.warmerRan(key, outcome))
   /** Present with the invalidationBus option: announces invalidations and applies other instances'. */
   readonly bus: BusLink | undefined
+  /** Present with the singleFlightCoordinator option: one loader per key across every instance. */
+  readonly coordinator: SingleFlightCoordinator | undefined
 
   constructor(layers: readonly CacheLayer[], options: CacheStackOptions) {
     assertKnownOptions(options, STACK_OPTIONS, 'CacheStack')
@@ -162,6 +165,7 @@ export class StackState {
       names.add(layer.name)
     }
     this.defaultTtl = assertTtl(options.ttl, 'CacheStack ttl')
+    this.coordinator = readCoordinatorOption(options.singleFlightCoordinator)
     const degradation = readDegradationOption(options.gracefulDegradation)
     this.onLayerError =
       assertOneOf(options.onLayerError, LAYER_ERROR_MODES, 'onLayerError') ??

@@ -58,6 +58,18 @@ export interface CacheStats {
   readonly peerInvalidations: number
   /** Times the in-process layers were flushed because bus messages may have been missed. */
   readonly unverifiedFlushes: number
+  /** Loads that waited for another instance's load of the key (singleFlightCoordinator). */
+  readonly coordinatedWaits: number
+  /** Loads answered by another instance's load after waiting (read from a shared layer or handed over). */
+  readonly coordinatedAnswers: number
+  /** Background refreshes skipped because another instance was already loading the key. */
+  readonly refreshesSkipped: number
+  /** Coordinator calls that failed (e.g. Redis down). */
+  readonly coordinatorErrors: number
+  /** Loads that ran without a lease although a coordinator is set (it failed, or waiting ran out). */
+  readonly uncoordinatedLoads: number
+  /** Loads that finished after losing their lease: their write-back was skipped or removed everywhere. */
+  readonly leasesLost: number
 }
 
 /** Plain counters: incrementing them is the whole cost of stats on the hot path. */
@@ -90,6 +102,12 @@ export class StatsCollector {
   busPublishErrors = 0
   peerInvalidations = 0
   unverifiedFlushes = 0
+  coordinatedWaits = 0
+  coordinatedAnswers = 0
+  refreshesSkipped = 0
+  coordinatorErrors = 0
+  uncoordinatedLoads = 0
+  leasesLost = 0
   readonly layerHits: number[]
   readonly layerMisses: number[]
   readonly layerErrors: number[]
@@ -138,6 +156,12 @@ export class StatsCollector {
       busPublishErrors: this.busPublishErrors,
       peerInvalidations: this.peerInvalidations,
       unverifiedFlushes: this.unverifiedFlushes,
+      coordinatedWaits: this.coordinatedWaits,
+      coordinatedAnswers: this.coordinatedAnswers,
+      refreshesSkipped: this.refreshesSkipped,
+      coordinatorErrors: this.coordinatorErrors,
+      uncoordinatedLoads: this.uncoordinatedLoads,
+      leasesLost: this.leasesLost,
     }
   }
 
@@ -149,6 +173,8 @@ export class StatsCollector {
     this.uncached = this.warmed = this.rewarmed = this.invalidations = 0
     this.skippedWrites = this.circuitOpens = 0
     this.busPublished = this.busPublishErrors = this.peerInvalidations = this.unverifiedFlushes = 0
+    this.coordinatedWaits = this.coordinatedAnswers = this.refreshesSkipped = 0
+    this.coordinatorErrors = this.uncoordinatedLoads = this.leasesLost = 0
     this.layerHits.fill(0)
     this.layerMisses.fill(0)
     this.layerErrors.fill(0)

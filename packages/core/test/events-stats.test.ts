@@ -209,6 +209,12 @@ describe('stats', () => {
       busPublishErrors: 0,
       peerInvalidations: 0,
       unverifiedFlushes: 0,
+      coordinatedWaits: 0,
+      coordinatedAnswers: 0,
+      refreshesSkipped: 0,
+      coordinatorErrors: 0,
+      uncoordinatedLoads: 0,
+      leasesLost: 0,
     })
   })
 
@@ -266,6 +272,12 @@ describe('stats', () => {
       busPublishErrors: 0,
       peerInvalidations: 0,
       unverifiedFlushes: 0,
+      coordinatedWaits: 0,
+      coordinatedAnswers: 0,
+      refreshesSkipped: 0,
+      coordinatorErrors: 0,
+      uncoordinatedLoads: 0,
+      leasesLost: 0,
     })
     // Counting resumes normally.
     await cache.get('b')
