@@ -5,3 +5,9 @@ export {
   type RedisInvalidationBusOptions,
   type RejectionReason,
 } from './redis-invalidation-bus'
+export {
+  RedisSingleFlightCoordinator,
+  type RedisSingleFlightCoordinatorOptions,
+  type SingleFlightCoordinatorStats,
+} from './redis-single-flight-coordinator'
+export type { SingleFlightSerializer } from './single-flight-result'
