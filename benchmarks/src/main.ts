@@ -7,6 +7,7 @@ import { getRedisTarget, redisVersion } from './redis-target'
 import { markdownReport, type Row, summaryLine, textTable, writeReport } from './report'
 import { busPropagation } from './scenarios/bus-propagation'
 import { expiryStorm } from './scenarios/expiry-storm'
+import { fleetStampede } from './scenarios/fleet-stampede'
 import { freshnessL1 } from './scenarios/freshness-l1'
 import { l1Hit } from './scenarios/l1-hit'
 import { l2Concurrent } from './scenarios/l2-concurrent'
@@ -25,6 +26,7 @@ const SCENARIOS = [
   { name: 'L2 hit, 100 concurrent', run: l2Concurrent },
   { name: 'Freshness options, L1 hit', run: freshnessL1 },
   { name: 'Hot-key expiry storm', run: expiryStorm },
+  { name: 'Fleet stampede', run: fleetStampede },
   { name: 'Tag invalidation', run: tagInvalidation },
   { name: 'Prefix invalidation', run: prefixInvalidation },
   { name: 'Write-behind vs synchronous database writes', run: writeBehind },
