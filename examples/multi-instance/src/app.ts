@@ -2,7 +2,13 @@
 // Started by fleet.ts as its own process; tells its parent the port it listens on.
 import { createServer } from 'node:http'
 import { Redis } from 'ioredis'
-import { CacheStack, MemoryLayer, RedisInvalidationBus, RedisLayer } from 'layercache'
+import {
+  CacheStack,
+  MemoryLayer,
+  RedisInvalidationBus,
+  RedisLayer,
+  RedisSingleFlightCoordinator,
+} from 'layercache'
 import { ProductDatabase } from './product-database'
 
 const name = process.env.APP_NAME ?? `app-${process.pid}`
@@ -15,10 +21,12 @@ const bus = new RedisInvalidationBus({
   signingSecret: process.env.LAYERCACHE_INVALIDATION_SECRET,
 })
 const memory = new MemoryLayer({ ttl: 60_000, maxSize: 10_000 })
+const coordinator = new RedisSingleFlightCoordinator({ client: redis, prefix: 'shop:sf:' })
 const cache = new CacheStack(
   [memory, new RedisLayer({ client: redis, ttl: 3_600_000, prefix: 'shop:cache:' })],
   {
     invalidationBus: bus,
+    singleFlightCoordinator: coordinator, // one database read per key for the whole fleet
   },
 )
 const db = new ProductDatabase(redis)
@@ -72,6 +80,7 @@ process.on('disconnect', async () => {
   server.close()
   cache.close()
   await bus.close()
+  await coordinator.close()
   redis.disconnect()
   process.exit(0)
 })

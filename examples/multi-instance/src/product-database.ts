@@ -13,14 +13,21 @@ export class ProductDatabase {
   }
 
   async find(id: string): Promise<{ id: string; name: string; price: number } | undefined> {
+    await this.redis.incr('shop:db:reads') // counted for the whole fleet, to show single-flight
     await new Promise((resolve) => setTimeout(resolve, 20))
     const row = await this.redis.hget('shop:db:products', id)
     return row === null ? undefined : JSON.parse(row)
   }
 
+  /** Database reads by every app so far. */
+  async reads(): Promise<number> {
+    return Number((await this.redis.get('shop:db:reads')) ?? 0)
+  }
+
   async updatePrice(id: string, price: number): Promise<void> {
-    const row = await this.find(id)
-    if (row === undefined) throw new Error(`no product ${id}`)
+    const text = await this.redis.hget('shop:db:products', id)
+    if (text === null) throw new Error(`no product ${id}`)
+    const row = JSON.parse(text)
     await this.redis.hset('shop:db:products', id, JSON.stringify({ ...row, price }))
   }
 }

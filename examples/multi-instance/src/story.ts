@@ -12,6 +12,9 @@ export interface StorySummary {
   readonly servedAfter: readonly unknown[]
   /** Apps that heard app-a's invalidation on the bus. */
   readonly heardBy: readonly string[]
+  /** Requests in the cold-key stampede, and the database reads they caused across all apps. */
+  readonly stampedeRequests: number
+  readonly stampedeDatabaseReads: number
 }
 
 async function waitUntil(condition: () => boolean, timeoutMs = 5000): Promise<void> {
@@ -30,8 +33,12 @@ export async function runMultiInstanceStory(
   const redis = new Redis(redisUrl)
   let apps: AppProcess[] = []
   try {
-    await new ProductDatabase(redis).seed([{ id: '1', name: 'Espresso machine', price: 10 }])
-    await redis.del('shop:cache:product:1')
+    const db = new ProductDatabase(redis)
+    await db.seed([
+      { id: '1', name: 'Espresso machine', price: 10 },
+      { id: '2', name: 'Grinder', price: 99 },
+    ])
+    await redis.del('shop:cache:product:1', 'shop:cache:product:2', 'shop:db:reads')
     apps = await startFleet(redisUrl, 3)
     log(`Started ${apps.map((app) => `${app.name} (port ${app.port})`).join(', ')}, sharing one Redis.`)
 
@@ -64,7 +71,21 @@ export async function runMultiInstanceStory(
       servedAfter.push(answer.servedFrom)
       log(`${app.name}: $${product.price} from ${answer.servedFrom}`)
     }
+    // A cold, popular product: 50 concurrent requests on each app at once.
+    const readsBefore = await db.reads()
+    const requests = apps.flatMap((app) => Array.from({ length: 50 }, () => app.get('/products/2')))
+    const answers = await Promise.all(requests)
+    const stampedeDatabaseReads = (await db.reads()) - readsBefore
+    if (answers.some((answer) => (answer.product as { price: number }).price !== 99)) {
+      throw new Error('a stampede request got a wrong answer')
+    }
+    log(
+      `${requests.length} concurrent requests for a cold product over ${apps.length} apps: ` +
+        `${stampedeDatabaseReads} database read(s) in all (fleet-wide single-flight).`,
+    )
     return {
+      stampedeRequests: requests.length,
+      stampedeDatabaseReads,
       apps: apps.map((app) => app.name),
       servedBefore,
       pricesAfter,
@@ -73,7 +94,7 @@ export async function runMultiInstanceStory(
     }
   } finally {
     await stopFleet(apps)
-    await redis.del('shop:db:products', 'shop:cache:product:1')
+    await redis.del('shop:db:products', 'shop:db:reads', 'shop:cache:product:1', 'shop:cache:product:2')
     redis.disconnect()
   }
 }

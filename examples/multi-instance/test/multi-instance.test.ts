@@ -18,6 +18,8 @@ describe('examples/multi-instance', () => {
     expect(summary.heardBy).toEqual(['app-b', 'app-c'])
     expect(summary.pricesAfter).toEqual([12, 12, 12])
     expect(summary.servedAfter).toEqual(['redis or database', 'redis or database', 'redis or database'])
+    expect(summary.stampedeRequests).toBe(150)
+    expect(summary.stampedeDatabaseReads).toBe(1)
     expect(lines.length).toBeGreaterThan(5)
   }, 60_000)
 })
