@@ -135,7 +135,7 @@ describe.each(TARGETS)('RedisInvalidationBus on %s', (target) => {
     const channel = `${redis.prefix(target, 'mem')}bus`
     const peers = [0, 1].map(() => {
       const subscriber = subscriberFor(client)
-      const bus = new RedisInvalidationBus({ publisher: client, subscriber, channel, heartbeatMs: 100 })
+      const bus = new RedisInvalidationBus({ publisher: client, subscriber, channel, heartbeatMs: 1000 })
       const memory = new MemoryLayer({ ttl: 60_000 })
       const stack = new CacheStack([memory], { invalidationBus: bus })
       return { stack, bus, memory, subscriber }

@@ -270,12 +270,12 @@ describe.each(TARGETS)('fleet-wide single-flight on %s', (target) => {
   it('a background refresh is skipped while another instance loads the key; the stale value is served', async () => {
     const { instances } = fleet(target, 2, {
       coordinator: QUIET,
-      stack: { ttl: 40, staleWhileRevalidate: 60_000 },
+      stack: { ttl: 500, staleWhileRevalidate: 60_000 },
     })
     const [a, b] = instances as [FlightInstance, FlightInstance]
     await a.stack.getOrSet('k', () => 'v1')
     expect(await b.stack.getOrSet('k', () => 'unused')).toBe('v1')
-    await new Promise((resolve) => setTimeout(resolve, 60)) // both memory copies and Redis's are stale now
+    await new Promise((resolve) => setTimeout(resolve, 550)) // both memory copies and Redis's are stale now
     const loaded = gate()
     expect(
       await a.stack.getOrSet('k', async (ctx) => {

@@ -58,19 +58,6 @@ export function leaseKeyOf(
   return `${prefix}sf:{${createHash('sha256').update(key).digest('hex').slice(0, 20)}}:${part}`
 }
 
-/** Polls `condition` every millisecond until it holds; fails with `what` after `timeoutMs`. */
-export async function eventually(
-  condition: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs = 10_000,
-) {
-  const deadline = Date.now() + timeoutMs
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for: ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 1))
-  }
-}
-
 export interface Gate {
   readonly opened: Promise<void>
   open(): void
@@ -83,3 +70,5 @@ export function gate(): Gate {
   })
   return { opened, open }
 }
+
+export { eventually } from './eventually'
