@@ -92,6 +92,12 @@ export interface CacheLayer {
   sharedGeneration?(atLeast: number): Promise<number>
   /** Atomically moves the shared generation to max(current, atLeast) + 1 and returns it. */
   bumpSharedGeneration?(atLeast: number): Promise<number>
+  /**
+   * Keeps the layer's shared key and tag index where `tagIndex` says (the CacheStack `tagIndex` option,
+   * e.g. a RedisTagIndex, handed to every layer that has this method). Called before the layer's first
+   * operation; throws InvalidOptionError for an index the layer cannot use.
+   */
+  useTagIndex?(tagIndex: unknown): void
 }
 
 export interface InvalidateKeysOptions {

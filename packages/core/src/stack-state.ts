@@ -60,6 +60,11 @@ export interface CacheStackOptions extends FreshnessOptions {
    * `failureThreshold` consecutive failures, then lets one probe through.
    */
   readonly gracefulDegradation?: GracefulDegradationOptions
+  /**
+   * Where the layers keep the key and tag index they share with other instances (RedisTagIndex from
+   * @layercache/distributed): handed to every layer with a `useTagIndex` method.
+   */
+  readonly tagIndex?: object
 }
 
 export interface GracefulDegradationOptions {
@@ -77,6 +82,7 @@ export const STACK_OPTIONS = [
   'broadcastL1Invalidation',
   'singleFlightCoordinator',
   'gracefulDegradation',
+  'tagIndex',
   ...FRESHNESS_OPTIONS,
 ] as const
 
@@ -163,6 +169,13 @@ export class StackState {
         )
       }
       names.add(layer.name)
+    }
+    if (options.tagIndex !== undefined) {
+      const users = layers.filter((layer) => typeof layer.useTagIndex === 'function')
+      if (users.length === 0) {
+        throw new InvalidOptionError('tagIndex needs a layer that can use it (RedisLayer)')
+      }
+      for (const layer of users) layer.useTagIndex!(options.tagIndex)
     }
     this.defaultTtl = assertTtl(options.ttl, 'CacheStack ttl')
     this.coordinator = readCoordinatorOption(options.singleFlightCoordinator)
