@@ -10,4 +10,5 @@ export {
   type RedisSingleFlightCoordinatorOptions,
   type SingleFlightCoordinatorStats,
 } from './redis-single-flight-coordinator'
+export { RedisTagIndex, type RedisTagIndexOptions } from './redis-tag-index'
 export type { SingleFlightSerializer } from './single-flight-result'

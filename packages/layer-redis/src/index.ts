@@ -1,4 +1,19 @@
 export type { CompressionOptions } from './envelope-codec'
+export { DEFAULT_KNOWN_KEYS_SHARDS, MAX_KNOWN_KEYS_SHARDS } from './index-layout'
 export { escapeGlob, normalizePrefix, scanPattern } from './key-prefix'
+export { LAYOUT_WARNING, LEGACY_WARNING } from './known-keys-layout'
+export {
+  type MigrateTagIndexOptions,
+  type MigrateTagIndexProgress,
+  type MigrateTagIndexReport,
+  type MigrateTagIndexSource,
+  migrateTagIndex,
+} from './migrate-tag-index'
 export { type RedisClient, RedisLayer, type RedisLayerOptions } from './redis-layer'
 export { jsonSerializer, msgpackSerializer, type Serializer } from './serializer'
+export {
+  DEFAULT_SCAN_COUNT,
+  type RedisTagIndexOptions,
+  readTagIndexOptions,
+  type TagIndexConfig,
+} from './tag-index-options'

@@ -1,19 +1,26 @@
 import { randomBytes } from 'node:crypto'
-import { indexPrefixOf, type KeyMatch, keyMatcher } from '@layercache/core'
+import { InvalidOptionError, indexPrefixOf, type KeyMatch, keyMatcher } from '@layercache/core'
 import type { Redis } from 'ioredis'
+import { DEFAULT_KNOWN_KEYS_SHARDS, type IndexShard, NEVER, slotTagOf } from './index-layout'
+import { FORGET_RANGE_SCRIPT, FORGET_SCRIPT, GC_SCRIPT } from './index-scripts'
 import { escapeGlob } from './key-prefix'
+import { KnownKeysLayout, type LayoutView } from './known-keys-layout'
 import type { RedisLayer } from './redis-layer'
+import { execBySlotOwner, queueTasks, type SlotTask } from './slot-pipelines'
+import { DEFAULT_SCAN_COUNT } from './tag-index-options'
 
-/** Score of a key that never expires (far beyond any epoch-ms expiry, still an exact double). */
-const NEVER = 8.64e15
 /** Group invalidations the log keeps; a load that spans more of them is fenced without looking. */
 export const LOG_KEEP = 1000
 /** Index entries are collected this long after their key expired, so writers' clock skew cannot matter. */
 const GC_GRACE_MS = 60_000
 const GC_BATCH = 1000
 const GC_INTERVAL_MS = 1000
+/** Shards collected per background collection (round-robin), so a thousand shards cost no burst. */
+const GC_SHARDS_PER_TICK = 4
+/** SCAN COUNT of invalidations without an index (`keyIndex: false`). */
+const SCAN_COUNT = 1000
 const SEQ_MEMBER = '#'
-/** Joins a key's tags in `P~{P}kt`: no stored tag contains a NUL (control characters are refused). */
+/** Joins a key's tags in `kt`: no stored tag contains a NUL (control characters are refused). */
 const TAG_SEPARATOR = '\u0000'
 /** How long a delete's counter outlives it: loads running longer than this cannot see that delete. */
 export const DELETE_FENCE_MS = 10 * 60_000
@@ -29,25 +36,6 @@ local seq = redis.call('ZINCRBY', KEYS[1], 1, '${SEQ_MEMBER}')
 redis.call('ZADD', KEYS[1], seq, seq .. '|' .. ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], 1, '(' .. (tonumber(seq) - ${LOG_KEEP - 1}))
 return seq`
-
-// Drops index entries whose key expired more than the grace period ago, from both sets at once, so a
-// writer re-adding the key in between (with a later score) is never half-removed.
-const GC_SCRIPT = `
-local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-if #dead > 0 then
-  redis.call('ZREM', KEYS[2], unpack(dead))
-  redis.call('ZREM', KEYS[1], unpack(dead))
-  redis.call('HDEL', KEYS[3], unpack(dead))
-end
-return #dead`
-
-// Removes keys (ARGV) from the key index and returns the tags recorded for each.
-const FORGET_SCRIPT = `
-local tags = redis.call('HMGET', KEYS[3], unpack(ARGV))
-redis.call('ZREM', KEYS[1], unpack(ARGV))
-redis.call('ZREM', KEYS[2], unpack(ARGV))
-redis.call('HDEL', KEYS[3], unpack(ARGV))
-return tags`
 
 /** What a load saw when it began: where the log stood, and the deletions of its own key. */
 export interface LoadFence {
@@ -71,45 +59,107 @@ export interface IndexedWrite {
   readonly since?: LoadFence | undefined
 }
 
+export interface KeyIndexOptions {
+  /** Where the known-keys shards and their layout live. Default: the layer's prefix. */
+  readonly prefix?: string | undefined
+  /** Shards of the known-keys index; the count recorded in Redis wins. Default 16. */
+  readonly knownKeysShards?: number | undefined
+  /** Entries read per shard and page of an index range. Default 100. */
+  readonly scanCount?: number | undefined
+}
+
 /**
  * The known-keys index of a RedisLayer and the log of prefix / pattern invalidations, which together
  * make those invalidations cost what they match rather than a SCAN of the keyspace, and keep them
  * race-safe across instances (design: docs/internals/invalidation-design.md).
  *
- * - `P~{P}k`: every key, all scores 0, ordered for ZRANGEBYLEX prefix ranges;
- *   `P~{P}kx`: the same keys scored by expiry, for garbage collection. Same hash slot (the `{P}` tag),
- *   so the collection script may touch both on a Cluster.
- * - `P~{P}kt`: the tags of each tagged key (a hash), so a delete can remove its tag memberships.
- * - `P~{P}log`: the last LOG_KEEP group invalidations, scored by a counter Redis assigns.
- *
+ * - Known keys, in `knownKeysShards` shards (default 16) chosen by a hash of the full key, so the index
+ *   spreads over a Cluster instead of growing on one node: `P~{P:<s>}k` (every key, all scores 0, for
+ *   ZRANGEBYLEX prefix ranges), `P~{P:<s>}kx` (the same keys scored by expiry, for collection) and
+ *   `P~{P:<s>}kt` (the tags of each tagged key, so a delete can remove its memberships). A shard's three
+ *   structures share a slot, so the collection and removal scripts may touch all of them on a Cluster.
+ *   `P` is the layer prefix, or a RedisTagIndex's own; `P~{P}layout` records the shard counts (see
+ *   KnownKeysLayout), and the single set `P~{P}k` of earlier versions is still read until migrated.
+ * - `P~{P}log`: the last LOG_KEEP group invalidations, scored by a counter Redis assigns (layer prefix).
  * - `P~d:<key>`: a counter each delete of the key bumps (expiring after DELETE_FENCE_MS).
  *
- * Writer: (1) index the key, (2) SET, (3) check the index entries are still there and, for a load's
- * write-back, that no logged invalidation and no delete of the key since the load began; else unlink.
- * Invalidator: (a) log the match, (b) read the range, (c) remove the matching index entries, (d) unlink
- * the values. If (c) removed a writer's entry before its (3), the writer unlinks its own value; if after,
- * its SET landed before (d). A load whose (3) ran before (a) had its entry indexed before (b).
+ * Per shard, writer: (1) index the key in its shard, (2) SET, (3) check its entries in that shard are
+ * still there and, for a load's write-back, that no logged invalidation and no delete of the key came
+ * since the load began; else unlink. Invalidator: (a) log the match, (b) read the range of every shard,
+ * (c) remove the matching entries from every shard they may be in, (d) unlink the values. If (c) removed
+ * a writer's entry before its (3), the writer unlinks its own value; if after, its SET landed before (d).
+ * A load whose (3) ran before (a) had its entry indexed before (b).
  */
 export class RedisKeyIndex {
-  readonly keysKey: string
-  readonly expiryKey: string
-  readonly tagsKey: string
   readonly logKey: string
   readonly dependencyMarkKey: string
+  private known: KnownKeysLayout
+  private options: KeyIndexOptions
+  private scanCount: number
   private lastGc = 0
+  /** Where background collection resumes: shards are collected a few at a time, round-robin. */
+  private gcNext = 0
 
   /** `enabled: false` keeps only the log: invalidations then SCAN, and loads are still fenced. */
   constructor(
     private readonly layer: RedisLayer,
     readonly enabled = true,
+    options: KeyIndexOptions = {},
   ) {
-    const prefix = layer.prefix
-    const slot = prefix === '' ? '~' : prefix
-    this.keysKey = `${prefix}~{${slot}}k`
-    this.expiryKey = `${prefix}~{${slot}}kx`
-    this.tagsKey = `${prefix}~{${slot}}kt`
-    this.logKey = `${prefix}~{${slot}}log`
-    this.dependencyMarkKey = `${prefix}~{${slot}}deps`
+    const slot = slotTagOf(layer.prefix)
+    this.logKey = `${layer.prefix}~{${slot}}log`
+    this.dependencyMarkKey = `${layer.prefix}~{${slot}}deps`
+    this.options = options
+    this.known = this.layoutFor(options)
+    this.scanCount = options.scanCount ?? DEFAULT_SCAN_COUNT
+  }
+
+  /** The shard layout (recorded shard counts, legacy single set) this index follows. */
+  get layout(): KnownKeysLayout {
+    return this.known
+  }
+
+  /** Whether the shards are a RedisTagIndex's, which other layers (other prefixes) may share. */
+  get shared(): boolean {
+    return this.options.prefix !== undefined
+  }
+
+  /**
+   * Moves the shards to a shared index (RedisLayer.useTagIndex). Only before the first use: entries
+   * written under one layout would be missed under another.
+   */
+  configure(options: KeyIndexOptions): void {
+    const same =
+      (options.prefix ?? this.layer.prefix) === this.known.prefix &&
+      (options.knownKeysShards ?? DEFAULT_KNOWN_KEYS_SHARDS) === this.known.configured &&
+      (options.scanCount ?? DEFAULT_SCAN_COUNT) === this.scanCount
+    if (same) return
+    if (this.known.started) {
+      throw new InvalidOptionError(
+        `RedisLayer "${this.layer.name}": a tagIndex must be given before the layer's first operation`,
+      )
+    }
+    this.options = { ...this.options, ...options }
+    this.known = this.layoutFor(this.options)
+    this.scanCount = this.options.scanCount ?? DEFAULT_SCAN_COUNT
+  }
+
+  private layoutFor(options: KeyIndexOptions): KnownKeysLayout {
+    return new KnownKeysLayout(
+      this.layer,
+      options.prefix ?? this.layer.prefix,
+      options.knownKeysShards ?? DEFAULT_KNOWN_KEYS_SHARDS,
+    )
+  }
+
+  /** The shard a new entry for `full` goes to now (tools and tests). */
+  async shardOf(full: string): Promise<IndexShard> {
+    return this.known.writeShard(await this.known.current(), full)
+  }
+
+  /** Every shard of every recorded layout (tools and tests). */
+  async shards(): Promise<IndexShard[]> {
+    return this.known.allShards(await this.known.current())
   }
 
   /**
@@ -160,7 +210,8 @@ export class RedisKeyIndex {
 
   /**
    * Indexes `items`, runs `writeValues` (the layer's SETs) and checks each write as above. Returns the keys
-   * whose value had to be removed again. On a standalone Redis the three steps share one round trip.
+   * whose value had to be removed again. On a standalone Redis the three steps share one round trip; on a
+   * Cluster each is one round trip (pipelines per node, in parallel).
    */
   async writeMany(
     items: readonly IndexedWrite[],
@@ -171,38 +222,62 @@ export class RedisKeyIndex {
       await writeValues()
       return []
     }
-    if (this.enabled) this.collectInBackground()
+    let groups: ShardWrites[] = []
+    if (this.enabled) {
+      const current = this.known.current()
+      groups = this.groupByShard(current instanceof Promise ? await current : current, items)
+      this.collectInBackground()
+    }
     const oldest = loads.reduce((min, item) => Math.min(min, item.since!.seq), Number.POSITIVE_INFINITY)
     const since = loads.length > 0 ? oldest : undefined
     const deletionKeys = loads.map((item) => this.deletionKey(item.full))
-    let replies: unknown[]
+    const checks = groups.map((group) => this.checkTask(group))
+    let checked: unknown[][]
+    let logReplies: unknown[]
     let deletions: unknown[]
     if (!this.layer.isCluster) {
       const pipe = (this.layer.client as Redis).pipeline()
-      this.queueIndex(pipe, items)
+      queueTasks(
+        pipe,
+        groups.map((group) => this.indexTask(group)),
+      )
       await writeValues(pipe)
-      const checkAt = pipe.length
-      this.queueCheck(pipe, items, since)
+      const cutChecks = queueTasks(pipe, checks)
+      const logAt = pipe.length
+      if (since !== undefined) this.queueLogCheck(pipe, since)
       const deletionsAt = pipe.length
       for (const key of deletionKeys) pipe.get(key)
       const all = await this.layer.execPipeline('indexed set', pipe)
-      replies = all.slice(checkAt, deletionsAt)
+      checked = cutChecks(all)
+      logReplies = all.slice(logAt, deletionsAt)
       deletions = all.slice(deletionsAt)
     } else {
-      if (this.enabled) await this.layer.onIndexNode('key index', (pipe) => this.queueIndex(pipe, items))
+      if (groups.length > 0) {
+        await this.onShards(
+          'key index',
+          groups.map((group) => this.indexTask(group)),
+        )
+      }
       await writeValues()
-      ;[replies, deletions] = await Promise.all([
-        this.layer.onIndexNode('key index check', (pipe) => this.queueCheck(pipe, items, since)),
+      ;[checked, logReplies, deletions] = await Promise.all([
+        this.onShards('key index check', checks),
+        since === undefined
+          ? []
+          : this.layer.onIndexNode('invalidation log check', (pipe) => this.queueLogCheck(pipe, since)),
         this.layer.pipelineByKey('delete counter', deletionKeys, (pipe, key) => pipe.get(key)),
       ])
     }
-    const indexed = this.enabled
-      ? zip(replies.shift() as (string | null)[], replies.shift() as (string | null)[])
-      : items.map(() => true)
+    const indexed = items.map(() => true)
+    groups.forEach((group, g) => {
+      const [keys, expiries] = checked[g] as [(string | null)[], (string | null)[]]
+      group.at.forEach((itemIndex, j) => {
+        indexed[itemIndex] = keys[j] !== null && expiries[j] !== null
+      })
+    })
     const overtaken =
       since === undefined
         ? new Set<string>()
-        : this.overtakenBy(replies, loads, deletions as (string | null)[])
+        : this.overtakenBy(logReplies, loads, deletions as (string | null)[])
     const refused = items.filter((item, i) => !indexed[i] || overtaken.has(item.key)).map((item) => item.full)
     if (refused.length > 0) {
       await this.layer.pipelineByKey('index fence', refused, (pipe, full) => pipe.unlink(full))
@@ -212,31 +287,69 @@ export class RedisKeyIndex {
   }
 
   /**
-   * Removes every key `match` covers: logs the match, then pages through the index range, removing the
-   * matching entries before unlinking their values. Returns the keys whose value was removed.
+   * Removes every key `match` covers: logs the match, then pages through the range of every shard (and of
+   * the legacy single set) at once, removing the matching entries before unlinking their values. A page
+   * reads `scanCount` entries per shard, or `batchSize` entries over all shards when given (generation
+   * clean-up); either way one round trip per page, whatever the number of shards. Returns the keys whose
+   * value was removed.
    */
-  async invalidate(match: KeyMatch, pageSize = GC_BATCH): Promise<string[]> {
+  async invalidate(match: KeyMatch, batchSize?: number): Promise<string[]> {
     // Compiled before anything is logged: a bad pattern must not reach the log other writers read.
     const test = keyMatcher(match)
     await this.append(match)
+    const view = await this.known.current()
+    const legacy = this.known.legacy
+    // The legacy set is read whether or not it was seen: an instance of an earlier version may fill it.
+    const sources = [...this.known.allShards(view), legacy]
+    const perShard =
+      batchSize === undefined ? this.scanCount : Math.max(1, Math.ceil(batchSize / sources.length))
     const prefix = this.layer.prefix
     const from = prefix + indexPrefixOf(match)
-    let min: string | Buffer = `[${from}`
+    const cursors: (string | Buffer)[] = sources.map(() => `[${from}`)
     const max = Buffer.concat([Buffer.from(`(${from}`), Buffer.from([0xff])])
+    let active = sources.map((_, i) => i)
     const removed: string[] = []
     for (;;) {
-      const members = await this.layer.command('key index range', (client) =>
-        client.zrangebylex(this.keysKey, min, max, 'LIMIT', 0, pageSize),
+      const pages = await this.onShards(
+        'key index range',
+        active.map((i) => ({
+          slotKey: sources[i]!.keysKey,
+          add: (pipe) => pipe.zrangebylex(sources[i]!.keysKey, cursors[i]!, max, 'LIMIT', 0, perShard),
+        })),
       )
-      const matched = members.filter((full) => test(full.slice(prefix.length)))
-      if (matched.length > 0) {
-        const unlinked = await this.layer.removeKeys('prefix invalidation', matched)
-        matched.forEach((full, i) => {
+      const matched = new Set<string>()
+      const strays = new Map<IndexShard, string[]>()
+      const next: number[] = []
+      active.forEach((i, j) => {
+        const members = pages[j]![0] as string[]
+        const source = sources[i]!
+        if (members.length > 0 && source === legacy) this.known.noteLegacy()
+        for (const full of members) {
+          if (!test(full.slice(prefix.length))) continue
+          matched.add(full)
+          if (!this.known.isPlaceOf(view, full, source)) {
+            const list = strays.get(source)
+            if (list === undefined) strays.set(source, [full])
+            else list.push(full)
+          }
+        }
+        if (members.length === perShard) {
+          cursors[i] = `(${members[members.length - 1]}`
+          next.push(i)
+        }
+      })
+      // An entry where this instance would not look for it (another layout, recorded since this instance
+      // last looked): removed there too, before the values go.
+      if (strays.size > 0) await this.forgetIn(strays)
+      if (matched.size > 0) {
+        const fulls = [...matched]
+        const unlinked = await this.layer.removeKeys('prefix invalidation', fulls)
+        fulls.forEach((full, i) => {
           if (unlinked[i]) removed.push(full.slice(prefix.length))
         })
       }
-      if (members.length < pageSize) return removed
-      min = `(${members[members.length - 1]}`
+      if (next.length === 0) return removed
+      active = next
       // Let other work run between pages of a large invalidation.
       await new Promise((resolve) => setImmediate(resolve))
     }
@@ -246,7 +359,7 @@ export class RedisKeyIndex {
    * The same removal without an index (a layer with `keyIndex: false`): SCAN over every master, filtered
    * by the same matcher. Costs a walk of the whole keyspace; still logged, so loads in flight are fenced.
    */
-  async invalidateByScan(match: KeyMatch, count = GC_BATCH): Promise<string[]> {
+  async invalidateByScan(match: KeyMatch, count = SCAN_COUNT): Promise<string[]> {
     const test = keyMatcher(match)
     await this.append(match)
     const prefix = this.layer.prefix
@@ -270,6 +383,46 @@ export class RedisKeyIndex {
     await this.append({ scope: '' })
   }
 
+  /**
+   * Before clear() unlinks everything under the layer prefix: removes this layer's entries from a shared
+   * index (other layers' entries there must stay), and returns the index keys clear() must keep: the
+   * recorded layout always (instances must keep agreeing on it), a shared index's shards too.
+   */
+  async prepareClear(): Promise<string[]> {
+    if (!this.enabled) return []
+    if (!this.shared) return [this.known.key]
+    const view = await this.known.current()
+    const shards = this.known.allShards(view)
+    const kept = [
+      this.known.key,
+      ...shards.flatMap((shard) => [shard.keysKey, shard.expiryKey, shard.tagsKey]),
+    ]
+    const min = `[${this.layer.prefix}`
+    const max = Buffer.concat([Buffer.from(`(${this.layer.prefix}`), Buffer.from([0xff])])
+    let active = shards
+    while (active.length > 0) {
+      const counts = await this.onShards(
+        'key index clear',
+        active.map((shard) => ({
+          slotKey: shard.keysKey,
+          add: (pipe) =>
+            pipe.eval(
+              FORGET_RANGE_SCRIPT,
+              3,
+              shard.keysKey,
+              shard.expiryKey,
+              shard.tagsKey,
+              min,
+              max,
+              GC_BATCH,
+            ),
+        })),
+      )
+      active = active.filter((_, i) => Number(counts[i]![0]) === GC_BATCH)
+    }
+    return kept
+  }
+
   private async append(match: KeyMatch): Promise<void> {
     const entry = JSON.stringify([match.scope, match.pattern ?? null])
     const id = randomBytes(8).toString('hex')
@@ -278,76 +431,201 @@ export class RedisKeyIndex {
     )
   }
 
-  /** Collects index entries of keys that expired (or were evicted after expiring); returns how many. */
+  /**
+   * Collects, in every shard (and the legacy set while it exists), up to GC_BATCH index entries of keys
+   * that expired (or were evicted after expiring) more than the grace period before `now`; returns how
+   * many.
+   */
   async collect(now = Date.now()): Promise<number> {
-    const removed = await this.layer.command('key index collection', (client) =>
-      client.eval(GC_SCRIPT, 3, this.keysKey, this.expiryKey, this.tagsKey, now - GC_GRACE_MS, GC_BATCH),
+    return this.collectShards(this.collectable(await this.known.current()), now)
+  }
+
+  private collectable(view: LayoutView): IndexShard[] {
+    const shards = this.known.allShards(view)
+    if (this.known.hasLegacy) shards.push(this.known.legacy)
+    return shards
+  }
+
+  private async collectShards(shards: readonly IndexShard[], now: number): Promise<number> {
+    const replies = await this.onShards(
+      'key index collection',
+      shards.map((shard) => ({
+        slotKey: shard.keysKey,
+        add: (pipe) =>
+          pipe.eval(GC_SCRIPT, 3, shard.keysKey, shard.expiryKey, shard.tagsKey, now - GC_GRACE_MS, GC_BATCH),
+      })),
     )
-    return Number(removed)
+    return replies.reduce((sum, reply) => sum + Number(reply[0]), 0)
   }
 
   /**
-   * Drops the index entries of keys about to be removed and returns the tags recorded for each (so their
-   * memberships can go too). Must run before the values are unlinked: a writer whose entry disappears
-   * before its check unlinks its own value, and one that checked earlier wrote before the unlink.
+   * Drops the index entries of keys about to be removed, wherever they may be (their shard in each
+   * recorded layout, the legacy set), and returns the tags recorded for each (so their memberships can go
+   * too). Must run before the values are unlinked: a writer whose entry disappears before its check
+   * unlinks its own value, and one that checked earlier wrote before the unlink.
    */
   async forget(fulls: readonly string[]): Promise<(readonly string[] | undefined)[]> {
     if (!this.enabled || fulls.length === 0) return fulls.map(() => undefined)
-    // One script per chunk: the keys travel once (not four times), the three structures change together,
-    // and no command with 100k arguments holds Redis (and our timeout) for too long.
-    const replies = await this.layer.onIndexNode('key index removal', (pipe) => {
-      for (let i = 0; i < fulls.length; i += GC_BATCH) {
-        const chunk = fulls.slice(i, i + GC_BATCH)
-        pipe.eval(FORGET_SCRIPT, 3, this.keysKey, this.expiryKey, this.tagsKey, ...chunk)
-      }
-    })
-    const tags: (readonly string[] | undefined)[] = []
-    for (const reply of replies) {
-      for (const joined of reply as (string | null)[]) {
-        tags.push(joined === null ? undefined : joined.split(TAG_SEPARATOR))
+    const view = await this.known.current()
+    const tasks: SlotTask[] = []
+    const owners: number[][] = []
+    for (const [shard, indexes] of this.byPlace(view, fulls)) {
+      // One script per chunk: the keys travel once (not four times), the three structures change together,
+      // and no command with 100k arguments holds Redis (and our timeout) for too long.
+      for (let at = 0; at < indexes.length; at += GC_BATCH) {
+        const chunk = indexes.slice(at, at + GC_BATCH)
+        owners.push(chunk)
+        tasks.push({
+          slotKey: shard.keysKey,
+          add: (pipe) =>
+            pipe.eval(
+              FORGET_SCRIPT,
+              3,
+              shard.keysKey,
+              shard.expiryKey,
+              shard.tagsKey,
+              ...chunk.map((i) => fulls[i]!),
+            ),
+        })
       }
     }
-    return tags
+    return this.mergeTags(fulls.length, owners, await this.onShards('key index removal', tasks))
+  }
+
+  private async forgetIn(byShard: ReadonlyMap<IndexShard, readonly string[]>): Promise<void> {
+    const tasks: SlotTask[] = []
+    for (const [shard, fulls] of byShard) {
+      for (let at = 0; at < fulls.length; at += GC_BATCH) {
+        const chunk = fulls.slice(at, at + GC_BATCH)
+        tasks.push({
+          slotKey: shard.keysKey,
+          add: (pipe) => pipe.eval(FORGET_SCRIPT, 3, shard.keysKey, shard.expiryKey, shard.tagsKey, ...chunk),
+        })
+      }
+    }
+    await this.onShards('key index removal', tasks)
   }
 
   /** The tags recorded for each key (what its current value was written with), before an overwrite. */
   async recordedTags(fulls: readonly string[]): Promise<(readonly string[] | undefined)[]> {
     if (!this.enabled || fulls.length === 0) return fulls.map(() => undefined)
-    const json = await this.layer.command('key index tags', (client) => client.hmget(this.tagsKey, ...fulls))
-    return json.map((text) => (text === null ? undefined : text.split(TAG_SEPARATOR)))
+    const view = await this.known.current()
+    const tasks: SlotTask[] = []
+    const owners: number[][] = []
+    for (const [shard, indexes] of this.byPlace(view, fulls)) {
+      owners.push(indexes)
+      tasks.push({
+        slotKey: shard.tagsKey,
+        add: (pipe) => pipe.hmget(shard.tagsKey, ...indexes.map((i) => fulls[i]!)),
+      })
+    }
+    return this.mergeTags(fulls.length, owners, await this.onShards('key index tags', tasks))
+  }
+
+  /** Key indexes grouped by every shard their entries may be in. */
+  private byPlace(view: LayoutView, fulls: readonly string[]): Map<IndexShard, number[]> {
+    const groups = new Map<IndexShard, number[]>()
+    const add = (shard: IndexShard, i: number) => {
+      const list = groups.get(shard)
+      if (list === undefined) groups.set(shard, [i])
+      else list.push(i)
+    }
+    // The usual case, one place per key, without a list per key.
+    const single = view.draining.length === 0 && !this.known.hasLegacy
+    fulls.forEach((full, i) => {
+      if (single) add(this.known.writeShard(view, full), i)
+      else for (const shard of this.known.placesOf(view, full)) add(shard, i)
+    })
+    return groups
+  }
+
+  /** Per key, the union of the tags recorded wherever it was found (`owners`: the keys of each reply). */
+  private mergeTags(
+    count: number,
+    owners: readonly (readonly number[])[],
+    replies: readonly unknown[][],
+  ): (readonly string[] | undefined)[] {
+    const tags: (string[] | undefined)[] = new Array(count).fill(undefined)
+    owners.forEach((indexes, r) => {
+      const joined = replies[r]![0] as (string | null)[]
+      indexes.forEach((keyIndex, j) => {
+        const text = joined[j]
+        if (text === null || text === undefined) return
+        const found = text.split(TAG_SEPARATOR)
+        const known = tags[keyIndex]
+        if (known === undefined) tags[keyIndex] = found
+        else for (const tag of found) if (!known.includes(tag)) known.push(tag)
+      })
+    })
+    return tags
   }
 
   private collectInBackground(): void {
     const now = Date.now()
     if (now - this.lastGc < GC_INTERVAL_MS) return
     this.lastGc = now
-    this.collect(now).catch(() => {
+    const current = this.known.current()
+    if (current instanceof Promise) return
+    const shards = this.collectable(current)
+    const from = this.gcNext % shards.length
+    const batch = shards.slice(from, from + GC_SHARDS_PER_TICK)
+    this.gcNext = from + batch.length
+    this.collectShards(batch, now).catch(() => {
       // Collection is best effort; the next write tries again after the interval.
     })
   }
 
-  private queueIndex(pipe: Pipe, items: readonly IndexedWrite[]): void {
-    if (!this.enabled) return
-    const lex: (string | number)[] = []
-    const expiry: (string | number)[] = []
-    const tags: string[] = []
-    for (const item of items) {
-      lex.push(0, item.full)
-      expiry.push(item.expiresAt === 0 ? NEVER : item.expiresAt, item.full)
-      if (item.tags !== undefined && item.tags.length > 0) tags.push(item.full, item.tags.join(TAG_SEPARATOR))
-    }
-    pipe.zadd(this.keysKey, ...lex)
-    pipe.zadd(this.expiryKey, ...expiry)
-    if (tags.length > 0) pipe.hset(this.tagsKey, ...tags)
+  private groupByShard(view: LayoutView, items: readonly IndexedWrite[]): ShardWrites[] {
+    const groups = new Map<IndexShard, ShardWrites>()
+    items.forEach((item, i) => {
+      const shard = this.known.writeShard(view, item.full)
+      const group = groups.get(shard)
+      if (group === undefined) groups.set(shard, { shard, items: [item], at: [i] })
+      else {
+        group.items.push(item)
+        group.at.push(i)
+      }
+    })
+    return [...groups.values()]
   }
 
-  private queueCheck(pipe: Pipe, items: readonly IndexedWrite[], since: number | undefined): void {
-    if (this.enabled) {
-      const fulls = items.map((item) => item.full)
-      pipe.zmscore(this.keysKey, ...fulls)
-      pipe.zmscore(this.expiryKey, ...fulls)
+  private indexTask({ shard, items }: ShardWrites): SlotTask {
+    return {
+      slotKey: shard.keysKey,
+      add: (pipe) => {
+        const lex: (string | number)[] = []
+        const expiry: (string | number)[] = []
+        const tags: string[] = []
+        for (const item of items) {
+          lex.push(0, item.full)
+          expiry.push(item.expiresAt === 0 ? NEVER : item.expiresAt, item.full)
+          if (item.tags !== undefined && item.tags.length > 0) {
+            tags.push(item.full, item.tags.join(TAG_SEPARATOR))
+          }
+        }
+        pipe.zadd(shard.keysKey, ...lex)
+        pipe.zadd(shard.expiryKey, ...expiry)
+        if (tags.length > 0) pipe.hset(shard.tagsKey, ...tags)
+      },
     }
-    if (since === undefined) return
+  }
+
+  private checkTask({ shard, items }: ShardWrites): SlotTask {
+    const fulls = items.map((item) => item.full)
+    return {
+      slotKey: shard.keysKey,
+      add: (pipe) => {
+        pipe.zmscore(shard.keysKey, ...fulls)
+        pipe.zmscore(shard.expiryKey, ...fulls)
+      },
+    }
+  }
+
+  private onShards(operation: string, tasks: readonly SlotTask[]): Promise<unknown[][]> {
+    return execBySlotOwner(this.layer.client, tasks, (pipe) => this.layer.execPipeline(operation, pipe))
+  }
+
+  private queueLogCheck(pipe: Pipe, since: number): void {
     pipe.zrangebyscore(this.logKey, `(${since}`, '+inf', 'WITHSCORES')
     this.queueLogState(pipe)
   }
@@ -399,9 +677,11 @@ function parseLogState(counter: unknown, idMember: unknown): [number, string | n
   return [counter === null ? 0 : Number(counter), first === undefined ? null : first]
 }
 
-/** True per key where both index sets still hold it. */
-function zip(keys: readonly (string | null)[], expiries: readonly (string | null)[]): boolean[] {
-  return keys.map((score, i) => score !== null && expiries[i] !== null)
+/** Writes of one batch that go to one shard; `at`: their positions in the batch. */
+interface ShardWrites {
+  readonly shard: IndexShard
+  readonly items: IndexedWrite[]
+  readonly at: number[]
 }
 
 type Pipe = ReturnType<Redis['pipeline']>

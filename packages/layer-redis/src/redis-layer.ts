@@ -25,12 +25,14 @@ import {
   type EncodedValue,
   encodeEntry,
 } from './envelope-codec'
+import { assertShardCount } from './index-layout'
 import { normalizePrefix, scanPattern } from './key-prefix'
 import { groupBySlotOwner } from './pipeline-groups'
 import { RedisGeneration } from './redis-generation'
 import { type LoadFence, RedisKeyIndex } from './redis-key-index'
 import { RedisTagStore, type TagEpochs, type TagMatchMode } from './redis-tag-store'
 import { jsonSerializer, msgpackSerializer, resolveSerializer, type Serializer } from './serializer'
+import { readTagIndexOptions } from './tag-index-options'
 
 export type RedisClient = Redis | Cluster
 
@@ -76,6 +78,11 @@ export interface RedisLayerOptions {
    * writes are one SET each and those invalidations SCAN the whole keyspace instead.
    */
   readonly keyIndex?: boolean
+  /**
+   * Shards of the key index (1 to 1024, default 16), spread over a Cluster by a hash of the key. Every
+   * instance uses the count recorded in Redis by the first one (a different one here gets a warning).
+   */
+  readonly knownKeysShards?: number
 }
 const OPTIONS = [
   'client',
@@ -87,6 +94,7 @@ const OPTIONS = [
   'commandTimeout',
   'maxValueBytes',
   'keyIndex',
+  'knownKeysShards',
 ] as const
 
 const JSON_MARKER = jsonSerializer.id.charCodeAt(0)
@@ -116,6 +124,8 @@ export class RedisLayer implements CacheLayer {
   private readonly deadlines: DeadlineQueue
   private readonly tagStore = new RedisTagStore(this)
   private readonly keyIndex: RedisKeyIndex
+  /** As given in the options (undefined: the default, or a tagIndex's). */
+  private readonly knownKeysShards: number | undefined
   private readonly generation = new RedisGeneration(this)
 
   constructor(options: RedisLayerOptions) {
@@ -145,7 +155,13 @@ export class RedisLayer implements CacheLayer {
     if (options.keyIndex !== undefined && typeof options.keyIndex !== 'boolean') {
       throw new InvalidOptionError('RedisLayer: keyIndex must be a boolean')
     }
-    this.keyIndex = new RedisKeyIndex(this, options.keyIndex ?? true)
+    this.knownKeysShards = assertShardCount(options.knownKeysShards, 'RedisLayer knownKeysShards')
+    if (this.knownKeysShards !== undefined && options.keyIndex === false) {
+      throw new InvalidOptionError('RedisLayer: knownKeysShards needs the key index (keyIndex: false)')
+    }
+    this.keyIndex = new RedisKeyIndex(this, options.keyIndex ?? true, {
+      knownKeysShards: this.knownKeysShards,
+    })
     this.everReady = client.status === 'ready'
     if (!this.everReady) {
       client.once('ready', () => {
@@ -210,6 +226,36 @@ export class RedisLayer implements CacheLayer {
       this.keyIndex.snapshot(this.prefix + key),
     ])
     return { epochs, load }
+  }
+
+  /**
+   * Keeps the key index where `tagIndex` (a RedisTagIndex) says: under its prefix, with its shard count
+   * and page size, shared by every layer given it. Called by CacheStack for its `tagIndex` option, before
+   * the layer's first operation; needs the layer's own client object and its key index.
+   */
+  useTagIndex(tagIndex: unknown): void {
+    const config = readTagIndexOptions(tagIndex, `RedisLayer "${this.name}" tagIndex`)
+    if (config.client !== this.client) {
+      throw new InvalidOptionError(
+        `RedisLayer "${this.name}": the tagIndex must use the same client object as the layer`,
+      )
+    }
+    if (!this.keyIndex.enabled) {
+      throw new InvalidOptionError(
+        `RedisLayer "${this.name}": a tagIndex needs the key index (keyIndex: false)`,
+      )
+    }
+    if (this.knownKeysShards !== undefined && this.knownKeysShards !== config.knownKeysShards) {
+      throw new InvalidOptionError(
+        `RedisLayer "${this.name}": knownKeysShards ${this.knownKeysShards} disagrees with the tagIndex's ` +
+          `${config.knownKeysShards}; set it on the RedisTagIndex only`,
+      )
+    }
+    this.keyIndex.configure({
+      prefix: config.prefix,
+      knownKeysShards: config.knownKeysShards,
+      scanCount: config.scanCount,
+    })
   }
 
   /** Removes every key `match` covers (through the key index, or SCAN without one); returns their keys. */
@@ -330,7 +376,12 @@ export class RedisLayer implements CacheLayer {
       )
     }
     await this.keyIndex.logClear()
-    const kept = new Set([this.keyIndex.logKey, this.generation.key, this.keyIndex.dependencyMarkKey])
+    const kept = new Set([
+      this.keyIndex.logKey,
+      this.generation.key,
+      this.keyIndex.dependencyMarkKey,
+      ...(await this.keyIndex.prepareClear()),
+    ])
     const counters = `${this.prefix}~v:`
     await this.scanMasters('clear', scanPattern(this.prefix), UNLINK_BATCH, async (node, keys) => {
       // One UNLINK per key in a pipeline: on a Cluster a multi-key UNLINK across slots is refused.

@@ -76,8 +76,9 @@ describe('RedisLayer on a local Redis Cluster (3 masters)', () => {
     expect(perMaster.filter((count) => count > 0).length).toBe(3)
     await (cache.layers[0] as RedisLayer).clear()
     const left = await Promise.all(client.nodes('master').map((node) => node.keys(`${p}*`)))
-    // Only the invalidation log survives: loads in flight elsewhere must still see the clear in it.
-    expect(left.flat()).toEqual([`${p}~{${p}}log`])
+    // Only the invalidation log survives (loads in flight elsewhere must still see the clear in it), and
+    // the index layout record (every instance must keep using the same shard count).
+    expect(left.flat().sort()).toEqual([`${p}~{${p}}layout`, `${p}~{${p}}log`])
     expect(await client.exists(`${other}keep`)).toBe(1)
   })
 })

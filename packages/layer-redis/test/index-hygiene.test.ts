@@ -19,10 +19,24 @@ describe.each(['standalone', 'cluster'] as const)('index hygiene on %s Redis', (
     const index = new RedisKeyIndex(layer)
     const raw = layer.client
     const members = (tag: string) => raw.zrange(tags.tagSetKey(tag), 0, -1)
-    const indexed = async (key: string) =>
-      (await raw.zscore(index.keysKey, layer.prefix + key)) !== null &&
-      (await raw.zscore(index.expiryKey, layer.prefix + key)) !== null
-    return { layer, cache, raw, members, indexed, index }
+    const indexed = async (key: string) => {
+      const shard = await index.shardOf(layer.prefix + key)
+      return (
+        (await raw.zscore(shard.keysKey, layer.prefix + key)) !== null &&
+        (await raw.zscore(shard.expiryKey, layer.prefix + key)) !== null
+      )
+    }
+    /** Entries left in every shard's three structures. */
+    const indexSizes = async () => {
+      const sizes = { k: 0, kx: 0, kt: 0 }
+      for (const shard of await index.shards()) {
+        sizes.k += await raw.zcard(shard.keysKey)
+        sizes.kx += await raw.zcard(shard.expiryKey)
+        sizes.kt += await raw.hlen(shard.tagsKey)
+      }
+      return sizes
+    }
+    return { layer, cache, raw, members, indexed, index, indexSizes }
   }
 
   it('a delete removes the key from its tag sets and from the key index', async () => {
@@ -35,7 +49,7 @@ describe.each(['standalone', 'cluster'] as const)('index hygiene on %s Redis', (
     expect(await members('category:a')).toEqual([`${layer.prefix}p2`])
     expect(await members('featured')).toEqual([])
     expect(await indexed('p1')).toBe(false)
-    expect(await raw.hget(index.tagsKey, `${layer.prefix}p1`)).toBeNull()
+    expect(await raw.hget((await index.shardOf(`${layer.prefix}p1`)).tagsKey, `${layer.prefix}p1`)).toBeNull()
     expect(await cache.invalidateByTag('category:a')).toBe(1)
   })
 
@@ -65,16 +79,14 @@ describe.each(['standalone', 'cluster'] as const)('index hygiene on %s Redis', (
   })
 
   it('many writes and deletes of keys without TTL leave nothing behind', async () => {
-    const { cache, raw, index, members } = setup()
+    const { cache, indexSizes, members } = setup()
     for (let round = 0; round < 5; round++) {
       await cache.mset(
         Array.from({ length: 50 }, (_, i) => ({ key: `k${i}`, value: round, tags: [`t${round % 2}`] })),
       )
       await cache.mdelete(Array.from({ length: 50 }, (_, i) => `k${i}`))
     }
-    expect(await raw.zcard(index.keysKey)).toBe(0)
-    expect(await raw.zcard(index.expiryKey)).toBe(0)
-    expect(await raw.hlen(index.tagsKey)).toBe(0)
+    expect(await indexSizes()).toEqual({ k: 0, kx: 0, kt: 0 })
     expect(await members('t0')).toEqual([])
     expect(await members('t1')).toEqual([])
   })

@@ -10,9 +10,11 @@ import {
   WriteFencedError,
 } from '@layercache/core'
 import { useRedisAndCluster } from '@layercache/test-utils/redis-and-cluster'
+import calculateSlot from 'cluster-key-slot'
 import type { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
 import { RedisLayer, scanPattern } from '../src'
+import { type IndexShard, legacyShardOf, shardsOf } from '../src/index-layout'
 import { type IndexedWrite, LOG_KEEP, type LoadFence, RedisKeyIndex } from '../src/redis-key-index'
 
 /** A load fence with no log behind it and no deletes of its key. */
@@ -30,14 +32,15 @@ type Pipe = ReturnType<Redis['pipeline']>
 const NEVER = 8.64e15
 const GC_GRACE_MS = 60_000
 
-function setup(target: Target, keyIndex = true) {
+function setup(target: Target, keyIndex = true, knownKeysShards?: number) {
   const layer = new RedisLayer({
     client: redis.client(target),
     prefix: redis.prefix(target, 'kidx'),
     keyIndex,
+    knownKeysShards,
   })
   // A second handle on the same Redis keys as the layer's own (private) index.
-  const index = new RedisKeyIndex(layer, keyIndex)
+  const index = new RedisKeyIndex(layer, keyIndex, { knownKeysShards })
   const raw = layer.client
   const full = (key: string) => layer.prefix + key
 
@@ -57,10 +60,43 @@ function setup(target: Target, keyIndex = true) {
     for (const key of keys) if (await exists(key)) found.push(key)
     return found.sort()
   }
-  const scores = async (key: string) => ({
-    k: await raw.zscore(index.keysKey, full(key)),
-    kx: await raw.zscore(index.expiryKey, full(key)),
-  })
+  const scores = async (key: string) => {
+    const shard = await index.shardOf(full(key))
+    return { k: await raw.zscore(shard.keysKey, full(key)), kx: await raw.zscore(shard.expiryKey, full(key)) }
+  }
+  /** Entries over every shard: the lex sets and the expiry sets. */
+  const sizes = async () => {
+    let k = 0
+    let kx = 0
+    for (const shard of await index.shards()) {
+      k += await raw.zcard(shard.keysKey)
+      kx += await raw.zcard(shard.expiryKey)
+    }
+    return { k, kx }
+  }
+  /** Whether any index structure exists, without reading the layout (which would record one). */
+  const anyIndexKey = async () => {
+    for (const shard of [legacyShardOf(layer.prefix), ...shardsOf(layer.prefix, knownKeysShards ?? 16)]) {
+      for (const key of [shard.keysKey, shard.expiryKey, shard.tagsKey]) {
+        if ((await raw.exists(key)) === 1) return true
+      }
+    }
+    return false
+  }
+  /** Removes a key's entries from its shard (as a concurrent invalidator would), raw or on a pipeline. */
+  const removeEntries = async (key: string) => {
+    const shard: IndexShard = await index.shardOf(full(key))
+    return {
+      pipe: (pipe: Pipe) => {
+        pipe.zrem(shard.keysKey, full(key))
+        pipe.zrem(shard.expiryKey, full(key))
+      },
+      direct: async () => {
+        await raw.zrem(shard.keysKey, full(key))
+        await raw.zrem(shard.expiryKey, full(key))
+      },
+    }
+  }
   /** Every Redis key under the layer's prefix, on every master. */
   const keysUnder = async () => {
     const found: string[] = []
@@ -100,6 +136,9 @@ function setup(target: Target, keyIndex = true) {
     exists,
     existing,
     scores,
+    sizes,
+    anyIndexKey,
+    removeEntries,
     keysUnder,
     indexedWrite,
   }
@@ -161,7 +200,7 @@ const SEMANTIC_KEYS = [
 describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (target) => {
   describe('indexing', () => {
     it('every write indexes its key in both sets: lex score 0, expiry score expiresAt (or NEVER)', async () => {
-      const { put, putAll, scores, index, raw, full } = setup(target)
+      const { put, putAll, scores, sizes, index, full } = setup(target)
       const before = Date.now()
       await put('ttl', 'v', { ttl: 60_000 })
       const after = Date.now()
@@ -178,16 +217,23 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
         expect(k).toBe('0')
         expect(kx).not.toBeNull()
       }
-      expect(await raw.zcard(index.keysKey)).toBe(6)
-      expect(await raw.zcard(index.expiryKey)).toBe(6)
-      // Index keys of one layer share a slot (Cluster multi-key scripts need it) and carry the prefix.
-      expect(index.keysKey.startsWith(`${full('')}~`)).toBe(true)
-      expect(index.expiryKey.startsWith(`${full('')}~`)).toBe(true)
+      expect(await sizes()).toEqual({ k: 6, kx: 6 })
+      // A shard's index keys share a slot (Cluster multi-key scripts need it) and carry the prefix; the
+      // shards spread over slots.
+      const shards = await index.shards()
+      expect(shards).toHaveLength(16)
+      for (const shard of shards) {
+        for (const key of [shard.keysKey, shard.expiryKey, shard.tagsKey]) {
+          expect(key.startsWith(`${full('')}~`)).toBe(true)
+          expect(calculateSlot(key)).toBe(calculateSlot(shard.keysKey))
+        }
+      }
+      expect(new Set(shards.map((shard) => calculateSlot(shard.keysKey))).size).toBeGreaterThan(8)
       expect(index.logKey.startsWith(`${full('')}~`)).toBe(true)
     })
 
     it('an overwrite keeps one index entry and moves its expiry score', async () => {
-      const { put, scores, index, raw } = setup(target)
+      const { put, scores, sizes } = setup(target)
       await put('k', 'v1', { ttl: 10_000 })
       const first = Number((await scores('k')).kx)
       await put('k', 'v2', { ttl: 600_000 })
@@ -195,7 +241,7 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
       expect(second).toBeGreaterThan(first + 500_000)
       await put('k', 'v3')
       expect((await scores('k')).kx).toBe(String(NEVER))
-      expect(await raw.zcard(index.keysKey)).toBe(1)
+      expect(await sizes()).toEqual({ k: 1, kx: 1 })
     })
 
     it('refuses keys starting with "~" (reserved for the indexes) before writing anything', async () => {
@@ -218,7 +264,7 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
 
   describe.each([true, false])('invalidateKeys with keyIndex: %s', (keyIndex) => {
     it('a prefix removes exactly the matching values and index entries, returning their keys', async () => {
-      const { layer, putAll, existing, scores, index } = setup(target, keyIndex)
+      const { layer, putAll, existing, scores, anyIndexKey } = setup(target, keyIndex)
       const user1 = Array.from({ length: 30 }, (_, i) => `user:1:item:${i}`)
       const others = ['user:10:item:1', 'user:2:item:1', 'user:1', 'user:', 'account:user:1:x', 'zzz']
       await putAll([...user1, ...others])
@@ -233,7 +279,7 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
           expect(kx).not.toBeNull()
         }
       } else {
-        expect(await layer.client.exists(index.keysKey, index.expiryKey)).toBe(0)
+        expect(await anyIndexKey()).toBe(false)
       }
       // Nothing left to remove; an exact-key scope takes the key itself and longer keys.
       expect(await layer.invalidateKeys({ scope: 'user:1:' })).toEqual([])
@@ -397,18 +443,10 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
 
   describe('writer check', () => {
     it('a writer whose index entry an invalidator removed before its check unlinks its value', async () => {
-      const { index, indexedWrite, raw, full, exists } = setup(target)
-      const removeEntries = (key: string) => ({
-        pipe: (pipe: Pipe) => {
-          pipe.zrem(index.keysKey, full(key))
-          pipe.zrem(index.expiryKey, full(key))
-        },
-        direct: async () => {
-          await raw.zrem(index.keysKey, full(key))
-          await raw.zrem(index.expiryKey, full(key))
-        },
-      })
-      expect(await indexedWrite([{ key: 'raced', expiresAt: 0 }], removeEntries('raced'))).toEqual(['raced'])
+      const { indexedWrite, removeEntries, exists } = setup(target)
+      expect(await indexedWrite([{ key: 'raced', expiresAt: 0 }], await removeEntries('raced'))).toEqual([
+        'raced',
+      ])
       expect(await exists('raced')).toBe(false)
       // Untouched, the same write is kept.
       expect(await indexedWrite([{ key: 'calm', expiresAt: 0 }])).toEqual([])
@@ -416,7 +454,7 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
     })
 
     it('in a batch, refuses exactly the writes overtaken by the index or by the log', async () => {
-      const { index, indexedWrite, raw, full, existing } = setup(target)
+      const { index, indexedWrite, removeEntries, existing } = setup(target)
       const since = await positionOf(index)
       await index.invalidate({ scope: 'logged:' })
       const removed = await indexedWrite(
@@ -426,16 +464,7 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
           { key: 'other:1', expiresAt: 0, since },
           { key: 'plain', expiresAt: 0 },
         ],
-        {
-          pipe: (pipe) => {
-            pipe.zrem(index.keysKey, full('raced'))
-            pipe.zrem(index.expiryKey, full('raced'))
-          },
-          direct: async () => {
-            await raw.zrem(index.keysKey, full('raced'))
-            await raw.zrem(index.expiryKey, full('raced'))
-          },
-        },
+        await removeEntries('raced'),
       )
       expect(sorted(removed)).toEqual(['logged:1', 'raced'])
       expect(await existing(['raced', 'logged:1', 'other:1', 'plain'])).toEqual(['other:1', 'plain'])
@@ -602,8 +631,8 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
       expect(await index.collect(8e15)).toBe(0)
     })
 
-    it('collects in batches of 1000 and a re-written key gets its entry back', async () => {
-      const { index, layer, scores, raw } = setup(target)
+    it('collects in batches of 1000 per shard and a re-written key gets its entry back', async () => {
+      const { index, layer, scores, sizes } = setup(target, true, 1)
       const keys = Array.from({ length: 1100 }, (_, i) => `gc:${i}`)
       await layer.prepareWrites(
         keys.map((key) => ({ key, entry: createEntry(1, 60_000), options: { ttl: 60_000 } })),
@@ -611,24 +640,38 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
       const far = Date.now() + 10 * 60_000
       expect(await index.collect(far)).toBe(1000)
       expect(await index.collect(far)).toBe(100)
-      expect(await raw.zcard(index.keysKey)).toBe(0)
-      expect(await raw.zcard(index.expiryKey)).toBe(0)
+      expect(await sizes()).toEqual({ k: 0, kx: 0 })
       await layer.prepareWrites([{ key: 'gc:1', entry: createEntry(1, undefined) }])()
       expect(await scores('gc:1')).toEqual({ k: '0', kx: String(NEVER) })
+    })
+
+    it('collects expired entries in every shard, and only those', async () => {
+      const { index, layer, sizes, raw } = setup(target)
+      const keys = Array.from({ length: 1100 }, (_, i) => `gc:${i}`)
+      await layer.prepareWrites(
+        keys.map((key) => ({ key, entry: createEntry(1, 60_000), options: { ttl: 60_000 } })),
+      )()
+      await layer.prepareWrites([{ key: 'forever', entry: createEntry(1, undefined) }])()
+      const shards = await index.shards()
+      const filled = await Promise.all(shards.map((shard) => raw.zcard(shard.keysKey)))
+      expect(filled.every((count) => count > 0 && count < 1000)).toBe(true)
+      expect(await index.collect(Date.now() + 10 * 60_000)).toBe(1100)
+      expect(await sizes()).toEqual({ k: 1, kx: 1 })
     })
   })
 
   describe('keyIndex: false', () => {
     it('writes create no index keys, and invalidateKeys still finds values through SCAN', async () => {
-      const { layer, putAll, put, keysUnder, index, existing } = setup(target, false)
+      const { layer, putAll, put, keysUnder, index, existing, anyIndexKey } = setup(target, false)
       await putAll(['s:1', 's:2', 'r:1'])
       await put('s:3', 'v', { ttl: 60_000 })
       await put('s:4', 'v', undefined, ['t'])
-      expect(await layer.client.exists(index.keysKey, index.expiryKey, index.logKey)).toBe(0)
+      expect(await anyIndexKey()).toBe(false)
+      expect(await layer.client.exists(index.logKey)).toBe(0)
       expect((await keysUnder()).filter((key) => key.startsWith(`${layer.prefix}~{`))).toEqual([])
       expect(sorted(await layer.invalidateKeys({ scope: 's:' }))).toEqual(['s:1', 's:2', 's:3', 's:4'])
       expect(await existing(['s:1', 's:2', 's:3', 's:4', 'r:1'])).toEqual(['r:1'])
-      expect(await layer.client.exists(index.keysKey, index.expiryKey)).toBe(0)
+      expect(await anyIndexKey()).toBe(false)
       expect(await layer.client.exists(index.logKey)).toBe(1)
     })
 
@@ -652,7 +695,7 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
   })
 
   describe('clear', () => {
-    it('logs an invalidation of everything and leaves only the log key', async () => {
+    it('logs an invalidation of everything and leaves only the log and the layout record', async () => {
       const { layer, index, put, putAll, fenced, keysUnder, exists } = setup(target)
       await putAll(['a', 'b:1', 'c:2'])
       await put('tagged', 'v', undefined, ['t'])
@@ -663,7 +706,7 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
       expect((await keysUnder()).length).toBeGreaterThan(4)
       await layer.clear()
       expect((await positionOf(index)).seq).toBe(before.seq + 1)
-      expect(await keysUnder()).toEqual([index.logKey])
+      expect(await keysUnder()).toEqual(sorted([index.logKey, index.layout.key]))
       // A load that began before the clear writes nothing back, whatever its key.
       await expect(put('b:1', 'stale', fenced(snapshot))).rejects.toBeInstanceOf(WriteFencedError)
       expect(await exists('b:1')).toBe(false)
