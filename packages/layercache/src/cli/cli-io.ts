@@ -1,0 +1,13 @@
+/** Where a command writes: its result to `out`, progress and errors to `err`. */
+export interface CliIo {
+  readonly out: { write(text: string): unknown }
+  readonly err: { write(text: string): unknown }
+}
+
+/** Exit codes of every command. */
+export const EXIT_OK = 0
+export const EXIT_FAILED = 1
+export const EXIT_USAGE = 2
+
+/** A command line the command cannot run: printed with the command's usage, exit code 2. */
+export class UsageError extends Error {}

@@ -1,0 +1,159 @@
+import { parseArgs } from 'node:util'
+import { InvalidKeyError, InvalidOptionError } from '@layercache/core'
+import { type MigrateTagIndexReport, migrateTagIndex } from '@layercache/layer-redis'
+import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from './cli-io'
+import { connectRedis } from './redis-connection'
+import type { CliCommand } from './run-cli'
+
+const USAGE = `Usage: layercache migrate-tag-index --redis <url> --tag-index-prefix <prefix> [options]
+
+Moves a RedisLayer key index into the sharded layout: the entries of the single set earlier versions
+wrote (<prefix>~{<prefix>}k), and those of another recorded shard count (a re-shard). Safe while
+instances run; resumable: after an interruption, run it again.
+
+Options:
+  --redis <url>              redis:// or rediss:// URL of the Redis (required)
+  --tag-index-prefix <p>     the RedisTagIndex prefix, or the RedisLayer prefix without one (required)
+  --legacy-prefix <p>        the RedisLayer prefix whose single-set index to move in
+                             (default: --tag-index-prefix)
+  --known-key-shards <n>     shards to end with, 1 to 1024 (default: the recorded count, else 16)
+  --batch-size <n>           entries per step (default 500)
+  --settle-ms <ms>           a re-shard waits this long after each layout change for running
+                             instances to see it (default 30000; 0 when none runs)
+  --cluster                  the URL is a node of a Redis Cluster
+  --require-tls              refuse a URL that is not rediss://
+  --dry-run                  count what would move, per shard; change nothing
+  --json                     print the report as JSON
+  -h, --help                 show this help
+`
+
+const OPTIONS = {
+  redis: { type: 'string' },
+  'tag-index-prefix': { type: 'string' },
+  'legacy-prefix': { type: 'string' },
+  'known-key-shards': { type: 'string' },
+  'batch-size': { type: 'string' },
+  'settle-ms': { type: 'string' },
+  cluster: { type: 'boolean' },
+  'require-tls': { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+function wholeNumber(text: string | undefined, option: string, min: number): number | undefined {
+  if (text === undefined) return undefined
+  const value = Number(text)
+  if (!/^\d+$/.test(text) || value < min) {
+    throw new UsageError(
+      `--${option}: expected a whole number of at least ${min}, got ${JSON.stringify(text)}`,
+    )
+  }
+  return value
+}
+
+function parse(args: readonly string[]) {
+  let values: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; args: string[] }>>['values']
+  try {
+    ;({ values } = parseArgs({ args: [...args], options: OPTIONS, allowPositionals: false, strict: true }))
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error))
+  }
+  if (values.help) return { help: true as const }
+  if (values.redis === undefined) throw new UsageError('--redis <url> is required')
+  if (values['tag-index-prefix'] === undefined)
+    throw new UsageError('--tag-index-prefix <prefix> is required')
+  return {
+    help: false as const,
+    url: values.redis,
+    cluster: values.cluster === true,
+    requireTls: values['require-tls'] === true,
+    json: values.json === true,
+    migration: {
+      prefix: values['tag-index-prefix'],
+      legacyPrefix: values['legacy-prefix'],
+      knownKeysShards: wholeNumber(values['known-key-shards'], 'known-key-shards', 1),
+      batchSize: wholeNumber(values['batch-size'], 'batch-size', 1),
+      settleMs: wholeNumber(values['settle-ms'], 'settle-ms', 0),
+      dryRun: values['dry-run'] === true,
+    },
+  }
+}
+
+function describe(report: MigrateTagIndexReport): string {
+  const verb = report.dryRun ? 'would move' : 'moved'
+  const recorded = report.layoutBefore.length === 0 ? 'none' : report.layoutBefore.join(',')
+  const lines = [
+    `layercache migrate-tag-index${report.dryRun ? ' (dry run: nothing changed)' : ''}`,
+    `index prefix: ${JSON.stringify(report.prefix)}, legacy prefix: ${JSON.stringify(report.legacyPrefix)}`,
+    `layout: recorded ${recorded}, ${report.dryRun ? 'would end with' : 'now'} ${report.layoutAfter.join(',')} shards`,
+  ]
+  if (report.sources.length === 0) {
+    lines.push('nothing to move')
+  } else {
+    lines.push('sources:')
+    for (const source of report.sources)
+      lines.push(`  ${source.key} (${source.kind}): ${source.entries} entries`)
+    lines.push(`${verb} ${report.moved} entries:`)
+    report.perShard.forEach((count, shard) => {
+      if (count > 0) lines.push(`  shard ${shard}: ${count}`)
+    })
+  }
+  if (report.left > 0) {
+    lines.push(
+      `${report.left} entries were re-written while they moved and stay where they are: run it again`,
+    )
+  }
+  return `${lines.join('\n')}\n`
+}
+
+export const migrateTagIndexCommand: CliCommand = {
+  name: 'migrate-tag-index',
+  summary: 'move a key index into the sharded layout (from the single set, or another shard count)',
+  usage: USAGE,
+  async run(args: readonly string[], io: CliIo): Promise<number> {
+    let parsed: ReturnType<typeof parse>
+    try {
+      parsed = parse(args)
+    } catch (error) {
+      if (!(error instanceof UsageError)) throw error
+      io.err.write(`layercache migrate-tag-index: ${error.message}\n\n${USAGE}`)
+      return EXIT_USAGE
+    }
+    if (parsed.help) {
+      io.out.write(USAGE)
+      return EXIT_OK
+    }
+    let client: Awaited<ReturnType<typeof connectRedis>> | undefined
+    try {
+      client = await connectRedis(parsed)
+      const report = await migrateTagIndex({
+        client,
+        ...parsed.migration,
+        onProgress: ({ source, moved, remaining }) => {
+          io.err.write(
+            parsed.migration.dryRun
+              ? `${source}: ${moved} to move so far, of ${remaining} entries\n`
+              : `${source}: moved ${moved}, ${remaining} left\n`,
+          )
+        },
+      })
+      io.out.write(parsed.json ? `${JSON.stringify(report, null, 2)}\n` : describe(report))
+      return EXIT_OK
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error)
+      if (
+        error instanceof UsageError ||
+        error instanceof InvalidOptionError ||
+        error instanceof InvalidKeyError
+      ) {
+        io.err.write(`layercache migrate-tag-index: ${message}\n\n${USAGE}`)
+        return EXIT_USAGE
+      }
+      io.err.write(`layercache migrate-tag-index: ${message}\n`)
+      return EXIT_FAILED
+    } finally {
+      client?.disconnect()
+    }
+  },
+}
