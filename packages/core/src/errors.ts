@@ -27,6 +27,16 @@ export class InvalidOptionError extends LayerCacheError {
   }
 }
 
+/**
+ * A call refused on purpose before it did anything: a destructive operation without its confirmation
+ * token, or in production mode without the explicit production opt-in.
+ */
+export class InvalidOperationError extends LayerCacheError {
+  constructor(message: string) {
+    super('INVALID_OPERATION', message)
+  }
+}
+
 export class InvalidValueError extends LayerCacheError {
   constructor(message: string) {
     super('INVALID_VALUE', message)

@@ -41,6 +41,7 @@ export {
   CircuitOpenError,
   InvalidationBusError,
   InvalidKeyError,
+  InvalidOperationError,
   InvalidOptionError,
   InvalidTtlError,
   InvalidValueError,

@@ -1,3 +1,9 @@
+export {
+  CLEAR_ALL_CONFIRMATION,
+  type ClearAllCacheOptions,
+  type ClearAllCacheResult,
+  clearAllCache,
+} from './clear-all-cache'
 export type { CompressionOptions } from './envelope-codec'
 export { DEFAULT_KNOWN_KEYS_SHARDS, MAX_KNOWN_KEYS_SHARDS } from './index-layout'
 export { escapeGlob, normalizePrefix, scanPattern } from './key-prefix'

@@ -4,6 +4,7 @@ import {
   freePort,
   getTestRedis,
   type RedisClusterHandle,
+  spawnTestRedis,
   startRedisCluster,
   type TestRedis,
 } from '@layercache/test-utils'
@@ -21,12 +22,18 @@ interface Run {
 
 /** Runs the CLI from source, as `node --conditions=@layercache/source --import tsx …/cli.ts …`. */
 function cli(...args: string[]): Promise<Run> {
+  return cliWithEnv({}, ...args)
+}
+
+/** The same, with `env` added to the environment (e.g. NODE_ENV). */
+function cliWithEnv(env: Record<string, string>, ...args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
       ['--conditions=@layercache/source', '--import', 'tsx', CLI, ...args],
       {
         cwd: ROOT,
+        env: { ...process.env, ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     )
@@ -51,6 +58,21 @@ async function writeLegacy(client: Redis | Cluster, prefix: string, count: numbe
     await client.zadd(`${prefix}~{${prefix}}k`, 0, full)
     await client.zadd(`${prefix}~{${prefix}}kx`, 8.64e15, full)
   }
+}
+
+/** `count` keys `<prefix><i>`. */
+async function fill(client: Redis | Cluster, prefix: string, count: number): Promise<void> {
+  for (let i = 0; i < count; i += 200) {
+    const batch = Array.from({ length: Math.min(200, count - i) }, (_, j) => `${prefix}${i + j}`)
+    await Promise.all(batch.map((key) => client.set(key, 'v')))
+  }
+}
+
+/** Keys matching `pattern` on every master. */
+async function countKeys(client: Redis | Cluster, pattern: string): Promise<number> {
+  const nodes = client.isCluster ? (client as Cluster).nodes('master') : [client as Redis]
+  const counts = await Promise.all(nodes.map(async (node) => (await node.keys(pattern)).length))
+  return counts.reduce((a, b) => a + b, 0)
 }
 
 let redis: TestRedis
@@ -204,6 +226,208 @@ describe('the layercache CLI', () => {
   })
 })
 
+describe('layercache clear', () => {
+  it('is listed in --help; clear --help names every option and says what no prefix does', async () => {
+    const help = await cli('--help')
+    expect(help.code).toBe(0)
+    expect(help.stdout).toMatch(/^ {2}clear +delete every key under a prefix/m)
+    const verb = await cli('clear', '--help')
+    expect(verb.code).toBe(0)
+    for (const option of [
+      '--redis',
+      '--prefix',
+      '--confirm <token>',
+      'YES_WIPE_ALL',
+      '--production',
+      '--allow-production',
+      'NODE_ENV=production',
+      '--batch-size',
+      '--cluster',
+      '--require-tls',
+      '--json',
+      'FLUSHDB',
+      'WHOLE',
+    ]) {
+      expect(verb.stdout).toContain(option)
+    }
+  })
+
+  it('refuses without the exact token, or in production mode without --allow-production: exit 2, nothing touched', {
+    timeout: 60_000,
+  }, async () => {
+    const prefix = nextPrefix()
+    await fill(client, `${prefix}k:`, 25)
+    const base = ['clear', '--redis', redis.url, '--prefix', prefix]
+    const cases: [Record<string, string>, string[], RegExp][] = [
+      [{}, base, /--confirm YES_WIPE_ALL is required; nothing was touched/],
+      [{}, [...base, '--confirm', 'yes'], /--confirm must be exactly YES_WIPE_ALL; nothing was touched/],
+      [{}, [...base, '--confirm', 'YES_WIPE_ALL '], /--confirm must be exactly YES_WIPE_ALL/],
+      [{}, [...base, '--confirm=yes_wipe_all'], /--confirm must be exactly YES_WIPE_ALL/],
+      [
+        {},
+        [...base, '--confirm', 'YES_WIPE_ALL', '--production'],
+        /production mode \(--production\): pass --allow-production/,
+      ],
+      [
+        { NODE_ENV: 'production' },
+        [...base, '--confirm', 'YES_WIPE_ALL'],
+        /production mode \(NODE_ENV=production\): pass --allow-production/,
+      ],
+      [{ NODE_ENV: 'production' }, [...base, '--allow-production'], /--confirm YES_WIPE_ALL is required/],
+    ]
+    for (const [env, args, message] of cases) {
+      const run = await cliWithEnv(env, ...args)
+      const what = `${JSON.stringify(env)} ${args.join(' ')}`
+      expect(run.code, what).toBe(2)
+      expect(run.stderr, what).toMatch(message)
+      expect(run.stderr, what).toContain(`every key under "${prefix}"`)
+      expect(run.stdout, what).toBe('')
+    }
+    expect(await countKeys(client, `${prefix}k:*`)).toBe(25)
+    // No prefix: the refusal says the whole database would go.
+    const whole = await cli('clear', '--redis', redis.url, '--confirm', 'no')
+    expect(whole.code).toBe(2)
+    expect(whole.stderr).toContain('the WHOLE Redis database')
+    expect(await countKeys(client, `${prefix}k:*`)).toBe(25)
+  })
+
+  it('the guards come before connecting: refused with exit 2 even when Redis is unreachable', {
+    timeout: 60_000,
+  }, async () => {
+    const url = `redis://127.0.0.1:${await freePort()}`
+    for (const args of [
+      ['--prefix', 'p'],
+      ['--prefix', 'p', '--confirm', 'nope'],
+      ['--prefix', 'p', '--confirm', 'YES_WIPE_ALL', '--production'],
+    ]) {
+      const run = await cli('clear', '--redis', url, ...args)
+      expect(run.code, args.join(' ')).toBe(2)
+      expect(run.stderr, args.join(' ')).toContain('nothing was touched')
+      expect(run.stderr, args.join(' ')).not.toContain('cannot connect')
+    }
+    const reachable = await cli('clear', '--redis', url, '--prefix', 'p', '--confirm', 'YES_WIPE_ALL')
+    expect(reachable.code).toBe(1)
+    expect(reachable.stderr).toContain('cannot connect to Redis')
+  })
+
+  it('bad arguments exit 2 with the usage', { timeout: 60_000 }, async () => {
+    const cases: [string[], string][] = [
+      [['clear', '--prefix', 'p', '--confirm', 'YES_WIPE_ALL'], '--redis <url> is required'],
+      [['clear', '--redis', redis.url, '--confirm', 'YES_WIPE_ALL', '--bogus'], "'--bogus'"],
+      [
+        ['clear', '--redis', redis.url, '--prefix', 'p', '--confirm', 'YES_WIPE_ALL', '--batch-size', '0'],
+        '--batch-size',
+      ],
+      [['clear', '--redis', redis.url, '--prefix', 'a\nb', '--confirm', 'YES_WIPE_ALL'], '--prefix'],
+      [
+        ['clear', '--redis', 'http://x', '--prefix', 'p', '--confirm', 'YES_WIPE_ALL'],
+        'redis:// or rediss://',
+      ],
+    ]
+    for (const [args, message] of cases) {
+      const run = await cli(...args)
+      expect(run.code, args.join(' ')).toBe(2)
+      expect(run.stderr, args.join(' ')).toContain(message)
+      expect(run.stderr, args.join(' ')).toContain('Usage: layercache')
+    }
+  })
+
+  it('--require-tls refuses a redis:// URL before connecting (exit 2), naming it without its password', async () => {
+    const url = new URL(redis.url)
+    url.username = 'ops'
+    url.password = 's3cret'
+    const run = await cli(
+      'clear',
+      '--redis',
+      url.toString(),
+      '--prefix',
+      'p',
+      '--confirm',
+      'YES_WIPE_ALL',
+      '--require-tls',
+    )
+    expect(run.code).toBe(2)
+    expect(run.stderr).toContain('--require-tls')
+    expect(run.stderr).toContain('rediss://')
+    expect(run.stderr).not.toContain('s3cret')
+  })
+
+  it('with --prefix removes only the keys under it (trailing ":" added); --json reports the count', async () => {
+    const prefix = nextPrefix()
+    await fill(client, `${prefix}app:`, 1200)
+    await fill(client, `${prefix}application:`, 30)
+    await fill(client, `${prefix}other:`, 40)
+    const run = await cli(
+      'clear',
+      '--redis',
+      redis.url,
+      '--prefix',
+      `${prefix}app`,
+      '--confirm',
+      'YES_WIPE_ALL',
+      '--batch-size',
+      '300',
+      '--json',
+    )
+    expect(run.code).toBe(0)
+    expect(JSON.parse(run.stdout)).toEqual({ mode: 'scan', deleted: 1200, keyPrefix: `${prefix}app:` })
+    expect(run.stderr).toContain(`wiping every key under "${prefix}app:"`)
+    expect(await countKeys(client, `${prefix}app:*`)).toBe(0)
+    expect(await countKeys(client, `${prefix}application:*`)).toBe(30)
+    expect(await countKeys(client, `${prefix}other:*`)).toBe(40)
+
+    // Production mode with the opt-in; the text report.
+    const prod = await cliWithEnv(
+      { NODE_ENV: 'production' },
+      'clear',
+      '--redis',
+      redis.url,
+      '--prefix',
+      `${prefix}other:`,
+      '--confirm',
+      'YES_WIPE_ALL',
+      '--allow-production',
+    )
+    expect(prod.code).toBe(0)
+    expect(prod.stdout).toContain(`removed 40 keys under "${prefix}other:"`)
+    expect(await countKeys(client, `${prefix}other:*`)).toBe(0)
+    expect(await countKeys(client, `${prefix}application:*`)).toBe(30)
+  })
+
+  it("without --prefix (or --prefix '') FLUSHDB wipes the whole database, and says so (a Redis this test started)", async () => {
+    const own = await spawnTestRedis()
+    try {
+      const db0 = own.createClient()
+      const db1 = own.createClient({ db: 1 })
+      await fill(db0, 'x:', 70)
+      await fill(db1, 'kept:', 5)
+      const run = await cli('clear', '--redis', own.url, '--confirm', 'YES_WIPE_ALL')
+      expect(run.code).toBe(0)
+      expect(run.stderr).toContain('wiping the WHOLE Redis database')
+      expect(run.stdout).toContain('FLUSHDB wiped the whole Redis database (every master): 70 keys')
+      expect(await db0.dbsize()).toBe(0)
+      expect(await db1.dbsize()).toBe(5)
+
+      await fill(db0, 'y:', 3)
+      const empty = await cli(
+        'clear',
+        '--redis',
+        own.url,
+        '--prefix',
+        '',
+        '--confirm',
+        'YES_WIPE_ALL',
+        '--json',
+      )
+      expect(empty.code).toBe(0)
+      expect(JSON.parse(empty.stdout)).toEqual({ mode: 'flushdb', deleted: 3, keyPrefix: '' })
+      expect(await db0.dbsize()).toBe(0)
+    } finally {
+      await own.close()
+    }
+  })
+})
+
 describe('the layercache CLI against a Redis Cluster (--cluster)', () => {
   let cluster: RedisClusterHandle
   let clusterClient: Cluster
@@ -237,5 +461,27 @@ describe('the layercache CLI against a Redis Cluster (--cluster)', () => {
         .map(async (master) => (await master.keys(`${prefix}~{${prefix}:*}k`)).length),
     )
     expect(perNode.filter((count) => count > 0).length).toBe(3)
+  })
+
+  it('clear --cluster removes the prefix on every master, and nothing else', async () => {
+    await fill(clusterClient, 'cli-clear:', 900)
+    await fill(clusterClient, 'cli-kept:', 60)
+    const node = cluster.startupNodes[0]!
+    const run = await cli(
+      'clear',
+      '--redis',
+      `redis://${node.host}:${node.port}`,
+      '--cluster',
+      '--prefix',
+      'cli-clear',
+      '--confirm',
+      'YES_WIPE_ALL',
+      '--json',
+    )
+    expect(run.stderr).not.toContain('cannot connect')
+    expect(run.code).toBe(0)
+    expect(JSON.parse(run.stdout)).toEqual({ mode: 'scan', deleted: 900, keyPrefix: 'cli-clear:' })
+    expect(await countKeys(clusterClient, 'cli-clear:*')).toBe(0)
+    expect(await countKeys(clusterClient, 'cli-kept:*')).toBe(60)
   })
 })

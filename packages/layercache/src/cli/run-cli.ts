@@ -1,3 +1,4 @@
+import { clearCommand } from './clear-command'
 import { type CliIo, EXIT_OK, EXIT_USAGE } from './cli-io'
 import { migrateTagIndexCommand } from './migrate-tag-index-command'
 
@@ -9,7 +10,7 @@ export interface CliCommand {
   run(args: readonly string[], io: CliIo): Promise<number>
 }
 
-const COMMANDS: readonly CliCommand[] = [migrateTagIndexCommand]
+const COMMANDS: readonly CliCommand[] = [migrateTagIndexCommand, clearCommand]
 
 function globalUsage(): string {
   const width = Math.max(...COMMANDS.map((command) => command.name.length)) + 2

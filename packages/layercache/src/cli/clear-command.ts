@@ -1,0 +1,168 @@
+import { parseArgs } from 'node:util'
+import { InvalidKeyError, InvalidOperationError, InvalidOptionError } from '@layercache/core'
+import {
+  CLEAR_ALL_CONFIRMATION,
+  type ClearAllCacheResult,
+  clearAllCache,
+  normalizePrefix,
+} from '@layercache/layer-redis'
+import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from './cli-io'
+import { connectRedis, redactUrl } from './redis-connection'
+import type { CliCommand } from './run-cli'
+
+const USAGE = `Usage: layercache clear --redis <url> --prefix <prefix> --confirm ${CLEAR_ALL_CONFIRMATION} [options]
+
+Deletes cache keys. With --prefix: every key under it (SCAN + UNLINK in batches of at most 500, on
+every master of a Cluster); keys of other prefixes are untouched. A trailing ':' is added to the prefix
+when missing ("app" never matches "application:x"). Without --prefix (or --prefix ''): FLUSHDB, which
+wipes the WHOLE selected Redis database on every master, keys of other applications included.
+
+Refused (exit 2, nothing touched, no connection made) unless --confirm is exactly ${CLEAR_ALL_CONFIRMATION}
+and, in production mode (--production, or NODE_ENV=production), --allow-production is given too.
+
+Options:
+  --redis <url>              redis:// or rediss:// URL of the Redis (required)
+  --prefix <p>               the key prefix to wipe (default '': FLUSHDB of the whole database)
+  --confirm <token>          must be exactly ${CLEAR_ALL_CONFIRMATION}
+  --production               production mode (also when NODE_ENV=production)
+  --allow-production         required as well in production mode
+  --batch-size <n>           SCAN COUNT per step (default 500)
+  --cluster                  the URL is a node of a Redis Cluster
+  --require-tls              refuse a URL that is not rediss://
+  --json                     print the result as JSON
+  -h, --help                 show this help
+`
+
+const OPTIONS = {
+  redis: { type: 'string' },
+  prefix: { type: 'string' },
+  confirm: { type: 'string' },
+  production: { type: 'boolean' },
+  'allow-production': { type: 'boolean' },
+  'batch-size': { type: 'string' },
+  cluster: { type: 'boolean' },
+  'require-tls': { type: 'boolean' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+function wholeNumber(text: string | undefined, option: string, min: number): number | undefined {
+  if (text === undefined) return undefined
+  const value = Number(text)
+  if (!/^\d+$/.test(text) || value < min) {
+    throw new UsageError(
+      `--${option}: expected a whole number of at least ${min}, got ${JSON.stringify(text)}`,
+    )
+  }
+  return value
+}
+
+function scopeOf(prefix: string): string {
+  return prefix === ''
+    ? 'the WHOLE Redis database (no --prefix: FLUSHDB on every master)'
+    : `every key under ${JSON.stringify(prefix)}`
+}
+
+function parse(args: readonly string[], env: NodeJS.ProcessEnv) {
+  let values: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; args: string[] }>>['values']
+  try {
+    ;({ values } = parseArgs({ args: [...args], options: OPTIONS, allowPositionals: false, strict: true }))
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error))
+  }
+  if (values.help) return { help: true as const }
+  if (values.redis === undefined) throw new UsageError('--redis <url> is required')
+  let prefix: string
+  try {
+    prefix = normalizePrefix(values.prefix ?? '')
+  } catch (error) {
+    if (!(error instanceof InvalidKeyError)) throw error
+    throw new UsageError(`--prefix: ${error.message}`)
+  }
+  const batchSize = wholeNumber(values['batch-size'], 'batch-size', 1)
+  // The guards, before anything connects.
+  if (values.confirm !== CLEAR_ALL_CONFIRMATION) {
+    throw new UsageError(
+      `refusing to wipe ${scopeOf(prefix)}: ` +
+        (values.confirm === undefined
+          ? `--confirm ${CLEAR_ALL_CONFIRMATION} is required`
+          : `--confirm must be exactly ${CLEAR_ALL_CONFIRMATION}`) +
+        '; nothing was touched',
+    )
+  }
+  const production = values.production === true || env.NODE_ENV === 'production'
+  const allowProduction = values['allow-production'] === true
+  if (production && !allowProduction) {
+    throw new UsageError(
+      `refusing to wipe ${scopeOf(prefix)} in production mode ` +
+        `(${values.production === true ? '--production' : 'NODE_ENV=production'}): ` +
+        'pass --allow-production as well; nothing was touched',
+    )
+  }
+  return {
+    help: false as const,
+    url: values.redis,
+    cluster: values.cluster === true,
+    requireTls: values['require-tls'] === true,
+    json: values.json === true,
+    clear: {
+      keyPrefix: prefix,
+      confirm: CLEAR_ALL_CONFIRMATION as typeof CLEAR_ALL_CONFIRMATION,
+      productionMode: production,
+      allowProduction,
+      batchSize,
+    },
+  }
+}
+
+function describe(result: ClearAllCacheResult): string {
+  return result.mode === 'flushdb'
+    ? `layercache clear: FLUSHDB wiped the whole Redis database (every master): ${result.deleted} keys\n`
+    : `layercache clear: removed ${result.deleted} keys under ${JSON.stringify(result.keyPrefix)} ` +
+        '(SCAN + UNLINK; other keys untouched)\n'
+}
+
+export const clearCommand: CliCommand = {
+  name: 'clear',
+  summary: `delete every key under a prefix (no prefix: FLUSHDB); needs --confirm ${CLEAR_ALL_CONFIRMATION}`,
+  usage: USAGE,
+  async run(args: readonly string[], io: CliIo): Promise<number> {
+    let parsed: ReturnType<typeof parse>
+    try {
+      parsed = parse(args, process.env)
+    } catch (error) {
+      if (!(error instanceof UsageError)) throw error
+      io.err.write(`layercache clear: ${error.message}\n\n${USAGE}`)
+      return EXIT_USAGE
+    }
+    if (parsed.help) {
+      io.out.write(USAGE)
+      return EXIT_OK
+    }
+    let client: Awaited<ReturnType<typeof connectRedis>> | undefined
+    try {
+      client = await connectRedis(parsed)
+      io.err.write(
+        `layercache clear: wiping ${scopeOf(parsed.clear.keyPrefix)} at ${redactUrl(parsed.url)}\n`,
+      )
+      const result = await clearAllCache({ client, ...parsed.clear })
+      io.out.write(parsed.json ? `${JSON.stringify(result, null, 2)}\n` : describe(result))
+      return EXIT_OK
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error)
+      if (
+        error instanceof UsageError ||
+        error instanceof InvalidOperationError ||
+        error instanceof InvalidOptionError ||
+        error instanceof InvalidKeyError
+      ) {
+        io.err.write(`layercache clear: ${message}\n\n${USAGE}`)
+        return EXIT_USAGE
+      }
+      io.err.write(`layercache clear: ${message}\n`)
+      return EXIT_FAILED
+    } finally {
+      client?.disconnect()
+    }
+  },
+}
