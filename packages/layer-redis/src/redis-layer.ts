@@ -36,6 +36,14 @@ import { readTagIndexOptions } from './tag-index-options'
 
 export type RedisClient = Redis | Cluster
 
+// UNLINKs each key (KEYS) and answers 1 / 0 per key, in order.
+const UNLINK_EACH_SCRIPT = `local removed = {}
+for i, key in ipairs(KEYS) do removed[i] = redis.call('UNLINK', key) end
+return removed`
+const UNLINK_CHUNK = 500
+/** Below this many keys a plain pipeline of UNLINKs is as cheap. */
+const UNLINK_SCRIPT_FROM = 16
+
 /** What a load takes when it starts (see CacheLayer.fenceSnapshot): tag epochs, log and delete counter. */
 interface RedisFence {
   readonly epochs: TagEpochs | undefined
@@ -351,8 +359,26 @@ export class RedisLayer implements CacheLayer {
       }
     })
     await this.tagStore.removeMemberships(more)
-    const unlinked = await this.pipelineByKey(operation, fulls, (pipe, full) => pipe.unlink(full))
-    return unlinked.map((reply) => reply === 1)
+    return this.unlinkEach(operation, fulls)
+  }
+
+  /**
+   * UNLINKs the keys and tells, per key, whether it existed. On a standalone Redis one script per chunk
+   * does it (a command per key costs Redis more to parse than the unlink itself); on a Cluster the keys
+   * span slots, so it stays one command per key, pipelined per node.
+   */
+  private async unlinkEach(operation: string, fulls: readonly string[]): Promise<boolean[]> {
+    if (this.isCluster || fulls.length < UNLINK_SCRIPT_FROM) {
+      const replies = await this.pipelineByKey(operation, fulls, (pipe, full) => pipe.unlink(full))
+      return replies.map((reply) => reply === 1)
+    }
+    const pipe = (this.client as Redis).pipeline()
+    for (let at = 0; at < fulls.length; at += UNLINK_CHUNK) {
+      const chunk = fulls.slice(at, at + UNLINK_CHUNK)
+      pipe.eval(UNLINK_EACH_SCRIPT, chunk.length, ...chunk)
+    }
+    const replies = await this.execPipeline(operation, pipe)
+    return replies.flatMap((reply) => (reply as number[]).map((removed) => removed === 1))
   }
 
   /** The tags each key's current value was written with (from the key index), before an overwrite. */

@@ -198,6 +198,19 @@ const SEMANTIC_KEYS = [
 ]
 
 describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (target) => {
+  it('a large invalidation answers, key by key, only the keys whose value it removed', async () => {
+    const { layer, putAll, raw, full, existing } = setup(target)
+    // More keys than one unlink chunk, some of whose values are already gone (expired, evicted).
+    const keys = Array.from({ length: 1200 }, (_, i) => `big:${i}`)
+    await putAll(keys)
+    const gone = keys.filter((_, i) => i % 7 === 0)
+    for (const key of gone) await raw.del(full(key))
+    const removed = await layer.invalidateKeys({ scope: 'big:' })
+    const expected = keys.filter((key) => !gone.includes(key))
+    expect([...removed].sort()).toEqual([...expected].sort())
+    expect(await existing(keys)).toEqual([])
+  })
+
   describe('indexing', () => {
     it('every write indexes its key in both sets: lex score 0, expiry score expiresAt (or NEVER)', async () => {
       const { put, putAll, scores, sizes, index, full } = setup(target)
