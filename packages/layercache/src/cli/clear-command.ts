@@ -1,13 +1,13 @@
-import { parseArgs } from 'node:util'
-import { InvalidKeyError, InvalidOperationError, InvalidOptionError } from '@layercache/core'
+import { InvalidKeyError } from '@layercache/core'
 import {
   CLEAR_ALL_CONFIRMATION,
   type ClearAllCacheResult,
   clearAllCache,
   normalizePrefix,
 } from '@layercache/layer-redis'
-import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from './cli-io'
-import { connectRedis, redactUrl } from './redis-connection'
+import { type CliIo, UsageError } from './cli-io'
+import { parseOptions, runRedisCommand, wholeNumber } from './redis-command'
+import { redactUrl } from './redis-connection'
 import type { CliCommand } from './run-cli'
 
 const USAGE = `Usage: layercache clear --redis <url> --prefix <prefix> --confirm ${CLEAR_ALL_CONFIRMATION} [options]
@@ -46,17 +46,6 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const
 
-function wholeNumber(text: string | undefined, option: string, min: number): number | undefined {
-  if (text === undefined) return undefined
-  const value = Number(text)
-  if (!/^\d+$/.test(text) || value < min) {
-    throw new UsageError(
-      `--${option}: expected a whole number of at least ${min}, got ${JSON.stringify(text)}`,
-    )
-  }
-  return value
-}
-
 function scopeOf(prefix: string): string {
   return prefix === ''
     ? 'the WHOLE Redis database (no --prefix: FLUSHDB on every master)'
@@ -64,12 +53,7 @@ function scopeOf(prefix: string): string {
 }
 
 function parse(args: readonly string[], env: NodeJS.ProcessEnv) {
-  let values: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; args: string[] }>>['values']
-  try {
-    ;({ values } = parseArgs({ args: [...args], options: OPTIONS, allowPositionals: false, strict: true }))
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error))
-  }
+  const values = parseOptions(args, OPTIONS)
   if (values.help) return { help: true as const }
   if (values.redis === undefined) throw new UsageError('--redis <url> is required')
   let prefix: string
@@ -126,43 +110,18 @@ export const clearCommand: CliCommand = {
   name: 'clear',
   summary: `delete every key under a prefix (no prefix: FLUSHDB); needs --confirm ${CLEAR_ALL_CONFIRMATION}`,
   usage: USAGE,
-  async run(args: readonly string[], io: CliIo): Promise<number> {
-    let parsed: ReturnType<typeof parse>
-    try {
-      parsed = parse(args, process.env)
-    } catch (error) {
-      if (!(error instanceof UsageError)) throw error
-      io.err.write(`layercache clear: ${error.message}\n\n${USAGE}`)
-      return EXIT_USAGE
-    }
-    if (parsed.help) {
-      io.out.write(USAGE)
-      return EXIT_OK
-    }
-    let client: Awaited<ReturnType<typeof connectRedis>> | undefined
-    try {
-      client = await connectRedis(parsed)
-      io.err.write(
-        `layercache clear: wiping ${scopeOf(parsed.clear.keyPrefix)} at ${redactUrl(parsed.url)}\n`,
-      )
-      const result = await clearAllCache({ client, ...parsed.clear })
-      io.out.write(parsed.json ? `${JSON.stringify(result, null, 2)}\n` : describe(result))
-      return EXIT_OK
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error)
-      if (
-        error instanceof UsageError ||
-        error instanceof InvalidOperationError ||
-        error instanceof InvalidOptionError ||
-        error instanceof InvalidKeyError
-      ) {
-        io.err.write(`layercache clear: ${message}\n\n${USAGE}`)
-        return EXIT_USAGE
-      }
-      io.err.write(`layercache clear: ${message}\n`)
-      return EXIT_FAILED
-    } finally {
-      client?.disconnect()
-    }
-  },
+  run: (args: readonly string[], io: CliIo) =>
+    runRedisCommand(
+      'clear',
+      USAGE,
+      io,
+      () => parse(args, process.env),
+      async (parsed, client) => {
+        io.err.write(
+          `layercache clear: wiping ${scopeOf(parsed.clear.keyPrefix)} at ${redactUrl(parsed.url)}\n`,
+        )
+        const result = await clearAllCache({ client, ...parsed.clear })
+        return parsed.json ? `${JSON.stringify(result, null, 2)}\n` : describe(result)
+      },
+    ),
 }

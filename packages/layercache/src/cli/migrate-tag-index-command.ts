@@ -1,8 +1,6 @@
-import { parseArgs } from 'node:util'
-import { InvalidKeyError, InvalidOptionError } from '@layercache/core'
 import { type MigrateTagIndexReport, migrateTagIndex } from '@layercache/layer-redis'
-import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from './cli-io'
-import { connectRedis } from './redis-connection'
+import { type CliIo, UsageError } from './cli-io'
+import { parseOptions, runRedisCommand, wholeNumber } from './redis-command'
 import type { CliCommand } from './run-cli'
 
 const USAGE = `Usage: layercache migrate-tag-index --redis <url> --tag-index-prefix <prefix> [options]
@@ -41,24 +39,8 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const
 
-function wholeNumber(text: string | undefined, option: string, min: number): number | undefined {
-  if (text === undefined) return undefined
-  const value = Number(text)
-  if (!/^\d+$/.test(text) || value < min) {
-    throw new UsageError(
-      `--${option}: expected a whole number of at least ${min}, got ${JSON.stringify(text)}`,
-    )
-  }
-  return value
-}
-
 function parse(args: readonly string[]) {
-  let values: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; args: string[] }>>['values']
-  try {
-    ;({ values } = parseArgs({ args: [...args], options: OPTIONS, allowPositionals: false, strict: true }))
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error))
-  }
+  const values = parseOptions(args, OPTIONS)
   if (values.help) return { help: true as const }
   if (values.redis === undefined) throw new UsageError('--redis <url> is required')
   if (values['tag-index-prefix'] === undefined)
@@ -111,49 +93,25 @@ export const migrateTagIndexCommand: CliCommand = {
   name: 'migrate-tag-index',
   summary: 'move a key index into the sharded layout (from the single set, or another shard count)',
   usage: USAGE,
-  async run(args: readonly string[], io: CliIo): Promise<number> {
-    let parsed: ReturnType<typeof parse>
-    try {
-      parsed = parse(args)
-    } catch (error) {
-      if (!(error instanceof UsageError)) throw error
-      io.err.write(`layercache migrate-tag-index: ${error.message}\n\n${USAGE}`)
-      return EXIT_USAGE
-    }
-    if (parsed.help) {
-      io.out.write(USAGE)
-      return EXIT_OK
-    }
-    let client: Awaited<ReturnType<typeof connectRedis>> | undefined
-    try {
-      client = await connectRedis(parsed)
-      const report = await migrateTagIndex({
-        client,
-        ...parsed.migration,
-        onProgress: ({ source, moved, remaining }) => {
-          io.err.write(
-            parsed.migration.dryRun
-              ? `${source}: ${moved} to move so far, of ${remaining} entries\n`
-              : `${source}: moved ${moved}, ${remaining} left\n`,
-          )
-        },
-      })
-      io.out.write(parsed.json ? `${JSON.stringify(report, null, 2)}\n` : describe(report))
-      return EXIT_OK
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error)
-      if (
-        error instanceof UsageError ||
-        error instanceof InvalidOptionError ||
-        error instanceof InvalidKeyError
-      ) {
-        io.err.write(`layercache migrate-tag-index: ${message}\n\n${USAGE}`)
-        return EXIT_USAGE
-      }
-      io.err.write(`layercache migrate-tag-index: ${message}\n`)
-      return EXIT_FAILED
-    } finally {
-      client?.disconnect()
-    }
-  },
+  run: (args: readonly string[], io: CliIo) =>
+    runRedisCommand(
+      'migrate-tag-index',
+      USAGE,
+      io,
+      () => parse(args),
+      async (parsed, client) => {
+        const report = await migrateTagIndex({
+          client,
+          ...parsed.migration,
+          onProgress: ({ source, moved, remaining }) => {
+            io.err.write(
+              parsed.migration.dryRun
+                ? `${source}: ${moved} to move so far, of ${remaining} entries\n`
+                : `${source}: moved ${moved}, ${remaining} left\n`,
+            )
+          },
+        })
+        return parsed.json ? `${JSON.stringify(report, null, 2)}\n` : describe(report)
+      },
+    ),
 }

@@ -1,0 +1,84 @@
+import { type ParseArgsConfig, parseArgs } from 'node:util'
+import { InvalidKeyError, InvalidOperationError, InvalidOptionError } from '@layercache/core'
+import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from './cli-io'
+import { type ConnectOptions, connectRedis } from './redis-connection'
+
+/** Parses `args` strictly (no positionals); a bad command line is a UsageError. */
+type Options = NonNullable<ParseArgsConfig['options']>
+type Values<O extends Options> = ReturnType<
+  typeof parseArgs<{ options: O; args: string[]; allowPositionals: false; strict: true }>
+>['values']
+
+export function parseOptions<O extends Options>(args: readonly string[], options: O): Values<O> {
+  try {
+    return parseArgs({ args: [...args], options, allowPositionals: false, strict: true }).values
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error))
+  }
+}
+
+export function wholeNumber(text: string | undefined, option: string, min: number): number | undefined {
+  if (text === undefined) return undefined
+  const value = Number(text)
+  if (!/^\d+$/.test(text) || value < min) {
+    throw new UsageError(
+      `--${option}: expected a whole number of at least ${min}, got ${JSON.stringify(text)}`,
+    )
+  }
+  return value
+}
+
+/** What a Redis command's parse returns: help, or where to connect plus the command's own part. */
+type Parsed = { readonly help: true } | (ConnectOptions & { readonly help: false })
+
+/**
+ * The frame every command that talks to Redis shares: parse (usage and exit 2 on a bad command line),
+ * `--help`, connect, run `work` (its text goes to stdout), exit 2 for bad input found later, 1 for
+ * failures, and always disconnect.
+ */
+export async function runRedisCommand<P extends Parsed>(
+  name: string,
+  usage: string,
+  io: CliIo,
+  parse: () => P,
+  work: (
+    parsed: Extract<P, { readonly help: false }>,
+    client: Awaited<ReturnType<typeof connectRedis>>,
+  ) => Promise<string>,
+): Promise<number> {
+  const prefix = `layercache ${name}: `
+  let parsed: P
+  try {
+    parsed = parse()
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error
+    io.err.write(`${prefix}${error.message}\n\n${usage}`)
+    return EXIT_USAGE
+  }
+  if (parsed.help) {
+    io.out.write(usage)
+    return EXIT_OK
+  }
+  const ready = parsed as Extract<P, { readonly help: false }>
+  let client: Awaited<ReturnType<typeof connectRedis>> | undefined
+  try {
+    client = await connectRedis(ready)
+    io.out.write(await work(ready, client))
+    return EXIT_OK
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error)
+    if (
+      error instanceof UsageError ||
+      error instanceof InvalidOperationError ||
+      error instanceof InvalidOptionError ||
+      error instanceof InvalidKeyError
+    ) {
+      io.err.write(`${prefix}${message}\n\n${usage}`)
+      return EXIT_USAGE
+    }
+    io.err.write(`${prefix}${message}\n`)
+    return EXIT_FAILED
+  } finally {
+    client?.disconnect()
+  }
+}
