@@ -94,9 +94,7 @@ export class BusLink implements BusListener {
   /** Messages may have been missed: nothing in memory can be vouched for any more. */
   unverified(reason: UnverifiedReason, detail: string): void {
     const state = this.state
-    state.fence.invalidateAll()
-    state.flights.clear()
-    for (const layer of this.local) layer.clear()
+    state.forgetLocalMemory()
     state.stats.unverifiedFlushes++
     if (state.events.listening('unverified')) state.events.emit('unverified', { reason, detail })
   }

@@ -273,7 +273,8 @@ export class CacheStack {
   ): Promise<Set<string>> {
     return this.holdingRefills(async () => {
       const found = await this.removeFound(operation, find)
-      await this.state.bus?.announce([announce])
+      const bus = this.state.bus
+      if (bus !== undefined) await bus.announce([announce])
       return found
     })
   }
@@ -369,7 +370,8 @@ export class CacheStack {
     }
     const previous = generations.current
     const next = await generations.bump()
-    await this.state.bus?.announce([{ generation: next }])
+    const bus = this.state.bus
+    if (bus !== undefined) await bus.announce([{ generation: next }])
     if (generations.cleanup !== undefined) this.cleanUpGeneration(previous, generations.cleanup.batchSize)
     return next
   }
@@ -936,7 +938,8 @@ export class CacheStack {
       }),
     )
     if (firstFailure) throw firstFailure
-    await state.bus?.announce([{ keys: fulls }])
+    // Without a bus, no extra await (deletes are frequent).
+    if (state.bus !== undefined) await state.bus.announce([{ keys: fulls }])
     state.invalidated(fulls)
     if (state.events.listening('delete')) for (const key of fulls) state.events.emit('delete', { key })
   }

@@ -254,11 +254,16 @@ export class StackState {
   /** Everything of the previous generation is unreachable now: free memory and stop work in flight. */
   private generationMoved(next: number, previous: number): void {
     this.keyspace = this.generations!.prefix
+    this.forgetLocalMemory()
+    if (this.events.listening('generation')) this.events.emit('generation', { generation: next, previous })
+    this.warmers.invalidatedAll()
+  }
+
+  /** Nothing in process memory can be trusted any more: empty the in-process layers, fence work in flight. */
+  forgetLocalMemory(): void {
     this.fence.invalidateAll()
     this.flights.clear()
     for (const layer of this.layers) if (isLocalLayer(layer)) layer.clear()
-    if (this.events.listening('generation')) this.events.emit('generation', { generation: next, previous })
-    this.warmers.invalidatedAll()
   }
 
   /** Keys an invalidation removed (as stored): refill the ones with a warmer. */
