@@ -1,3 +1,4 @@
+export { bounded } from './bounded'
 export {
   CacheStack,
   type CacheStackOptions,

@@ -5,6 +5,7 @@ import {
   assertPositiveInteger,
   type BusListener,
   type BusOperation,
+  bounded,
   type InvalidationBus,
   InvalidOptionError,
   LayerTimeoutError,
@@ -333,14 +334,8 @@ export class RedisInvalidationBus implements InvalidationBus {
   }
 
   private bounded<T>(promise: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new LayerTimeoutError('invalidation bus', 'publish', this.publishTimeoutMs)),
-        this.publishTimeoutMs,
-      )
-    })
-    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+    const ms = this.publishTimeoutMs
+    return bounded(promise, ms, () => new LayerTimeoutError('invalidation bus', 'publish', ms))
   }
 
   private beat(): void {

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import {
   assertKnownOptions,
   assertPositiveInteger,
+  bounded,
   InvalidOptionError,
   LayerCacheError,
   LayerTimeoutError,
@@ -412,29 +413,16 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
         ),
       )
     }
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new LayerTimeoutError(NAME, operation, this.commandTimeout)),
-        this.commandTimeout,
-      )
-    })
     const running = run().catch((error: unknown) => {
       if (error instanceof LayerCacheError) throw error
       const reason = error instanceof Error ? error.message : String(error)
       throw new LayerUnavailableError(NAME, `${NAME}: ${operation} failed: ${reason}`, error)
     })
-    return Promise.race([running, timeout]).then(
-      (value) => {
-        clearTimeout(timer)
-        return value
-      },
-      (error: unknown) => {
-        clearTimeout(timer)
-        this.counters.errors++
-        throw error
-      },
-    )
+    const ms = this.commandTimeout
+    return bounded(running, ms, () => new LayerTimeoutError(NAME, operation, ms)).catch((error: unknown) => {
+      this.counters.errors++
+      throw error
+    })
   }
 
   private assertOpen(): void {

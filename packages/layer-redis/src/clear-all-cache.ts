@@ -1,6 +1,7 @@
 import {
   assertKnownOptions,
   assertPositiveInteger,
+  bounded,
   InvalidKeyError,
   InvalidOperationError,
   InvalidOptionError,
@@ -195,30 +196,13 @@ class Bound {
   constructor(private readonly timeoutMs: number) {}
 
   run<T>(operation: string, send: () => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new LayerTimeoutError(LAYER, `clearAllCache ${operation}`, this.timeoutMs)),
-        this.timeoutMs,
-      )
-      let sent: Promise<T>
-      try {
-        sent = send()
-      } catch (error) {
-        clearTimeout(timer)
-        reject(asUnavailable(operation, error))
-        return
-      }
-      sent.then(
-        (reply) => {
-          clearTimeout(timer)
-          resolve(reply)
-        },
-        (error: unknown) => {
-          clearTimeout(timer)
-          reject(asUnavailable(operation, error))
-        },
-      )
-    })
+    const sent = Promise.resolve()
+      .then(send)
+      .catch((error: unknown) => {
+        throw asUnavailable(operation, error)
+      })
+    const ms = this.timeoutMs
+    return bounded(sent, ms, () => new LayerTimeoutError(LAYER, `clearAllCache ${operation}`, ms))
   }
 
   /** Waits (bounded) for the client to be ready: a Cluster only knows its masters once connected. */

@@ -6,6 +6,7 @@ import {
   assertPositiveInteger,
   assertTags,
   assertTtl,
+  bounded,
   type CacheStack,
   InvalidOptionError,
   InvalidValueError,
@@ -589,30 +590,18 @@ export class WriteBehind<T = unknown> {
   }
 
   private async redis<R>(operation: string, send: (client: Redis | Cluster) => Promise<R>): Promise<R> {
-    let timer: NodeJS.Timeout | undefined
     const limit = this.options.commandTimeout
     try {
-      return await Promise.race([
+      return await bounded(
         send(this.options.client),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new LayerUnavailableError(
-                  'write-behind',
-                  `write-behind ${operation}: no answer in ${limit} ms`,
-                ),
-              ),
-            limit,
-          )
-        }),
-      ])
+        limit,
+        () =>
+          new LayerUnavailableError('write-behind', `write-behind ${operation}: no answer in ${limit} ms`),
+      )
     } catch (error) {
       if (error instanceof LayerCacheError) throw error
       const reason = error instanceof Error ? error.message : String(error)
       throw new LayerUnavailableError('write-behind', `write-behind ${operation} failed: ${reason}`, error)
-    } finally {
-      clearTimeout(timer)
     }
   }
 }
