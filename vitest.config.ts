@@ -22,6 +22,7 @@ export default defineConfig({
       project('test-utils'),
       project('write-strategies'),
       project('distributed'),
+      project('entities'),
       {
         extends: true,
         test: { name: 'examples', include: ['examples/*/test/**/*.test.ts'] },

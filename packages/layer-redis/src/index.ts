@@ -4,9 +4,18 @@ export {
   type ClearAllCacheResult,
   clearAllCache,
 } from './clear-all-cache'
-export type { CompressionOptions } from './envelope-codec'
-export { DEFAULT_KNOWN_KEYS_SHARDS, MAX_KNOWN_KEYS_SHARDS } from './index-layout'
+export { type CompressionOptions, decodeStored } from './envelope-codec'
+export {
+  DEFAULT_KNOWN_KEYS_SHARDS,
+  type IndexShard,
+  layoutKeyOf,
+  legacyShardOf,
+  MAX_KNOWN_KEYS_SHARDS,
+  parseLayout,
+  shardsOf,
+} from './index-layout'
 export { escapeGlob, normalizePrefix, scanPattern } from './key-prefix'
+export { execBySlotOwner, type SlotTask } from './slot-pipelines'
 export { LAYOUT_WARNING, LEGACY_WARNING } from './known-keys-layout'
 export {
   type MigrateTagIndexOptions,
@@ -16,7 +25,7 @@ export {
   migrateTagIndex,
 } from './migrate-tag-index'
 export { type RedisClient, RedisLayer, type RedisLayerOptions } from './redis-layer'
-export { jsonSerializer, msgpackSerializer, type Serializer } from './serializer'
+export { COMPRESSED_MARKER, jsonSerializer, msgpackSerializer, type Serializer } from './serializer'
 export {
   DEFAULT_SCAN_COUNT,
   type RedisTagIndexOptions,

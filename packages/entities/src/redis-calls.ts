@@ -1,0 +1,97 @@
+import { createHash } from 'node:crypto'
+import { bounded, LayerCacheError, LayerTimeoutError, LayerUnavailableError } from '@layercache/core'
+import { execBySlotOwner } from '@layercache/layer-redis'
+import type { Cluster, Redis } from 'ioredis'
+
+/** The name entity errors carry as their layer (stats and messages). */
+export const ENTITY_LAYER = 'entities'
+
+export class Script {
+  readonly sha: string
+  constructor(readonly source: string) {
+    this.sha = createHash('sha1').update(source).digest('hex')
+  }
+}
+
+/** One script call, for a batch that runs in one pipeline per node. */
+export interface ScriptCall {
+  readonly script: Script
+  readonly keys: readonly string[]
+  readonly args: readonly (string | number)[]
+}
+
+/**
+ * Every Redis call of the engine: bounded by `timeoutMs`, refused at once while a client that was
+ * connected reconnects (degrade, never hang: a queued command would run late), failures typed.
+ */
+export class RedisCalls {
+  private everReady: boolean
+
+  constructor(
+    readonly client: Redis | Cluster,
+    private readonly timeoutMs: number,
+  ) {
+    this.everReady = client.status === 'ready'
+    if (!this.everReady) client.once('ready', () => (this.everReady = true))
+  }
+
+  /** One script (EVALSHA, loading it with EVAL the first time a server has not seen it). */
+  run<T>(operation: string, call: ScriptCall): Promise<T> {
+    const { script, keys, args } = call
+    return this.bound(operation, async () => {
+      try {
+        return (await this.client.evalsha(script.sha, keys.length, ...keys, ...args)) as T
+      } catch (error) {
+        if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error
+        return (await this.client.eval(script.source, keys.length, ...keys, ...args)) as T
+      }
+    })
+  }
+
+  /** Many script calls, each in one slot: one pipeline per node, in parallel. Replies in call order. */
+  runMany<T>(operation: string, calls: readonly ScriptCall[]): Promise<T[]> {
+    if (calls.length === 0) return Promise.resolve([])
+    return this.bound(operation, async () => {
+      const replies = await execBySlotOwner(
+        this.client,
+        calls.map((call) => ({
+          slotKey: call.keys[0]!,
+          add: (pipe) => {
+            pipe.eval(call.script.source, call.keys.length, ...call.keys, ...call.args)
+          },
+        })),
+        async (pipe) => {
+          const results = await pipe.exec()
+          if (results === null) throw new Error('pipeline aborted')
+          return results.map(([error, reply]) => {
+            if (error) throw error
+            return reply
+          })
+        },
+      )
+      return replies.map((reply) => reply[0] as T)
+    })
+  }
+
+  /** A plain command (GET, INCR, DEL…). */
+  command<T>(operation: string, send: (client: Redis | Cluster) => Promise<T>): Promise<T> {
+    return this.bound(operation, () => send(this.client))
+  }
+
+  private bound<T>(operation: string, work: () => Promise<T>): Promise<T> {
+    if (this.everReady && this.client.status !== 'ready') {
+      return Promise.reject(
+        new LayerUnavailableError(
+          ENTITY_LAYER,
+          `${ENTITY_LAYER}: ${operation} refused, Redis connection is ${this.client.status}`,
+        ),
+      )
+    }
+    const timedOut = () => new LayerTimeoutError(ENTITY_LAYER, operation, this.timeoutMs)
+    return bounded(work(), this.timeoutMs, timedOut).catch((error: unknown) => {
+      if (error instanceof LayerCacheError) throw error
+      const reason = error instanceof Error ? error.message : String(error)
+      throw new LayerUnavailableError(ENTITY_LAYER, `${ENTITY_LAYER}: ${operation} failed: ${reason}`, error)
+    })
+  }
+}
