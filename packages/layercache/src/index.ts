@@ -1,5 +1,6 @@
 export * from '@layercache/core'
 export * from '@layercache/distributed'
+export * from '@layercache/entities'
 export * from '@layercache/layer-memory'
 export * from '@layercache/layer-redis'
 export * from '@layercache/write-strategies'
