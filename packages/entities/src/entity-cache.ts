@@ -266,7 +266,9 @@ export class EntityCache {
   /**
    * Removes the row and its id from every indexed list with `trackMembership` that holds it (atomically
    * on a single Redis), and every L1 copy of them, here and on peers. Returns the row (0 or 1) plus the
-   * number of lists it was removed from. Costs one round trip when no list holds it.
+   * number of lists it was removed from. When no list holds it, it costs what a delete costs: one script
+   * on a single Redis; on a Cluster one more round trip if the type has indexed lists (their rebuilds'
+   * counter).
    */
   async invalidateEntity(type: string, id: string | number): Promise<number> {
     const entity = this.entity(type)
