@@ -15,7 +15,6 @@ export {
   shardsOf,
 } from './index-layout'
 export { escapeGlob, normalizePrefix, scanPattern } from './key-prefix'
-export { execBySlotOwner, type SlotTask } from './slot-pipelines'
 export { LAYOUT_WARNING, LEGACY_WARNING } from './known-keys-layout'
 export {
   type MigrateTagIndexOptions,
@@ -26,6 +25,7 @@ export {
 } from './migrate-tag-index'
 export { type RedisClient, RedisLayer, type RedisLayerOptions } from './redis-layer'
 export { COMPRESSED_MARKER, jsonSerializer, msgpackSerializer, type Serializer } from './serializer'
+export { execBySlotOwner, type SlotTask } from './slot-pipelines'
 export {
   DEFAULT_SCAN_COUNT,
   type RedisTagIndexOptions,
