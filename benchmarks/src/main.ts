@@ -6,6 +6,7 @@ import { PAYLOAD_JSON } from './payload'
 import { getRedisTarget, redisVersion } from './redis-target'
 import { markdownReport, type Row, summaryLine, textTable, writeReport } from './report'
 import { busPropagation } from './scenarios/bus-propagation'
+import { entityInvalidation } from './scenarios/entity-invalidation'
 import { expiryStorm } from './scenarios/expiry-storm'
 import { fleetStampede } from './scenarios/fleet-stampede'
 import { freshnessL1 } from './scenarios/freshness-l1'
@@ -31,6 +32,7 @@ const SCENARIOS = [
   { name: 'Prefix invalidation', run: prefixInvalidation },
   { name: 'Write-behind vs synchronous database writes', run: writeBehind },
   { name: 'Bus propagation and cost', run: busPropagation },
+  { name: 'Entity invalidation', run: entityInvalidation },
 ] as const
 
 function parseScale(text: string | undefined): number {
