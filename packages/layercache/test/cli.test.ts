@@ -105,7 +105,9 @@ describe('the layercache CLI', () => {
     }
   })
 
-  it('bad arguments print the reason and the usage, with exit code 2, and touch nothing', async () => {
+  it('bad arguments print the reason and the usage, with exit code 2, and touch nothing', {
+    timeout: 60_000,
+  }, async () => {
     const prefix = nextPrefix()
     await writeLegacy(client, prefix, 3)
     const cases: [string[], string][] = [
@@ -387,6 +389,7 @@ describe('layercache clear', () => {
       '--confirm',
       'YES_WIPE_ALL',
       '--allow-production',
+      '--allow-plaintext',
     )
     expect(prod.code).toBe(0)
     expect(prod.stdout).toContain(`removed 40 keys under "${prefix}other:"`)

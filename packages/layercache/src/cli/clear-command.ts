@@ -6,6 +6,7 @@ import {
   normalizePrefix,
 } from '@layercache/layer-redis'
 import { type CliIo, UsageError } from './cli-io'
+import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf, productionMode } from './connection-options'
 import { parseOptions, runRedisCommand, wholeNumber } from './redis-command'
 import { redactUrl } from './redis-connection'
 import type { CliCommand } from './run-cli'
@@ -21,27 +22,23 @@ Refused (exit 2, nothing touched, no connection made) unless --confirm is exactl
 and, in production mode (--production, or NODE_ENV=production), --allow-production is given too.
 
 Options:
-  --redis <url>              redis:// or rediss:// URL of the Redis (required)
-  --prefix <p>               the key prefix to wipe (default '': FLUSHDB of the whole database)
+  --prefix <p>               the key prefix to wipe (default '': FLUSHDB of the whole database);
+                             --key-prefix <p> is the same (the name the other commands use)
   --confirm <token>          must be exactly ${CLEAR_ALL_CONFIRMATION}
-  --production               production mode (also when NODE_ENV=production)
   --allow-production         required as well in production mode
   --batch-size <n>           SCAN COUNT per step (default 500)
-  --cluster                  the URL is a node of a Redis Cluster
-  --require-tls              refuse a URL that is not rediss://
   --json                     print the result as JSON
+${CONNECTION_USAGE}
   -h, --help                 show this help
 `
 
 const OPTIONS = {
-  redis: { type: 'string' },
+  ...CONNECTION_OPTIONS,
   prefix: { type: 'string' },
+  'key-prefix': { type: 'string' },
   confirm: { type: 'string' },
-  production: { type: 'boolean' },
   'allow-production': { type: 'boolean' },
   'batch-size': { type: 'string' },
-  cluster: { type: 'boolean' },
-  'require-tls': { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const
@@ -55,10 +52,13 @@ function scopeOf(prefix: string): string {
 function parse(args: readonly string[], env: NodeJS.ProcessEnv) {
   const values = parseOptions(args, OPTIONS)
   if (values.help) return { help: true as const }
-  if (values.redis === undefined) throw new UsageError('--redis <url> is required')
+  const connection = connectionOf(values, env)
+  if (values.prefix !== undefined && values['key-prefix'] !== undefined) {
+    throw new UsageError('--prefix and --key-prefix are the same option: give one')
+  }
   let prefix: string
   try {
-    prefix = normalizePrefix(values.prefix ?? '')
+    prefix = normalizePrefix(values.prefix ?? values['key-prefix'] ?? '')
   } catch (error) {
     if (!(error instanceof InvalidKeyError)) throw error
     throw new UsageError(`--prefix: ${error.message}`)
@@ -74,25 +74,22 @@ function parse(args: readonly string[], env: NodeJS.ProcessEnv) {
         '; nothing was touched',
     )
   }
-  const production = values.production === true || env.NODE_ENV === 'production'
+  const production = productionMode(values, env)
   const allowProduction = values['allow-production'] === true
-  if (production && !allowProduction) {
+  if (production.on && !allowProduction) {
     throw new UsageError(
-      `refusing to wipe ${scopeOf(prefix)} in production mode ` +
-        `(${values.production === true ? '--production' : 'NODE_ENV=production'}): ` +
+      `refusing to wipe ${scopeOf(prefix)} in production mode (${production.why}): ` +
         'pass --allow-production as well; nothing was touched',
     )
   }
   return {
     help: false as const,
-    url: values.redis,
-    cluster: values.cluster === true,
-    requireTls: values['require-tls'] === true,
+    ...connection,
     json: values.json === true,
     clear: {
       keyPrefix: prefix,
       confirm: CLEAR_ALL_CONFIRMATION as typeof CLEAR_ALL_CONFIRMATION,
-      productionMode: production,
+      productionMode: production.on,
       allowProduction,
       batchSize,
     },

@@ -1,5 +1,6 @@
 import { type MigrateTagIndexReport, migrateTagIndex } from '@layercache/layer-redis'
 import { type CliIo, UsageError } from './cli-io'
+import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf } from './connection-options'
 import { parseOptions, runRedisCommand, wholeNumber } from './redis-command'
 import type { CliCommand } from './run-cli'
 
@@ -10,7 +11,6 @@ wrote (<prefix>~{<prefix>}k), and those of another recorded shard count (a re-sh
 instances run; resumable: after an interruption, run it again.
 
 Options:
-  --redis <url>              redis:// or rediss:// URL of the Redis (required)
   --tag-index-prefix <p>     the RedisTagIndex prefix, or the RedisLayer prefix without one (required)
   --legacy-prefix <p>        the RedisLayer prefix whose single-set index to move in
                              (default: --tag-index-prefix)
@@ -18,38 +18,33 @@ Options:
   --batch-size <n>           entries per step (default 500)
   --settle-ms <ms>           a re-shard waits this long after each layout change for running
                              instances to see it (default 30000; 0 when none runs)
-  --cluster                  the URL is a node of a Redis Cluster
-  --require-tls              refuse a URL that is not rediss://
   --dry-run                  count what would move, per shard; change nothing
   --json                     print the report as JSON
+${CONNECTION_USAGE}
   -h, --help                 show this help
 `
 
 const OPTIONS = {
-  redis: { type: 'string' },
+  ...CONNECTION_OPTIONS,
   'tag-index-prefix': { type: 'string' },
   'legacy-prefix': { type: 'string' },
   'known-key-shards': { type: 'string' },
   'batch-size': { type: 'string' },
   'settle-ms': { type: 'string' },
-  cluster: { type: 'boolean' },
-  'require-tls': { type: 'boolean' },
   'dry-run': { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const
 
-function parse(args: readonly string[]) {
+function parse(args: readonly string[], env: NodeJS.ProcessEnv) {
   const values = parseOptions(args, OPTIONS)
   if (values.help) return { help: true as const }
-  if (values.redis === undefined) throw new UsageError('--redis <url> is required')
+  const connection = connectionOf(values, env)
   if (values['tag-index-prefix'] === undefined)
     throw new UsageError('--tag-index-prefix <prefix> is required')
   return {
     help: false as const,
-    url: values.redis,
-    cluster: values.cluster === true,
-    requireTls: values['require-tls'] === true,
+    ...connection,
     json: values.json === true,
     migration: {
       prefix: values['tag-index-prefix'],
@@ -98,7 +93,7 @@ export const migrateTagIndexCommand: CliCommand = {
       'migrate-tag-index',
       USAGE,
       io,
-      () => parse(args),
+      () => parse(args, process.env),
       async (parsed, client) => {
         const report = await migrateTagIndex({
           client,

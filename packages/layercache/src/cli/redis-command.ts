@@ -1,20 +1,43 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util'
-import { InvalidKeyError, InvalidOperationError, InvalidOptionError } from '@layercache/core'
+import {
+  InvalidKeyError,
+  InvalidOperationError,
+  InvalidOptionError,
+  InvalidPatternError,
+} from '@layercache/core'
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from './cli-io'
 import { type ConnectOptions, connectRedis } from './redis-connection'
 
-/** Parses `args` strictly (no positionals); a bad command line is a UsageError. */
 type Options = NonNullable<ParseArgsConfig['options']>
 type Values<O extends Options> = ReturnType<
   typeof parseArgs<{ options: O; args: string[]; allowPositionals: false; strict: true }>
 >['values']
 
+/** Parses `args` strictly (no positionals); a bad command line is a UsageError. */
 export function parseOptions<O extends Options>(args: readonly string[], options: O): Values<O> {
+  return parseCommandLine(args, options, 0).values
+}
+
+/**
+ * Parses `args` strictly, with at most `maxPositionals` arguments besides the options (after `--`, an
+ * argument starting with '-' is one too); a bad command line is a UsageError.
+ */
+export function parseCommandLine<O extends Options>(
+  args: readonly string[],
+  options: O,
+  maxPositionals: number,
+): { readonly values: Values<O>; readonly positionals: string[] } {
+  let parsed: { values: Values<O>; positionals: string[] }
   try {
-    return parseArgs({ args: [...args], options, allowPositionals: false, strict: true }).values
+    parsed = parseArgs({ args: [...args], options, allowPositionals: true, strict: true }) as never
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error))
   }
+  if (parsed.positionals.length > maxPositionals) {
+    const extra = parsed.positionals[maxPositionals]!
+    throw new UsageError(`unexpected argument ${JSON.stringify(extra)}`)
+  }
+  return parsed
 }
 
 export function wholeNumber(text: string | undefined, option: string, min: number): number | undefined {
@@ -71,7 +94,8 @@ export async function runRedisCommand<P extends Parsed>(
       error instanceof UsageError ||
       error instanceof InvalidOperationError ||
       error instanceof InvalidOptionError ||
-      error instanceof InvalidKeyError
+      error instanceof InvalidKeyError ||
+      error instanceof InvalidPatternError
     ) {
       io.err.write(`${prefix}${message}\n\n${usage}`)
       return EXIT_USAGE

@@ -1,6 +1,10 @@
 import { clearCommand } from './clear-command'
 import { type CliIo, EXIT_OK, EXIT_USAGE } from './cli-io'
+import { inspectCommand } from './inspect-command'
+import { invalidateCommand } from './invalidate-command'
+import { keysCommand } from './keys-command'
 import { migrateTagIndexCommand } from './migrate-tag-index-command'
+import { statsCommand } from './stats-command'
 
 export interface CliCommand {
   readonly name: string
@@ -10,7 +14,14 @@ export interface CliCommand {
   run(args: readonly string[], io: CliIo): Promise<number>
 }
 
-const COMMANDS: readonly CliCommand[] = [migrateTagIndexCommand, clearCommand]
+const COMMANDS: readonly CliCommand[] = [
+  statsCommand,
+  keysCommand,
+  inspectCommand,
+  invalidateCommand,
+  clearCommand,
+  migrateTagIndexCommand,
+]
 
 function globalUsage(): string {
   const width = Math.max(...COMMANDS.map((command) => command.name.length)) + 2
@@ -20,8 +31,10 @@ function globalUsage(): string {
     'Commands:',
     ...COMMANDS.map((command) => `  ${command.name.padEnd(width)}${command.summary}`),
     '',
-    'Run `layercache <command> --help` for its options.',
-    'Exit codes: 0 done, 1 failed (e.g. Redis unreachable), 2 bad arguments.',
+    'Run `layercache <command> --help` for its options and examples. Every command takes --redis <url>;',
+    'in production mode (--production or NODE_ENV=production) a plaintext redis:// URL is refused unless',
+    '--tls or --allow-plaintext is given.',
+    'Exit codes: 0 done, 1 failed (e.g. Redis unreachable, no such key), 2 bad arguments or refused.',
     '',
   ].join('\n')
 }
