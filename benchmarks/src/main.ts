@@ -3,6 +3,8 @@ import { fileURLToPath } from 'node:url'
 import type { BenchContext } from './context'
 import { nowNs, sinceNs } from './measure'
 import { PAYLOAD_JSON } from './payload'
+import { LIBRARIES, LIBRARY_LABEL, LIBRARY_SETUP, peerVersions } from './peers'
+import { type PeerRow, peerMarkdown, peerSummary, peerSvg, peerTable } from './peers-report'
 import { getRedisTarget, redisVersion } from './redis-target'
 import { markdownReport, type Row, summaryLine, textTable, writeReport } from './report'
 import { busPropagation } from './scenarios/bus-propagation'
@@ -13,12 +15,18 @@ import { freshnessL1 } from './scenarios/freshness-l1'
 import { l1Hit } from './scenarios/l1-hit'
 import { l2Concurrent } from './scenarios/l2-concurrent'
 import { l2Hit } from './scenarios/l2-hit'
+import { peersBus } from './scenarios/peers-bus'
+import { peersHits } from './scenarios/peers-hits'
+import { peersTags } from './scenarios/peers-tags'
+import { peersWrites } from './scenarios/peers-writes'
 import { prefixInvalidation } from './scenarios/prefix-invalidation'
 import { tagInvalidation } from './scenarios/tag-invalidation'
 import { writeBehind } from './scenarios/write-behind'
 import { writes } from './scenarios/writes'
 
 const RESULTS = fileURLToPath(new URL('../results/latest.md', import.meta.url))
+const PEER_RESULTS = fileURLToPath(new URL('../results/peers.md', import.meta.url))
+const PEER_CHART = fileURLToPath(new URL('../results/peers.svg', import.meta.url))
 
 const SCENARIOS = [
   { name: 'L1 hit', run: l1Hit },
@@ -33,7 +41,14 @@ const SCENARIOS = [
   { name: 'Write-behind vs synchronous database writes', run: writeBehind },
   { name: 'Bus propagation and cost', run: busPropagation },
   { name: 'Entity invalidation', run: entityInvalidation },
+  // Against peer libraries (results/peers.md, peers.svg); BENCH_ONLY=peers runs only these.
+  { name: 'Peers: hits', run: peersHits },
+  { name: 'Peers: set, stampede, memory', run: peersWrites },
+  { name: 'Peers: tag invalidation', run: peersTags },
+  { name: 'Peers: bus propagation', run: peersBus },
 ] as const
+
+const isPeerScenario = (name: string) => name.startsWith('Peers: ')
 
 function parseScale(text: string | undefined): number {
   if (text === undefined || text === '') return 1
@@ -53,6 +68,9 @@ async function main(): Promise<number> {
   const target = await getRedisTarget()
   const rows: Row[] = []
   const method: string[] = []
+  const peerRows: PeerRow[] = []
+  const peerMethod: string[] = []
+  let ranOwn = false
   const failures: string[] = []
   let version = 'unknown'
   try {
@@ -68,16 +86,23 @@ async function main(): Promise<number> {
       redisSpawned: target.spawned,
       scale,
     }
-    // BENCH_ONLY=tag runs only the scenarios whose name contains "tag" (case-insensitive).
+    // BENCH_ONLY=tag runs only the scenarios whose name contains "tag" (case-insensitive); the peer
+    // scenarios only run under a BENCH_ONLY that says "peer" (BENCH_ONLY=peers: all of them).
     const only = process.env.BENCH_ONLY?.toLowerCase()
     for (const scenario of SCENARIOS) {
+      const peer = isPeerScenario(scenario.name)
       if (only && !scenario.name.toLowerCase().includes(only)) continue
+      if (only && peer && !only.includes('peer')) continue
+      if (!peer) ranOwn = true
       progress(`running ${scenario.name} …`)
       const s0 = nowNs()
       try {
         const result = await scenario.run(ctx)
         rows.push(...result.rows)
-        method.push(...result.method)
+        if (peer) {
+          peerRows.push(...(result.peerRows ?? []))
+          peerMethod.push(...result.method)
+        } else method.push(...result.method)
       } catch (error) {
         const message = error instanceof Error ? (error.stack ?? error.message) : String(error)
         failures.push(`${scenario.name}: ${message}`)
@@ -109,15 +134,31 @@ async function main(): Promise<number> {
   if (failures.length > 0) facts.push(['FAILED scenarios', failures.map((f) => f.split('\n')[0]).join('; ')])
 
   const title = 'layercache benchmarks: ours vs raw lru-cache / ioredis'
-  console.log(`\n${title}`)
-  for (const [k, v] of facts) console.log(`${k}: ${v}`)
-  console.log('')
-  console.log(textTable(rows))
-  console.log('')
-  console.log(summaryLine(rows))
+  // latest.md is the budget report: only rewritten when a budget scenario ran (not by BENCH_ONLY=peers).
+  if (ranOwn) {
+    console.log(`\n${title}`)
+    for (const [k, v] of facts) console.log(`${k}: ${v}`)
+    console.log('')
+    console.log(textTable(rows))
+    console.log('')
+    console.log(summaryLine(rows))
+    await writeReport(RESULTS, markdownReport({ title, facts, method }, rows))
+    console.log(`Markdown report: ${RESULTS}`)
+  }
+  if (peerRows.length > 0) {
+    const peerTitle = 'layercache vs peer libraries: bentocache, cache-manager, cacheable (and raw)'
+    const peerFacts: [string, string][] = [...facts, ['Libraries', await peerVersions()]]
+    console.log(`\n${peerTitle}\n`)
+    console.log(peerTable(peerRows))
+    console.log('')
+    for (const line of peerSummary(peerRows)) console.log(line)
+    const setups = LIBRARIES.map((l) => `Set-up, ${LIBRARY_LABEL[l]}: ${LIBRARY_SETUP[l]}.`)
+    const header = { title: peerTitle, facts: peerFacts, method: [...setups, ...peerMethod] }
+    await writeReport(PEER_RESULTS, peerMarkdown(header, peerRows))
+    await writeReport(PEER_CHART, peerSvg(`${peerTitle}: ratio to the best peer, log scale`, peerRows))
+    console.log(`Peer report: ${PEER_RESULTS}, chart: ${PEER_CHART}`)
+  }
   if (failures.length > 0) console.log(`FAILED: ${failures.length} scenario(s) did not complete (see above)`)
-  await writeReport(RESULTS, markdownReport({ title, facts, method }, rows))
-  console.log(`Markdown report: ${RESULTS}`)
   // A missed budget is a finding, not a failure; a scenario that could not run is.
   return failures.length > 0 ? 1 : 0
 }

@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { percentile } from './measure'
+import type { PeerRow } from './peers-report'
 
 /** A DESIGN.md budget on the ratio ours / baseline of one row's metric. */
 export interface Budget {
@@ -29,6 +30,8 @@ export interface ScenarioResult {
   readonly rows: readonly Row[]
   /** How the scenario was measured (one line each), for the report header. */
   readonly method: readonly string[]
+  /** Peer-library comparison rows (results/peers.md), from the peer scenarios only. */
+  readonly peerRows?: readonly PeerRow[]
 }
 
 export type Verdict = 'MET' | 'MISSED' | 'info'
