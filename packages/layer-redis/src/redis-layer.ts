@@ -2,6 +2,7 @@ import {
   assertKnownOptions,
   assertPositiveInteger,
   assertTtl,
+  bounded,
   type CacheEntry,
   type CacheLayer,
   type CommitWrite,
@@ -11,6 +12,7 @@ import {
   InvalidOptionError,
   type KeyMatch,
   LayerCacheError,
+  LayerTimeoutError,
   LayerUnavailableError,
   type LayerWrite,
   WriteFencedError,
@@ -107,9 +109,12 @@ const OPTIONS = [
 
 const JSON_MARKER = jsonSerializer.id.charCodeAt(0)
 const UNLINK_BATCH = 500
+/** Pipelines longer than this get `commandTimeout` per started slice of this many commands. */
+const LONG_PIPELINE = 32
 const TILDE = 0x7e
 
 interface PipelineLike {
+  readonly length: number
   exec(): Promise<[Error | null, unknown][] | null>
 }
 
@@ -589,13 +594,35 @@ export class RedisLayer implements CacheLayer {
   }
 
   async execPipeline(operation: string, pipe: PipelineLike): Promise<unknown[]> {
-    const results = await this.run(operation, '', () => pipe.exec())
+    const results =
+      pipe.length > LONG_PIPELINE
+        ? await this.runLong(operation, pipe)
+        : await this.run(operation, '', () => pipe.exec())
     if (results === null)
       throw new LayerUnavailableError(this.name, `${this.name}: ${operation} pipeline was aborted`)
     return results.map(([error, reply]) => {
       if (error) throw this.asUnavailable(operation, error)
       return reply
     })
+  }
+
+  /**
+   * A long pipeline (a 100 000-key invalidation) is bounded too, by `commandTimeout` per started
+   * LONG_PIPELINE commands: one busy Redis may need more than one command's budget for all of them.
+   */
+  private async runLong(operation: string, pipe: PipelineLike): Promise<[Error | null, unknown][] | null> {
+    const failure = this.connectionFailure(operation)
+    if (failure) throw failure
+    const timeoutMs = this.commandTimeout * Math.ceil(pipe.length / LONG_PIPELINE)
+    try {
+      return await bounded(
+        pipe.exec(),
+        timeoutMs,
+        () => new LayerTimeoutError(this.name, operation, timeoutMs),
+      )
+    } catch (error) {
+      throw this.asUnavailable(operation, error)
+    }
   }
 
   private connectionFailure(operation: string): LayerUnavailableError | undefined {

@@ -101,6 +101,44 @@ describe('with Redis paused (SIGSTOP: connection open, no answers)', () => {
   })
 })
 
+describe('long pipelines (a large invalidation) with Redis paused', () => {
+  /** A layer with commandTimeout 300 ms and a pipeline of `commands` PINGs. */
+  function pipelineOf(commands: number) {
+    const layer = new RedisLayer({ client, prefix: 'faults-long', commandTimeout: 300 })
+    const pipe = client.pipeline()
+    for (let i = 0; i < commands; i++) pipe.ping()
+    return { layer, pipe }
+  }
+
+  it('a long pipeline gets commandTimeout per slice of 32 commands, and is still bounded', async () => {
+    // 200 commands: 7 slices, a 2.1 s bound; 10 commands: one slice, 300 ms.
+    const long = pipelineOf(200)
+    const short = pipelineOf(10)
+    server.pause()
+    const resumeTimer = setTimeout(() => server.resume(), 700)
+    try {
+      const [longOutcome, shortOutcome] = await Promise.all([
+        settledWithin(long.layer.execPipeline('long', long.pipe), 5_000),
+        settledWithin(short.layer.execPipeline('short', short.pipe), 5_000),
+      ])
+      expect(longOutcome).toEqual({ value: new Array(200).fill('PONG') })
+      expect((shortOutcome as { error: unknown }).error).toBeInstanceOf(LayerTimeoutError)
+    } finally {
+      clearTimeout(resumeTimer)
+      server.resume()
+    }
+    const stuck = pipelineOf(200)
+    server.pause()
+    try {
+      const outcome = await settledWithin(stuck.layer.execPipeline('long', stuck.pipe), 5_000)
+      expect(outcome).not.toBe('pending')
+      expect((outcome as { error: unknown }).error).toBeInstanceOf(LayerTimeoutError)
+    } finally {
+      server.resume()
+    }
+  })
+})
+
 describe('with Redis stopped (process killed)', () => {
   it('hits answer from L1, misses fail fast with LayerUnavailableError, delete still clears L1 but rejects', async () => {
     await cache.set('warm', 'v')
