@@ -90,6 +90,8 @@ export interface ClearAllOptions {
 }
 
 export const MAX_PAGE_LIMIT = 200
+/** The most tags one CacheStack invalidation takes (core's limit per entry). */
+const MAX_TAGS_PER_INVALIDATION = 256
 const DEFAULT_PAGE_LIMIT = 20
 
 /** Whether a load that began at `startedAt` still falls inside the fence window. */
@@ -121,6 +123,7 @@ export class EntityCache {
   private readonly lists = new Map<string, CheckedList>()
   private readonly ownsStack: boolean
   private readonly rebuilds = new Map<string, Promise<readonly unknown[]>>()
+  private readonly commandTimeout: number
 
   constructor(private readonly options: EntityCacheOptions) {
     assertKnownOptions(options, OPTIONS, 'EntityCache')
@@ -143,6 +146,7 @@ export class EntityCache {
     }
     const fenceMs = assertPositiveInteger(options.fenceMs, 'fenceMs') ?? 60_000
     const timeout = assertPositiveInteger(options.commandTimeout, 'commandTimeout') ?? 2_000
+    this.commandTimeout = timeout
     if (options.stack !== undefined) {
       if (!(options.stack instanceof CacheStack) || !options.stack.layers.every(isLocalLayer)) {
         throw new InvalidOptionError(
@@ -464,6 +468,7 @@ export class EntityCache {
         client: this.options.redis,
         keyPrefix: this.store.keys.prefix,
         confirm: options.confirm,
+        commandTimeout: this.commandTimeout,
         ...(options.allowProduction === undefined ? {} : { allowProduction: options.allowProduction }),
         ...(this.options.productionMode === undefined ? {} : { productionMode: this.options.productionMode }),
       })
@@ -620,6 +625,15 @@ export class EntityCache {
       const inner = listKey.slice(prefix.length + 'l:{'.length, -1)
       tags.push(`l:${inner}`)
     }
-    return this.view.invalidate({ keys: [l1.entity(entity.type, id)], tags })
+    const key = l1.entity(entity.type, id)
+    if (tags.length <= MAX_TAGS_PER_INVALIDATION) return this.view.invalidate({ keys: [key], tags })
+    // A row held by more lists than one invalidation may name: in chunks.
+    const chunks: string[][] = []
+    for (let i = 0; i < tags.length; i += MAX_TAGS_PER_INVALIDATION) {
+      chunks.push(tags.slice(i, i + MAX_TAGS_PER_INVALIDATION))
+    }
+    return Promise.all(
+      chunks.map((chunk, i) => this.view.invalidate({ keys: i === 0 ? [key] : [], tags: chunk })),
+    ).then((counts) => counts.reduce((sum, n) => sum + n, 0))
   }
 }

@@ -9,6 +9,7 @@ const WRITE_FENCED = new Script(lua.WRITE_FENCED)
 const DELETE_FENCED = new Script(lua.DELETE_FENCED)
 const WRITE_ENTITY = new Script(lua.WRITE_ENTITY)
 const INVALIDATE_ENTITY = new Script(lua.INVALIDATE_ENTITY)
+const BUMP_COUNTER = new Script(lua.BUMP_COUNTER)
 const REMOVE_INVALIDATED = new Script(lua.REMOVE_INVALIDATED)
 const REGISTER_MEMBER = new Script(lua.REGISTER_MEMBER)
 const LIST_ADD = new Script(lua.LIST_ADD)
@@ -170,7 +171,11 @@ export class EntityStore {
     }
     if (counter.length > 0) {
       // Before the row goes: a rebuild that read the counter earlier must see it moved.
-      await this.calls.command('invalidate entity', (client) => client.incr(counter[0]!))
+      await this.calls.run('invalidate entity', {
+        script: BUMP_COUNTER,
+        keys: [counter[0]!],
+        args: [this.epochTtl],
+      })
     }
     const reply = await this.calls.run<unknown[]>('invalidate entity', {
       script: INVALIDATE_ENTITY,

@@ -1,5 +1,8 @@
 import { InvalidKeyError } from '@layercache/core'
 
+/** The longest encoded params, like an id's length (see MAX_ID_LENGTH). */
+export const MAX_PARAMS_LENGTH = 512
+
 /** What a list is keyed by: a flat object of strings, finite numbers and booleans ({} for a global list). */
 export type ListParams = Readonly<Record<string, string | number | boolean>>
 
@@ -26,5 +29,12 @@ export function paramsKey(params: unknown, list: string): string {
     // By text, as ids are: { userId: 7 } and { userId: '7' } (a route parameter) name the same list.
     parts.push(`${encodeURIComponent(name)}=${encodeURIComponent(String(value))}`)
   }
-  return parts.join('&')
+  const key = parts.join('&')
+  // It becomes part of L1 keys and tags (at most 1024 characters): refused here, before Redis is touched.
+  if (key.length > MAX_PARAMS_LENGTH) {
+    throw new InvalidKeyError(
+      `${list}: list params are ${key.length} characters encoded, at most ${MAX_PARAMS_LENGTH}`,
+    )
+  }
+  return key
 }

@@ -27,13 +27,14 @@ return n`
 /**
  * KEYS value, members, epoch; ARGV json, ttlMs, onlyIfExists ('1' | '0'), epochTtlMs
  * → { written (0 | 1), lists holding the row... }: the caller re-scores the row in those lists.
- * A write moves the row's epoch, so a load that read the row earlier cannot overwrite it.
+ * A write moves the row's epoch, so a load that read the row earlier cannot overwrite it; so does a
+ * refresh of a row that is not cached (the load began before the change it refreshes).
  */
 export const WRITE_ENTITY = `
-if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return { 0 } end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('INCR', KEYS[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return { 0 } end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local lists = redis.call('SMEMBERS', KEYS[2])
 table.insert(lists, 1, 1)
 return lists`
@@ -62,7 +63,10 @@ if ARGV[6] == '1' then
     return members
   end
 end
-if hasCounter == 1 then redis.call('INCR', KEYS[4]) end
+if hasCounter == 1 then
+  redis.call('INCR', KEYS[4])
+  redis.call('PEXPIRE', KEYS[4], ARGV[1])
+end
 local deleted = redis.call('DEL', KEYS[1])
 local epoch = redis.call('INCR', KEYS[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
@@ -80,6 +84,12 @@ table.insert(members, 1, removed)
 table.insert(members, 1, deleted)
 table.insert(members, 1, 1)
 return members`
+
+/** KEYS counter; ARGV epochTtlMs → the counter moved (it expires like an epoch) */
+export const BUMP_COUNTER = `
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return n`
 
 /** KEYS list, tombstone; ARGV id, epoch, tombTtlMs → removed (0 | 1) */
 export const REMOVE_INVALIDATED = `
