@@ -13,7 +13,12 @@ interface Post {
   createdAt: number
 }
 
-const post = (id: number, userId = 1, createdAt = id): Post => ({ id, userId, title: `post ${id}`, createdAt })
+const post = (id: number, userId = 1, createdAt = id): Post => ({
+  id,
+  userId,
+  title: `post ${id}`,
+  createdAt,
+})
 
 function makeCache(target: (typeof TARGETS)[number], overrides: Partial<EntityCacheOptions> = {}) {
   const db = new Map<number, Post>()
@@ -53,7 +58,13 @@ function makeCache(target: (typeof TARGETS)[number], overrides: Partial<EntityCa
         trackMembership: true,
         load: () => [...db.values()],
       },
-      untracked: { kind: 'indexed', entity: 'post', score: 'createdAt', ttl: 60_000, load: () => [...db.values()] },
+      untracked: {
+        kind: 'indexed',
+        entity: 'post',
+        score: 'createdAt',
+        ttl: 60_000,
+        load: () => [...db.values()],
+      },
       userPosts: { kind: 'plain', ttl: 60_000 },
     },
     ...overrides,
@@ -101,9 +112,9 @@ describe.each(TARGETS)('EntityCache on %s', (target) => {
     const { cache, db } = makeCache(target)
     for (let id = 1; id <= 5; id++) db.set(id, post(id))
     expect(await cache.addToList('recent', {}, post(9))).toBe(false) // not cached: no partial list
-    expect((await cache.getListPage<Post>('recent', {}, { limit: 2, offset: 1 }))?.items.map((r) => r.id)).toEqual([
-      4, 3,
-    ])
+    expect(
+      (await cache.getListPage<Post>('recent', {}, { limit: 2, offset: 1 }))?.items.map((r) => r.id),
+    ).toEqual([4, 3])
     expect(await cache.addToList('recent', {}, post(9))).toBe(true)
     const page = await cache.getListPage<Post>('recent', {}, { limit: 10 })
     expect(page?.items.map((row) => row.id)).toEqual([9, 5, 4, 3, 2])
