@@ -99,6 +99,19 @@ function inWindow(startedAt: number, fenceMs: number): boolean {
   return performance.now() - startedAt < fenceMs / 2
 }
 
+/**
+ * Fills the cache after a load answered: if Redis fails now, the answer stands and the cache just stays
+ * empty (the next read loads again).
+ */
+async function fillQuietly<T>(write: Promise<T>): Promise<T | undefined> {
+  try {
+    return await write
+  } catch (error) {
+    if (error instanceof LayerCacheError) return undefined
+    throw error
+  }
+}
+
 function encode(value: unknown, what: string): string {
   let json: string | undefined
   try {
@@ -122,7 +135,7 @@ export class EntityCache {
   private readonly entities = new Map<string, CheckedEntity>()
   private readonly lists = new Map<string, CheckedList>()
   private readonly ownsStack: boolean
-  private readonly rebuilds = new Map<string, Promise<readonly unknown[]>>()
+  private readonly rebuilds = new Map<string, Promise<{ rows: readonly unknown[]; written: boolean }>>()
   private readonly commandTimeout: number
 
   constructor(private readonly options: EntityCacheOptions) {
@@ -211,9 +224,8 @@ export class EntityCache {
           throw new InvalidValueError(`getOrLoadEntity: the loader returned a ${type} with another id`)
         }
         if (inWindow(startedAt, this.store.fenceMs)) {
-          await this.store.writeRowsFenced(entity, [
-            { id: key, json: encode(row, type), epoch: stored.epoch },
-          ])
+          const json = encode(row, type)
+          await fillQuietly(this.store.writeRowsFenced(entity, [{ id: key, json, epoch: stored.epoch }]))
         }
         return row
       },
@@ -241,10 +253,12 @@ export class EntityCache {
     const id = entity.idOf(row)
     const json = encode(row, type)
     this.checkScores(entity, row)
+    let lists: readonly string[] = []
     try {
-      await this.store.writeRow(entity, id, json, row, false)
+      lists = (await this.store.writeRow(entity, id, json, row, false)).lists
     } finally {
-      await this.dropRow(entity, id, [])
+      // The lists it was re-scored in: their pages' order changed, not only the pages holding it.
+      await this.dropRow(entity, id, lists)
     }
   }
 
@@ -413,7 +427,7 @@ export class EntityCache {
         const startedAt = performance.now()
         const items = this.checkedItems(name, await load(params))
         if (inWindow(startedAt, this.store.fenceMs)) {
-          await this.store.writePlain(name, pk, encode(items, name), list.ttl, stored.epoch)
+          await fillQuietly(this.store.writePlain(name, pk, encode(items, name), list.ttl, stored.epoch))
         }
         return items
       },
@@ -577,7 +591,7 @@ export class EntityCache {
       writes.push({ id: ids[index]!, json: encode(row, entity.type), epoch })
     }
     if (writes.length > 0 && inWindow(startedAt, this.store.fenceMs)) {
-      await this.store.writeRowsFenced(entity, writes)
+      await fillQuietly(this.store.writeRowsFenced(entity, writes))
     }
     return found
   }
@@ -585,8 +599,12 @@ export class EntityCache {
   /**
    * Rebuilds an indexed list with `load` (once per list at a time on this instance) and writes it to
    * Redis unless an invalidation or change overtook the rebuild. Returns the rows, ordered.
+   *
+   * A caller joining a rebuild in flight takes its rows only if they were written: rows that were not
+   * may hold a row invalidated before this caller began (its page would bring the row back into L1),
+   * so it rebuilds again, from its own read of the list's epoch.
    */
-  private rebuild(
+  private async rebuild(
     list: CheckedIndexedList,
     pk: string,
     params: ListParams,
@@ -595,25 +613,61 @@ export class EntityCache {
   ): Promise<readonly unknown[]> {
     const flightKey = `${list.name}\u0000${pk}`
     const inFlight = this.rebuilds.get(flightKey)
-    if (inFlight !== undefined) return inFlight
-    const work = (async () => {
-      const counter = await this.store.readCounter(list.entity)
-      const startedAt = performance.now()
-      const loaded = await load(params)
-      if (!Array.isArray(loaded)) throw new InvalidValueError(`list ${list.name}: load must return an array`)
-      const byId = new Map<string, RebuiltRow & { row: unknown }>()
-      for (const row of loaded) {
-        const id = list.entity.idOf(row)
-        byId.set(id, { id, row, json: encode(row, list.entity.type), score: list.scoreOf(row) })
-      }
-      const ordered = [...byId.values()].sort((a, b) => b.score - a.score).slice(0, list.maxSize)
-      if (inWindow(startedAt, this.store.fenceMs)) {
-        await this.store.writeRebuilt(list, pk, ordered, listEpoch, counter)
-      }
-      return ordered.map((entry) => entry.row)
-    })()
-    this.rebuilds.set(flightKey, work)
-    return work.finally(() => this.rebuilds.delete(flightKey))
+    if (inFlight !== undefined) {
+      const shared = await inFlight
+      if (shared.written) return shared.rows
+    }
+    const work = this.rebuildOnce(list, pk, params, load, listEpoch)
+    if (!this.rebuilds.has(flightKey)) {
+      this.rebuilds.set(flightKey, work)
+      void work.then(
+        () => this.rebuilds.get(flightKey) === work && this.rebuilds.delete(flightKey),
+        () => this.rebuilds.get(flightKey) === work && this.rebuilds.delete(flightKey),
+      )
+    }
+    return (await work).rows
+  }
+
+  private async rebuildOnce(
+    list: CheckedIndexedList,
+    pk: string,
+    params: ListParams,
+    load: (params: ListParams) => Promise<readonly unknown[]> | readonly unknown[],
+    listEpoch: number,
+  ): Promise<{ rows: readonly unknown[]; written: boolean }> {
+    const counter = await this.store.readCounter(list.entity)
+    const startedAt = performance.now()
+    const loaded = await load(params)
+    if (!Array.isArray(loaded)) throw new InvalidValueError(`list ${list.name}: load must return an array`)
+    const byId = new Map<string, RebuiltRow & { row: unknown }>()
+    for (const row of loaded) {
+      const id = list.entity.idOf(row)
+      byId.set(id, { id, row, json: encode(row, list.entity.type), score: list.scoreOf(row) })
+    }
+    const ordered = [...byId.values()].sort((a, b) => b.score - a.score).slice(0, list.maxSize)
+    if (!inWindow(startedAt, this.store.fenceMs)) return { rows: ordered.map((e) => e.row), written: false }
+    const outcome = await fillQuietly(this.store.writeRebuilt(list, pk, ordered, listEpoch, counter))
+    if (outcome === undefined) return { rows: ordered.map((e) => e.row), written: false }
+    const { leftOut, refused } = outcome
+    if (leftOut.size === 0 && refused.size === 0) {
+      return { rows: ordered.map((e) => e.row), written: outcome.written }
+    }
+    // Rows changed while this rebuild ran: leave out the invalidated, answer the rewritten as Redis has
+    // them now.
+    const recheck = [...refused].filter((id) => !leftOut.has(id))
+    const now = recheck.length === 0 ? [] : await fillQuietly(this.store.readRows(list.entity, recheck))
+    const current = new Map<string, unknown>()
+    recheck.forEach((id, i) => {
+      const json = now?.[i]?.json
+      if (json !== undefined) current.set(id, JSON.parse(json))
+    })
+    const rows: unknown[] = []
+    for (const entry of ordered) {
+      if (leftOut.has(entry.id)) continue
+      if (!refused.has(entry.id)) rows.push(entry.row)
+      else if (current.has(entry.id)) rows.push(current.get(entry.id))
+    }
+    return { rows, written: outcome.written }
   }
 
   /** Drops a row's L1 copy and every cached page holding it or of the lists named, here and on peers. */

@@ -7,6 +7,7 @@ import * as lua from './scripts'
 const READ_FENCED = new Script(lua.READ_FENCED)
 const WRITE_FENCED = new Script(lua.WRITE_FENCED)
 const DELETE_FENCED = new Script(lua.DELETE_FENCED)
+const WRITE_AND_BUMP = new Script(lua.WRITE_AND_BUMP)
 const WRITE_ENTITY = new Script(lua.WRITE_ENTITY)
 const INVALIDATE_ENTITY = new Script(lua.INVALIDATE_ENTITY)
 const BUMP_COUNTER = new Script(lua.BUMP_COUNTER)
@@ -266,8 +267,10 @@ export class EntityStore {
 
   /**
    * Writes a rebuilt list unless something overtook the rebuild: the list changed since `listEpoch`, or
-   * a row of the type was invalidated since `counter` (then nothing is written: false). Rows invalidated
-   * between their registration and the write are left out. Returns whether the list was written.
+   * a row of the type was invalidated since `counter` (then nothing is written). Rows invalidated or
+   * rewritten after their epoch was read are not written: `leftOut` names the ids kept out of the list
+   * (invalidated), `refused` the rows not written (invalidated or rewritten), so the caller does not
+   * answer with them either.
    */
   async writeRebuilt(
     list: CheckedIndexedList,
@@ -275,7 +278,7 @@ export class EntityStore {
     rows: readonly RebuiltRow[],
     listEpoch: number,
     counter: number,
-  ): Promise<boolean> {
+  ): Promise<{ written: boolean; leftOut: ReadonlySet<string>; refused: ReadonlySet<string> }> {
     const lk = this.keys.indexedList(list.name, params)
     const entity = list.entity
     let epochs: number[]
@@ -301,9 +304,11 @@ export class EntityStore {
         )
       ).map((row) => row.epoch)
     }
-    if ((await this.readCounter(entity)) !== counter) return false
-    const [written] = await Promise.all([
-      this.calls.run<number>('rebuild list', {
+    if ((await this.readCounter(entity)) !== counter) {
+      return { written: false, leftOut: new Set(), refused: new Set() }
+    }
+    const [filled, rowsWritten] = await Promise.all([
+      this.calls.run<unknown[]>('rebuild list', {
         script: LIST_FILL,
         keys: [lk.list, lk.loaded, lk.epoch, ...rows.map((row) => lk.tomb(row.id))],
         args: [list.ttl, listEpoch, ...rows.flatMap((row, i) => [row.id, row.score, epochs[i]!])],
@@ -313,7 +318,8 @@ export class EntityStore {
         rows.map((row, i) => ({ id: row.id, json: row.json, epoch: epochs[i]! })),
       ),
     ])
-    return Number(written) >= 0
+    const refused = new Set(rows.filter((_, i) => !rowsWritten[i]).map((row) => row.id))
+    return { written: Number(filled[0]) >= 0, leftOut: new Set(filled.slice(1).map(String)), refused }
   }
 
   async deleteIndexedList(list: CheckedIndexedList, params: string): Promise<number> {
@@ -347,7 +353,11 @@ export class EntityStore {
   ): Promise<boolean> {
     const k = this.keys.plainList(name, params)
     if (epoch === undefined) {
-      await this.calls.command('write list', (client) => client.set(k.value, json, 'PX', ttl))
+      await this.calls.run('write list', {
+        script: WRITE_AND_BUMP,
+        keys: [k.value, k.epoch],
+        args: [json, ttl, this.epochTtl],
+      })
       return true
     }
     const reply = await this.calls.run<number>('write list', {

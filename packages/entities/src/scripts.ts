@@ -7,6 +7,26 @@
  * outlives the epoch it is compared with; work that takes longer than half the window is not written.
  */
 
+/**
+ * Moves an epoch or counter and keeps it 2 × the fence window. One that expired restarts from the
+ * server's clock in microseconds, not from 1: a value read before it expired can never come back
+ * (ABA), because every later value is larger than any it held.
+ */
+const BUMP = `
+local function bump(key, ttl)
+  local value
+  if redis.call('EXISTS', key) == 1 then
+    value = redis.call('INCR', key)
+  else
+    local now = redis.call('TIME')
+    local text = now[1] .. string.rep('0', 6 - #now[2]) .. now[2]
+    redis.call('SET', key, text)
+    value = tonumber(text)
+  end
+  redis.call('PEXPIRE', key, ttl)
+  return value
+end`
+
 /** KEYS value, epoch → { value | nil, epoch } */
 export const READ_FENCED = `
 return { redis.call('GET', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0') }`
@@ -17,11 +37,15 @@ if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[3]) then return 
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`
 
+/** KEYS value, epoch; ARGV json, ttlMs, epochTtlMs: a write that also stops loads that began before it */
+export const WRITE_AND_BUMP = `${BUMP}
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return bump(KEYS[2], ARGV[3])`
+
 /** KEYS value, epoch; ARGV epochTtlMs → keys deleted (0 | 1) */
-export const DELETE_FENCED = `
+export const DELETE_FENCED = `${BUMP}
 local n = redis.call('DEL', KEYS[1])
-redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
+bump(KEYS[2], ARGV[1])
 return n`
 
 /**
@@ -30,9 +54,8 @@ return n`
  * A write moves the row's epoch, so a load that read the row earlier cannot overwrite it; so does a
  * refresh of a row that is not cached (the load began before the change it refreshes).
  */
-export const WRITE_ENTITY = `
-redis.call('INCR', KEYS[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
+export const WRITE_ENTITY = `${BUMP}
+bump(KEYS[3], ARGV[4])
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return { 0 } end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local lists = redis.call('SMEMBERS', KEYS[2])
@@ -47,7 +70,7 @@ return lists`
  * membership go in one atomic step. Without, the row goes and the caller clears the returned lists.
  * → { 1, deleted (0 | 1), removed from lists, epoch, lists... }
  */
-export const INVALIDATE_ENTITY = `
+export const INVALIDATE_ENTITY = `${BUMP}
 local hasCounter, nLists = tonumber(ARGV[4]), tonumber(ARGV[5])
 local members = redis.call('SMEMBERS', KEYS[2])
 local first = 4 + hasCounter
@@ -64,12 +87,10 @@ if ARGV[6] == '1' then
   end
 end
 if hasCounter == 1 then
-  redis.call('INCR', KEYS[4])
-  redis.call('PEXPIRE', KEYS[4], ARGV[1])
+  bump(KEYS[4], ARGV[1])
 end
 local deleted = redis.call('DEL', KEYS[1])
-local epoch = redis.call('INCR', KEYS[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[1])
+local epoch = bump(KEYS[3], ARGV[1])
 redis.call('DEL', KEYS[2])
 local removed = 0
 for i = 0, nLists - 1 do
@@ -86,10 +107,8 @@ table.insert(members, 1, 1)
 return members`
 
 /** KEYS counter; ARGV epochTtlMs → the counter moved (it expires like an epoch) */
-export const BUMP_COUNTER = `
-local n = redis.call('INCR', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return n`
+export const BUMP_COUNTER = `${BUMP}
+return bump(KEYS[1], ARGV[1])`
 
 /** KEYS list, tombstone; ARGV id, epoch, tombTtlMs → removed (0 | 1) */
 export const REMOVE_INVALIDATED = `
@@ -105,14 +124,12 @@ return n`
  * KEYS members, epoch, value; ARGV listKey, membershipTtlMs, json ('' to leave the row), rowTtlMs, epochTtlMs
  * → the row's epoch
  */
-export const REGISTER_MEMBER = `
+export const REGISTER_MEMBER = `${BUMP}
 redis.call('SADD', KEYS[1], ARGV[1])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 if ARGV[3] ~= '' then
   redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
-  local epoch = redis.call('INCR', KEYS[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
-  return epoch
+  return bump(KEYS[2], ARGV[5])
 end
 return tonumber(redis.call('GET', KEYS[2]) or '0')`
 
@@ -121,9 +138,8 @@ return tonumber(redis.call('GET', KEYS[2]) or '0')`
  * → 1 added | 0 the row was invalidated after its epoch was read | -1 the list is not cached
  * Moves the list's epoch either way, so a rebuild that began before this add is not written.
  */
-export const LIST_ADD = `
-redis.call('INCR', KEYS[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[5])
+export const LIST_ADD = `${BUMP}
+bump(KEYS[3], ARGV[5])
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 local tomb = redis.call('GET', KEYS[4])
 if tomb and tonumber(tomb) > tonumber(ARGV[3]) then return 0 end
@@ -135,22 +151,20 @@ if over > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1) end
 return 1`
 
 /** KEYS list, epoch; ARGV id, epochTtlMs, score ('' to remove the id) → ids changed (0 | 1) */
-export const LIST_CHANGE = `
+export const LIST_CHANGE = `${BUMP}
 local n
 if ARGV[3] == '' then
   n = redis.call('ZREM', KEYS[1], ARGV[1])
 else
   n = redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[3], ARGV[1])
 end
-redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+bump(KEYS[2], ARGV[2])
 return n`
 
 /** KEYS list, loaded, epoch; ARGV epochTtlMs → keys deleted */
-export const LIST_DELETE = `
+export const LIST_DELETE = `${BUMP}
 local n = redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('INCR', KEYS[3])
-redis.call('PEXPIRE', KEYS[3], ARGV[1])
+bump(KEYS[3], ARGV[1])
 return n`
 
 /** KEYS list, loaded, epoch; ARGV first, last → { -1, epoch } when not cached, else { total, epoch, ids } */
@@ -162,19 +176,24 @@ return { redis.call('ZCARD', KEYS[1]), epoch, redis.call('ZREVRANGE', KEYS[1], A
 /**
  * Writes a rebuilt list. KEYS list, loaded, epoch, then one tombstone per row.
  * ARGV ttlMs, listEpochRead, then per row: id, score, rowEpoch.
- * → -1 the list changed since the rebuild began (nothing written) | rows written (invalidated ones left out)
+ * → { -1 } the list changed since the rebuild began (nothing written)
+ *   | { rows written, ids left out because they were invalidated after their epoch was read... }
  */
 export const LIST_FILL = `
-if tonumber(redis.call('GET', KEYS[3]) or '0') ~= tonumber(ARGV[2]) then return -1 end
+if tonumber(redis.call('GET', KEYS[3]) or '0') ~= tonumber(ARGV[2]) then return { -1 } end
 redis.call('DEL', KEYS[1])
 local added = 0
+local left = {}
 for i = 0, #KEYS - 4 do
   local tomb = redis.call('GET', KEYS[4 + i])
-  if not (tomb and tonumber(tomb) > tonumber(ARGV[5 + 3 * i])) then
+  if tomb and tonumber(tomb) > tonumber(ARGV[5 + 3 * i]) then
+    left[#left + 1] = ARGV[3 + 3 * i]
+  else
     redis.call('ZADD', KEYS[1], ARGV[4 + 3 * i], ARGV[3 + 3 * i])
     added = added + 1
   end
 end
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
 if added > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return added`
+table.insert(left, 1, added)
+return left`
