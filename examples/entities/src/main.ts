@@ -1,5 +1,6 @@
+import { connectPostgres } from '@layercache/test-utils/example-postgres'
 import { connectRedis } from '@layercache/test-utils/example-redis'
-import { connectPostgres, PostsDb } from './posts-db'
+import { PostsDb } from './posts-db'
 import { createPostsService } from './posts-service'
 import { runWalkthrough, seedPosts } from './walkthrough'
 

@@ -1,8 +1,9 @@
 import { getTestRedis, type TestRedis } from '@layercache/test-utils'
+import { connectPostgres } from '@layercache/test-utils/example-postgres'
 import type { Redis } from 'ioredis'
 import type pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connectPostgres, type Post, PostsDb } from '../src/posts-db'
+import { type Post, PostsDb } from '../src/posts-db'
 import { createPostsService, type PostsService } from '../src/posts-service'
 import { runWalkthrough, seedPosts } from '../src/walkthrough'
 

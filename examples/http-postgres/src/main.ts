@@ -24,8 +24,10 @@
  * read there why the invalidation comes after the COMMIT), src/story.ts (the client's story), and
  * test/http-postgres.test.ts (no stale read after a write, a one-query stampede, lists after a move).
  */
+
+import { connectPostgres } from '@layercache/test-utils/example-postgres'
 import { connectRedis } from '@layercache/test-utils/example-redis'
-import { connectPostgres, ProductsDb } from './products-db'
+import { ProductsDb } from './products-db'
 import { startProductService } from './service'
 import { runProductStory } from './story'
 

@@ -1,8 +1,9 @@
 import { getTestRedis, type TestRedis } from '@layercache/test-utils'
+import { connectPostgres } from '@layercache/test-utils/example-postgres'
 import type { Redis } from 'ioredis'
 import type pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connectPostgres, ProductsDb } from '../src/products-db'
+import { ProductsDb } from '../src/products-db'
 import { type ProductService, startProductService } from '../src/service'
 import { productClient, runProductStory } from '../src/story'
 

@@ -29,10 +29,12 @@
  * src/story.ts (two tenants' story), test/multi-tenant.test.ts (no collisions, clearing one tenant
  * keeps the other's entries in memory and Redis, malformed ids refused before the cache).
  */
+
+import { connectPostgres } from '@layercache/test-utils/example-postgres'
 import { connectRedis } from '@layercache/test-utils/example-redis'
 import { startTenantService } from './service'
 import { runTenantStory } from './story'
-import { connectPostgres, TenantsDb } from './tenants-db'
+import { TenantsDb } from './tenants-db'
 
 const redis = await connectRedis()
 if (redis.client === undefined) {

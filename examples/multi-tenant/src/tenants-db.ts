@@ -1,4 +1,4 @@
-import pg from 'pg'
+import type pg from 'pg'
 
 export interface Item {
   readonly tenant: string
@@ -9,27 +9,6 @@ export interface Item {
 
 /** What a PUT may change. */
 export type ItemChange = Partial<Pick<Item, 'name' | 'stock'>>
-
-/** DATABASE_URL, else the local server of a development machine. */
-export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/test'
-
-/** A pool, or one clear error saying which server could not be reached and how to point elsewhere. */
-export async function connectPostgres(
-  url = process.env.DATABASE_URL || DEFAULT_DATABASE_URL,
-): Promise<pg.Pool> {
-  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 3_000 })
-  pool.on('error', () => {}) // an idle connection the server dropped; the next query reconnects
-  try {
-    await pool.query('SELECT 1')
-  } catch (error) {
-    await pool.end().catch(() => {})
-    const shown = url.replace(/:\/\/([^:@/]+):[^@/]*@/, '://$1:***@')
-    throw new Error(
-      `PostgreSQL is not reachable at ${shown}: ${(error as Error).message}. Start one, or set DATABASE_URL.`,
-    )
-  }
-  return pool
-}
 
 /** Two tenants whose catalogs use the same ids (1, 2, 3, …) for different things. */
 const SEED: Readonly<Record<string, readonly string[]>> = {

@@ -1,10 +1,11 @@
 import { getTestRedis, type TestRedis } from '@layercache/test-utils'
+import { connectPostgres } from '@layercache/test-utils/example-postgres'
 import type { Redis } from 'ioredis'
 import type pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTenantService, type TenantService } from '../src/service'
 import { cachedKeys, runTenantStory, tenantClient } from '../src/story'
-import { connectPostgres, TenantsDb } from '../src/tenants-db'
+import { TenantsDb } from '../src/tenants-db'
 
 let redis: TestRedis
 let client: Redis

@@ -1,5 +1,5 @@
+import { connectPostgres } from '@layercache/test-utils/example-postgres'
 import { connectRedis } from '@layercache/test-utils/example-redis'
-import { connectPostgres } from './orders-db'
 import { openShop, runOrderStory } from './story'
 
 const redis = await connectRedis()

@@ -1,5 +1,5 @@
 import type { WriteBehindEntry } from 'layercache'
-import pg from 'pg'
+import type pg from 'pg'
 
 export type OrderStatus = 'pending' | 'paid' | 'shipped'
 
@@ -8,27 +8,6 @@ export interface Order {
   readonly customer: string
   readonly totalCents: number
   readonly status: OrderStatus
-}
-
-/** DATABASE_URL, else the local server of a development machine. */
-export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/test'
-
-/** A pool, or one clear error saying which server could not be reached and how to point elsewhere. */
-export async function connectPostgres(
-  url = process.env.DATABASE_URL || DEFAULT_DATABASE_URL,
-): Promise<pg.Pool> {
-  const pool = new pg.Pool({ connectionString: url, max: 5, connectionTimeoutMillis: 3_000 })
-  pool.on('error', () => {}) // an idle connection the server dropped; the next query reconnects
-  try {
-    await pool.query('SELECT 1')
-  } catch (error) {
-    await pool.end().catch(() => {})
-    const shown = url.replace(/:\/\/([^:@/]+):[^@/]*@/, '://$1:***@')
-    throw new Error(
-      `PostgreSQL is not reachable at ${shown}: ${(error as Error).message}. Start one, or set DATABASE_URL.`,
-    )
-  }
-  return pool
 }
 
 /**

@@ -1,9 +1,10 @@
 import { getTestRedis, type TestRedis } from '@layercache/test-utils'
+import { connectPostgres } from '@layercache/test-utils/example-postgres'
 import type { Redis } from 'ioredis'
 import type { WriteBehindEntry } from 'layercache'
 import type pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connectPostgres, type Order, OrdersDb } from '../src/orders-db'
+import { type Order, OrdersDb } from '../src/orders-db'
 import { openShop, runOrderStory } from '../src/story'
 
 let redis: TestRedis
