@@ -249,36 +249,15 @@ export class EntityCache {
 
   /** Writes a row (Redis, then drops every L1 copy and cached page holding it, here and on peers). */
   async setEntity(type: string, row: unknown): Promise<void> {
-    const entity = this.entity(type)
-    const id = entity.idOf(row)
-    const json = encode(row, type)
-    this.checkScores(entity, row)
-    let lists: readonly string[] = []
-    try {
-      lists = (await this.store.writeRow(entity, id, json, row, false)).lists
-    } finally {
-      // The lists it was re-scored in: their pages' order changed, not only the pages holding it.
-      await this.dropRow(entity, id, lists)
-    }
+    await this.writeEntity(type, row, false)
   }
 
   /**
    * Refreshes a row only if Redis holds it (atomically: a row invalidated a moment ago stays gone), and
    * re-scores it in the lists holding it. Returns whether it was cached.
    */
-  async updateEntityIfExists(type: string, row: unknown): Promise<boolean> {
-    const entity = this.entity(type)
-    const id = entity.idOf(row)
-    const json = encode(row, type)
-    this.checkScores(entity, row)
-    let lists: readonly string[] = []
-    try {
-      const outcome = await this.store.writeRow(entity, id, json, row, true)
-      lists = outcome.lists
-      return outcome.written
-    } finally {
-      await this.dropRow(entity, id, lists)
-    }
+  updateEntityIfExists(type: string, row: unknown): Promise<boolean> {
+    return this.writeEntity(type, row, true)
   }
 
   /**
@@ -501,6 +480,22 @@ export class EntityCache {
   }
 
   // ------------------------------------------------------------------ internals
+
+  private async writeEntity(type: string, row: unknown, onlyIfExists: boolean): Promise<boolean> {
+    const entity = this.entity(type)
+    const id = entity.idOf(row)
+    const json = encode(row, type)
+    this.checkScores(entity, row)
+    let lists: readonly string[] = []
+    try {
+      const outcome = await this.store.writeRow(entity, id, json, row, onlyIfExists)
+      lists = outcome.lists
+      return outcome.written
+    } finally {
+      // The lists it was re-scored in: their pages' order changed, not only the pages holding it.
+      await this.dropRow(entity, id, lists)
+    }
+  }
 
   private entity(type: string): CheckedEntity {
     const entity = this.entities.get(type)
