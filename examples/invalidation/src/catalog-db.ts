@@ -9,6 +9,8 @@ export interface Product {
 /** A product database that counts its queries and answers after a small delay, like a real one. */
 export class CatalogDb {
   queries = 0
+  /** How long a product query takes, in milliseconds. */
+  latencyMs = 1
   private readonly products = new Map<number, Product>()
 
   constructor() {
@@ -20,7 +22,7 @@ export class CatalogDb {
 
   async product(id: number): Promise<Product> {
     this.queries++
-    await new Promise((resolve) => setTimeout(resolve, 1))
+    await new Promise((resolve) => setTimeout(resolve, this.latencyMs))
     const product = this.products.get(id)
     if (product === undefined) throw new Error(`no product ${id}`)
     return { ...product }

@@ -1,5 +1,13 @@
 import type { Redis } from 'ioredis'
-import { type CacheLayer, CacheStack, InvalidationRules, MemoryLayer, RedisLayer } from 'layercache'
+import {
+  type CacheLayer,
+  CacheStack,
+  type CacheStats,
+  type GetOrSetOptions,
+  InvalidationRules,
+  MemoryLayer,
+  RedisLayer,
+} from 'layercache'
 import { CatalogDb, type Product } from './catalog-db'
 
 /** The domain events of the shop, and what each one makes stale. */
@@ -17,14 +25,41 @@ export interface StorySummary {
   readonly searchPagesInvalidated: number
   readonly missesAfterDeploy: number
   readonly dbQueries: number
+  readonly hotProduct: HotProductStep
+  /** `app.getStats()` at the end of the story. */
+  readonly stats: CacheStats
 }
 
-const settle = () => new Promise((resolve) => setTimeout(resolve, 20))
+/** Step 4: a hot product served stale while one query refreshes it. */
+export interface HotProductStep {
+  readonly oldPrice: number
+  readonly newPrice: number
+  readonly requests: number
+  /** How many of the concurrent requests were answered with the old price. */
+  readonly answeredWithOldPrice: number
+  /** Database queries from the burst until the refreshed value was in the cache. */
+  readonly dbQueries: number
+  /** Stack stats over the same span. */
+  readonly loaderCalls: number
+  readonly staleServed: number
+  readonly backgroundRefreshes: number
+  /** The price the next read returned. */
+  readonly nextPrice: number
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const settle = () => sleep(20)
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`
+/** Polls (every 10 ms, for at most 5 s) until `done` holds. */
+const waitUntil = async (done: () => Promise<boolean>) => {
+  for (let i = 0; i < 500 && !(await done()); i++) await sleep(10)
+}
 
 /**
  * The story of ../../shared seed 002, end to end: price changes must show at once, a category update
- * touches 500 products, and the homepage depends on the featured products. Two "instances" share Redis
- * when there is one; `log` narrates.
+ * touches 500 products, the homepage depends on the featured products, and a hot product's expiry must
+ * not stampede the database. Two "instances" share Redis when there is one; `log` narrates, ending with
+ * the stack's stats.
  */
 export async function runInvalidationStory(
   client: Redis | undefined,
@@ -40,7 +75,7 @@ export async function runInvalidationStory(
   // A second service reading the same Redis (without a memory layer of its own until the bus lands).
   const worker = client ? new CacheStack(layers(false), { generation: 1 }) : app
 
-  const loadProduct = (cache: CacheStack, id: number) =>
+  const loadProduct = (cache: CacheStack, id: number, options: GetOrSetOptions = { ttl: 3_600_000 }) =>
     cache.getOrSet<Product>(
       `product:${id}`,
       async (ctx) => {
@@ -48,7 +83,7 @@ export async function runInvalidationStory(
         ctx.setTags([`category:${p.category}`])
         return p
       },
-      { ttl: 3_600_000 },
+      options,
     )
   const renderHomepage = async () => {
     const ids = await app.getOrSet('featured', () => db.featuredIds(), {
@@ -98,6 +133,57 @@ export async function runInvalidationStory(
 
   const homepageNow = (await app.get<string>('homepage')) ?? '(not cached)'
   log(`Homepage in the new generation, refilled by its warmer: ${homepageNow.slice(0, 40)}…`)
+
+  // 4. A hot product under load. Its price comes from a supplier feed that sends no event, so a short TTL
+  // bounds how long an old price shows; staleWhileRevalidate keeps that expiry from ever blocking a shopper
+  // or stampeding the database. (200 ms here so the story runs fast; minutes in a real shop.)
+  const hot = 600
+  const readHot = () => loadProduct(app, hot, { ttl: 200, staleWhileRevalidate: 60_000 })
+  const oldPrice = (await readHot()).price
+  const newPrice = 549
+  db.setPrice(hot, newPrice)
+  // A plain get() returns fresh values only: once it misses, the TTL has passed and the entry is stale.
+  await waitUntil(async () => (await app.get(`product:${hot}`)) === undefined)
+  log(
+    `Product ${hot} (ttl 200 ms, staleWhileRevalidate 60 s) is now stale; the feed changed its price to $${newPrice}.`,
+  )
+  const requests = 1000
+  const queriesBeforeBurst = db.queries
+  const statsBeforeBurst = app.getStats()
+  db.latencyMs = 50 // the refresh query is slow, and nobody waits for it
+  const started = performance.now()
+  const answers = await Promise.all(Array.from({ length: requests }, () => readHot()))
+  const answeredIn = performance.now() - started
+  const answeredWithOldPrice = answers.filter((p) => p.price === oldPrice).length
+  const refreshesUnderWay = app.getStats().backgroundRefreshes - statsBeforeBurst.backgroundRefreshes
+  log(
+    `${requests} concurrent requests answered in ${answeredIn.toFixed(1)} ms, ${answeredWithOldPrice} of them ` +
+      `with the old $${oldPrice} (${plural(db.queries - queriesBeforeBurst, 'database query', 'database queries')} so far; ` +
+      `${plural(refreshesUnderWay, 'background refresh', 'background refreshes')} under way).`,
+  )
+  // The refreshed value lands in the cache fresh again.
+  await waitUntil(async () => (await app.get(`product:${hot}`)) !== undefined)
+  db.latencyMs = 1
+  const statsAfterBurst = app.getStats()
+  const hotQueries = db.queries - queriesBeforeBurst
+  const delta = (name: 'loaderCalls' | 'staleServed' | 'backgroundRefreshes') =>
+    statsAfterBurst[name] - statsBeforeBurst[name]
+  const nextPrice = (await readHot()).price
+  log(
+    `Refreshed by ${plural(hotQueries, 'database query', 'database queries')} (stats: ${plural(delta('loaderCalls'), 'loader call')}, ` +
+      `${plural(delta('backgroundRefreshes'), 'background refresh', 'background refreshes')}, ${plural(delta('staleServed'), 'stale answer')}). ` +
+      `The next read: $${nextPrice}.`,
+  )
+
+  // 5. What the cache did for the shop, from the stack's own counters.
+  const stats = app.getStats()
+  const perLayer = stats.layers.map((l) => `${l.name} ${l.hits}`).join(', ')
+  log(
+    `Stats: hit rate ${(stats.hitRate * 100).toFixed(1)} % (${plural(stats.hits, 'hit')}: ${perLayer}; ` +
+      `${plural(stats.misses, 'miss', 'misses')}), ${plural(stats.loaderCalls, 'loader call')}, ` +
+      `${plural(stats.invalidations, 'group invalidation')}, ${plural(stats.rewarmed, 'key')} rewarmed, ` +
+      `${plural(stats.staleServed, 'stale answer')}, ${plural(stats.backgroundRefreshes, 'background refresh', 'background refreshes')}.`,
+  )
   return {
     redis: client !== undefined,
     homepageAfterDiscount: homepageNow,
@@ -107,5 +193,17 @@ export async function runInvalidationStory(
     searchPagesInvalidated: searches,
     missesAfterDeploy: misses,
     dbQueries: db.queries,
+    hotProduct: {
+      oldPrice,
+      newPrice,
+      requests,
+      answeredWithOldPrice,
+      dbQueries: hotQueries,
+      loaderCalls: delta('loaderCalls'),
+      staleServed: delta('staleServed'),
+      backgroundRefreshes: delta('backgroundRefreshes'),
+      nextPrice,
+    },
+    stats,
   }
 }
