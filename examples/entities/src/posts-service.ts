@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage, Server } from 'node:http'
+import { HttpError, jsonServer, listen, readJson } from '@layercache/test-utils/example-http'
 import type { Redis } from 'ioredis'
 import {
   type CacheStack,
@@ -63,28 +63,14 @@ export function createPostsCache(options: PostsServiceOptions): EntityCache {
   })
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message)
+/** A POST or PATCH body: a JSON object of at most 64 000 characters. */
+async function readObject(request: IncomingMessage): Promise<Record<string, unknown>> {
+  const notObject = 'expected a JSON object'
+  const value = await readJson(request, 64_000, { tooLarge: 'body too large', notJson: notObject })
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    return value as Record<string, unknown>
   }
-}
-
-async function readJson(request: IncomingMessage): Promise<Record<string, unknown>> {
-  let text = ''
-  for await (const chunk of request) {
-    text += chunk
-    if (text.length > 64_000) throw new HttpError(413, 'body too large')
-  }
-  try {
-    const value: unknown = JSON.parse(text)
-    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-      return value as Record<string, unknown>
-    }
-  } catch {}
-  throw new HttpError(400, 'expected a JSON object')
+  throw new HttpError(400, notObject)
 }
 
 function positiveId(text: string): number {
@@ -146,7 +132,7 @@ async function route(
     return [200, await cache.getListPage<Post>('userPosts', { userId }, pageOptions(url))]
   }
   if (method === 'POST' && path === '/posts') {
-    const created = await db.insert(newPost(await readJson(request)))
+    const created = await db.insert(newPost(await readObject(request)))
     // Into the lists Redis holds (each returns false, changing nothing, for a list it does not hold:
     // the next read builds that one from the database, new post included).
     await Promise.all([
@@ -168,7 +154,7 @@ async function route(
       return existed ? [200, { deleted: id, removedFromCache }] : [404, { error: `no post ${id}` }]
     }
     if (method === 'PATCH') {
-      const updated = await db.update(id, postChange(await readJson(request)))
+      const updated = await db.update(id, postChange(await readObject(request)))
       if (updated === undefined) return [404, { error: `no post ${id}` }]
       // Refreshes the cached row (and its pages) only if Redis holds it; otherwise the next read loads it.
       const cacheRefreshed = await cache.updateEntityIfExists('post', updated)
@@ -186,39 +172,26 @@ export interface PostsService {
   close(): Promise<void>
 }
 
+/** The status of an error other than an HttpError. */
+function errorStatus(error: unknown): number {
+  // Bad paging options, a bad id: the cache refused them before touching anything.
+  const invalid =
+    error instanceof InvalidOptionError ||
+    error instanceof InvalidValueError ||
+    error instanceof InvalidKeyError
+  return invalid ? 400 : error instanceof LayerUnavailableError ? 503 : 500
+}
+
 export function createPostsService(options: PostsServiceOptions): PostsService {
   const cache = createPostsCache(options)
-  const reply = (response: ServerResponse, status: number, body: unknown) => {
-    response.writeHead(status, { 'content-type': 'application/json' })
-    response.end(JSON.stringify(body))
-  }
-  const server = createServer((request, response) => {
-    const url = new URL(request.url ?? '/', 'http://posts')
-    route(cache, options.db, request, url).then(
-      ([status, body]) => reply(response, status, body),
-      (error: unknown) => {
-        if (error instanceof HttpError) return reply(response, error.status, { error: error.message })
-        // Bad paging options, a bad id: the cache refused them before touching anything.
-        const invalid =
-          error instanceof InvalidOptionError ||
-          error instanceof InvalidValueError ||
-          error instanceof InvalidKeyError
-        const status = invalid ? 400 : error instanceof LayerUnavailableError ? 503 : 500
-        reply(response, status, { error: (error as Error).message })
-      },
-    )
-  })
+  const server = jsonServer(
+    (request) => route(cache, options.db, request, new URL(request.url ?? '/', 'http://posts')),
+    { errorStatus },
+  )
   return {
     cache,
     server,
-    listen: (port = 0, host = '127.0.0.1') =>
-      new Promise((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(port, host, () => {
-          const address = server.address() as AddressInfo
-          resolve(`http://${host}:${address.port}`)
-        })
-      }),
+    listen: (port, host) => listen(server, port, host),
     close: async () => {
       await new Promise<void>((resolve) => server.close(() => resolve()))
       cache.close()

@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage, Server } from 'node:http'
+import { closeServer, HttpError, jsonServer, listen, readJson } from '@layercache/test-utils/example-http'
 import type { Redis } from 'ioredis'
 import { CacheStack, MemoryLayer, normalizePrefix, RedisLayer } from 'layercache'
 import type { Product, ProductChange, ProductsDb } from './products-db'
@@ -31,15 +31,8 @@ export interface ServiceStats {
   readonly db: { readonly reads: number; readonly writes: number }
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message)
-  }
-}
-
+/** The longest PUT body read, in characters. */
+const MAX_BODY = 16_384
 const CATEGORY = /^[a-z0-9-]{1,40}$/
 const productKey = (id: number) => `product:${id}`
 const listKey = (category: string) => `category:${category}:products`
@@ -152,43 +145,27 @@ export async function startProductService(options: ProductServiceOptions): Promi
         const product = await getProduct(id)
         return product === undefined ? [404, { error: `no product ${id}` }] : [200, product]
       }
-      if (method === 'PUT') return [200, await updateProduct(id, parseChange(await readJson(request)))]
+      if (method === 'PUT')
+        return [200, await updateProduct(id, parseChange(await readJson(request, MAX_BODY)))]
       if (method === 'DELETE') return [200, await deleteProduct(id)]
       throw new HttpError(405, `${method} is not allowed here`)
     }
     throw new HttpError(404, 'try GET /products/1, /categories/kitchen/products or /stats')
   }
 
-  const server = createServer((request: IncomingMessage, response: ServerResponse) => {
-    const reply = (status: number, body: unknown) => {
-      response.writeHead(status, { 'content-type': 'application/json' })
-      response.end(JSON.stringify(body))
-    }
-    route(request).then(
-      ([status, body]) => reply(status, body),
-      (error: unknown) => {
-        if (error instanceof HttpError) reply(error.status, { error: error.message })
-        else reply(500, { error: (error as Error).message })
-      },
-    )
-  })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolve())
-  })
-  const { port } = server.address() as AddressInfo
+  const server = jsonServer(route)
+  const url = await listen(server, options.port)
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     cache,
     cachePrefix: normalizePrefix(options.cachePrefix),
     db,
     server,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        server.closeAllConnections()
-        cache.close()
-      }),
+    close: () => {
+      const closed = closeServer(server)
+      cache.close()
+      return closed
+    },
   }
 }
 
@@ -197,19 +174,6 @@ function decodePart(part: string): string {
     return decodeURIComponent(part)
   } catch {
     throw new HttpError(400, `not a valid path segment: ${part}`)
-  }
-}
-
-async function readJson(request: IncomingMessage): Promise<unknown> {
-  let text = ''
-  for await (const chunk of request) {
-    text += chunk
-    if (text.length > 16_384) throw new HttpError(413, 'the body is too large')
-  }
-  try {
-    return JSON.parse(text)
-  } catch {
-    throw new HttpError(400, 'the body is not JSON')
   }
 }
 

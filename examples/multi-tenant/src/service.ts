@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage, Server } from 'node:http'
+import { closeServer, HttpError, jsonServer, listen, readJson } from '@layercache/test-utils/example-http'
 import type { Redis } from 'ioredis'
 import { CacheStack, MemoryLayer, normalizePrefix, RedisLayer } from 'layercache'
 import type { Item, ItemChange, TenantsDb } from './tenants-db'
@@ -33,14 +33,8 @@ export interface ServiceStats {
   readonly db: { readonly reads: number }
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message)
-  }
-}
+/** The longest PUT body read, in characters. */
+const MAX_BODY = 16_384
 
 /**
  * What a tenant id may be: 1-32 of a-z, 0-9 and inner '-'. It becomes part of every cache key of the
@@ -121,43 +115,27 @@ export async function startTenantService(options: TenantServiceOptions): Promise
         const item = await cache.getOrSet<Item | undefined>(`item:${id}`, () => db.find(tenant, id))
         return item === undefined ? [404, { error: `tenant ${tenant} has no item ${id}` }] : [200, item]
       }
-      if (method === 'PUT') return [200, await updateItem(tenant, id, parseChange(await readJson(request)))]
+      if (method === 'PUT')
+        return [200, await updateItem(tenant, id, parseChange(await readJson(request, MAX_BODY)))]
       throw new HttpError(405, `${method} is not allowed here`)
     }
     throw new HttpError(404, 'try GET /t/acme/items/1, /t/acme/items, POST /admin/tenants/acme/clear, /stats')
   }
 
-  const server = createServer((request: IncomingMessage, response: ServerResponse) => {
-    const reply = (status: number, body: unknown) => {
-      response.writeHead(status, { 'content-type': 'application/json' })
-      response.end(JSON.stringify(body))
-    }
-    route(request).then(
-      ([status, body]) => reply(status, body),
-      (error: unknown) => {
-        if (error instanceof HttpError) reply(error.status, { error: error.message })
-        else reply(500, { error: (error as Error).message })
-      },
-    )
-  })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolve())
-  })
-  const { port } = server.address() as AddressInfo
+  const server = jsonServer(route)
+  const url = await listen(server, options.port)
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     cache,
     memory,
     cachePrefix: normalizePrefix(options.cachePrefix),
     db,
     server,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        server.closeAllConnections()
-        cache.close()
-      }),
+    close: () => {
+      const closed = closeServer(server)
+      cache.close()
+      return closed
+    },
   }
 }
 
@@ -173,19 +151,6 @@ function tenantId(segment: string): string {
     throw new HttpError(400, 'not a valid tenant id: 1-32 of a-z, 0-9 and inner -')
   }
   return tenant
-}
-
-async function readJson(request: IncomingMessage): Promise<unknown> {
-  let text = ''
-  for await (const chunk of request) {
-    text += chunk
-    if (text.length > 16_384) throw new HttpError(413, 'the body is too large')
-  }
-  try {
-    return JSON.parse(text)
-  } catch {
-    throw new HttpError(400, 'the body is not JSON')
-  }
 }
 
 /** The PUT body, checked before anything is written: {"name"?, "stock"?}. */
