@@ -5,11 +5,10 @@ import {
   clearAllCache,
   normalizePrefix,
 } from '@layercache/layer-redis'
-import { type CliIo, UsageError } from './cli-io'
+import { jsonText, UsageError } from './cli-io'
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf, productionMode } from './connection-options'
-import { parseOptions, runRedisCommand, wholeNumber } from './redis-command'
+import { parseOptions, redisCommand, wholeNumber } from './redis-command'
 import { redactUrl } from './redis-connection'
-import type { CliCommand } from './run-cli'
 
 const USAGE = `Usage: layercache clear --redis <url> --prefix <prefix> --confirm ${CLEAR_ALL_CONFIRMATION} [options]
 
@@ -103,22 +102,14 @@ function describe(result: ClearAllCacheResult): string {
         '(SCAN + UNLINK; other keys untouched)\n'
 }
 
-export const clearCommand: CliCommand = {
+export const clearCommand = redisCommand({
   name: 'clear',
   summary: `delete every key under a prefix (no prefix: FLUSHDB); needs --confirm ${CLEAR_ALL_CONFIRMATION}`,
   usage: USAGE,
-  run: (args: readonly string[], io: CliIo) =>
-    runRedisCommand(
-      'clear',
-      USAGE,
-      io,
-      () => parse(args, process.env),
-      async (parsed, client) => {
-        io.err.write(
-          `layercache clear: wiping ${scopeOf(parsed.clear.keyPrefix)} at ${redactUrl(parsed.url)}\n`,
-        )
-        const result = await clearAllCache({ client, ...parsed.clear })
-        return parsed.json ? `${JSON.stringify(result, null, 2)}\n` : describe(result)
-      },
-    ),
-}
+  parse,
+  work: async (parsed, client, io) => {
+    io.err.write(`layercache clear: wiping ${scopeOf(parsed.clear.keyPrefix)} at ${redactUrl(parsed.url)}\n`)
+    const result = await clearAllCache({ client, ...parsed.clear })
+    return parsed.json ? jsonText(result) : describe(result)
+  },
+})

@@ -11,3 +11,8 @@ export const EXIT_USAGE = 2
 
 /** A command line the command cannot run: printed with the command's usage, exit code 2. */
 export class UsageError extends Error {}
+
+/** What `--json` prints: the value, indented two spaces, and a newline. */
+export function jsonText(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`
+}

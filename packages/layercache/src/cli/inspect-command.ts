@@ -10,11 +10,10 @@ import {
   type Serializer,
 } from '@layercache/layer-redis'
 import { CACHE_OPTIONS, CACHE_USAGE, cacheLocationOf } from './cache-options'
-import { type CliIo, UsageError } from './cli-io'
+import { jsonText, UsageError } from './cli-io'
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf } from './connection-options'
 import { recordedGeneration, resolveGeneration } from './generation-option'
-import { parseCommandLine, runRedisCommand } from './redis-command'
-import type { CliCommand } from './run-cli'
+import { parseCommandLine, redisCommand } from './redis-command'
 
 const USAGE = `Usage: layercache inspect --redis <url> [--key-prefix <p>] [--generation <n|current>] <key>
 
@@ -205,19 +204,13 @@ function describe(entry: InspectedEntry): string {
   return `${lines.join('\n')}\n`
 }
 
-export const inspectCommand: CliCommand = {
+export const inspectCommand = redisCommand({
   name: 'inspect',
   summary: "show one key's stored entry: value, tags, TTL, freshness, size, encoding",
   usage: USAGE,
-  run: (args: readonly string[], io: CliIo) =>
-    runRedisCommand(
-      'inspect',
-      USAGE,
-      io,
-      () => parse(args, process.env),
-      async (parsed, client) => {
-        const entry = await inspectEntry(client, parsed)
-        return parsed.json ? `${JSON.stringify(entry, null, 2)}\n` : describe(entry)
-      },
-    ),
-}
+  parse,
+  work: async (parsed, client) => {
+    const entry = await inspectEntry(client, parsed)
+    return parsed.json ? jsonText(entry) : describe(entry)
+  },
+})

@@ -2,13 +2,12 @@ import { assertTags, CacheStack, validatePattern } from '@layercache/core'
 import { RedisInvalidationBus, RedisTagIndex } from '@layercache/distributed'
 import { type RedisClient, RedisLayer } from '@layercache/layer-redis'
 import { CACHE_OPTIONS, CACHE_USAGE, type CacheLocation, cacheLocationOf } from './cache-options'
-import { type CliIo, UsageError } from './cli-io'
+import { type CliIo, jsonText, UsageError } from './cli-io'
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf } from './connection-options'
 import { recordedGeneration } from './generation-option'
 import { hasIndex, readIndexView } from './index-view'
-import { parseOptions, runRedisCommand, wholeNumber } from './redis-command'
+import { parseOptions, redisCommand, wholeNumber } from './redis-command'
 import { connectRedis } from './redis-connection'
-import type { CliCommand } from './run-cli'
 
 const DEFAULT_CHANNEL = 'layercache:invalidation'
 const SECRET_ENV = 'LAYERCACHE_BUS_SECRET'
@@ -239,7 +238,7 @@ async function invalidate(parsed: Parsed, client: RedisClient, io: CliIo): Promi
         ? null
         : { channel: parsed.bus.channel, signed: parsed.bus.secret !== undefined }
     if (parsed.json) {
-      return `${JSON.stringify({ removed, kind: target.kind, bus: announced }, null, 2)}\n`
+      return jsonText({ removed, kind: target.kind, bus: announced })
     }
     const how = keyIndex ? '' : ' (found by SCAN: no key index)'
     const told =
@@ -254,16 +253,10 @@ async function invalidate(parsed: Parsed, client: RedisClient, io: CliIo): Promi
   }
 }
 
-export const invalidateCommand: CliCommand = {
+export const invalidateCommand = redisCommand({
   name: 'invalidate',
   summary: 'invalidate by tag, prefix or pattern in Redis and, over the bus, in every instance',
   usage: USAGE,
-  run: (args: readonly string[], io: CliIo) =>
-    runRedisCommand(
-      'invalidate',
-      USAGE,
-      io,
-      () => parse(args, process.env),
-      (parsed, client) => invalidate(parsed, client, io),
-    ),
-}
+  parse,
+  work: (parsed, client, io) => invalidate(parsed, client, io),
+})

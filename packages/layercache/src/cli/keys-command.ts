@@ -1,12 +1,11 @@
 import { compileGlob, InvalidPatternError, literalPrefixOf } from '@layercache/core'
 import type { IndexShard, RedisClient } from '@layercache/layer-redis'
 import { CACHE_OPTIONS, CACHE_USAGE, cacheLocationOf } from './cache-options'
-import { type CliIo, UsageError } from './cli-io'
+import { jsonText, UsageError } from './cli-io'
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf } from './connection-options'
 import { resolveGeneration } from './generation-option'
 import { hasIndex, lexRange, readIndexView, sourcesOf } from './index-view'
-import { parseOptions, runRedisCommand, wholeNumber } from './redis-command'
-import type { CliCommand } from './run-cli'
+import { parseOptions, redisCommand, wholeNumber } from './redis-command'
 import { scanCacheKeys } from './scan-keys'
 
 const DEFAULT_LIMIT = 100
@@ -136,26 +135,20 @@ export async function listKeys(
   }
 }
 
-export const keysCommand: CliCommand = {
+export const keysCommand = redisCommand({
   name: 'keys',
   summary: 'list cache keys under a prefix (from the key index; SCAN without one), bounded by --limit',
   usage: USAGE,
-  run: (args: readonly string[], io: CliIo) =>
-    runRedisCommand(
-      'keys',
-      USAGE,
-      io,
-      () => parse(args, process.env),
-      async (parsed, client) => {
-        const listing = await listKeys(client, parsed)
-        if (parsed.json) return `${JSON.stringify(listing, null, 2)}\n`
-        const source = listing.source === 'index' ? 'from the known-keys index' : 'by SCAN (no key index)'
-        io.err.write(
-          `layercache keys: ${listing.keys.length} keys ${source}` +
-            (listing.truncated ? `; more match: raise --limit (now ${parsed.limit})` : '') +
-            '\n',
-        )
-        return listing.keys.map((key) => `${key}\n`).join('')
-      },
-    ),
-}
+  parse,
+  work: async (parsed, client, io) => {
+    const listing = await listKeys(client, parsed)
+    if (parsed.json) return jsonText(listing)
+    const source = listing.source === 'index' ? 'from the known-keys index' : 'by SCAN (no key index)'
+    io.err.write(
+      `layercache keys: ${listing.keys.length} keys ${source}` +
+        (listing.truncated ? `; more match: raise --limit (now ${parsed.limit})` : '') +
+        '\n',
+    )
+    return listing.keys.map((key) => `${key}\n`).join('')
+  },
+})

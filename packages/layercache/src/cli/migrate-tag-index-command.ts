@@ -1,8 +1,7 @@
 import { type MigrateTagIndexReport, migrateTagIndex } from '@layercache/layer-redis'
-import { type CliIo, UsageError } from './cli-io'
+import { jsonText, UsageError } from './cli-io'
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf } from './connection-options'
-import { parseOptions, runRedisCommand, wholeNumber } from './redis-command'
-import type { CliCommand } from './run-cli'
+import { parseOptions, redisCommand, wholeNumber } from './redis-command'
 
 const USAGE = `Usage: layercache migrate-tag-index --redis <url> --tag-index-prefix <prefix> [options]
 
@@ -84,29 +83,23 @@ function describe(report: MigrateTagIndexReport): string {
   return `${lines.join('\n')}\n`
 }
 
-export const migrateTagIndexCommand: CliCommand = {
+export const migrateTagIndexCommand = redisCommand({
   name: 'migrate-tag-index',
   summary: 'move a key index into the sharded layout (from the single set, or another shard count)',
   usage: USAGE,
-  run: (args: readonly string[], io: CliIo) =>
-    runRedisCommand(
-      'migrate-tag-index',
-      USAGE,
-      io,
-      () => parse(args, process.env),
-      async (parsed, client) => {
-        const report = await migrateTagIndex({
-          client,
-          ...parsed.migration,
-          onProgress: ({ source, moved, remaining }) => {
-            io.err.write(
-              parsed.migration.dryRun
-                ? `${source}: ${moved} to move so far, of ${remaining} entries\n`
-                : `${source}: moved ${moved}, ${remaining} left\n`,
-            )
-          },
-        })
-        return parsed.json ? `${JSON.stringify(report, null, 2)}\n` : describe(report)
+  parse,
+  work: async (parsed, client, io) => {
+    const report = await migrateTagIndex({
+      client,
+      ...parsed.migration,
+      onProgress: ({ source, moved, remaining }) => {
+        io.err.write(
+          parsed.migration.dryRun
+            ? `${source}: ${moved} to move so far, of ${remaining} entries\n`
+            : `${source}: moved ${moved}, ${remaining} left\n`,
+        )
       },
-    ),
-}
+    })
+    return parsed.json ? jsonText(report) : describe(report)
+  },
+})

@@ -7,6 +7,7 @@ import {
 } from '@layercache/core'
 import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from './cli-io'
 import { type ConnectOptions, connectRedis } from './redis-connection'
+import type { CliCommand } from './run-cli'
 
 type Options = NonNullable<ParseArgsConfig['options']>
 type Values<O extends Options> = ReturnType<
@@ -59,7 +60,7 @@ type Parsed = { readonly help: true } | (ConnectOptions & { readonly help: false
  * `--help`, connect, run `work` (its text goes to stdout), exit 2 for bad input found later, 1 for
  * failures, and always disconnect.
  */
-export async function runRedisCommand<P extends Parsed>(
+async function runRedisCommand<P extends Parsed>(
   name: string,
   usage: string,
   io: CliIo,
@@ -104,5 +105,36 @@ export async function runRedisCommand<P extends Parsed>(
     return EXIT_FAILED
   } finally {
     client?.disconnect()
+  }
+}
+
+/**
+ * `layercache <name>` for a command that talks to Redis: its command line parsed with `parse` (from the
+ * arguments and the environment), then `work` run in the runRedisCommand frame.
+ */
+export function redisCommand<P extends Parsed>(command: {
+  readonly name: string
+  readonly summary: string
+  readonly usage: string
+  readonly parse: (args: readonly string[], env: NodeJS.ProcessEnv) => P
+  readonly work: (
+    parsed: Extract<P, { readonly help: false }>,
+    client: Awaited<ReturnType<typeof connectRedis>>,
+    io: CliIo,
+  ) => Promise<string>
+}): CliCommand {
+  const { name, summary, usage, parse, work } = command
+  return {
+    name,
+    summary,
+    usage,
+    run: (args, io) =>
+      runRedisCommand(
+        name,
+        usage,
+        io,
+        () => parse(args, process.env),
+        (parsed, client) => work(parsed, client, io),
+      ),
   }
 }

@@ -1,14 +1,13 @@
 import { generationPrefix } from '@layercache/core'
 import { type RedisClient, RedisLayer } from '@layercache/layer-redis'
 import { CACHE_OPTIONS, CACHE_USAGE, type CacheLocation, cacheLocationOf } from './cache-options'
-import type { CliIo } from './cli-io'
+import { jsonText } from './cli-io'
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf } from './connection-options'
 import { generationKeyOf, recordedGeneration } from './generation-option'
 import { hasIndex, type IndexView, lexRange, readIndexView, sourcesOf } from './index-view'
-import { parseOptions, runRedisCommand } from './redis-command'
+import { parseOptions, redisCommand } from './redis-command'
 import { redactUrl } from './redis-connection'
 import { mastersOf, type NodeInfo, nodeInfo } from './redis-info'
-import type { CliCommand } from './run-cli'
 import { scanCacheKeys, tagSetPattern, tagSetPrefix } from './scan-keys'
 
 const USAGE = `Usage: layercache stats --redis <url> [--key-prefix <p>] [options]
@@ -265,19 +264,13 @@ function describe(stats: CacheStats, url: string): string {
   return `${lines.join('\n')}\n`
 }
 
-export const statsCommand: CliCommand = {
+export const statsCommand = redisCommand({
   name: 'stats',
   summary: 'what a cache holds in Redis: keys, tags, index layout, generation, memory, version',
   usage: USAGE,
-  run: (args: readonly string[], io: CliIo) =>
-    runRedisCommand(
-      'stats',
-      USAGE,
-      io,
-      () => parse(args, process.env),
-      async (parsed, client) => {
-        const stats = await collectStats(client, parsed.location)
-        return parsed.json ? `${JSON.stringify(stats, null, 2)}\n` : describe(stats, parsed.url)
-      },
-    ),
-}
+  parse,
+  work: async (parsed, client) => {
+    const stats = await collectStats(client, parsed.location)
+    return parsed.json ? jsonText(stats) : describe(stats, parsed.url)
+  },
+})
