@@ -1,6 +1,13 @@
 // The peer comparison's own table (results/peers.md) and bar chart (results/peers.svg).
 import { LIBRARIES, LIBRARY_LABEL, type Library, PEERS } from './peers'
-import { formatNs, formatRatio, type ReportHeader } from './report'
+import {
+  formatNs,
+  formatRatio,
+  markdownHead,
+  markdownPreamble,
+  markdownRow,
+  type ReportHeader,
+} from './report'
 
 /** One library in one scenario. */
 export interface PeerRow {
@@ -90,12 +97,8 @@ function ratioCell(row: PeerRow, rows: readonly PeerRow[]): string {
 
 const HEADERS = ['Scenario', 'Library', 'ops/s', 'p50', 'p99', 'Other', 'vs best peer (>1 = better)', 'Notes']
 
-function escapeCell(cell: string): string {
-  return cell.replaceAll('|', '\\|')
-}
-
 export function peerTable(rows: readonly PeerRow[]): string {
-  const lines = [`| ${HEADERS.join(' | ')} |`, `| ${HEADERS.map(() => '---').join(' | ')} |`]
+  const lines = markdownHead(HEADERS)
   for (const row of sortedRows(rows)) {
     const name = row.library === 'layercache' ? '**layercache**' : LIBRARY_LABEL[row.library]
     const cells =
@@ -113,7 +116,7 @@ export function peerTable(rows: readonly PeerRow[]): string {
               ratioCell(row, rows),
               row.note ?? '',
             ]
-    lines.push(`| ${cells.map(escapeCell).join(' | ')} |`)
+    lines.push(markdownRow(cells))
   }
   return lines.join('\n')
 }
@@ -139,16 +142,7 @@ export function peerSummary(rows: readonly PeerRow[]): string[] {
 
 export function peerMarkdown(header: ReportHeader, rows: readonly PeerRow[]): string {
   return [
-    `# ${header.title}`,
-    '',
-    ...header.facts.map(([k, v]) => `- **${k}:** ${v}`),
-    '',
-    '## How it was measured',
-    '',
-    ...header.method.map((m) => `- ${m}`),
-    '',
-    '## Results',
-    '',
+    ...markdownPreamble(header),
     peerTable(rows),
     '',
     '## layercache against the best peer, per scenario',

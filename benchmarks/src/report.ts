@@ -110,18 +110,23 @@ export function textTable(rows: readonly Row[]): string {
   return [line(HEADERS), rule, ...table.slice(1).map(line)].join('\n')
 }
 
-function escapeCell(cell: string): string {
-  return cell.replaceAll('|', '\\|')
+/** One row of a Markdown table, its cells' '|' escaped. */
+export function markdownRow(cells: readonly string[]): string {
+  return `| ${cells.map((cell) => cell.replaceAll('|', '\\|')).join(' | ')} |`
+}
+
+/** The header row of a Markdown table and the rule under it. */
+export function markdownHead(headers: readonly string[]): string[] {
+  return [markdownRow(headers), markdownRow(headers.map(() => '---'))]
 }
 
 export function markdownTable(rows: readonly Row[]): string {
   const out = [
-    `| ${HEADERS.join(' | ')} |`,
-    `| ${HEADERS.map(() => '---').join(' | ')} |`,
+    ...markdownHead(HEADERS),
     ...rows.map((row) => {
       const c = cells(row)
       if (verdict(row) === 'MISSED') c[7] = '**✗ MISSED**'
-      return `| ${c.map(escapeCell).join(' | ')} |`
+      return markdownRow(c)
     }),
   ]
   return out.join('\n')
@@ -144,7 +149,8 @@ export interface ReportHeader {
   readonly method: readonly string[]
 }
 
-export function markdownReport(header: ReportHeader, rows: readonly Row[]): string {
+/** A report's title, facts and method, up to the heading of its results (the lines). */
+export function markdownPreamble(header: ReportHeader): string[] {
   return [
     `# ${header.title}`,
     '',
@@ -156,6 +162,12 @@ export function markdownReport(header: ReportHeader, rows: readonly Row[]): stri
     '',
     '## Results',
     '',
+  ]
+}
+
+export function markdownReport(header: ReportHeader, rows: readonly Row[]): string {
+  return [
+    ...markdownPreamble(header),
     markdownTable(rows),
     '',
     summaryLine(rows),
