@@ -158,7 +158,7 @@ export class CacheStack {
 
   /** Like invalidateByTag for several tags: keys carrying `any` of them, or `all` of them. */
   async invalidateByTags(tags: readonly string[], mode: TagMatchMode = 'any'): Promise<number> {
-    const checked = assertTags(tags)
+    const checked = assertTags(tags, Number.POSITIVE_INFINITY)
     if (checked === undefined) throw new InvalidOptionError('invalidateByTags needs at least one tag')
     assertOneOf(mode, TAG_MODES, 'tag match mode')
     const scoped = scopeTags(checked, this.prefix)!
@@ -221,7 +221,7 @@ export class CacheStack {
       return value
     }
     const keys = list(plan.keys, 'keys').map((key) => assertKey(key))
-    const tags = assertTags(list(plan.tags, 'tags'))
+    const tags = assertTags(list(plan.tags, 'tags'), Number.POSITIVE_INFINITY)
     const mode = assertOneOf(plan.tagMode, TAG_MODES, 'tag match mode') ?? 'any'
     const prefixes = list(plan.prefixes, 'prefixes').map(assertKeyPrefix)
     const patterns = list(plan.patterns, 'patterns').map(validatePattern)

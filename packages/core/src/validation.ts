@@ -62,11 +62,15 @@ export function assertTtl(ttl: unknown, what = 'ttl'): number | undefined {
   return ttl
 }
 
-export function assertTags(tags: unknown): readonly string[] | undefined {
+/**
+ * Checks a tag list. `max` bounds what one entry carries (MAX_TAGS_PER_ENTRY); an invalidation may name
+ * any number of tags (Infinity).
+ */
+export function assertTags(tags: unknown, max = MAX_TAGS_PER_ENTRY): readonly string[] | undefined {
   if (tags === undefined) return undefined
   if (!Array.isArray(tags))
     throw new InvalidOptionError(`Invalid tags ${describe(tags)}: expected an array of strings`)
-  if (tags.length > MAX_TAGS_PER_ENTRY) {
+  if (tags.length > max) {
     throw new InvalidOptionError(`Too many tags (${tags.length}): at most ${MAX_TAGS_PER_ENTRY} per entry`)
   }
   for (const tag of tags) {
