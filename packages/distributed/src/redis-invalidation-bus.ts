@@ -11,13 +11,12 @@ import {
   LayerTimeoutError,
   type UnverifiedReason,
 } from '@layercache/core'
-import type { Cluster, Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { decodeBody, packOperations, WIRE_VERSION, type WireBody } from './bus-wire'
 import { MessageSigner } from './message-signer'
+import { isCluster, messageEvent, type RedisClient, subscribeTo, unsubscribeFrom } from './redis-pubsub'
 import { ReplayGuard } from './replay-guard'
 import { SenderSequences } from './sender-sequences'
-
-type RedisClient = Redis | Cluster
 
 export interface RedisInvalidationBusOptions {
   /** Sends messages; may be the connection the cache already uses. */
@@ -83,10 +82,6 @@ export interface InvalidationBusEvents {
   unverified: [{ reason: UnverifiedReason; detail: string }]
   /** A background failure (heartbeat, subscription, a listener throwing). */
   error: [Error]
-}
-
-function isCluster(client: RedisClient): client is Cluster {
-  return (client as { isCluster?: boolean }).isCluster === true
 }
 
 function checkClient(value: unknown, name: string): RedisClient {
@@ -185,7 +180,7 @@ export class RedisInvalidationBus implements InvalidationBus {
     this.ready = new Promise((resolve) => {
       this.markReady = resolve
     })
-    this.subscriber.on(this.sharded ? 'smessage' : 'message', this.onMessage)
+    this.subscriber.on(messageEvent(this.sharded), this.onMessage)
     if (!isCluster(this.subscriber)) {
       this.subscriber.on('close', this.onConnectionLost)
       this.subscriber.on('ready', this.onConnectionReady)
@@ -241,23 +236,15 @@ export class RedisInvalidationBus implements InvalidationBus {
     if (this.closed) return
     this.closed = true
     clearInterval(this.heartbeat)
-    this.subscriber.off(this.sharded ? 'smessage' : 'message', this.onMessage)
+    this.subscriber.off(messageEvent(this.sharded), this.onMessage)
     this.subscriber.off('close', this.onConnectionLost)
     this.subscriber.off('ready', this.onConnectionReady)
     this.listeners.clear()
-    try {
-      if (this.sharded) await (this.subscriber as Redis).sunsubscribe(this.channel)
-      else await this.subscriber.unsubscribe(this.channel)
-    } catch {
-      // The connection may already be gone; nothing is left to undo.
-    }
+    await unsubscribeFrom(this.subscriber, this.channel, this.sharded)
   }
 
   private subscribeChannel(): void {
-    const subscribing = this.sharded
-      ? (this.subscriber as Redis).ssubscribe(this.channel)
-      : this.subscriber.subscribe(this.channel)
-    subscribing.then(
+    subscribeTo(this.subscriber, this.channel, this.sharded).then(
       () => {
         if (this.closed) return
         const first = !this.subscribedOnce

@@ -12,8 +12,9 @@ import {
   type SingleFlightResult,
   type SingleFlightWait,
 } from '@layercache/core'
-import type { Cluster, Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { type LeaseOwner, RedisLease } from './redis-lease'
+import { isCluster, messageEvent, type RedisClient, subscribeTo, unsubscribeFrom } from './redis-pubsub'
 import {
   decodeResult,
   encodeResult,
@@ -22,8 +23,6 @@ import {
 } from './single-flight-result'
 import { ABANDON, ACQUIRE, CHECK, RELEASE, RENEW, runScript } from './single-flight-scripts'
 import { type FlightKeys, type LeaseState, WaitingRoom } from './waiting-room'
-
-type RedisClient = Redis | Cluster
 
 export interface RedisSingleFlightCoordinatorOptions {
   /** Runs the lease scripts and publishes notifications; may be the connection the cache already uses. */
@@ -102,10 +101,6 @@ const NAME = 'single-flight coordinator'
 const WITH_RESULT = ':result'
 /** Tokens stay monotonic per key while it is used at least once a day (and beyond, see ACQUIRE). */
 const TOKEN_TTL_MS = 24 * 60 * 60 * 1000
-
-function isCluster(client: RedisClient): client is Cluster {
-  return (client as { isCluster?: boolean }).isCluster === true
-}
 
 function checkClient(value: unknown, name: string): RedisClient {
   const client = value as Partial<Redis> | null
@@ -292,17 +287,12 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
     this.room.wakeAll()
     const subscriber = this.subscriber
     if (subscriber === undefined) return
-    subscriber.off(this.sharded ? 'smessage' : 'message', this.onMessage)
+    subscriber.off(messageEvent(this.sharded), this.onMessage)
     if (subscriber !== this.subscriberOption) {
       subscriber.disconnect()
       return
     }
-    try {
-      if (this.sharded) await (subscriber as Redis).sunsubscribe(this.channel)
-      else await subscriber.unsubscribe(this.channel)
-    } catch {
-      // The connection may already be gone; nothing is left to undo.
-    }
+    await unsubscribeFrom(subscriber, this.channel, this.sharded)
   }
 
   // --- LeaseOwner
@@ -368,13 +358,10 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
     let subscriber = this.subscriber
     if (subscriber === undefined) {
       subscriber = this.subscriberOption ?? this.duplicateClient()
-      subscriber.on(this.sharded ? 'smessage' : 'message', this.onMessage)
+      subscriber.on(messageEvent(this.sharded), this.onMessage)
       this.subscriber = subscriber
     }
-    const subscribing = this.sharded
-      ? (subscriber as Redis).ssubscribe(this.channel)
-      : subscriber.subscribe(this.channel)
-    this.subscription = subscribing.then(
+    this.subscription = subscribeTo(subscriber, this.channel, this.sharded).then(
       () => undefined,
       (error: unknown) => {
         this.counters.errors++
