@@ -16,7 +16,7 @@ import {
   normalizePrefix,
 } from '@layercache/layer-redis'
 import type { Cluster, Redis } from 'ioredis'
-import { EntityStore, type RebuiltRow } from './entity-store'
+import { EntityStore, type RebuiltRow, type StoredRow } from './entity-store'
 import { l1 } from './key-layout'
 import { type ListParams, paramsKey } from './params-key'
 import { RedisCalls } from './redis-calls'
@@ -90,8 +90,6 @@ export interface ClearAllOptions {
 }
 
 export const MAX_PAGE_LIMIT = 200
-/** The most tags one CacheStack invalidation takes (core's limit per entry). */
-const MAX_TAGS_PER_INVALIDATION = 256
 const DEFAULT_PAGE_LIMIT = 20
 
 /** Whether a load that began at `startedAt` still falls inside the fence window. */
@@ -184,9 +182,9 @@ export class EntityCache {
   async getEntity<T = unknown>(type: string, id: string | number): Promise<T | undefined> {
     const entity = this.entity(type)
     const key = normalizeId(id, type)
+    // No tag: every change of a row drops its entry by key (dropRow).
     return this.view.getOrSet<T | undefined>(l1.entity(type, key), () => this.readOne<T>(entity, key), {
       ttl: entity.ttl,
-      tags: [l1.entityTag(type, key)],
     })
   }
 
@@ -208,28 +206,20 @@ export class EntityCache {
     }
     return this.view.getOrSet<T | undefined>(
       l1.entity(type, key),
-      async () => {
-        let stored: { json: string | undefined; epoch: number }
-        try {
-          stored = (await this.store.readRows(entity, [key]))[0]!
-        } catch (error) {
-          if (error instanceof LayerCacheError) return load(key)
-          throw error
-        }
-        if (stored.json !== undefined) return JSON.parse(stored.json) as T
-        const startedAt = performance.now()
-        const row = await load(key)
-        if (row === undefined || row === null) return undefined
-        if (entity.idOf(row) !== key) {
-          throw new InvalidValueError(`getOrLoadEntity: the loader returned a ${type} with another id`)
-        }
-        if (inWindow(startedAt, this.store.fenceMs)) {
-          const json = encode(row, type)
-          await fillQuietly(this.store.writeRowsFenced(entity, [{ id: key, json, epoch: stored.epoch }]))
-        }
-        return row
-      },
-      { ttl: entity.ttl, tags: [l1.entityTag(type, key)] },
+      () =>
+        this.throughRedis<T>(
+          () => this.store.readRows(entity, [key]).then((rows) => rows[0]!),
+          async () => {
+            const row = await load(key)
+            if (row === undefined || row === null) return undefined
+            if (entity.idOf(row) !== key) {
+              throw new InvalidValueError(`getOrLoadEntity: the loader returned a ${type} with another id`)
+            }
+            return row
+          },
+          (row, epoch) => this.store.writeRowsFenced(entity, [{ id: key, json: encode(row, type), epoch }]),
+        ),
+      { ttl: entity.ttl },
     )
   }
 
@@ -276,7 +266,7 @@ export class EntityCache {
       lists = outcome.lists
       return outcome.deleted + outcome.removed
     } finally {
-      await this.dropRow(entity, key, lists)
+      await this.dropRow(entity, key, this.listTagsOf(lists))
     }
   }
 
@@ -323,7 +313,7 @@ export class EntityCache {
         ctx.setTags([listTag, ...items.map((row) => l1.entityTag(list.entity.type, list.entity.idOf(row)))])
         return { items, total: rows.length }
       },
-      { ttl: list.ttl, tags: [listTag] },
+      { ttl: list.ttl }, // the loader tags what it caches
     )
   }
 
@@ -342,10 +332,7 @@ export class EntityCache {
     try {
       return (await this.store.addToList(list, pk, id, row, json, score)) === 'added'
     } finally {
-      await this.view.invalidate({
-        keys: [l1.entity(list.entity.type, id)],
-        tags: [l1.listTag(name, pk), l1.entityTag(list.entity.type, id)],
-      })
+      await this.dropRow(list.entity, id, [l1.listTag(name, pk)])
     }
   }
 
@@ -394,22 +381,12 @@ export class EntityCache {
     }
     return this.view.getOrSet<T[]>(
       l1.plainList(name, pk),
-      async () => {
-        let stored: { json: string | undefined; epoch: number }
-        try {
-          stored = await this.store.readPlain(name, pk)
-        } catch (error) {
-          if (error instanceof LayerCacheError) return this.checkedItems(name, await load(params))
-          throw error
-        }
-        if (stored.json !== undefined) return JSON.parse(stored.json) as T[]
-        const startedAt = performance.now()
-        const items = this.checkedItems(name, await load(params))
-        if (inWindow(startedAt, this.store.fenceMs)) {
-          await fillQuietly(this.store.writePlain(name, pk, encode(items, name), list.ttl, stored.epoch))
-        }
-        return items
-      },
+      async () =>
+        (await this.throughRedis<T[]>(
+          () => this.store.readPlain(name, pk),
+          async () => this.checkedItems(name, await load(params)),
+          (items, epoch) => this.store.writePlain(name, pk, encode(items, name), list.ttl, epoch),
+        )) as T[],
       { ttl: list.ttl, tags: [l1.listTag(name, pk)] },
     )
   }
@@ -493,7 +470,7 @@ export class EntityCache {
       return outcome.written
     } finally {
       // The lists it was re-scored in: their pages' order changed, not only the pages holding it.
-      await this.dropRow(entity, id, lists)
+      await this.dropRow(entity, id, this.listTagsOf(lists))
     }
   }
 
@@ -550,6 +527,31 @@ export class EntityCache {
   private checkedItems<T>(name: string, items: readonly T[]): T[] {
     if (!Array.isArray(items)) throw new InvalidValueError(`list ${name}: the loader must return an array`)
     return items as T[]
+  }
+
+  /**
+   * A read-through to Redis: the stored value, else `load`'s, written back unless the value's epoch moved
+   * since the read (or the load outlasted the fence window). While Redis is unavailable, `load` alone.
+   */
+  private async throughRedis<T>(
+    read: () => Promise<StoredRow>,
+    load: () => Promise<T | undefined>,
+    writeBack: (value: T, epoch: number) => Promise<unknown>,
+  ): Promise<T | undefined> {
+    let stored: StoredRow
+    try {
+      stored = await read()
+    } catch (error) {
+      if (error instanceof LayerCacheError) return load()
+      throw error
+    }
+    if (stored.json !== undefined) return JSON.parse(stored.json) as T
+    const startedAt = performance.now()
+    const value = await load()
+    if (value !== undefined && inWindow(startedAt, this.store.fenceMs)) {
+      await fillQuietly(writeBack(value, stored.epoch))
+    }
+    return value
   }
 
   private async readOne<T>(entity: CheckedEntity, id: string): Promise<T | undefined> {
@@ -666,23 +668,20 @@ export class EntityCache {
   }
 
   /** Drops a row's L1 copy and every cached page holding it or of the lists named, here and on peers. */
-  private dropRow(entity: CheckedEntity, id: string, listKeys: readonly string[]): Promise<number> {
-    const tags = [l1.entityTag(entity.type, id)]
-    const prefix = this.store.keys.prefix
+  private dropRow(entity: CheckedEntity, id: string, listTags: readonly string[]): Promise<number> {
+    return this.view.invalidate({
+      keys: [l1.entity(entity.type, id)],
+      tags: [l1.entityTag(entity.type, id), ...listTags],
+    })
+  }
+
+  /** The L1 tags of indexed lists named by their Redis keys (from a membership). */
+  private listTagsOf(listKeys: readonly string[]): string[] {
+    const tags: string[] = []
     for (const listKey of listKeys) {
-      // P l:{name:params} → l:name:params
-      const inner = listKey.slice(prefix.length + 'l:{'.length, -1)
-      tags.push(`l:${inner}`)
+      const list = this.store.keys.listOf(listKey)
+      if (list !== undefined) tags.push(l1.listTag(list.name, list.params))
     }
-    const key = l1.entity(entity.type, id)
-    if (tags.length <= MAX_TAGS_PER_INVALIDATION) return this.view.invalidate({ keys: [key], tags })
-    // A row held by more lists than one invalidation may name: in chunks.
-    const chunks: string[][] = []
-    for (let i = 0; i < tags.length; i += MAX_TAGS_PER_INVALIDATION) {
-      chunks.push(tags.slice(i, i + MAX_TAGS_PER_INVALIDATION))
-    }
-    return Promise.all(
-      chunks.map((chunk, i) => this.view.invalidate({ keys: i === 0 ? [key] : [], tags: chunk })),
-    ).then((counts) => counts.reduce((sum, n) => sum + n, 0))
+    return tags
   }
 }

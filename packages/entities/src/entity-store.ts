@@ -1,4 +1,4 @@
-import { KeyLayout, listNameOf } from './key-layout'
+import { KeyLayout, listKeysAt } from './key-layout'
 import type { RedisCalls, ScriptCall } from './redis-calls'
 import { Script } from './redis-calls'
 import type { CheckedEntity, CheckedIndexedList, CheckedList } from './schemas'
@@ -46,10 +46,6 @@ export interface RebuiltRow {
   readonly id: string
   readonly json: string
   readonly score: number
-}
-
-function tombOf(listKey: string, id: string): string {
-  return `${listKey}:t:${id}`
 }
 
 /**
@@ -125,12 +121,12 @@ export class EntityStore {
   private async rescore(id: string, row: unknown, listKeys: readonly string[]): Promise<void> {
     const calls: ScriptCall[] = []
     for (const listKey of listKeys) {
-      const name = listNameOf(this.keys.prefix, listKey)
+      const name = this.keys.listOf(listKey)?.name
       const schema = name === undefined ? undefined : this.lists.get(name)
       if (schema?.kind !== 'indexed') continue
       calls.push({
         script: LIST_CHANGE,
-        keys: [listKey, `${listKey}:v`],
+        keys: [listKey, listKeysAt(listKey).epoch],
         args: [id, this.epochTtl, schema.scoreOf(row)],
       })
     }
@@ -159,7 +155,13 @@ export class EntityStore {
       for (let attempt = 1; ; attempt++) {
         const reply = await this.calls.run<unknown[]>('invalidate entity', {
           script: INVALIDATE_ENTITY,
-          keys: [k.value, k.members, k.epoch, ...counter, ...lists.flatMap((l) => [l, tombOf(l, id)])],
+          keys: [
+            k.value,
+            k.members,
+            k.epoch,
+            ...counter,
+            ...lists.flatMap((l) => [l, listKeysAt(l).tomb(id)]),
+          ],
           args: args(lists.length, true),
         })
         if (Number(reply[0]) === 1) {
@@ -189,7 +191,7 @@ export class EntityStore {
       'invalidate entity',
       lists.map((listKey) => ({
         script: REMOVE_INVALIDATED,
-        keys: [listKey, tombOf(listKey, id)],
+        keys: [listKey, listKeysAt(listKey).tomb(id)],
         args: [id, epoch, this.fenceMs],
       })),
     )

@@ -42,8 +42,16 @@ export class KeyLayout {
   }
 
   indexedList(name: string, params: string): IndexedListRedisKeys {
-    const list = `${this.prefix}l:{${name}:${params}}`
-    return { list, loaded: `${list}:k`, epoch: `${list}:v`, tomb: (id) => `${list}:t:${id}` }
+    return listKeysAt(`${this.prefix}l:{${name}:${params}}`)
+  }
+
+  /** Name and params of an indexed list from its key (membership sets hold those keys). */
+  listOf(listKey: string): { name: string; params: string } | undefined {
+    const head = `${this.prefix}l:{`
+    if (!listKey.startsWith(head) || !listKey.endsWith('}')) return undefined
+    const inner = listKey.slice(head.length, -1)
+    const colon = inner.indexOf(':')
+    return colon < 0 ? undefined : { name: inner.slice(0, colon), params: inner.slice(colon + 1) }
   }
 
   plainList(name: string, params: string): FencedValueKeys {
@@ -62,10 +70,7 @@ export const l1 = {
     `l:${name}:${params}:${offset}:${limit}`,
 }
 
-/** The list name inside an indexed list's key (membership sets hold those keys). */
-export function listNameOf(prefix: string, listKey: string): string | undefined {
-  const start = prefix.length + 'l:{'.length
-  if (!listKey.startsWith(`${prefix}l:{`)) return undefined
-  const end = listKey.indexOf(':', start)
-  return end < 0 ? undefined : listKey.slice(start, end)
+/** Every key of an indexed list, from the list's own key. */
+export function listKeysAt(list: string): IndexedListRedisKeys {
+  return { list, loaded: `${list}:k`, epoch: `${list}:v`, tomb: (id) => `${list}:t:${id}` }
 }

@@ -51,6 +51,8 @@ export class RedisCalls {
   /** Many script calls, each in one slot: one pipeline per node, in parallel. Replies in call order. */
   runMany<T>(operation: string, calls: readonly ScriptCall[]): Promise<T[]> {
     if (calls.length === 0) return Promise.resolve([])
+    // One call (a row read on a miss): EVALSHA, not a pipeline carrying the script's source.
+    if (calls.length === 1) return this.run<T>(operation, calls[0]!).then((reply) => [reply])
     return this.bound(operation, async () => {
       const replies = await execBySlotOwner(
         this.client,
