@@ -120,15 +120,24 @@ function fieldReader(field: string | ((entity: Row) => unknown), what: string): 
   throw new InvalidOptionError(`${what} must be a field name or a function`)
 }
 
+function requiredTtl(ttl: unknown, what: string): number {
+  const checked = assertTtl(ttl, `${what} ttl`)
+  if (checked === undefined) throw new InvalidOptionError(`${what}: ttl is required`)
+  return checked
+}
+
+function checkLoad(load: unknown, what: string): void {
+  if (load !== undefined && typeof load !== 'function') {
+    throw new InvalidOptionError(`${what}: load must be a function`)
+  }
+}
+
 export function checkEntity(type: string, schema: unknown): CheckedEntity {
   assertName(type, 'entity type')
   assertKnownOptions(schema, ['id', 'ttl', 'load'], `entity ${type}`)
   const given = (schema ?? {}) as EntitySchema
-  const ttl = assertTtl(given.ttl, `entity ${type} ttl`)
-  if (ttl === undefined) throw new InvalidOptionError(`entity ${type}: ttl is required`)
-  if (given.load !== undefined && typeof given.load !== 'function') {
-    throw new InvalidOptionError(`entity ${type}: load must be a function`)
-  }
+  const ttl = requiredTtl(given.ttl, `entity ${type}`)
+  checkLoad(given.load, `entity ${type}`)
   const readId = fieldReader(given.id, `entity ${type}: id`)
   const idOf = (entity: Row): string => {
     if (entity === null || typeof entity !== 'object') {
@@ -151,11 +160,8 @@ export function checkList(
   if (kind === 'plain') {
     assertKnownOptions(schema, ['kind', 'ttl', 'load'], `list ${name}`)
     const given = schema as PlainListSchema
-    const ttl = assertTtl(given.ttl, `list ${name} ttl`)
-    if (ttl === undefined) throw new InvalidOptionError(`list ${name}: ttl is required`)
-    if (given.load !== undefined && typeof given.load !== 'function') {
-      throw new InvalidOptionError(`list ${name}: load must be a function`)
-    }
+    const ttl = requiredTtl(given.ttl, `list ${name}`)
+    checkLoad(given.load, `list ${name}`)
     return { kind, name, ttl, load: given.load }
   }
   if (kind !== 'indexed') {
@@ -171,8 +177,7 @@ export function checkList(
   if (entity === undefined) {
     throw new InvalidOptionError(`list ${name}: entity ${JSON.stringify(given.entity)} is not in entities`)
   }
-  const ttl = assertTtl(given.ttl, `list ${name} ttl`)
-  if (ttl === undefined) throw new InvalidOptionError(`list ${name}: ttl is required`)
+  const ttl = requiredTtl(given.ttl, `list ${name}`)
   const maxSize = assertPositiveInteger(given.maxSize, `list ${name} maxSize`) ?? DEFAULT_MAX_SIZE
   if (maxSize > MAX_MAX_SIZE) {
     throw new InvalidOptionError(`list ${name}: maxSize ${maxSize} is over ${MAX_MAX_SIZE}`)
@@ -180,9 +185,7 @@ export function checkList(
   if (given.trackMembership !== undefined && typeof given.trackMembership !== 'boolean') {
     throw new InvalidOptionError(`list ${name}: trackMembership must be a boolean`)
   }
-  if (given.load !== undefined && typeof given.load !== 'function') {
-    throw new InvalidOptionError(`list ${name}: load must be a function`)
-  }
+  checkLoad(given.load, `list ${name}`)
   const readScore = fieldReader(given.score, `list ${name}: score`)
   const scoreOf = (row: Row): number => {
     const raw = readScore(row)
