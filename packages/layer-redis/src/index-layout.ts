@@ -6,6 +6,9 @@ export const MAX_KNOWN_KEYS_SHARDS = 1024
 /** Expiry score of a key that never expires (far beyond any epoch-ms expiry, still an exact double). */
 export const NEVER = 8.64e15
 
+/** Joins a key's tags in a shard's `kt` hash: no stored tag contains a NUL (control characters are refused). */
+export const TAG_SEPARATOR = '\u0000'
+
 /** One shard of the known-keys index: three structures under one hash tag, so one script may touch all. */
 export interface IndexShard {
   /** Every key of the shard, all scores 0, ordered for ZRANGEBYLEX prefix ranges. */

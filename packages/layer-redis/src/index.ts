@@ -13,6 +13,7 @@ export {
   MAX_KNOWN_KEYS_SHARDS,
   parseLayout,
   shardsOf,
+  TAG_SEPARATOR,
 } from './index-layout'
 export { escapeGlob, normalizePrefix, scanPattern } from './key-prefix'
 export { LAYOUT_WARNING, LEGACY_WARNING } from './known-keys-layout'
@@ -23,7 +24,9 @@ export {
   type MigrateTagIndexSource,
   migrateTagIndex,
 } from './migrate-tag-index'
+export { generationKeyOf } from './redis-generation'
 export { type RedisClient, RedisLayer, type RedisLayerOptions } from './redis-layer'
+export { tagSetPrefixOf } from './redis-tag-store'
 export { COMPRESSED_MARKER, jsonSerializer, msgpackSerializer, type Serializer } from './serializer'
 export { execBySlotOwner, type SlotTask } from './slot-pipelines'
 export {

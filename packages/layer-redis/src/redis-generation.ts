@@ -19,6 +19,11 @@ current = current + 1
 redis.call('SET', KEYS[1], current)
 return current`
 
+/** Where a RedisLayer with `prefix` keeps the shared generation (`P~gen`). */
+export function generationKeyOf(prefix: string): string {
+  return `${prefix}~gen`
+}
+
 /**
  * The generation every instance of a stack shares, in one Redis key (`P~gen`, no TTL: losing it would move
  * instances back to a generation whose keys may still exist, so clear() keeps it). Numbers come from Redis
@@ -28,7 +33,7 @@ export class RedisGeneration {
   constructor(private readonly layer: RedisLayer) {}
 
   get key(): string {
-    return `${this.layer.prefix}~gen`
+    return generationKeyOf(this.layer.prefix)
   }
 
   /** One GET on the common path; the raise script only when the stored number is below `atLeast`. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { InvalidOptionError, indexPrefixOf, type KeyMatch, keyMatcher } from '@layercache/core'
 import type { Redis } from 'ioredis'
-import { DEFAULT_KNOWN_KEYS_SHARDS, type IndexShard, NEVER, slotTagOf } from './index-layout'
+import { DEFAULT_KNOWN_KEYS_SHARDS, type IndexShard, NEVER, slotTagOf, TAG_SEPARATOR } from './index-layout'
 import { FORGET_RANGE_SCRIPT, FORGET_SCRIPT, GC_SCRIPT } from './index-scripts'
 import { escapeGlob } from './key-prefix'
 import { KnownKeysLayout, type LayoutView } from './known-keys-layout'
@@ -20,8 +20,6 @@ const GC_SHARDS_PER_TICK = 4
 /** SCAN COUNT of invalidations without an index (`keyIndex: false`). */
 const SCAN_COUNT = 1000
 const SEQ_MEMBER = '#'
-/** Joins a key's tags in `kt`: no stored tag contains a NUL (control characters are refused). */
-const TAG_SEPARATOR = '\u0000'
 /** How long a delete's counter outlives it: loads running longer than this cannot see that delete. */
 export const DELETE_FENCE_MS = 10 * 60_000
 

@@ -42,11 +42,16 @@ export interface TaggedWrite {
  * same way (before the unlink); members whose value expired are collected by score (their expiry, plus
  * a grace for clock skew) on the next write of the tag, and the set expires with its longest member.
  */
+/** Where a RedisLayer with `prefix` keeps its tag sets: `P~t:<tag>`. */
+export function tagSetPrefixOf(prefix: string): string {
+  return `${prefix}~t:`
+}
+
 export class RedisTagStore {
   constructor(private readonly layer: RedisLayer) {}
 
   tagSetKey(tag: string): string {
-    return `${this.layer.prefix}~t:${tag}`
+    return tagSetPrefixOf(this.layer.prefix) + tag
   }
 
   epochKey(tag: string): string {

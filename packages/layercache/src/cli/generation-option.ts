@@ -1,5 +1,5 @@
 import { generationPrefix } from '@layercache/core'
-import type { RedisClient } from '@layercache/layer-redis'
+import { generationKeyOf, type RedisClient } from '@layercache/layer-redis'
 import { UsageError } from './cli-io'
 
 /** `--generation`: a number, or the one every instance shares now. */
@@ -12,11 +12,6 @@ export function readGenerationOption(text: string | undefined): GenerationChoice
     throw new UsageError(`--generation: expected a whole number or "current", got ${JSON.stringify(text)}`)
   }
   return Number(text)
-}
-
-/** Where RedisLayer keeps the shared generation (RedisGeneration: `<layer prefix>~gen`, no expiry). */
-export function generationKeyOf(keyPrefix: string): string {
-  return `${keyPrefix}~gen`
 }
 
 /** The generation recorded under the layer prefix; undefined when none is (the stack starts at 0). */

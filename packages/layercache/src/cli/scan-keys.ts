@@ -1,4 +1,4 @@
-import { escapeGlob, type RedisClient, scanPattern } from '@layercache/layer-redis'
+import { type RedisClient, scanPattern, tagSetPrefixOf } from '@layercache/layer-redis'
 import { mastersOf } from './redis-info'
 
 const SCAN_COUNT = 1000
@@ -33,12 +33,7 @@ export async function scanCacheKeys(
   }
 }
 
-/** Where the tag sets of a layer prefix live (RedisTagStore: `<prefix>~t:<tag>`). */
-export function tagSetPrefix(keyPrefix: string): string {
-  return `${keyPrefix}~t:`
-}
-
-/** SCAN MATCH pattern of those tag sets. */
+/** SCAN MATCH pattern of the tag sets of a layer prefix (RedisTagStore: `<prefix>~t:<tag>`). */
 export function tagSetPattern(keyPrefix: string): string {
-  return `${escapeGlob(tagSetPrefix(keyPrefix))}*`
+  return scanPattern(tagSetPrefixOf(keyPrefix))
 }

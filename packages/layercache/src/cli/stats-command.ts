@@ -1,14 +1,20 @@
 import { generationPrefix } from '@layercache/core'
-import { type RedisClient, RedisLayer } from '@layercache/layer-redis'
+import {
+  generationKeyOf,
+  type RedisClient,
+  RedisLayer,
+  TAG_SEPARATOR,
+  tagSetPrefixOf,
+} from '@layercache/layer-redis'
 import { CACHE_OPTIONS, CACHE_USAGE, type CacheLocation, cacheLocationOf } from './cache-options'
 import { jsonText } from './cli-io'
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf } from './connection-options'
-import { generationKeyOf, recordedGeneration } from './generation-option'
+import { recordedGeneration } from './generation-option'
 import { hasIndex, type IndexView, lexRange, readIndexView, sourcesOf } from './index-view'
 import { parseOptions, redisCommand } from './redis-command'
 import { redactUrl } from './redis-connection'
 import { mastersOf, type NodeInfo, nodeInfo } from './redis-info'
-import { scanCacheKeys, tagSetPattern, tagSetPrefix } from './scan-keys'
+import { scanCacheKeys, tagSetPattern } from './scan-keys'
 
 const USAGE = `Usage: layercache stats --redis <url> [--key-prefix <p>] [options]
 
@@ -36,7 +42,6 @@ const OPTIONS = {
 } as const
 
 const HSCAN_COUNT = 1000
-const TAG_SEPARATOR = '\u0000'
 /** CacheStack records `dependsOn` as tags that start with this (core's DEPENDENCY_TAG). */
 const DEPENDENCY_TAG = '\u0001dep:'
 
@@ -120,7 +125,7 @@ async function countKeys(client: RedisClient, view: IndexView, keyPrefix: string
 async function countTags(client: RedisClient, view: IndexView, keyPrefix: string): Promise<TagCount> {
   if (!hasIndex(view)) {
     const sets: string[] = []
-    const skip = tagSetPrefix(keyPrefix).length
+    const skip = tagSetPrefixOf(keyPrefix).length
     for (const node of mastersOf(client)) {
       let cursor = '0'
       do {
