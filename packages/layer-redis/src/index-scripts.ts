@@ -3,6 +3,21 @@
  * so each script is atomic on a Cluster too); no key name is ever read from data.
  */
 
+import type { IndexShard } from './index-layout'
+import type { SlotTask } from './slot-pipelines'
+
+/** A task running one of these scripts on `shard` (its three structures as KEYS), for execBySlotOwner. */
+export function shardScript(
+  shard: IndexShard,
+  script: string,
+  args: readonly (string | number | Buffer)[],
+): SlotTask {
+  return {
+    slotKey: shard.keysKey,
+    add: (pipe) => pipe.eval(script, 3, shard.keysKey, shard.expiryKey, shard.tagsKey, ...args),
+  }
+}
+
 // Drops index entries whose key expired more than the grace period ago (ARGV[1]: the cut-off score,
 // ARGV[2]: at most this many), from all three at once, so a writer re-adding the key in between (with a
 // later score) is never half-removed.

@@ -20,7 +20,7 @@ import {
   shardIndexOf,
   shardsOf,
 } from './index-layout'
-import { MOVE_IN_SCRIPT, REMOVE_MOVED_SCRIPT } from './index-scripts'
+import { MOVE_IN_SCRIPT, REMOVE_MOVED_SCRIPT, shardScript } from './index-scripts'
 import { normalizePrefix } from './key-prefix'
 import { LAYOUT_RECHECK_MS } from './known-keys-layout'
 import { execBySlotOwner } from './slot-pipelines'
@@ -384,13 +384,7 @@ class Migration {
     })
     await execBySlotOwner(
       this.client,
-      [...byShard].map(([to, args]) => {
-        const shard = this.destinations[to]!
-        return {
-          slotKey: shard.keysKey,
-          add: (pipe) => pipe.eval(MOVE_IN_SCRIPT, 3, shard.keysKey, shard.expiryKey, shard.tagsKey, ...args),
-        }
-      }),
+      [...byShard].map(([to, args]) => shardScript(this.destinations[to]!, MOVE_IN_SCRIPT, args)),
       exec,
     )
     for (const { to } of moving) this.perShard[to]!++

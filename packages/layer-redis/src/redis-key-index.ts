@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { InvalidOptionError, indexPrefixOf, type KeyMatch, keyMatcher } from '@layercache/core'
 import type { Redis } from 'ioredis'
 import { DEFAULT_KNOWN_KEYS_SHARDS, type IndexShard, NEVER, slotTagOf, TAG_SEPARATOR } from './index-layout'
-import { FORGET_RANGE_SCRIPT, FORGET_SCRIPT, GC_SCRIPT } from './index-scripts'
+import { FORGET_RANGE_SCRIPT, FORGET_SCRIPT, GC_SCRIPT, shardScript } from './index-scripts'
 import { escapeGlob } from './key-prefix'
 import { KnownKeysLayout, type LayoutView } from './known-keys-layout'
 import type { RedisLayer } from './redis-layer'
@@ -401,20 +401,7 @@ export class RedisKeyIndex {
     while (active.length > 0) {
       const counts = await this.onShards(
         'key index clear',
-        active.map((shard) => ({
-          slotKey: shard.keysKey,
-          add: (pipe) =>
-            pipe.eval(
-              FORGET_RANGE_SCRIPT,
-              3,
-              shard.keysKey,
-              shard.expiryKey,
-              shard.tagsKey,
-              min,
-              max,
-              GC_BATCH,
-            ),
-        })),
+        active.map((shard) => shardScript(shard, FORGET_RANGE_SCRIPT, [min, max, GC_BATCH])),
       )
       active = active.filter((_, i) => Number(counts[i]![0]) === GC_BATCH)
     }
@@ -447,11 +434,7 @@ export class RedisKeyIndex {
   private async collectShards(shards: readonly IndexShard[], now: number): Promise<number> {
     const replies = await this.onShards(
       'key index collection',
-      shards.map((shard) => ({
-        slotKey: shard.keysKey,
-        add: (pipe) =>
-          pipe.eval(GC_SCRIPT, 3, shard.keysKey, shard.expiryKey, shard.tagsKey, now - GC_GRACE_MS, GC_BATCH),
-      })),
+      shards.map((shard) => shardScript(shard, GC_SCRIPT, [now - GC_GRACE_MS, GC_BATCH])),
     )
     return replies.reduce((sum, reply) => sum + Number(reply[0]), 0)
   }
@@ -473,18 +456,13 @@ export class RedisKeyIndex {
       for (let at = 0; at < indexes.length; at += GC_BATCH) {
         const chunk = indexes.slice(at, at + GC_BATCH)
         owners.push(chunk)
-        tasks.push({
-          slotKey: shard.keysKey,
-          add: (pipe) =>
-            pipe.eval(
-              FORGET_SCRIPT,
-              3,
-              shard.keysKey,
-              shard.expiryKey,
-              shard.tagsKey,
-              ...chunk.map((i) => fulls[i]!),
-            ),
-        })
+        tasks.push(
+          shardScript(
+            shard,
+            FORGET_SCRIPT,
+            chunk.map((i) => fulls[i]!),
+          ),
+        )
       }
     }
     return this.mergeTags(fulls.length, owners, await this.onShards('key index removal', tasks))
@@ -494,11 +472,7 @@ export class RedisKeyIndex {
     const tasks: SlotTask[] = []
     for (const [shard, fulls] of byShard) {
       for (let at = 0; at < fulls.length; at += GC_BATCH) {
-        const chunk = fulls.slice(at, at + GC_BATCH)
-        tasks.push({
-          slotKey: shard.keysKey,
-          add: (pipe) => pipe.eval(FORGET_SCRIPT, 3, shard.keysKey, shard.expiryKey, shard.tagsKey, ...chunk),
-        })
+        tasks.push(shardScript(shard, FORGET_SCRIPT, fulls.slice(at, at + GC_BATCH)))
       }
     }
     await this.onShards('key index removal', tasks)
