@@ -46,7 +46,7 @@ export interface InvalidationPlan {
 const INVALIDATION_PLAN = ['keys', 'tags', 'tagMode', 'prefixes', 'patterns'] as const
 
 /** Dependencies are stored as tags under a prefix callers' tags cannot collide with (it holds a control char). */
-const DEPENDENCY_TAG = '\u0001dep:'
+export const DEPENDENCY_TAG = '\u0001dep:'
 function dependencyTag(fullKey: string): string {
   return DEPENDENCY_TAG + fullKey
 }

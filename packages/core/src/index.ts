@@ -2,6 +2,7 @@ export { bounded } from './bounded'
 export {
   CacheStack,
   type CacheStackOptions,
+  DEPENDENCY_TAG,
   type GetOrSetOptions,
   type GracefulDegradationOptions,
   type InvalidationPlan,

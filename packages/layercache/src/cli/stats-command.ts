@@ -1,4 +1,4 @@
-import { generationPrefix } from '@layercache/core'
+import { DEPENDENCY_TAG, generationPrefix } from '@layercache/core'
 import {
   generationKeyOf,
   type RedisClient,
@@ -42,8 +42,6 @@ const OPTIONS = {
 } as const
 
 const HSCAN_COUNT = 1000
-/** CacheStack records `dependsOn` as tags that start with this (core's DEPENDENCY_TAG). */
-const DEPENDENCY_TAG = '\u0001dep:'
 
 interface TagCount {
   readonly count: number
