@@ -14,7 +14,7 @@ import { hasIndex, type IndexView, lexRange, readIndexView, sourcesOf } from './
 import { parseOptions, redisCommand } from './redis-command'
 import { redactUrl } from './redis-connection'
 import { mastersOf, type NodeInfo, nodeInfo } from './redis-info'
-import { scanCacheKeys, tagSetPattern } from './scan-keys'
+import { scanCacheKeys, scanMasters, tagSetPattern } from './scan-keys'
 
 const USAGE = `Usage: layercache stats --redis <url> [--key-prefix <p>] [options]
 
@@ -124,14 +124,10 @@ async function countTags(client: RedisClient, view: IndexView, keyPrefix: string
   if (!hasIndex(view)) {
     const sets: string[] = []
     const skip = tagSetPrefixOf(keyPrefix).length
-    for (const node of mastersOf(client)) {
-      let cursor = '0'
-      do {
-        const [next, keys] = await node.scan(cursor, 'MATCH', tagSetPattern(keyPrefix), 'COUNT', HSCAN_COUNT)
-        cursor = next
-        for (const key of keys) sets.push(key.slice(skip))
-      } while (cursor !== '0')
-    }
+    await scanMasters(client, tagSetPattern(keyPrefix), (keys) => {
+      for (const key of keys) sets.push(key.slice(skip))
+      return undefined
+    })
     return tagCount(sets, 'scan')
   }
   const tags = new Set<string>()
