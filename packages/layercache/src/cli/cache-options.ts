@@ -30,7 +30,8 @@ export interface CacheLocation {
   readonly generation: GenerationChoice | undefined
 }
 
-function prefixOption(text: string | undefined, option: string): string {
+/** A key prefix option, normalised as RedisLayer does; a bad one is a UsageError naming `--<option>`. */
+export function prefixOption(text: string | undefined, option: string): string {
   try {
     return normalizePrefix(text ?? '')
   } catch (error) {

@@ -1,10 +1,5 @@
-import { InvalidKeyError } from '@layercache/core'
-import {
-  CLEAR_ALL_CONFIRMATION,
-  type ClearAllCacheResult,
-  clearAllCache,
-  normalizePrefix,
-} from '@layercache/layer-redis'
+import { CLEAR_ALL_CONFIRMATION, type ClearAllCacheResult, clearAllCache } from '@layercache/layer-redis'
+import { prefixOption } from './cache-options'
 import { jsonText, UsageError } from './cli-io'
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf, productionMode } from './connection-options'
 import { parseOptions, redisCommand, wholeNumber } from './redis-command'
@@ -55,13 +50,7 @@ function parse(args: readonly string[], env: NodeJS.ProcessEnv) {
   if (values.prefix !== undefined && values['key-prefix'] !== undefined) {
     throw new UsageError('--prefix and --key-prefix are the same option: give one')
   }
-  let prefix: string
-  try {
-    prefix = normalizePrefix(values.prefix ?? values['key-prefix'] ?? '')
-  } catch (error) {
-    if (!(error instanceof InvalidKeyError)) throw error
-    throw new UsageError(`--prefix: ${error.message}`)
-  }
+  const prefix = prefixOption(values.prefix ?? values['key-prefix'], 'prefix')
   const batchSize = wholeNumber(values['batch-size'], 'batch-size', 1)
   // The guards, before anything connects.
   if (values.confirm !== CLEAR_ALL_CONFIRMATION) {
