@@ -65,6 +65,21 @@ export class LayerUnavailableError extends LayerCacheError {
   }
 }
 
+/**
+ * A failure of a remote call as a typed error: a LayerCacheError as it is, anything else as
+ * LayerUnavailableError "<label>: <operation> failed: <reason>" (label: the layer's name by default).
+ */
+export function asUnavailable(
+  layer: string,
+  operation: string,
+  error: unknown,
+  label = layer,
+): LayerCacheError {
+  if (error instanceof LayerCacheError) return error
+  const reason = error instanceof Error ? error.message : String(error)
+  return new LayerUnavailableError(layer, `${label}: ${operation} failed: ${reason}`, error)
+}
+
 /** A layer command did not answer within its timeout. */
 export class LayerTimeoutError extends LayerUnavailableError {
   readonly timeoutMs: number

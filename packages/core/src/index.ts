@@ -40,6 +40,7 @@ export {
   remainingTtl,
 } from './entry'
 export {
+  asUnavailable,
   CircuitOpenError,
   InvalidationBusError,
   InvalidKeyError,

@@ -3,7 +3,7 @@ import { type CircuitState, readDegradationOption } from './circuit-breaker'
 import type { InvalidationBus, SingleFlightCoordinator } from './distribution'
 import type { CacheEntry } from './entry'
 import { ErrorThrottle } from './error-throttle'
-import { InvalidOptionError, LayerCacheError, LayerUnavailableError } from './errors'
+import { asUnavailable, InvalidOptionError } from './errors'
 import { CacheEvents } from './events'
 import { readCoordinatorOption } from './fleet-single-flight'
 import { FRESHNESS_OPTIONS, type FreshnessOptions, type FreshnessPolicy, resolveFreshness } from './freshness'
@@ -105,12 +105,6 @@ export interface LoadPlan {
   readonly tagPrefix: string
   readonly mode: LayerErrorMode
   readonly policy: FreshnessPolicy
-}
-
-function asLayerError(layer: CacheLayer, operation: string, error: unknown): LayerCacheError {
-  if (error instanceof LayerCacheError) return error
-  const reason = error instanceof Error ? error.message : String(error)
-  return new LayerUnavailableError(layer.name, `${layer.name}: ${operation} failed: ${reason}`, error)
 }
 
 /**
@@ -318,7 +312,7 @@ export class StackState {
     if (this.events.listening('error')) {
       this.events.emit('error', { operation, layer: layer.name, key, error, handled })
     }
-    if (!handled) throw asLayerError(layer, operation, error)
+    if (!handled) throw asUnavailable(layer.name, operation, error)
   }
 
   private circuitMoved(layer: string, state: CircuitState): void {

@@ -2,9 +2,9 @@ import { createHash, randomBytes } from 'node:crypto'
 import {
   assertKnownOptions,
   assertPositiveInteger,
+  asUnavailable,
   bounded,
   InvalidOptionError,
-  LayerCacheError,
   LayerTimeoutError,
   LayerUnavailableError,
   type SingleFlightCoordinator,
@@ -401,9 +401,7 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
       )
     }
     const running = run().catch((error: unknown) => {
-      if (error instanceof LayerCacheError) throw error
-      const reason = error instanceof Error ? error.message : String(error)
-      throw new LayerUnavailableError(NAME, `${NAME}: ${operation} failed: ${reason}`, error)
+      throw asUnavailable(NAME, operation, error)
     })
     const ms = this.commandTimeout
     return bounded(running, ms, () => new LayerTimeoutError(NAME, operation, ms)).catch((error: unknown) => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { bounded, LayerCacheError, LayerTimeoutError, LayerUnavailableError } from '@layercache/core'
+import { asUnavailable, bounded, LayerTimeoutError, LayerUnavailableError } from '@layercache/core'
 import { execBySlotOwner } from '@layercache/layer-redis'
 import type { Cluster, Redis } from 'ioredis'
 
@@ -91,9 +91,7 @@ export class RedisCalls {
     }
     const timedOut = () => new LayerTimeoutError(ENTITY_LAYER, operation, this.timeoutMs)
     return bounded(work(), this.timeoutMs, timedOut).catch((error: unknown) => {
-      if (error instanceof LayerCacheError) throw error
-      const reason = error instanceof Error ? error.message : String(error)
-      throw new LayerUnavailableError(ENTITY_LAYER, `${ENTITY_LAYER}: ${operation} failed: ${reason}`, error)
+      throw asUnavailable(ENTITY_LAYER, operation, error)
     })
   }
 }

@@ -1,11 +1,11 @@
 import {
   assertKnownOptions,
   assertPositiveInteger,
+  asUnavailable,
   bounded,
   InvalidKeyError,
   InvalidOperationError,
   InvalidOptionError,
-  LayerCacheError,
   LayerTimeoutError,
   LayerUnavailableError,
 } from '@layercache/core'
@@ -176,19 +176,13 @@ function replyOf(replies: [Error | null, unknown][] | null, index: number, opera
     throw new LayerUnavailableError(LAYER, `clearAllCache: ${operation} was aborted (transaction discarded)`)
   }
   const [error, reply] = replies[index] ?? [new Error('no reply'), undefined]
-  if (error) throw asUnavailable(operation, error)
+  if (error) throw asUnavailable(LAYER, operation, error, 'clearAllCache')
   return reply
 }
 
 function ioredisPrefix(client: Redis | Cluster): string {
   const prefix = (client as { options?: { keyPrefix?: unknown } }).options?.keyPrefix
   return typeof prefix === 'string' ? prefix : ''
-}
-
-function asUnavailable(operation: string, error: unknown): LayerCacheError {
-  if (error instanceof LayerCacheError) return error
-  const reason = error instanceof Error ? error.message : String(error)
-  return new LayerUnavailableError(LAYER, `clearAllCache: ${operation} failed: ${reason}`, error)
 }
 
 /** Every Redis call under one timeout, failures mapped to LayerUnavailableError / LayerTimeoutError. */
@@ -199,7 +193,7 @@ class Bound {
     const sent = Promise.resolve()
       .then(send)
       .catch((error: unknown) => {
-        throw asUnavailable(operation, error)
+        throw asUnavailable(LAYER, operation, error, 'clearAllCache')
       })
     const ms = this.timeoutMs
     return bounded(sent, ms, () => new LayerTimeoutError(LAYER, `clearAllCache ${operation}`, ms))

@@ -2,6 +2,7 @@ import {
   assertKnownOptions,
   assertPositiveInteger,
   assertTtl,
+  asUnavailable,
   bounded,
   type CacheEntry,
   type CacheLayer,
@@ -11,7 +12,7 @@ import {
   InvalidKeyError,
   InvalidOptionError,
   type KeyMatch,
-  LayerCacheError,
+  type LayerCacheError,
   LayerTimeoutError,
   LayerUnavailableError,
   type LayerWrite,
@@ -675,9 +676,7 @@ export class RedisLayer implements CacheLayer {
   }
 
   private asUnavailable(operation: string, error: unknown): LayerCacheError {
-    if (error instanceof LayerCacheError) return error
-    const reason = error instanceof Error ? error.message : String(error)
-    return new LayerUnavailableError(this.name, `${this.name}: ${operation} failed: ${reason}`, error)
+    return asUnavailable(this.name, operation, error)
   }
 }
 
