@@ -12,6 +12,7 @@ import {
   type SingleFlightResult,
   type SingleFlightWait,
 } from '@layercache/core'
+import { ConnectionGuard } from '@layercache/layer-redis'
 import type { Redis } from 'ioredis'
 import { type LeaseOwner, RedisLease } from './redis-lease'
 import { isCluster, messageEvent, type RedisClient, subscribeTo, unsubscribeFrom } from './redis-pubsub'
@@ -154,7 +155,7 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
   private readonly room: WaitingRoom
   private readonly leases = new Set<RedisLease>()
   private subscription: Promise<void> | undefined
-  private everReady: boolean
+  private readonly connection: ConnectionGuard
   private closed = false
   private readonly counters = { acquired: 0, contended: 0, released: 0, lost: 0, handedOver: 0, errors: 0 }
 
@@ -207,12 +208,7 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
       look: (keys) => this.look(keys),
       listening: () => this.listen(),
     })
-    this.everReady = this.client.status === 'ready'
-    if (!this.everReady) {
-      this.client.once('ready', () => {
-        this.everReady = true
-      })
-    }
+    this.connection = new ConnectionGuard(this.client, NAME)
   }
 
   /** The lease of `key` when nobody holds it (the key as the stack stores it: generation and namespace included). */
@@ -391,14 +387,10 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
   /** Runs one Redis call under commandTimeout; every failure becomes a LayerUnavailableError. */
   private command<T>(operation: string, run: () => Promise<T>): Promise<T> {
     // A client that lost its connection would queue the call until Redis is back: refuse it at once.
-    if (this.everReady && this.client.status !== 'ready') {
+    const refusal = this.connection.refusal(operation)
+    if (refusal !== undefined) {
       this.counters.errors++
-      return Promise.reject(
-        new LayerUnavailableError(
-          NAME,
-          `${NAME}: ${operation} refused, Redis connection is ${this.client.status}`,
-        ),
-      )
+      return Promise.reject(refusal)
     }
     const running = run().catch((error: unknown) => {
       throw asUnavailable(NAME, operation, error)

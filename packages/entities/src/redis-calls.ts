@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
-import { asUnavailable, bounded, LayerTimeoutError, LayerUnavailableError } from '@layercache/core'
-import { execBySlotOwner } from '@layercache/layer-redis'
+import { asUnavailable, bounded, LayerTimeoutError } from '@layercache/core'
+import { ConnectionGuard, execBySlotOwner } from '@layercache/layer-redis'
 import type { Cluster, Redis } from 'ioredis'
 
 /** The name entity errors carry as their layer (stats and messages). */
@@ -25,14 +25,13 @@ export interface ScriptCall {
  * connected reconnects (degrade, never hang: a queued command would run late), failures typed.
  */
 export class RedisCalls {
-  private everReady: boolean
+  private readonly connection: ConnectionGuard
 
   constructor(
     readonly client: Redis | Cluster,
     private readonly timeoutMs: number,
   ) {
-    this.everReady = client.status === 'ready'
-    if (!this.everReady) client.once('ready', () => (this.everReady = true))
+    this.connection = new ConnectionGuard(client, ENTITY_LAYER)
   }
 
   /** One script (EVALSHA, loading it with EVAL the first time a server has not seen it). */
@@ -81,14 +80,8 @@ export class RedisCalls {
   }
 
   private bound<T>(operation: string, work: () => Promise<T>): Promise<T> {
-    if (this.everReady && this.client.status !== 'ready') {
-      return Promise.reject(
-        new LayerUnavailableError(
-          ENTITY_LAYER,
-          `${ENTITY_LAYER}: ${operation} refused, Redis connection is ${this.client.status}`,
-        ),
-      )
-    }
+    const refusal = this.connection.refusal(operation)
+    if (refusal !== undefined) return Promise.reject(refusal)
     const timedOut = () => new LayerTimeoutError(ENTITY_LAYER, operation, this.timeoutMs)
     return bounded(work(), this.timeoutMs, timedOut).catch((error: unknown) => {
       throw asUnavailable(ENTITY_LAYER, operation, error)

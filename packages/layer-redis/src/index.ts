@@ -4,6 +4,7 @@ export {
   type ClearAllCacheResult,
   clearAllCache,
 } from './clear-all-cache'
+export { ConnectionGuard } from './connection-guard'
 export { type CompressionOptions, decodeStored } from './envelope-codec'
 export {
   DEFAULT_KNOWN_KEYS_SHARDS,

@@ -19,6 +19,7 @@ import {
   WriteFencedError,
 } from '@layercache/core'
 import type { Cluster, Redis } from 'ioredis'
+import { ConnectionGuard } from './connection-guard'
 import { DeadlineQueue } from './deadline-queue'
 import {
   type CompressionOptions,
@@ -134,7 +135,7 @@ export class RedisLayer implements CacheLayer {
   readonly isCluster: boolean
   /** JSON without compression is read as a string: one less copy than Buffer + toString. */
   private readonly stringReads: boolean
-  private everReady: boolean
+  private readonly connection: ConnectionGuard
   private readonly deadlines: DeadlineQueue
   private readonly tagStore = new RedisTagStore(this)
   private readonly keyIndex: RedisKeyIndex
@@ -176,12 +177,7 @@ export class RedisLayer implements CacheLayer {
     this.keyIndex = new RedisKeyIndex(this, options.keyIndex ?? true, {
       knownKeysShards: this.knownKeysShards,
     })
-    this.everReady = client.status === 'ready'
-    if (!this.everReady) {
-      client.once('ready', () => {
-        this.everReady = true
-      })
-    }
+    this.connection = new ConnectionGuard(client, this.name)
   }
 
   get(key: string): Promise<CacheEntry | undefined> {
@@ -471,7 +467,7 @@ export class RedisLayer implements CacheLayer {
     data === null ? undefined : decodeStored(data, this.readers, full)
 
   private async commit(prepared: readonly PreparedWrite[]): Promise<void> {
-    const failure = this.connectionFailure('set')
+    const failure = this.connection.refusal('set')
     if (failure) throw failure
     const payloads = await Promise.all(prepared.map((p) => compressIfLarge(p.encoded, this.compression)))
     // Checked after encoding and right before the commands leave, in the same tick as the send.
@@ -612,7 +608,7 @@ export class RedisLayer implements CacheLayer {
    * LONG_PIPELINE commands: one busy Redis may need more than one command's budget for all of them.
    */
   private async runLong(operation: string, pipe: PipelineLike): Promise<[Error | null, unknown][] | null> {
-    const failure = this.connectionFailure(operation)
+    const failure = this.connection.refusal(operation)
     if (failure) throw failure
     const timeoutMs = this.commandTimeout * Math.ceil(pipe.length / LONG_PIPELINE)
     try {
@@ -626,18 +622,6 @@ export class RedisLayer implements CacheLayer {
     }
   }
 
-  private connectionFailure(operation: string): LayerUnavailableError | undefined {
-    // Once connected, a client that is not ready would queue the command until Redis returns:
-    // answer at once instead (invariant: degrade, never hang), and never replay a stale write later.
-    if (this.everReady && this.client.status !== 'ready') {
-      return new LayerUnavailableError(
-        this.name,
-        `${this.name}: ${operation} refused, Redis connection is ${this.client.status}`,
-      )
-    }
-    return undefined
-  }
-
   /**
    * Issues a command under the layer's timeout and maps every failure to a typed LayerCacheError.
    * `decode` runs inside the reply callback, so a read costs one promise, not a chain of them.
@@ -648,7 +632,7 @@ export class RedisLayer implements CacheLayer {
     command: (key: string) => Promise<T>,
     decode?: (reply: T, key: string) => R | PromiseLike<R>,
   ): Promise<R> {
-    const failure = this.connectionFailure(operation)
+    const failure = this.connection.refusal(operation)
     if (failure) return Promise.reject(failure)
     return new Promise<R>((resolve, reject) => {
       const pending = this.deadlines.add(operation, reject)

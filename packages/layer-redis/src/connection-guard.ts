@@ -1,0 +1,33 @@
+import { LayerUnavailableError } from '@layercache/core'
+import type { Cluster, Redis } from 'ioredis'
+
+/**
+ * Refuses calls at once while a client that was connected reconnects: ioredis would queue them and send
+ * them when Redis is back, so a caller would wait (degrade, never hang) and a write it saw fail could
+ * still land later over a newer value. Before the first connection, calls wait for it.
+ */
+export class ConnectionGuard {
+  private everReady: boolean
+
+  constructor(
+    private readonly client: Redis | Cluster,
+    /** The layer name errors carry. */
+    private readonly name: string,
+  ) {
+    this.everReady = client.status === 'ready'
+    if (!this.everReady) {
+      client.once('ready', () => {
+        this.everReady = true
+      })
+    }
+  }
+
+  /** The error to refuse `operation` with now, or undefined when it may be sent. */
+  refusal(operation: string): LayerUnavailableError | undefined {
+    if (!this.everReady || this.client.status === 'ready') return undefined
+    return new LayerUnavailableError(
+      this.name,
+      `${this.name}: ${operation} refused, Redis connection is ${this.client.status}`,
+    )
+  }
+}
