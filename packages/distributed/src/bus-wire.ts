@@ -10,11 +10,14 @@ export const WIRE_VERSION = 'v1'
 export interface WireBody {
   /** Sender id (random per bus instance). */
   readonly s: string
-  /** The sender's sequence number: +1 per message, heartbeats included. */
+  /**
+   * The sender's sequence number: 1 for its first message, +1 per message, heartbeats included. With the
+   * sender id it orders the sender's messages: what is not newer than the last heard is a replay.
+   */
   readonly q: number
-  /** Sender's wall clock (ms), only for the replay window, never for ordering. */
+  /** The sender's wall clock (ms): for logs; no decision reads it. Receivers of earlier releases need it. */
   readonly t: number
-  /** Random nonce: the same signed message is never accepted twice. */
+  /** A random nonce; receivers of earlier releases need it. */
   readonly n: string
   readonly o: readonly WireOperation[] | null
   /**
@@ -61,8 +64,6 @@ function fromWire(wire: unknown): BusOperation | undefined {
 export interface DecodedBody {
   readonly sender: string
   readonly sequence: number
-  readonly sentAt: number
-  readonly nonce: string
   /** Null for a heartbeat. */
   readonly operations: readonly BusOperation[] | null
   /** The sender failed to publish some earlier message. */
@@ -78,11 +79,11 @@ export function decodeBody(text: string): DecodedBody | undefined {
     return undefined
   }
   if (body === null || typeof body !== 'object') return undefined
-  const { s, q, t, n, o, l } = body
+  const { s, q, o, l } = body
   const lost = l === 1
-  if (typeof s !== 'string' || typeof n !== 'string' || typeof t !== 'number') return undefined
+  if (typeof s !== 'string') return undefined
   if (typeof q !== 'number' || !Number.isSafeInteger(q) || q < 1) return undefined
-  if (o === null) return { sender: s, sequence: q, sentAt: t, nonce: n, operations: null, lost }
+  if (o === null) return { sender: s, sequence: q, operations: null, lost }
   if (!Array.isArray(o)) return undefined
   const operations: BusOperation[] = []
   for (const wire of o) {
@@ -90,7 +91,7 @@ export function decodeBody(text: string): DecodedBody | undefined {
     if (operation === undefined) return undefined
     operations.push(operation)
   }
-  return { sender: s, sequence: q, sentAt: t, nonce: n, operations, lost }
+  return { sender: s, sequence: q, operations, lost }
 }
 
 /**

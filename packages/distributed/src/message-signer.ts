@@ -2,9 +2,9 @@ import { createHmac, timingSafeEqual } from 'node:crypto'
 import { InvalidOptionError } from '@layercache/core'
 
 /**
- * HMAC-SHA256 over the channel and the message body (which holds the payload, timestamp and nonce). The
- * first secret signs; every secret verifies, so a secret is rotated by deploying [new, old] everywhere,
- * then [new] once every instance runs the first step.
+ * HMAC-SHA256 over the channel and the message body (which holds the payload, the sender id and its
+ * sequence number). The first secret signs; every secret verifies, so a secret is rotated by deploying
+ * [new, old] everywhere, then [new] once every instance runs the first step.
  */
 export class MessageSigner {
   private readonly secrets: readonly Buffer[]

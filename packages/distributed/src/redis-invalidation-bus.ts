@@ -15,7 +15,6 @@ import type { Redis } from 'ioredis'
 import { decodeBody, packOperations, WIRE_VERSION, type WireBody } from './bus-wire'
 import { MessageSigner } from './message-signer'
 import { isCluster, messageEvent, type RedisClient, subscribeTo, unsubscribeFrom } from './redis-pubsub'
-import { ReplayGuard } from './replay-guard'
 import { SenderSequences } from './sender-sequences'
 
 export interface RedisInvalidationBusOptions {
@@ -30,10 +29,13 @@ export interface RedisInvalidationBusOptions {
   readonly channel?: string
   /**
    * HMAC-SHA256 secret(s), at least 16 characters. With a list, the first signs and all verify (rotation).
-   * When set, unsigned, tampered, replayed or out-of-window messages are rejected and counted.
+   * When set, unsigned, tampered and replayed messages are rejected and counted.
    */
   readonly signingSecret?: string | readonly string[]
-  /** How far a message's timestamp may be from this host's clock, in ms. Default 30 000. */
+  /**
+   * @deprecated No longer used: replays are refused by sequence number, and no decision reads a clock of
+   * another host. Still accepted (a positive integer) so existing code keeps working.
+   */
   readonly replayWindowMs?: number
   /** Interval of the heartbeat each instance sends (and expects back). Default 1000 ms. */
   readonly heartbeatMs?: number
@@ -59,6 +61,7 @@ const OPTIONS = [
   'sharded',
 ] as const
 
+/** `stale` is no longer used (nothing is refused for its timestamp); it stays so code reading it compiles. */
 export type RejectionReason = 'unsigned' | 'signature' | 'stale' | 'replay' | 'malformed' | 'version'
 
 export interface InvalidationBusStats {
@@ -69,7 +72,7 @@ export interface InvalidationBusStats {
   readonly received: number
   /** Messages refused, by reason. */
   readonly rejected: Readonly<Record<RejectionReason, number>>
-  /** Gaps seen in other instances' sequences. */
+  /** Gaps seen in other instances' sequences (a first message heard that is not the sender's first, too). */
   readonly gaps: number
   /** Times listeners were told their memory is unverified, by reason. */
   readonly unverified: Readonly<Record<UnverifiedReason, number>>
@@ -112,7 +115,6 @@ export class RedisInvalidationBus implements InvalidationBus {
   private readonly publisher: RedisClient
   private readonly subscriber: RedisClient
   private readonly signer: MessageSigner | undefined
-  private readonly replay: ReplayGuard
   private readonly senders = new SenderSequences()
   private readonly emitter = new EventEmitter<InvalidationBusEvents>()
   private readonly listeners = new Set<BusListener>()
@@ -126,7 +128,8 @@ export class RedisInvalidationBus implements InvalidationBus {
   /** The newest sequence number that failed to publish, until a later message said so (`l`). */
   private undelivered: number | undefined
   private batch: Batch | undefined
-  private lastEchoAt = Date.now()
+  /** When this instance last heard itself (performance.now(): one host, immune to wall clock steps). */
+  private lastEchoAt = performance.now()
   private healthy = true
   private subscribedOnce = false
   private lostConnection = false
@@ -167,7 +170,7 @@ export class RedisInvalidationBus implements InvalidationBus {
         'RedisInvalidationBus: a Cluster subscriber needs `shardedSubscribers: true` for sharded pub/sub',
       )
     }
-    const replayWindowMs = assertPositiveInteger(options.replayWindowMs, 'replayWindowMs') ?? 30_000
+    assertPositiveInteger(options.replayWindowMs, 'replayWindowMs')
     this.heartbeatMs = assertPositiveInteger(options.heartbeatMs, 'heartbeatMs') ?? 1000
     this.heartbeatTimeoutMs =
       assertPositiveInteger(options.heartbeatTimeoutMs, 'heartbeatTimeoutMs') ?? 3 * this.heartbeatMs
@@ -176,7 +179,6 @@ export class RedisInvalidationBus implements InvalidationBus {
     }
     this.publishTimeoutMs = assertPositiveInteger(options.publishTimeoutMs, 'publishTimeoutMs') ?? 1000
     this.maxMessageBytes = assertPositiveInteger(options.maxMessageBytes, 'maxMessageBytes') ?? 256 * 1024
-    this.replay = new ReplayGuard(replayWindowMs)
     this.ready = new Promise((resolve) => {
       this.markReady = resolve
     })
@@ -250,8 +252,8 @@ export class RedisInvalidationBus implements InvalidationBus {
         const first = !this.subscribedOnce
         this.subscribedOnce = true
         this.lostConnection = false
-        this.lastEchoAt = Date.now()
-        this.senders.reset()
+        this.lastEchoAt = performance.now()
+        this.senders.flushed()
         // Whatever was cached before the subscription took effect may have been invalidated unheard.
         this.tellUnverified(first ? 'subscribed' : 'reconnect', first ? 'subscribed' : 'resubscribed')
         if (first) this.markReady()
@@ -297,7 +299,7 @@ export class RedisInvalidationBus implements InvalidationBus {
     const body: WireBody = {
       s: this.id,
       q: sequence,
-      t: Date.now(),
+      t: Date.now(), // for logs only
       n: randomBytes(12).toString('base64url'),
       o: operations,
       ...(owned === undefined ? {} : { l: 1 }),
@@ -328,11 +330,12 @@ export class RedisInvalidationBus implements InvalidationBus {
   private beat(): void {
     if (this.closed) return
     this.sendBody(null).catch((error: unknown) => this.emitError(error))
-    if (Date.now() - this.lastEchoAt <= this.heartbeatTimeoutMs) return
+    const silentMs = performance.now() - this.lastEchoAt
+    if (silentMs <= this.heartbeatTimeoutMs) return
     // Not hearing ourselves: what others send is not heard either. Flush on every beat until it comes
     // back, so nothing cached meanwhile lives longer than the detection time.
     this.healthy = false
-    this.tellUnverified('heartbeat', `no heartbeat back for ${Date.now() - this.lastEchoAt} ms`)
+    this.tellUnverified('heartbeat', `no heartbeat back for ${Math.round(silentMs)} ms`)
   }
 
   private readonly onMessage = (channel: string | Buffer, raw: string | Buffer) => {
@@ -352,17 +355,12 @@ export class RedisInvalidationBus implements InvalidationBus {
     }
     const body = decodeBody(text)
     if (body === undefined) return this.reject('malformed', 'malformed body')
-    if (body.sender === this.id) {
-      if (body.operations === null) this.heardOwnHeartbeat()
-      return
-    }
-    const replay = this.replay.check(body.sentAt, body.nonce, Date.now())
-    if (replay !== 'ok') return this.reject(replay, `${replay} message from ${body.sender}`)
+    if (body.sender === this.id) return this.heardItself()
     const verdict = this.senders.observe(body.sender, body.sequence)
-    if (verdict === 'duplicate') return this.reject('replay', `old sequence from ${body.sender}`)
+    if (verdict === 'replay') return this.reject('replay', `#${body.sequence} from ${body.sender} again`)
     if (verdict === 'gap' || body.lost) {
       this.counters.gaps++
-      this.tellUnverified('gap', `messages from ${body.sender} were lost before #${body.sequence}`)
+      this.tellUnverified('gap', `messages from ${body.sender} may have been lost before #${body.sequence}`)
     }
     if (body.operations === null || body.operations.length === 0) return
     this.counters.received++
@@ -375,12 +373,13 @@ export class RedisInvalidationBus implements InvalidationBus {
     }
   }
 
-  private heardOwnHeartbeat(): void {
-    this.lastEchoAt = Date.now()
+  /** Hearing any of its own messages proves the subscription delivers now. */
+  private heardItself(): void {
+    this.lastEchoAt = performance.now()
     if (this.healthy) return
     this.healthy = true
     // Others' numbers jumped while we were cut off: that is covered by this flush.
-    this.senders.reset()
+    this.senders.flushed()
     this.tellUnverified('reconnect', 'heartbeat back')
   }
 

@@ -14,25 +14,13 @@ import type { Cluster } from 'ioredis'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { BusWorkerApi, BusWorkerInit } from './support/bus-worker'
 import { eventually, type Instance, startInstance } from './support/instances'
+import { nextUnverified } from './support/worker-events'
 
 const WORKER = new URL('./support/bus-worker.ts', import.meta.url)
 const SECRET = 'multi-process-secret-0123456789'
 const HEARTBEAT_MS = 100
 
 type Worker = WorkerHandle<BusWorkerApi>
-
-/** Resolves with the next `unverified` event of `worker` whose reason is one of `reasons`. */
-function nextUnverified(worker: Worker, ...reasons: string[]): Promise<{ reason: string }> {
-  return new Promise((resolve) => {
-    const off = worker.on('unverified', (data) => {
-      const event = data as { reason: string }
-      if (reasons.includes(event.reason)) {
-        off()
-        resolve(event)
-      }
-    })
-  })
-}
 
 describe('bus across processes on a standalone Redis', () => {
   let redis: TestRedis
@@ -110,7 +98,7 @@ describe('bus across processes on a standalone Redis', () => {
     await writer.stack.set('price', 'v1')
     await everyWorker('price', 'v1', 'everyone caches v1')
     proxy.refuse()
-    const lost = nextUnverified(cutOff, 'reconnect', 'heartbeat')
+    const lost = nextUnverified(cutOff, ['reconnect', 'heartbeat'], 'the cut is noticed')
     proxy.cut()
     await writer.stack.set('price', 'v2') // announced, but the cut-off instance cannot hear it
     await lost
@@ -118,9 +106,9 @@ describe('bus across processes on a standalone Redis', () => {
     expect(await cutOff.call('get', 'price')).toBe('v2')
     await writer.stack.set('price', 'v3')
     // Still cut off: the next heartbeat flush drops what it cached since.
-    await nextUnverified(cutOff, 'heartbeat')
+    await nextUnverified(cutOff, ['heartbeat'], 'the next heartbeat flush')
     expect(await cutOff.call('get', 'price')).toBe('v3')
-    const back = nextUnverified(cutOff, 'reconnect')
+    const back = nextUnverified(cutOff, ['reconnect'], 'the subscription comes back')
     proxy.accept()
     await back
     await writer.stack.set('price', 'v4')
@@ -132,12 +120,12 @@ describe('bus across processes on a standalone Redis', () => {
     const proxy = proxies[0]!
     await writer.stack.set('stock', 10)
     await everyWorker('stock', 10, 'everyone caches 10')
-    const detected = nextUnverified(partitioned, 'heartbeat')
+    const detected = nextUnverified(partitioned, ['heartbeat'], 'the partition is noticed')
     proxy.blackhole()
     await writer.stack.set('stock', 9)
     await detected
     expect(await partitioned.call('get', 'stock')).toBe(9)
-    const back = nextUnverified(partitioned, 'reconnect')
+    const back = nextUnverified(partitioned, ['reconnect'], 'the subscription comes back')
     proxy.restore()
     await back
     await writer.stack.set('stock', 8)
@@ -149,7 +137,9 @@ describe('bus across processes on a standalone Redis', () => {
   it('Redis paused (SIGSTOP) mid-invalidation: it completes after resume, every process drops the key', async () => {
     await writer.stack.set('page', 'old')
     await everyWorker('page', 'old', 'everyone caches old')
-    const flushed = workers.map((worker) => nextUnverified(worker, 'heartbeat'))
+    const flushed = workers.map((worker) =>
+      nextUnverified(worker, ['heartbeat'], `pid ${worker.pid} notices`),
+    )
     redis.server!.pause()
     const deleting = writer.stack.delete('page')
     await Promise.all(flushed) // every instance noticed it can no longer vouch for its memory
@@ -163,12 +153,14 @@ describe('bus across processes on a standalone Redis', () => {
   it('Redis killed and restarted empty: afterwards no process serves its pre-outage value', async () => {
     await writer.stack.set('config', 'before')
     await everyWorker('config', 'before', 'everyone caches before')
-    const lost = workers.map((worker) => nextUnverified(worker, 'reconnect', 'heartbeat'))
+    const lost = workers.map((worker) =>
+      nextUnverified(worker, ['reconnect', 'heartbeat'], `pid ${worker.pid} notices`),
+    )
     await redis.server!.kill()
     await Promise.all(lost)
     // Down: reads settle (memory was flushed, Redis bypassed), nothing hangs.
     for (const worker of workers) expect(await worker.call('get', 'config')).toBeUndefined()
-    const back = workers.map((worker) => nextUnverified(worker, 'reconnect'))
+    const back = workers.map((worker) => nextUnverified(worker, ['reconnect'], `pid ${worker.pid} recovers`))
     await redis.server!.restart()
     await Promise.all(back)
     // The writer's own connection comes back on its own schedule: retry like an app would.
@@ -230,10 +222,14 @@ describe('bus across processes on a Redis Cluster (sharded pub/sub)', () => {
     const slot = Number(await writerClient.cluster('KEYSLOT', 'cf:bus'))
     const owner = (writerClient as unknown as { slots: string[][] }).slots[slot]![0]!
     const node = cluster.nodes.find((n) => `${n.host}:${n.port}` === owner)!
-    const flushed = workers.map((worker) => nextUnverified(worker, 'heartbeat'))
+    const flushed = workers.map((worker) =>
+      nextUnverified(worker, ['heartbeat'], `pid ${worker.pid} notices`),
+    )
     node.pause()
     await Promise.all(flushed)
-    const recovered = workers.map((worker) => nextUnverified(worker, 'reconnect'))
+    const recovered = workers.map((worker) =>
+      nextUnverified(worker, ['reconnect'], `pid ${worker.pid} recovers`),
+    )
     node.resume()
     await Promise.all(recovered)
     await writer.stack.set('sku:1', 'v2')

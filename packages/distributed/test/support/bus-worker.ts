@@ -1,6 +1,7 @@
 // One app instance in its own process, for the multi-process bus tests: a CacheStack (memory over Redis)
 // with a RedisInvalidationBus. Its bus subscriber may connect through a TCP proxy (`subscriberUrl`), so
-// the test can cut or black-hole exactly that connection while the data connection keeps working.
+// the test can cut or black-hole exactly that connection while the data connection keeps working. Its wall
+// clock (Date.now) may be set off from the other processes' (`clockOffsetMs`, `shiftClock`).
 import { CacheStack } from '@layercache/core'
 import { MemoryLayer } from '@layercache/layer-memory'
 import { RedisLayer } from '@layercache/layer-redis'
@@ -21,7 +22,13 @@ export interface BusWorkerInit {
   readonly heartbeatMs: number
   readonly commandTimeout: number
   readonly broadcastL1Invalidation?: boolean
+  /** How far this process's Date.now() is from the real clock, in ms (the monotonic clock is untouched). */
+  readonly clockOffsetMs?: number
 }
+
+let clockOffsetMs = 0
+const realNow = Date.now.bind(Date)
+Date.now = () => realNow() + clockOffsetMs
 
 function connect(init: BusWorkerInit, url: string | undefined, subscriber: boolean): Redis | Cluster {
   const retryStrategy = () => 50
@@ -40,6 +47,7 @@ function connect(init: BusWorkerInit, url: string | undefined, subscriber: boole
 }
 
 const api = async (init: BusWorkerInit, emit: (event: string, data?: unknown) => void) => {
+  clockOffsetMs = init.clockOffsetMs ?? 0
   const client = connect(init, init.redisUrl, false)
   const subscriber = connect(init, init.subscriberUrl ?? init.redisUrl, true)
   client.on('error', () => {})
@@ -66,6 +74,10 @@ const api = async (init: BusWorkerInit, emit: (event: string, data?: unknown) =>
     /** What this instance's memory holds for `key` (no Redis involved). */
     inMemory: (key: string) => memory.get(key)?.value,
     stats: () => ({ stack: stack.getStats(), bus: bus.stats }),
+    /** Steps this process's wall clock by `ms` (an NTP correction, say). */
+    shiftClock: (ms: number) => {
+      clockOffsetMs += ms
+    },
     close: async () => {
       stack.close()
       await bus.close()
