@@ -16,6 +16,7 @@ import { decodeBody, packOperations, WIRE_VERSION, type WireBody } from './bus-w
 import { MessageSigner } from './message-signer'
 import { isCluster, messageEvent, type RedisClient, subscribeTo, unsubscribeFrom } from './redis-pubsub'
 import { SenderSequences } from './sender-sequences'
+import { watchSubscription } from './subscription-signals'
 
 export interface RedisInvalidationBusOptions {
   /** Sends messages; may be the connection the cache already uses. */
@@ -124,6 +125,7 @@ export class RedisInvalidationBus implements InvalidationBus {
   private readonly publishTimeoutMs: number
   private readonly maxMessageBytes: number
   private readonly heartbeat: NodeJS.Timeout
+  private readonly unwatch: () => void
   private sequence = 0
   /** The newest sequence number that failed to publish, until a later message said so (`l`). */
   private undelivered: number | undefined
@@ -132,7 +134,10 @@ export class RedisInvalidationBus implements InvalidationBus {
   private lastEchoAt = performance.now()
   private healthy = true
   private subscribedOnce = false
-  private lostConnection = false
+  /** The subscription may be gone (a client event said so) and is not known to be back yet. */
+  private lost = false
+  /** Losses seen so far: a subscription confirmed after a later loss confirms nothing. */
+  private losses = 0
   private closed = false
   private markReady!: () => void
   private readonly counters = {
@@ -183,10 +188,12 @@ export class RedisInvalidationBus implements InvalidationBus {
       this.markReady = resolve
     })
     this.subscriber.on(messageEvent(this.sharded), this.onMessage)
-    if (!isCluster(this.subscriber)) {
-      this.subscriber.on('close', this.onConnectionLost)
-      this.subscriber.on('ready', this.onConnectionReady)
-    }
+    this.unwatch = watchSubscription(this.subscriber, this.sharded, {
+      lost: (detail) => this.subscriptionLost(detail),
+      back: () => {
+        if (!this.closed && this.lost) this.subscribeChannel()
+      },
+    })
     this.subscribeChannel()
     this.heartbeat = setInterval(() => this.beat(), this.heartbeatMs)
     this.heartbeat.unref()
@@ -239,46 +246,59 @@ export class RedisInvalidationBus implements InvalidationBus {
     this.closed = true
     clearInterval(this.heartbeat)
     this.subscriber.off(messageEvent(this.sharded), this.onMessage)
-    this.subscriber.off('close', this.onConnectionLost)
-    this.subscriber.off('ready', this.onConnectionReady)
+    this.unwatch()
     this.listeners.clear()
     await unsubscribeFrom(this.subscriber, this.channel, this.sharded)
   }
 
+  /**
+   * Subscribes, and flushes once that took effect: the first time, and after a loss (ioredis resubscribes
+   * by itself; subscribing once more tells when that took effect).
+   */
   private subscribeChannel(): void {
+    const losses = this.losses
     subscribeTo(this.subscriber, this.channel, this.sharded).then(
       () => {
-        if (this.closed) return
-        const first = !this.subscribedOnce
+        if (this.closed || losses !== this.losses) return
+        if (this.subscribedOnce) {
+          if (this.lost) this.regained('resubscribed')
+          return
+        }
         this.subscribedOnce = true
-        this.lostConnection = false
         this.lastEchoAt = performance.now()
-        this.senders.flushed()
         // Whatever was cached before the subscription took effect may have been invalidated unheard.
-        this.tellUnverified(first ? 'subscribed' : 'reconnect', first ? 'subscribed' : 'resubscribed')
-        if (first) this.markReady()
+        this.tellUnverified('subscribed', 'subscribed')
+        this.markReady()
       },
       (error: unknown) => {
         if (this.closed) return
         this.emitError(error)
-        // ioredis retries the connection; subscribe again once it is back (onConnectionReady), or soon.
+        // After a loss, the next sign of the subscription being back asks again (or a heartbeat heard
+        // ends it); until the first subscription, nothing else will.
+        if (this.subscribedOnce) return
         setTimeout(() => {
-          if (!this.closed && !this.lostConnection) this.subscribeChannel()
+          if (!this.closed) this.subscribeChannel()
         }, this.heartbeatMs).unref()
       },
     )
   }
 
-  private readonly onConnectionLost = () => {
-    if (this.closed || this.lostConnection || !this.subscribedOnce) return
-    this.lostConnection = true
-    this.tellUnverified('reconnect', 'subscriber connection lost')
+  private subscriptionLost(detail: string): void {
+    if (this.closed || !this.subscribedOnce) return
+    this.losses++
+    if (this.lost) return
+    this.lost = true
+    this.tellUnverified('reconnect', detail)
   }
 
-  /** ioredis resubscribes by itself, but only after 'ready': subscribe again to know when it took effect. */
-  private readonly onConnectionReady = () => {
-    if (this.closed || !this.subscribedOnce || !this.lostConnection) return
-    this.subscribeChannel()
+  /** The subscription delivers again: flush what was cached while it may not have. */
+  private regained(detail: string): void {
+    this.lost = false
+    this.healthy = true
+    this.lastEchoAt = performance.now()
+    // Others' numbers jumped while we could not hear them: that is covered by this flush.
+    this.senders.flushed()
+    this.tellUnverified('reconnect', detail)
   }
 
   private async send(operations: readonly BusOperation[]): Promise<void> {
@@ -376,11 +396,8 @@ export class RedisInvalidationBus implements InvalidationBus {
   /** Hearing any of its own messages proves the subscription delivers now. */
   private heardItself(): void {
     this.lastEchoAt = performance.now()
-    if (this.healthy) return
-    this.healthy = true
-    // Others' numbers jumped while we were cut off: that is covered by this flush.
-    this.senders.flushed()
-    this.tellUnverified('reconnect', 'heartbeat back')
+    if (this.healthy && !this.lost) return
+    this.regained(this.lost ? 'heard itself again' : 'heartbeat back')
   }
 
   private tellUnverified(reason: UnverifiedReason, detail: string): void {
