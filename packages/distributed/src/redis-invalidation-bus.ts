@@ -103,9 +103,11 @@ interface Batch {
 
 /**
  * Carries invalidations between instances over Redis pub/sub (sharded on a Cluster). Messages are
- * versioned, batched per tick, signed, numbered per sender; an instance ignores its own, and tells its
- * listeners to flush whenever it cannot be sure it heard everything: on (re)subscribing, on a gap in a
- * sender's numbers, and while its own heartbeat does not come back.
+ * versioned, batched per tick, signed and numbered per sender (the numbers, not clocks, refuse replays);
+ * an instance applies none of its own, hearing them only as proof that its subscription delivers. It tells
+ * its listeners to flush whenever it cannot be sure it heard everything: on subscribing, when its
+ * subscription may have dropped and once it is back, on a gap in a sender's numbers, and while its own
+ * heartbeat does not come back.
  */
 export class RedisInvalidationBus implements InvalidationBus {
   /** This instance's sender id. */
