@@ -5,7 +5,7 @@ import type { CacheEventListener, CacheEventName } from './events'
 import { buildEntry, FRESHNESS_OPTIONS, type FreshnessOptions, judge, resolveFreshness } from './freshness'
 import { generationPrefix } from './generations'
 import { type KeyMatch, type TagMatchMode, validatePattern } from './invalidation'
-import { type CacheLayer, isLocalLayer, type LayerWrite, type MaybePromise } from './layer'
+import type { CacheLayer, LayerWrite, MaybePromise } from './layer'
 import type { Loader } from './load-runner'
 import {
   type CacheStackOptions,
@@ -335,8 +335,7 @@ export class CacheStack {
     // into memory (and an in-process layer may hold what only another layer matched): fence what is
     // still in flight and drop those copies.
     state.fence.invalidateAll()
-    const all = [...found]
-    for (const layer of layers) if (isLocalLayer(layer)) layer.deleteMany(all)
+    state.forgetInMemory([...found])
     return found
   }
 
@@ -914,6 +913,12 @@ export class CacheStack {
     this.state.errorThrottle.forget(key)
   }
 
+  /** invalidateLocally, and the in-process layers' copies dropped. */
+  private forgetLocally(fulls: readonly string[]): void {
+    for (const full of fulls) this.invalidateLocally(full)
+    this.state.forgetInMemory(fulls)
+  }
+
   private deleteFull(fulls: readonly string[]): Promise<void> {
     return this.holdingRefills(() => this.deleteEverywhere(fulls))
   }
@@ -937,6 +942,9 @@ export class CacheStack {
         }
       }),
     )
+    // A read that began while the shared layers were still removing may have copied the old value into
+    // memory (its ticket is newer than the first fence): fence what is still in flight and drop the copies.
+    this.forgetLocally(fulls)
     if (firstFailure) throw firstFailure
     // Without a bus, no extra await (deletes are frequent).
     if (state.bus !== undefined) await state.bus.announce([{ keys: fulls }])

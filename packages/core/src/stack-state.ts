@@ -260,6 +260,11 @@ export class StackState {
     for (const layer of this.layers) if (isLocalLayer(layer)) layer.clear()
   }
 
+  /** Drops `fulls` from every in-process layer. */
+  forgetInMemory(fulls: readonly string[]): void {
+    for (const layer of this.layers) if (isLocalLayer(layer)) layer.deleteMany(fulls)
+  }
+
   /** Keys an invalidation removed (as stored): refill the ones with a warmer. */
   invalidated(fullKeys: Iterable<string>): void {
     this.warmers.invalidated(fullKeys, this.keyspace)
@@ -287,9 +292,9 @@ export class StackState {
 
   /** What a read of `entry` answers: its value, or undefined for a cached "absent". */
   answerOf(entry: CacheEntry): unknown {
-    if (entry.absent !== true) return entry.value
+    if (entry.absent === undefined) return entry.value
     this.stats.negativeHits++
-    return undefined
+    return entry.absent ? undefined : entry.value
   }
 
   countMiss(full: string): void {

@@ -34,9 +34,11 @@ export class WriteThrough {
     if (failures.length === 0) return
     const fenced = failures.filter(({ error }) => error instanceof WriteFencedError)
     if (fenced.length > 0) {
+      // A layer that refuses a write wrote nothing (it checks and writes in one step); the layers that
+      // took the value must not keep what an invalidation overtook.
       const keys = fenced.flatMap(({ error }) => (error as WriteFencedError).keys)
       for (const key of keys) this.state.countFenced(key)
-      await this.removeQuietly(keys)
+      await this.removeQuietly(keys, new Set(fenced.map(({ index }) => index)))
       if (fenced.length === failures.length) return
     }
     failures = failures.filter(({ error }) => !(error instanceof WriteFencedError))
@@ -47,9 +49,10 @@ export class WriteThrough {
       this.state.layerFailed(index, operation, writes[0]?.key, error, mode)
   }
 
-  private async removeQuietly(keys: readonly string[]): Promise<void> {
+  private async removeQuietly(keys: readonly string[], except?: ReadonlySet<number>): Promise<void> {
     await Promise.all(
-      this.state.layers.map(async (layer) => {
+      this.state.layers.map(async (layer, i) => {
+        if (except?.has(i)) return
         try {
           await layer.deleteMany(keys)
         } catch {
