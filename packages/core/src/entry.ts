@@ -17,7 +17,10 @@ export interface CacheEntry<T = unknown> {
   readonly createdAt?: number | undefined
   /** How long the loader took (ms); the "delta" of probabilistic early expiration. */
   readonly loadMs?: number | undefined
-  /** A cached "nothing there" (negative caching): reads answer undefined without calling the loader. */
+  /**
+   * Set only on entries written by negative caching: `true` for a cached "nothing there" (reads answer
+   * undefined), `false` for a cached `null` from the loader. Either way the read counts a negative hit.
+   */
   readonly absent?: boolean | undefined
 }
 
