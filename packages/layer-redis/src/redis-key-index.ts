@@ -3,6 +3,7 @@ import { InvalidOptionError, indexPrefixOf, type KeyMatch, keyMatcher } from '@l
 import type { Redis } from 'ioredis'
 import { DEFAULT_KNOWN_KEYS_SHARDS, type IndexShard, NEVER, slotTagOf, TAG_SEPARATOR } from './index-layout'
 import { FORGET_RANGE_SCRIPT, FORGET_SCRIPT, GC_SCRIPT, shardScript } from './index-scripts'
+import { keyFenceOf } from './key-fence'
 import { escapeGlob } from './key-prefix'
 import { KnownKeysLayout, type LayoutView } from './known-keys-layout'
 import type { RedisLayer } from './redis-layer'
@@ -175,8 +176,9 @@ export class RedisKeyIndex {
     )
   }
 
+  /** The key's fence counter (see keyFenceOf): in the value's slot on a Cluster. */
   deletionKey(full: string): string {
-    return `${this.layer.prefix}~d:${full.slice(this.layer.prefix.length)}`
+    return keyFenceOf(this.layer.prefix, full, this.layer.isCluster)
   }
 
   /** What a load of `full` must remember when it starts; pass it back with the write. */
@@ -545,6 +547,57 @@ export class RedisKeyIndex {
     this.collectShards(batch, now).catch(() => {
       // Collection is best effort; the next write tries again after the interval.
     })
+  }
+
+  /**
+   * The shard, per item, where its entry goes now (undefined without an index); starts a background
+   * collection when one is due.
+   */
+  async writeShards(fulls: readonly string[]): Promise<(IndexShard | undefined)[]> {
+    if (!this.enabled) return fulls.map(() => undefined)
+    const current = this.known.current()
+    const view = current instanceof Promise ? await current : current
+    this.collectInBackground()
+    return fulls.map((full) => this.known.writeShard(view, full))
+  }
+
+  /** Indexes `items` (one pipeline per slot owner); what a Cluster write-back does before its checks. */
+  async index(items: readonly IndexedWrite[]): Promise<void> {
+    if (!this.enabled || items.length === 0) return
+    const current = this.known.current()
+    const groups = this.groupByShard(current instanceof Promise ? await current : current, items)
+    this.collectInBackground()
+    await this.onShards(
+      'key index',
+      groups.map((group) => this.indexTask(group)),
+    )
+  }
+
+  /**
+   * The keys of `loads` a logged invalidation overtook since their fences were taken (one round trip to
+   * the log's node).
+   */
+  async overtaken(loads: readonly IndexedWrite[]): Promise<Set<string>> {
+    if (loads.length === 0) return new Set()
+    const since = loads.reduce((min, item) => Math.min(min, item.since!.seq), Number.POSITIVE_INFINITY)
+    const replies = await this.layer.onIndexNode('invalidation log check', (pipe) =>
+      this.queueLogCheck(pipe, since),
+    )
+    return this.overtakenBy(
+      replies,
+      loads,
+      loads.map((item) => item.since!.deletions),
+    )
+  }
+
+  /** Log entries (as stored: `seq|[scope, pattern]`) that cover `key`. */
+  static covers(members: readonly string[], key: string): boolean {
+    for (const member of members) {
+      if (member === SEQ_MEMBER || member.startsWith('!')) continue
+      const [scope, pattern] = JSON.parse(member.slice(member.indexOf('|') + 1)) as [string, string | null]
+      if (keyMatcher({ scope, pattern: pattern ?? undefined })(key)) return true
+    }
+    return false
   }
 
   private groupByShard(view: LayoutView, items: readonly IndexedWrite[]): ShardWrites[] {

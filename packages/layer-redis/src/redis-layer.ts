@@ -29,12 +29,13 @@ import {
   type EncodedValue,
   encodeEntry,
 } from './envelope-codec'
-import { assertShardCount } from './index-layout'
+import { FencedWriter, type RedisFence } from './fenced-write'
+import { assertShardCount, TAG_SEPARATOR } from './index-layout'
 import { normalizePrefix, scanPattern } from './key-prefix'
 import { groupBySlotOwner } from './pipeline-groups'
 import { RedisGeneration } from './redis-generation'
-import { type LoadFence, RedisKeyIndex } from './redis-key-index'
-import { RedisTagStore, type TagEpochs, type TagMatchMode } from './redis-tag-store'
+import { RedisKeyIndex } from './redis-key-index'
+import { RedisTagStore, type TagMatchMode } from './redis-tag-store'
 import { jsonSerializer, msgpackSerializer, resolveSerializer, type Serializer } from './serializer'
 import { readTagIndexOptions } from './tag-index-options'
 
@@ -47,12 +48,6 @@ return removed`
 const UNLINK_CHUNK = 500
 /** Below this many keys a plain pipeline of UNLINKs is as cheap. */
 const UNLINK_SCRIPT_FROM = 16
-
-/** What a load takes when it starts (see CacheLayer.fenceSnapshot): tag epochs, log and delete counter. */
-interface RedisFence {
-  readonly epochs: TagEpochs | undefined
-  readonly load: LoadFence
-}
 
 interface PreparedWrite {
   readonly key: string
@@ -142,6 +137,7 @@ export class RedisLayer implements CacheLayer {
   /** As given in the options (undefined: the default, or a tagIndex's). */
   private readonly knownKeysShards: number | undefined
   private readonly generation = new RedisGeneration(this)
+  private readonly fencedWriter: FencedWriter
 
   constructor(options: RedisLayerOptions) {
     assertKnownOptions(options, OPTIONS, 'RedisLayer')
@@ -178,6 +174,7 @@ export class RedisLayer implements CacheLayer {
       knownKeysShards: this.knownKeysShards,
     })
     this.connection = new ConnectionGuard(client, this.name)
+    this.fencedWriter = new FencedWriter(this, this.keyIndex, this.tagStore)
   }
 
   get(key: string): Promise<CacheEntry | undefined> {
@@ -231,11 +228,13 @@ export class RedisLayer implements CacheLayer {
    * and the key's delete counter.
    */
   async fenceSnapshot(key: string, tags: readonly string[] | undefined): Promise<RedisFence> {
-    const [epochs, load] = await Promise.all([
+    const full = this.prefix + key
+    const [epochs, load, [recorded]] = await Promise.all([
       tags === undefined || tags.length === 0 ? undefined : this.tagStore.epochs(tags),
-      this.keyIndex.snapshot(this.prefix + key),
+      this.keyIndex.snapshot(full),
+      this.keyIndex.recordedTags([full]),
     ])
-    return { epochs, load }
+    return { epochs, load, recorded: recorded?.join(TAG_SEPARATOR) ?? '' }
   }
 
   /**
@@ -339,10 +338,12 @@ export class RedisLayer implements CacheLayer {
     countDeletes = false,
   ): Promise<boolean[]> {
     // The memberships the caller read go while the index entries are forgotten (both before the unlink).
+    // On a Cluster a load's write-back is refused by the key's fence counter alone once this removal found
+    // the key (see FencedWriter), so every removal bumps it; on one Redis only deletes need to.
     const [recorded] = await Promise.all([
       this.keyIndex.forget(fulls),
       this.tagStore.removeMemberships(read),
-      countDeletes ? this.keyIndex.countDeletes(fulls) : undefined,
+      countDeletes || this.isCluster ? this.keyIndex.countDeletes(fulls) : undefined,
     ])
     // Then the memberships only the recorded tags name.
     const more = new Map<string, string[]>()
@@ -478,13 +479,21 @@ export class RedisLayer implements CacheLayer {
     // here meanwhile: skip its write to Redis and say so, which leaves the in-process layers to the stack.
     const unfenced = live.filter((item) => item.fence === null).map((item) => item.key)
     const refused: string[] = []
+    const loads: typeof live = []
     const tagged: typeof live = []
     const plain: typeof live = []
     for (const item of live) {
       if (item.fence === null) continue
-      ;(item.tags !== undefined && item.tags.length > 0 ? tagged : plain).push(item)
+      if (item.fence !== undefined) loads.push(item)
+      else (item.tags !== undefined && item.tags.length > 0 ? tagged : plain).push(item)
     }
     await Promise.all([
+      // A load's write-back checks and writes in one step: refused, it leaves nothing to read.
+      loads.length > 0
+        ? this.fencedWriter
+            .write(loads.map((item) => ({ ...item, fence: item.fence! })))
+            .then((keys) => void refused.push(...keys))
+        : undefined,
       plain.length > 0 ? this.writeIndexed(plain).then((keys) => refused.push(...keys)) : undefined,
       // Tagged values go through the tag store's fenced ordering, all of this commit's at once.
       tagged.length > 0

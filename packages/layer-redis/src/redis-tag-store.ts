@@ -90,36 +90,8 @@ export class RedisTagStore {
     )
     // Memberships of tags the key carried before and does not now: removed before the new value lands, so
     // a concurrent writer still carrying that tag either re-adds after us or fails its own check.
-    const dropped = new Map<string, string[]>()
-    items.forEach((item, i) => {
-      for (const tag of previous[i] ?? []) {
-        if (item.tags.includes(tag)) continue
-        const setKey = this.tagSetKey(tag)
-        const members = dropped.get(setKey)
-        if (members === undefined) dropped.set(setKey, [prefix + item.key])
-        else members.push(prefix + item.key)
-      }
-    })
-    await Promise.all([
-      this.layer.pipelineByKey(
-        'tag memberships',
-        memberships.map((m) => m.setKey),
-        (pipe, setKey, i) => {
-          const { item } = memberships[i]!
-          const ttl = item.expiresAt === 0 ? undefined : Math.max(1, item.expiresAt - now)
-          pipe.zadd(setKey, item.expiresAt === 0 ? NEVER : item.expiresAt, prefix + item.key)
-          pipe.zremrangebyscore(setKey, '-inf', now - GC_GRACE_MS)
-          // The set must outlive its longest member: set an expiry if it has none, extend it otherwise;
-          // a member that never expires makes the set persistent.
-          if (ttl === undefined) pipe.persist(setKey)
-          else {
-            pipe.pexpire(setKey, ttl + GC_GRACE_MS, 'NX')
-            pipe.pexpire(setKey, ttl + GC_GRACE_MS, 'GT')
-          }
-        },
-      ),
-      this.removeMemberships(dropped),
-    ])
+    const dropped = this.droppedMemberships(items, previous)
+    await Promise.all([this.addMemberships(items, now), this.removeMemberships(dropped)])
     await writeValues()
     const allTags = [...new Set(items.flatMap((item) => item.tags))]
     const [after, present] = await Promise.all([
@@ -146,6 +118,51 @@ export class RedisTagStore {
       )
     }
     return refused
+  }
+
+  /** Per tag set, the items' keys whose value carried that tag (`previous`) and no longer does. */
+  droppedMemberships(
+    items: readonly { readonly key: string; readonly tags: readonly string[] }[],
+    previous: readonly (readonly string[] | undefined)[],
+  ): Map<string, string[]> {
+    const prefix = this.layer.prefix
+    const dropped = new Map<string, string[]>()
+    items.forEach((item, i) => {
+      for (const tag of previous[i] ?? []) {
+        if (item.tags.includes(tag)) continue
+        const setKey = this.tagSetKey(tag)
+        const members = dropped.get(setKey)
+        if (members === undefined) dropped.set(setKey, [prefix + item.key])
+        else members.push(prefix + item.key)
+      }
+    })
+    return dropped
+  }
+
+  /** Records each item's key in the sets of its tags (collecting expired members on the way). */
+  async addMemberships(items: readonly TaggedWrite[], now = Date.now()): Promise<void> {
+    const prefix = this.layer.prefix
+    const memberships = items.flatMap((item) =>
+      item.tags.map((tag) => ({ item, setKey: this.tagSetKey(tag) })),
+    )
+    if (memberships.length === 0) return
+    await this.layer.pipelineByKey(
+      'tag memberships',
+      memberships.map((m) => m.setKey),
+      (pipe, setKey, i) => {
+        const { item } = memberships[i]!
+        const ttl = setTtlOf(item.expiresAt, now)
+        pipe.zadd(setKey, item.expiresAt === 0 ? NEVER : item.expiresAt, prefix + item.key)
+        pipe.zremrangebyscore(setKey, '-inf', now - GC_GRACE_MS)
+        // The set must outlive its longest member: set an expiry if it has none, extend it otherwise;
+        // a member that never expires makes the set persistent.
+        if (ttl === undefined) pipe.persist(setKey)
+        else {
+          pipe.pexpire(setKey, ttl, 'NX')
+          pipe.pexpire(setKey, ttl, 'GT')
+        }
+      },
+    )
   }
 
   /**
@@ -223,6 +240,16 @@ export class RedisTagStore {
     const prefixLength = this.layer.prefix.length
     return victims.filter((_, i) => unlinked[i]).map((fullKey) => fullKey.slice(prefixLength))
   }
+}
+
+/** How long a tag set must live to outlast a member expiring at `expiresAt`; undefined: for ever. */
+export function setTtlOf(expiresAt: number, now: number): number | undefined {
+  return expiresAt === 0 ? undefined : Math.max(1, expiresAt - now) + GC_GRACE_MS
+}
+
+/** Members whose value expired before this are collected when their set is written. */
+export function membershipCutOff(now: number): number {
+  return now - GC_GRACE_MS
 }
 
 function union(lists: readonly string[][]): string[] {
