@@ -17,6 +17,11 @@ export interface IndexShard {
   readonly expiryKey: string
   /** Key → its tags (joined by NUL), so a delete can find its tag memberships. */
   readonly tagsKey: string
+  /**
+   * Keys an invalidation took out of the index and has not unlinked yet (scored by when, for collection):
+   * every other invalidation reads them too, so none resolves while a key it covers is still there.
+   */
+  readonly pendingKey: string
 }
 
 /** The hash tag of everything a prefix keeps for itself ('' has none of its own). */
@@ -29,6 +34,7 @@ function shardAt(prefix: string, tag: string): IndexShard {
     keysKey: `${prefix}~{${tag}}k`,
     expiryKey: `${prefix}~{${tag}}kx`,
     tagsKey: `${prefix}~{${tag}}kt`,
+    pendingKey: `${prefix}~{${tag}}kp`,
   }
 }
 

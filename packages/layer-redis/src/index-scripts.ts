@@ -1,6 +1,6 @@
 /**
- * Lua scripts over one known-keys shard. KEYS are always the shard's `k`, `kx` and `kt` (one hash slot,
- * so each script is atomic on a Cluster too); no key name is ever read from data.
+ * Lua scripts over one known-keys shard. KEYS are always the shard's `k`, `kx`, `kt` and `kp` (one hash
+ * slot, so each script is atomic on a Cluster too); no key name is ever read from data.
  */
 
 import type { IndexShard } from './index-layout'
@@ -14,13 +14,15 @@ export function shardScript(
 ): SlotTask {
   return {
     slotKey: shard.keysKey,
-    add: (pipe) => pipe.eval(script, 3, shard.keysKey, shard.expiryKey, shard.tagsKey, ...args),
+    add: (pipe) =>
+      pipe.eval(script, 4, shard.keysKey, shard.expiryKey, shard.tagsKey, shard.pendingKey, ...args),
   }
 }
 
 // Drops index entries whose key expired more than the grace period ago (ARGV[1]: the cut-off score,
 // ARGV[2]: at most this many), from all three at once, so a writer re-adding the key in between (with a
-// later score) is never half-removed.
+// later score) is never half-removed; and pending removals older than ARGV[3] (their remover stopped
+// half-way), with their recorded tags unless the key was indexed again.
 export const GC_SCRIPT = `
 local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 if #dead > 0 then
@@ -28,15 +30,37 @@ if #dead > 0 then
   redis.call('ZREM', KEYS[1], unpack(dead))
   redis.call('HDEL', KEYS[3], unpack(dead))
 end
+local stuck = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, key in ipairs(stuck) do
+  redis.call('ZREM', KEYS[4], key)
+  if not redis.call('ZSCORE', KEYS[1], key) then redis.call('HDEL', KEYS[3], key) end
+end
 return #dead`
 
-// Removes keys (ARGV) from the shard and returns the tags recorded for each.
+// Takes keys (ARGV[2..]) out of the shard and marks them pending (scored ARGV[1]) until their values are
+// unlinked (RELEASE_SCRIPT); returns the tags recorded for each, which stay recorded until then.
 export const FORGET_SCRIPT = `
-local tags = redis.call('HMGET', KEYS[3], unpack(ARGV))
-redis.call('ZREM', KEYS[1], unpack(ARGV))
-redis.call('ZREM', KEYS[2], unpack(ARGV))
-redis.call('HDEL', KEYS[3], unpack(ARGV))
+local keys = {unpack(ARGV, 2)}
+local tags = redis.call('HMGET', KEYS[3], unpack(keys))
+redis.call('ZREM', KEYS[1], unpack(keys))
+redis.call('ZREM', KEYS[2], unpack(keys))
+for _, key in ipairs(keys) do redis.call('ZADD', KEYS[4], ARGV[1], key) end
 return tags`
+
+// The values of the keys (ARGV) are unlinked: no longer pending, and their recorded tags go unless a
+// writer indexed the key again meanwhile.
+export const RELEASE_SCRIPT = `
+redis.call('ZREM', KEYS[4], unpack(ARGV))
+for _, key in ipairs(ARGV) do
+  if not redis.call('ZSCORE', KEYS[1], key) then redis.call('HDEL', KEYS[3], key) end
+end
+return #ARGV`
+
+// The pending removals of the shard, with the tags recorded for each: {keys, tags}.
+export const PENDING_SCRIPT = `
+local keys = redis.call('ZRANGE', KEYS[4], 0, -1)
+if #keys == 0 then return {{}, {}} end
+return {keys, redis.call('HMGET', KEYS[3], unpack(keys))}`
 
 // Removes up to ARGV[3] entries in the lex range [ARGV[1], ARGV[2]] (a layer's keys in a shared index);
 // returns how many.

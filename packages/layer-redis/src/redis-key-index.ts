@@ -2,7 +2,14 @@ import { randomBytes } from 'node:crypto'
 import { InvalidOptionError, indexPrefixOf, type KeyMatch, keyMatcher } from '@layercache/core'
 import type { Redis } from 'ioredis'
 import { DEFAULT_KNOWN_KEYS_SHARDS, type IndexShard, NEVER, slotTagOf, TAG_SEPARATOR } from './index-layout'
-import { FORGET_RANGE_SCRIPT, FORGET_SCRIPT, GC_SCRIPT, shardScript } from './index-scripts'
+import {
+  FORGET_RANGE_SCRIPT,
+  FORGET_SCRIPT,
+  GC_SCRIPT,
+  PENDING_SCRIPT,
+  RELEASE_SCRIPT,
+  shardScript,
+} from './index-scripts'
 import { keyFenceOf } from './key-fence'
 import { escapeGlob } from './key-prefix'
 import { KnownKeysLayout, type LayoutView } from './known-keys-layout'
@@ -15,6 +22,8 @@ export const LOG_KEEP = 1000
 /** Index entries are collected this long after their key expired, so writers' clock skew cannot matter. */
 const GC_GRACE_MS = 60_000
 const GC_BATCH = 1000
+/** A pending removal this old was abandoned by its remover (it crashed between its steps). */
+const PENDING_GRACE_MS = 60_000
 const GC_INTERVAL_MS = 1000
 /** Shards collected per background collection (round-robin), so a thousand shards cost no burst. */
 const GC_SHARDS_PER_TICK = 4
@@ -309,6 +318,7 @@ export class RedisKeyIndex {
     const max = Buffer.concat([Buffer.from(`(${from}`), Buffer.from([0xff])])
     let active = sources.map((_, i) => i)
     const removed: string[] = []
+    const seen = new Set<string>()
     for (;;) {
       const pages = await this.onShards(
         'key index range',
@@ -343,12 +353,27 @@ export class RedisKeyIndex {
       if (strays.size > 0) await this.forgetIn(strays)
       if (matched.size > 0) {
         const fulls = [...matched]
+        for (const full of fulls) seen.add(full)
         const unlinked = await this.layer.removeKeys('prefix invalidation', fulls)
         fulls.forEach((full, i) => {
           if (unlinked[i]) removed.push(full.slice(prefix.length))
         })
       }
-      if (next.length === 0) return removed
+      if (next.length === 0) {
+        // Read after every page: a key another invalidation took out of the index before this one read
+        // its page is still pending there until its value is gone.
+        const pending = (await this.pending()).map((entry) => entry.full)
+        const left = pending.filter(
+          (full) => !seen.has(full) && full.startsWith(prefix) && test(full.slice(prefix.length)),
+        )
+        if (left.length > 0) {
+          const unlinked = await this.layer.removeKeys('prefix invalidation', left)
+          left.forEach((full, i) => {
+            if (unlinked[i]) removed.push(full.slice(prefix.length))
+          })
+        }
+        return removed
+      }
       active = next
       // Let other work run between pages of a large invalidation.
       await new Promise((resolve) => setImmediate(resolve))
@@ -436,7 +461,9 @@ export class RedisKeyIndex {
   private async collectShards(shards: readonly IndexShard[], now: number): Promise<number> {
     const replies = await this.onShards(
       'key index collection',
-      shards.map((shard) => shardScript(shard, GC_SCRIPT, [now - GC_GRACE_MS, GC_BATCH])),
+      shards.map((shard) =>
+        shardScript(shard, GC_SCRIPT, [now - GC_GRACE_MS, GC_BATCH, now - PENDING_GRACE_MS]),
+      ),
     )
     return replies.reduce((sum, reply) => sum + Number(reply[0]), 0)
   }
@@ -458,23 +485,49 @@ export class RedisKeyIndex {
       for (let at = 0; at < indexes.length; at += GC_BATCH) {
         const chunk = indexes.slice(at, at + GC_BATCH)
         owners.push(chunk)
-        tasks.push(
-          shardScript(
-            shard,
-            FORGET_SCRIPT,
-            chunk.map((i) => fulls[i]!),
-          ),
-        )
+        tasks.push(shardScript(shard, FORGET_SCRIPT, [Date.now(), ...chunk.map((i) => fulls[i]!)]))
       }
     }
     return this.mergeTags(fulls.length, owners, await this.onShards('key index removal', tasks))
+  }
+
+  /** The values of `fulls` (taken out by `forget`) are gone: they are no longer pending. */
+  async release(fulls: readonly string[]): Promise<void> {
+    if (!this.enabled || fulls.length === 0) return
+    const view = await this.known.current()
+    const tasks: SlotTask[] = []
+    for (const [shard, indexes] of this.byPlace(view, fulls)) {
+      for (let at = 0; at < indexes.length; at += GC_BATCH) {
+        const chunk = indexes.slice(at, at + GC_BATCH).map((i) => fulls[i]!)
+        tasks.push(shardScript(shard, RELEASE_SCRIPT, chunk))
+      }
+    }
+    await this.onShards('key index release', tasks)
+  }
+
+  /**
+   * Every key some invalidation (on any instance) took out of the index and has not unlinked yet, with the
+   * tags recorded for it, from every shard (and the legacy set); keys of other layers sharing the index
+   * included (callers filter by prefix).
+   */
+  async pending(): Promise<{ full: string; tags: readonly string[] }[]> {
+    if (!this.enabled) return []
+    const shards = this.collectable(await this.known.current())
+    const replies = await this.onShards(
+      'key index pending',
+      shards.map((shard) => shardScript(shard, PENDING_SCRIPT, [])),
+    )
+    return replies.flatMap((reply) => {
+      const [keys, tags] = reply[0] as [string[], (string | null)[]]
+      return keys.map((full, i) => ({ full, tags: tags[i] ? tags[i]!.split(TAG_SEPARATOR) : [] }))
+    })
   }
 
   private async forgetIn(byShard: ReadonlyMap<IndexShard, readonly string[]>): Promise<void> {
     const tasks: SlotTask[] = []
     for (const [shard, fulls] of byShard) {
       for (let at = 0; at < fulls.length; at += GC_BATCH) {
-        tasks.push(shardScript(shard, FORGET_SCRIPT, fulls.slice(at, at + GC_BATCH)))
+        tasks.push(shardScript(shard, FORGET_SCRIPT, [Date.now(), ...fulls.slice(at, at + GC_BATCH)]))
       }
     }
     await this.onShards('key index removal', tasks)

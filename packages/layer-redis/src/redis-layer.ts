@@ -325,10 +325,13 @@ export class RedisLayer implements CacheLayer {
 
   /**
    * Removes keys with their index entries and tag memberships, in the order that keeps concurrent writers
-   * safe: index entries and memberships first (a writer that loses one unlinks its own value), the values
-   * last. `read` holds memberships the caller read (a tag invalidation's own sets, by set key).
-   * `countDeletes` bumps the keys' delete counters first (plain deletes: group invalidations are fenced by
-   * their own log).
+   * and invalidators safe: (1) the index entries are taken out and the keys marked pending, (2) the
+   * memberships go, (3) the values are unlinked, (4) the keys are no longer pending. A writer whose entry
+   * or membership disappears before its check unlinks its own value, and one that checked earlier wrote
+   * before the unlink; another invalidation that no longer finds an entry or membership finds the key
+   * pending, so it never resolves while a value it covers is still there. `read` holds memberships the
+   * caller read (a tag invalidation's own sets, by set key). `countDeletes` bumps the keys' fence counters
+   * in step (1) (plain deletes; on a Cluster every removal, see FencedWriter).
    * Returns, per key, whether a value was removed.
    */
   async removeKeys(
@@ -337,16 +340,13 @@ export class RedisLayer implements CacheLayer {
     read: ReadonlyMap<string, readonly string[]> = new Map(),
     countDeletes = false,
   ): Promise<boolean[]> {
-    // The memberships the caller read go while the index entries are forgotten (both before the unlink).
-    // On a Cluster a load's write-back is refused by the key's fence counter alone once this removal found
-    // the key (see FencedWriter), so every removal bumps it; on one Redis only deletes need to.
     const [recorded] = await Promise.all([
       this.keyIndex.forget(fulls),
-      this.tagStore.removeMemberships(read),
       countDeletes || this.isCluster ? this.keyIndex.countDeletes(fulls) : undefined,
     ])
-    // Then the memberships only the recorded tags name.
-    const more = new Map<string, string[]>()
+    // The memberships the caller read, and those only the recorded tags name.
+    const memberships = new Map<string, string[]>()
+    for (const [setKey, members] of read) memberships.set(setKey, [...members])
     const setKeys = new Map<string, string>()
     recorded.forEach((tags, i) => {
       for (const tag of tags ?? []) {
@@ -356,13 +356,20 @@ export class RedisLayer implements CacheLayer {
           setKeys.set(tag, setKey)
         }
         if (read.has(setKey)) continue
-        const members = more.get(setKey)
-        if (members === undefined) more.set(setKey, [fulls[i]!])
+        const members = memberships.get(setKey)
+        if (members === undefined) memberships.set(setKey, [fulls[i]!])
         else members.push(fulls[i]!)
       }
     })
-    await this.tagStore.removeMemberships(more)
-    return this.unlinkEach(operation, fulls)
+    await this.tagStore.removeMemberships(memberships)
+    const unlinked = await this.unlinkEach(operation, fulls)
+    await this.keyIndex.release(fulls)
+    return unlinked
+  }
+
+  /** Keys another invalidation is removing right now (see removeKeys), with their recorded tags. */
+  pendingRemovals(): Promise<{ full: string; tags: readonly string[] }[]> {
+    return this.keyIndex.pending()
   }
 
   /**

@@ -224,7 +224,20 @@ export class RedisTagStore {
     const memberLists = (await this.layer.pipelineByKey('tag members', setKeys, (pipe, setKey) =>
       pipe.zrange(setKey, 0, -1),
     )) as string[][]
-    const victims = mode === 'any' ? union(memberLists) : intersection(memberLists)
+    const members = mode === 'any' ? union(memberLists) : intersection(memberLists)
+    // Read after the members: a key another invalidation took out of these sets before we read them is
+    // still pending until its value is gone.
+    const prefix = this.layer.prefix
+    const listed = new Set(members)
+    const pending = (await this.layer.pendingRemovals())
+      .filter(({ full, tags: carried }) => {
+        if (listed.has(full) || !full.startsWith(prefix)) return false
+        return mode === 'any'
+          ? tags.some((tag) => carried.includes(tag))
+          : tags.every((tag) => carried.includes(tag))
+      })
+      .map(({ full }) => full)
+    const victims = pending.length === 0 ? members : [...members, ...pending]
     if (victims.length === 0) return []
     // The memberships read here go before the values (with every other index entry of the victims), so a
     // writer that re-added one meanwhile either finds it gone in its check or wrote before the unlink.
