@@ -19,6 +19,18 @@ export function useRedisTargets(name: string) {
         : [new MemoryLayer({ ttl: 60_000 }), new RedisLayer({ client, prefix })]
     /** A stack on Redis alone: what a cold instance would read. */
     const redisOnly = () => new CacheStack([new RedisLayer({ client, prefix })])
-    return { a: new CacheStack(layers()), b: new CacheStack(layers()), redisOnly }
+    /**
+     * An instance with a connection of its own (its commands interleave with the others' in Redis as
+     * another process's would); `close` ends the connection.
+     */
+    const onOwnConnection = () => {
+      const own = client.duplicate()
+      const stack = new CacheStack([
+        new MemoryLayer({ ttl: 60_000 }),
+        new RedisLayer({ client: own, prefix }),
+      ])
+      return { stack, close: () => own.quit().then(() => undefined) }
+    }
+    return { a: new CacheStack(layers()), b: new CacheStack(layers()), redisOnly, onOwnConnection }
   }
 }
