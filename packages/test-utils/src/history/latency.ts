@@ -35,13 +35,25 @@ export interface LatencyHandle {
   setEnabled(enabled: boolean): void
   /** Resolves once no command is in flight (checked after a macrotask, so chained commands count). */
   idle(): Promise<void>
+  /**
+   * Holds back the next command named one of `names` (e.g. publish, spublish), whatever its delay, until
+   * `release()`; `reached` resolves once it was issued. For faults timed to a command.
+   */
+  holdNext(names: readonly string[]): CommandHold
   /** Puts the original sendCommand back on every connection. */
   remove(): void
+}
+
+export interface CommandHold {
+  readonly reached: Promise<void>
+  /** Sends the held command (or stops waiting for one). */
+  release(): void
 }
 
 type SendCommand = (command: TrackedCommand, stream?: unknown, node?: unknown) => unknown
 
 interface TrackedCommand {
+  readonly name: string
   readonly promise: Promise<unknown>
 }
 
@@ -61,6 +73,9 @@ class Latency implements LatencyHandle {
   readonly #hooked: Hooked[] = []
   readonly #idleWaiters: (() => void)[] = []
   readonly #detach: (() => void)[] = []
+  #hold:
+    | { names: readonly string[]; reached: () => void; held: (() => void)[]; released: boolean }
+    | undefined
 
   constructor(
     private readonly options: LatencyOptions,
@@ -95,6 +110,33 @@ class Latency implements LatencyHandle {
       await new Promise((resolve) => setImmediate(resolve))
       if (this.#inFlight === 0) return
     }
+  }
+
+  holdNext(names: readonly string[]): CommandHold {
+    let reached = () => {}
+    const promise = new Promise<void>((resolve) => {
+      reached = resolve
+    })
+    const hold = { names, reached, held: [] as (() => void)[], released: false }
+    this.#hold = hold
+    return {
+      reached: promise,
+      release: () => {
+        hold.released = true
+        if (this.#hold === hold) this.#hold = undefined
+        for (const send of hold.held.splice(0)) send()
+      },
+    }
+  }
+
+  /** Whether `command` is the one a hold waits for: then `send` runs on release. */
+  #held(command: TrackedCommand, send: () => void): boolean {
+    const hold = this.#hold
+    if (hold === undefined || hold.released || !hold.names.includes(command.name)) return false
+    this.#hold = undefined
+    hold.held.push(send)
+    hold.reached()
+    return true
   }
 
   remove(): void {
@@ -143,11 +185,15 @@ class Latency implements LatencyHandle {
       if (timer === undefined) timer = setTimeout(pump, due - performance.now())
     }
     target.sendCommand = (command, stream, node) => {
-      if (!this.#enabled || this.options.maxMs <= 0) return original.call(connection, command, stream, node)
-      this.#track(command)
       const isPipeline = (stream as { isPipeline?: boolean } | undefined)?.isPipeline === true
+      const direct = !this.#enabled || this.options.maxMs <= 0
+      if (direct && (isPipeline || this.#hold === undefined))
+        return original.call(connection, command, stream, node)
+      this.#track(command)
       if (!isPipeline) {
-        later(() => original.call(connection, command, stream, node))
+        const write = () => void original.call(connection, command, stream, node)
+        const send = direct ? write : () => later(write)
+        if (!this.#held(command, send)) send()
         return command.promise
       }
       let held = pipelines.get(stream)
