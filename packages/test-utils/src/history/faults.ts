@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { rawCommand } from '../raw-command'
 import { historyNow } from './clock'
 import type { Prng } from './prng'
-import type { FaultKind, Recorder } from './recorder'
+import type { FaultKind, FaultRecord, Recorder } from './recorder'
 import type { HistoryTarget } from './target'
 
 export type InjectableFault = Exclude<FaultKind, 'clock-offset'>
@@ -25,6 +25,12 @@ export interface FaultHooks {
   killInstance(random: Prng): Promise<string | undefined>
   /** Called once a fault was injected (a pause: once it is over). */
   afterFault?(kind: InjectableFault, random: Prng): void
+  /**
+   * Drops the pub/sub connections (`drop`) around an invalidation of one instance that was quiet until then
+   * and stays quiet afterwards: its message goes out while the others resubscribe, is lost, and no later
+   * message of that sender reveals the loss before the bus notices the drop (or its heartbeat does).
+   */
+  dropAround?(random: Prng, drop: () => Promise<FaultRecord>): Promise<void>
 }
 
 export class FaultInjector {
@@ -73,12 +79,18 @@ export class FaultInjector {
         return
       }
       case 'pubsub-kill': {
-        const fault = this.recorder.fault('pubsub-kill', 'CLIENT KILL TYPE pubsub on every master')
-        const killed = await Promise.all(
-          servers.map((node) => rawCommand(node.host, node.port, 'CLIENT KILL TYPE pubsub').catch(() => '?')),
-        )
-        fault.end = historyNow()
-        fault.detail = `CLIENT KILL TYPE pubsub on every master: ${killed.join('+')} killed`
+        const drop = async () => {
+          const fault = this.recorder.fault('pubsub-kill', 'CLIENT KILL TYPE pubsub on every master')
+          const killed = await Promise.all(
+            servers.map((node) =>
+              rawCommand(node.host, node.port, 'CLIENT KILL TYPE pubsub').catch(() => '?'),
+            ),
+          )
+          fault.end = historyNow()
+          fault.detail = `CLIENT KILL TYPE pubsub on every master: ${killed.join('+')} killed`
+          return fault
+        }
+        await (this.hooks.dropAround ? this.hooks.dropAround(this.random, drop) : drop())
         return
       }
       case 'restart-empty': {

@@ -21,7 +21,13 @@ export {
   type Observed,
   type OpOutcome,
 } from './instance'
-export { injectLatency, type LatencyHandle, type LatencyMode, type LatencyOptions } from './latency'
+export {
+  type CommandHold,
+  injectLatency,
+  type LatencyHandle,
+  type LatencyMode,
+  type LatencyOptions,
+} from './latency'
 export { Prng } from './prng'
 export {
   type CallRecord,

@@ -7,6 +7,7 @@
 // Reproducibility: a seed fixes the operations of every client loop, every injected delay, every fault
 // and its timing. The operating system still schedules processes, so two runs of one seed interleave
 // alike but not identically: a violation found by a seed is usually found again by it, not always.
+import { randomBytes } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -25,12 +26,13 @@ import {
   type Observed,
   type OpOutcome,
 } from './instance'
-import type { LatencyMode } from './latency'
+import type { CommandHold, LatencyMode } from './latency'
 import { Prng } from './prng'
 import { type History, type InstanceRecord, type Observation, Recorder } from './recorder'
 import { type HistoryTarget, startHistoryTarget, type Topology } from './target'
 import type { DatabaseRequest, HistoryWorkerApi, HistoryWorkerInit } from './worker'
 import {
+  describeOp,
   ENTITY_TYPE,
   entityRow,
   type KeyspaceOptions,
@@ -139,6 +141,8 @@ interface Driver {
   perform(op: Op): Promise<OpOutcome>
   peekMemory(keys: readonly string[], entityIds: readonly string[]): Promise<MemoryPeek>
   quiet(): Promise<QuietState>
+  /** In this process only: holds its next bus publish back until released (see dropAround). */
+  holdPublish?(): CommandHold
   kill(): Promise<void>
   close(): Promise<void>
 }
@@ -205,6 +209,7 @@ function inProcessDriver(instance: HistoryInstance, record: InstanceRecord): Dri
       inFlight: instance.latency.inFlight,
       ...instance.busState(),
     }),
+    holdPublish: () => instance.latency.holdNext(['publish', 'spublish']),
     kill: () => instance.close(),
     close: () => instance.close(),
   }
@@ -270,7 +275,8 @@ export async function runHistory(options: RunHistoryOptions): Promise<HistoryRun
   const workload = new Workload(keyspace, options.weights)
   const ownTarget = options.target === undefined
   const target = options.target ?? (await startHistoryTarget(options.topology ?? 'standalone'))
-  const prefix = `h${seed.replace(/[^A-Za-z0-9]/g, '')}r${random.int(0, 1e9).toString(36)}:`
+  // Unique per run (runs of one seed may share servers), with the seed in it for whoever looks into Redis.
+  const prefix = `h${seed.replace(/[^A-Za-z0-9]/g, '').slice(0, 20)}-${randomBytes(4).toString('hex')}:`
   const recorder = new Recorder(seed)
   const db = new RecordDatabase(historyNow)
   const locks = new RowLocks()
@@ -313,6 +319,9 @@ export async function runHistory(options: RunHistoryOptions): Promise<HistoryRun
     ready: Promise<void>
     /** Closed while the instance is in a quiet period. */
     gate: Promise<void>
+    /** Operations of the workload running on it now. */
+    active: number
+    readonly idleWaiters: (() => void)[]
     readonly process: number | undefined
     replacements: number
   }
@@ -337,6 +346,8 @@ export async function runHistory(options: RunHistoryOptions): Promise<HistoryRun
         driver,
         ready: Promise.resolve(),
         gate: Promise.resolve(),
+        active: 0,
+        idleWaiters: [],
         process: i < inProcess ? undefined : i - inProcess,
         replacements: 0,
       })
@@ -356,6 +367,14 @@ export async function runHistory(options: RunHistoryOptions): Promise<HistoryRun
     const perLoop = Math.ceil((options.ops ?? 300) / loops)
     let workloadDone = false
     const runOp = async (slot: Slot, op: Op): Promise<void> => {
+      slot.active++
+      try {
+        await runOpOn(slot, op)
+      } finally {
+        if (--slot.active === 0) for (const wake of slot.idleWaiters.splice(0)) wake()
+      }
+    }
+    const runOpOn = async (slot: Slot, op: Op): Promise<void> => {
       await slot.ready
       const driver = slot.driver
       const release =
@@ -412,12 +431,60 @@ export async function runHistory(options: RunHistoryOptions): Promise<HistoryRun
       random.fork('faults'),
       {
         killInstance,
-        // After connections were dropped, half the instances go quiet: a message they sent while others were
-        // reconnecting is not revealed as lost by their next one (see quietPeriods).
+        // After Redis restarted, half the instances go quiet: a message they sent while others were
+        // reconnecting is not revealed as lost by their next one (see quietPeriods; kills: dropAround).
         afterFault: (kind, pick) => {
-          if (kind !== 'pubsub-kill' && kind !== 'restart-empty') return
+          if (kind !== 'restart-empty') return
           for (const slot of pick.sample(slots, Math.ceil(slots.length / 2)))
             void quietFor(slot, pick.between(300, 800))
+        },
+        // A drop while one message is on its way and nothing else is sent: the others cache a key, every
+        // workload loop waits, one instance deletes the key and its message leaves right after the pub/sub
+        // connections were killed, before they are back; once B has passed the others read the key again.
+        // A lost message is revealed by the sender's next one, so with other traffic the loss would be
+        // caught by accident; here only the bus noticing the drop (or the heartbeat, later) can catch it.
+        dropAround: async (pick, drop) => {
+          const candidates = slots.filter((slot) => slot.driver.holdPublish !== undefined)
+          if (candidates.length === 0) {
+            await drop()
+            return
+          }
+          const sender = pick.pick(candidates)
+          const opens: (() => void)[] = []
+          for (const slot of slots) {
+            const closed = new Promise<void>((resolve) => opens.push(resolve))
+            slot.gate = Promise.all([slot.gate, closed]).then(() => {})
+          }
+          try {
+            // Every loop finishes what it is doing and waits at its gate (bounded, like every call).
+            await Promise.race([
+              Promise.all(
+                slots.map((slot) =>
+                  slot.active === 0
+                    ? undefined
+                    : new Promise<void>((resolve) => slot.idleWaiters.push(resolve)),
+                ),
+              ),
+              sleep(deadlineMs),
+            ])
+            const probe = workload.probe(pick)
+            const others = slots.filter((slot) => slot !== sender)
+            await Promise.all(others.map((other) => runOpOn(other, probe.warm)))
+            const hold = sender.driver.holdPublish!()
+            const probing = runOpOn(sender, probe.invalidate)
+            await Promise.race([hold.reached, probing, sleep(deadlineMs)])
+            try {
+              const fault = await drop()
+              fault.detail += `, while ${sender.driver.name} ${describeOp(probe.invalidate)} published`
+            } finally {
+              hold.release()
+            }
+            await probing
+            await sleep(busBoundMs + 20)
+            await Promise.all(others.map((other) => runOpOn(other, probe.look)))
+          } finally {
+            for (const open of opens) open()
+          }
         },
       },
     )

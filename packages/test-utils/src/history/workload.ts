@@ -275,6 +275,27 @@ export class Workload {
     throw new Error(`Workload: unknown kind ${String(kind)} (groups ${groups.length}, ${perGroup} each)`)
   }
 
+  /**
+   * A drop probe of the runner: a key outside the hot ones (other updates rarely cover it meanwhile), the
+   * read that caches it on the other instances first, the delete of it, and the read that looks again.
+   */
+  probe(random: Prng): { warm: ReadOp; invalidate: UpdateOp; look: ReadOp } {
+    const cold = this.keyspace.keys.filter((key) => !this.keyspace.hot.includes(key))
+    const key = random.pick(cold.length > 0 ? cold : this.keyspace.keys)
+    const read = (kind: ReadKind): ReadOp => ({
+      type: 'read',
+      kind,
+      keys: [key],
+      rows: [key],
+      loader: { before: 0, after: 0 },
+    })
+    return {
+      warm: read('getOrSet'),
+      invalidate: { type: 'update', kind: 'delete', rows: [key], keys: [key] },
+      look: read('get'),
+    }
+  }
+
   /** `op` with, at random (probability p), a racing read of one of the keys it covers. */
   withRace(op: UpdateOp, random: Prng, p: number): UpdateOp {
     if (!random.chance(p)) return op
