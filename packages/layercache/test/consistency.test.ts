@@ -1,0 +1,107 @@
+/**
+ * The history checker of issue 14 (packages/test-utils/src/history): seeded concurrent histories of
+ * several instances (three in this process, one in a worker process) over one Redis and over a local
+ * Cluster, with injected latency on every data connection and faults, checked against the model written at
+ * the top of packages/test-utils/src/history/checker.ts (docs/consistency.md). Every run must have no
+ * violation; a failure prints the seed and a trace of the history around each violation.
+ *
+ *   pnpm test:consistency                      the bounded run (about a minute)
+ *   SEED=1234 pnpm test:consistency            one seed, every scenario (SCENARIO=cluster-faults: one)
+ *   SEEDS=500 pnpm test:consistency            a soak: 500 seeds per scenario from a random start
+ *   SEEDS=500 SEED_FROM=1 pnpm test:consistency   the same from seed 1
+ *
+ * See docs/contributing.md ("The history checker").
+ */
+import {
+  formatViolations,
+  type HistoryTarget,
+  type RunHistoryOptions,
+  runHistory,
+  startHistoryTarget,
+  type Topology,
+} from '@layercache/test-utils/history'
+import { afterAll, describe, expect, it } from 'vitest'
+import * as layercache from '../src'
+
+type Scenario = Omit<RunHistoryOptions, 'seed' | 'target' | 'library'> & { readonly topology: Topology }
+
+const SCENARIOS: Readonly<Record<string, Scenario>> = {
+  standalone: { topology: 'standalone' },
+  'standalone-faults': {
+    topology: 'standalone',
+    ops: 800,
+    faults: { kinds: ['pause', 'pubsub-kill', 'restart-empty', 'instance-kill'], gapMs: [200, 600] },
+  },
+  cluster: { topology: 'cluster' },
+  'cluster-faults': {
+    topology: 'cluster',
+    ops: 800,
+    faults: { kinds: ['pause', 'pubsub-kill', 'restart-empty'], gapMs: [200, 600] },
+  },
+}
+
+/** The bounded run inside `pnpm test`: seeds per scenario. */
+const BOUNDED: Readonly<Record<string, readonly number[]>> = {
+  standalone: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+  'standalone-faults': [1, 2, 3, 4],
+  cluster: [1, 2, 3, 4, 5, 6],
+  'cluster-faults': [1, 2, 3],
+}
+
+const env = process.env
+const only = env.SCENARIO?.split(',')
+const scenarios = Object.keys(SCENARIOS).filter((name) => only === undefined || only.includes(name))
+const soak = env.SEEDS === undefined ? undefined : Number(env.SEEDS)
+const seedFrom = env.SEED_FROM === undefined ? Math.floor(Math.random() * 1e6) : Number(env.SEED_FROM)
+
+function seedsOf(scenario: string): readonly (string | number)[] {
+  if (env.SEED !== undefined) return [env.SEED]
+  if (soak !== undefined) return Array.from({ length: soak }, (_, i) => seedFrom + i)
+  return BOUNDED[scenario] ?? []
+}
+
+let suite: (name: string, body: () => void) => void = describe
+suite = describe.runIf(env.CONSISTENCY === '1') // issue 14: remove this line once the fixes have landed
+
+suite('history checker: the model holds (issue 14)', () => {
+  const targets = new Map<Topology, Promise<HistoryTarget>>()
+  const targetFor = (topology: Topology) => {
+    let target = targets.get(topology)
+    if (target === undefined) {
+      target = startHistoryTarget(topology)
+      targets.set(topology, target)
+    }
+    return target
+  }
+  afterAll(async () => {
+    await Promise.all([...targets.values()].map(async (target) => (await target).stop()))
+  })
+
+  if (soak !== undefined)
+    console.log(`[consistency] soak: ${soak} seeds per scenario from SEED_FROM=${seedFrom}`)
+
+  for (const name of scenarios) {
+    const scenario = SCENARIOS[name]!
+    const seeds = seedsOf(name)
+    it(
+      `${name}: ${seeds.length === 1 ? `seed ${seeds[0]}` : `${seeds.length} seeds`}`,
+      async () => {
+        const target = await targetFor(scenario.topology)
+        const failed: string[] = []
+        for (const seed of seeds) {
+          const run = await runHistory({ ...scenario, seed, target, library: layercache })
+          const line =
+            `[consistency] ${name} SEED=${seed}: ${run.summary.calls} calls, ${run.summary.faults} faults, ` +
+            `${run.violations.length} violations ${JSON.stringify(run.counts)}, ${run.summary.durationMs.toFixed(0)} ms`
+          console.log(line)
+          if (run.violations.length > 0) {
+            failed.push(`${line}\n${formatViolations(run.violations, 3)}`)
+            if (soak === undefined && failed.length >= 3) break
+          }
+        }
+        expect(failed, failed.join('\n\n')).toEqual([])
+      },
+      seeds.length * 30_000 + 60_000,
+    )
+  }
+})
