@@ -62,17 +62,12 @@ export class BusLink implements BusListener {
     const state = this.state
     for (const operation of operations) {
       if ('keys' in operation) {
-        for (const key of operation.keys) {
-          state.fence.invalidate(key)
-          state.flights.delete(key)
-        }
-        for (const layer of this.local) layer.deleteMany(operation.keys)
+        state.gate.forget(operation.keys)
       } else if ('generation' in operation) {
         state.generations?.learned(operation.generation)
       } else {
         // A group invalidation cannot name what is in flight: fence all of it, as a local one does.
-        state.fence.invalidateAll()
-        state.flights.clear()
+        state.gate.forgetAll()
         for (const layer of this.local) {
           if ('tags' in operation) {
             if (layer.invalidateTags === undefined) layer.clear()

@@ -297,8 +297,7 @@ export class CacheStack {
     const state = this.state
     const layers = state.layers
     // A group invalidation cannot name the keys being loaded right now: fence them all, conservatively.
-    state.fence.invalidateAll()
-    state.flights.clear()
+    state.gate.forgetAll()
     const ask = async (i: number) => {
       try {
         return await find(layers[i]!)
@@ -313,7 +312,7 @@ export class CacheStack {
     for (let i = 0; i < layers.length; i++) if (layers[i]!.local) asked[i] = ask(i)
     const foundBy = await Promise.all(asked)
     const found = new Set(foundBy.flatMap((keys) => keys ?? []))
-    for (const key of found) this.invalidateLocally(key)
+    state.gate.forget(found, false)
     state.invalidated(found)
     // A key one layer matched may sit in another that did not index it (e.g. a write Redis refused in
     // bypass mode): remove it there too, without repeating the work of layers that already did.
@@ -334,8 +333,8 @@ export class CacheStack {
     // A read that began while the lower layers were still removing may have copied an old value back
     // into memory (and an in-process layer may hold what only another layer matched): fence what is
     // still in flight and drop those copies.
-    state.fence.invalidateAll()
-    state.forgetInMemory([...found])
+    state.gate.forgetAll()
+    state.gate.forget(found)
     return found
   }
 
@@ -606,7 +605,8 @@ export class CacheStack {
     // Filled, not sparse: callers map/filter the result and holes would be skipped.
     const found: (CacheEntry | undefined)[] = new Array(fulls.length).fill(undefined)
     let pending = fulls.map((_, i) => i)
-    const ticket = state.fence.begin()
+    const gate = state.gate
+    const ticket = gate.open()
     try {
       for (let li = 0; li < layers.length && pending.length > 0; li++) {
         const layer = layers[li]!
@@ -641,11 +641,11 @@ export class CacheStack {
           found[index] = entry
           if (li > 0) backfills.push({ key: fulls[index]!, entry })
         })
-        for (const { key, entry } of backfills) state.reads.backfill(key, entry, li, ticket)
+        for (const { key, entry } of backfills) gate.backfill(key, entry, li, ticket)
         pending = stillMissing
       }
     } finally {
-      state.fence.end()
+      gate.close()
     }
     for (const index of pending) this.state.countMiss(fulls[index]!)
     return found.map((entry) =>
@@ -878,6 +878,7 @@ export class CacheStack {
     }[],
   ): Promise<void> {
     const state = this.state
+    const gate = state.gate
     let ticket = 0
     const policy = state.defaultPlan.policy
     const writes: LayerWrite[] = items.map(({ key, value, ttl, tags }) => {
@@ -885,38 +886,27 @@ export class CacheStack {
       return {
         key,
         entry: built.entry,
-        // Only an invalidation of this key drops the write: a group invalidation that does not cover it
-        // must not leave it in one layer and not in another.
-        options: { ttl: built.ttl, stillValid: () => !state.fence.isKeyFenced(key, ticket) },
+        options: { ttl: built.ttl, stillValid: () => gate.allows(key, ticket, 'key') },
       }
     })
-    const commits = this.state.writes.prepareEverywhere(writes)
+    const commits = gate.prepare(writes)
     if (items.some((item) => item.tags?.some((tag) => tag.startsWith(DEPENDENCY_TAG)))) {
       await state.markDependencies()
     }
-    for (const { key } of items) this.invalidateLocally(key)
-    ticket = state.fence.begin()
+    // Older reads and loads of these keys must not write back over the new values.
+    gate.forget(
+      items.map((item) => item.key),
+      false,
+    )
+    ticket = gate.open()
     try {
       state.stats.sets += items.length
-      await this.state.writes.commitEverywhere(commits, writes, state.onLayerError)
+      await gate.commit(commits, writes, state.onLayerError)
     } finally {
-      state.fence.end()
+      gate.close()
     }
     if (state.bus?.announcesWrites) await state.bus.announce([{ keys: items.map((item) => item.key) }])
     if (state.events.listening('set')) for (const { key } of items) state.events.emit('set', { key })
-  }
-
-  /** Fences in-flight reads and loads of `key` and detaches a load in flight so later callers start afresh. */
-  private invalidateLocally(key: string): void {
-    this.state.fence.invalidate(key)
-    this.state.flights.delete(key)
-    this.state.errorThrottle.forget(key)
-  }
-
-  /** invalidateLocally, and the in-process layers' copies dropped. */
-  private forgetLocally(fulls: readonly string[]): void {
-    for (const full of fulls) this.invalidateLocally(full)
-    this.state.forgetInMemory(fulls)
   }
 
   private deleteFull(fulls: readonly string[]): Promise<void> {
@@ -925,7 +915,8 @@ export class CacheStack {
 
   private async deleteEverywhere(fulls: readonly string[]): Promise<void> {
     const state = this.state
-    for (const full of fulls) this.invalidateLocally(full)
+    // Memory is dropped with the other layers below (an in-process layer is one of them).
+    state.gate.forget(fulls, false)
     state.stats.deletes += fulls.length
     const layers = state.layers
     let firstFailure: LayerCacheError | undefined
@@ -944,7 +935,7 @@ export class CacheStack {
     )
     // A read that began while the shared layers were still removing may have copied the old value into
     // memory (its ticket is newer than the first fence): fence what is still in flight and drop the copies.
-    this.forgetLocally(fulls)
+    state.gate.forget(fulls)
     if (firstFailure) throw firstFailure
     // Without a bus, no extra await (deletes are frequent).
     if (state.bus !== undefined) await state.bus.announce([{ keys: fulls }])

@@ -134,7 +134,7 @@ export class FleetSingleFlight {
   private async removeEverywhere(full: string): Promise<void> {
     const state = this.state
     // Reads in flight here must not copy the value back into memory.
-    state.fence.invalidate(full)
+    state.gate.forget([full], false)
     await Promise.all(
       state.layers.map(async (layer, i) => {
         try {
@@ -144,6 +144,8 @@ export class FleetSingleFlight {
         }
       }),
     )
+    // A read that began while the shared layers were removing it may have copied it back into memory.
+    state.gate.forget([full])
     // Other instances may have copied it into memory already; a failed announcement is counted there.
     await state.bus?.announce([{ keys: [full] }]).catch(() => {})
   }

@@ -5,6 +5,7 @@ import { FleetSingleFlight } from './fleet-single-flight'
 import { buildEntry, type FreshnessPolicy, judge, usableOnError } from './freshness'
 import { LoadContext, type LoaderContext } from './loader-context'
 import { type LoadPlan, type StackState, scopeTags } from './stack-state'
+import type { LayerOutcome } from './write-gate'
 
 /** The tags a loaded entry is stored with: the loader's or caller's (namespaced) and the dependency tags. */
 function storedTagsOf(plan: LoadPlan, tags: readonly string[] | undefined): readonly string[] | undefined {
@@ -121,7 +122,8 @@ export class LoadRunner {
     const state = this.state
     const policy = plan.policy
     const force = mode === 'force'
-    const ticket = state.fence.begin()
+    const gate = state.gate
+    const ticket = gate.open()
     let fallback = force ? undefined : current
     // What shared layers had invalidated as the load starts, so an invalidation on any instance during the
     // load fences the write-back (taken in parallel with the read below).
@@ -160,7 +162,7 @@ export class LoadRunner {
       } else if (!force) {
         this.state.countMiss(full)
       }
-      const stillValid = () => !state.fence.isFenced(full, ticket)
+      const stillValid = () => gate.allows(full, ticket)
       const canFallBack = usableOnError(fallback, policy)
       if (canFallBack && state.errorThrottle.blocked(full)) {
         this.serveStale(answer, full, fallback!, 'error')
@@ -210,23 +212,26 @@ export class LoadRunner {
       state.errorThrottle.forget(full)
       const loadMs = performance.now() - started
       // A lease lost during the load may have a newer holder already: its value must not be overwritten.
-      const written =
+      const outcome =
         lease === undefined || lease.held
           ? await this.writeLoaded(full, value, context, plan, loadMs, ticket, fenceMap)
-          : undefined
+          : 'skipped'
+      // What may now be cached here (a layer that failed in bypass mode leaves it in the others).
+      const landed = outcome === 'written' || outcome === 'failed'
       if (lease !== undefined) {
         const held = lease
         lease = undefined
         // Waiters read what was cached; a value that was not (and not fenced) is handed to them instead.
-        const handOver = written === undefined && held.held && !state.fence.isFenced(full, ticket)
-        await this.fleet!.release(full, held, handOver ? { value } : undefined, written !== undefined)
+        const handOver = outcome === 'uncached' && held.held && gate.allows(full, ticket)
+        await this.fleet!.release(full, held, handOver ? { value } : undefined, landed)
       }
       // The protected copy the fastest layer now holds, so a load and a hit hand out the same kind of value.
-      answer.resolve((written === undefined || written.absent === true ? value : written.value) as T)
+      const copy = landed ? state.l1?.get(full) : undefined
+      answer.resolve((copy === undefined || copy.absent === true ? value : copy.value) as T)
     } finally {
       // The loader failed (or a stale value stood in): waiters find nothing and take over, one at a time.
       if (lease !== undefined) await this.fleet!.release(full, lease, undefined, false)
-      state.fence.end()
+      gate.close()
     }
   }
 
@@ -306,8 +311,8 @@ export class LoadRunner {
 
   /**
    * Caches a loaded value under the policy (negative caching, shouldCache, TTL and tags the loader set),
-   * unless the key was invalidated since the load began. Returns the entry as the fastest layer now
-   * holds it (e.g. its frozen copy), or undefined when nothing was written.
+   * through the write gate: refused if the key was invalidated since the load began. `uncached`: the
+   * policy kept it out.
    */
   private async writeLoaded<T>(
     full: string,
@@ -317,7 +322,7 @@ export class LoadRunner {
     loadMs: number,
     ticket: number,
     fences: ReadonlyMap<string, unknown> | undefined,
-  ): Promise<CacheEntry | undefined> {
+  ): Promise<LayerOutcome | 'uncached'> {
     const state = this.state
     const policy = plan.policy
     const nothing = value === undefined || value === null
@@ -326,18 +331,11 @@ export class LoadRunner {
       built = { entry: { value: null, expiresAt: 0, absent: value === undefined }, ttl: policy.negativeTtl }
     } else if (value === undefined || (policy.shouldCache !== undefined && !policy.shouldCache(value))) {
       state.stats.uncached++
-      return undefined
+      return 'uncached'
     } else {
       built = buildEntry(value, context.ttl, storedTagsOf(plan, context.tags), policy, loadMs)
     }
-    if (state.fence.isFenced(full, ticket)) {
-      this.state.countFenced(full)
-      return undefined
-    }
-    const stillValid = () => !state.fence.isFenced(full, ticket)
-    const writes = [{ key: full, entry: built.entry, options: { ttl: built.ttl, stillValid, fences } }]
-    await this.state.writes.commitEverywhere(this.state.writes.prepareEverywhere(writes), writes, 'bypass')
-    return state.l1?.get(full) ?? built.entry
+    return state.gate.writeLoaded(full, built.entry, built.ttl, ticket, fences)
   }
 
   /**

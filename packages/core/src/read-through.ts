@@ -1,8 +1,7 @@
-import { type CacheEntry, isFresh, remainingTtl } from './entry'
-import { isLocalLayer, type LayerWrite } from './layer'
+import { type CacheEntry, isFresh } from './entry'
 import type { LayerErrorMode, StackState } from './stack-state'
 
-/** Reads down the layers, books hits and misses, and back-fills faster layers (fenced against invalidations). */
+/** Reads down the layers, books hits and misses, and back-fills faster layers through the write gate. */
 export class ReadThrough {
   constructor(private readonly state: StackState) {}
 
@@ -40,8 +39,8 @@ export class ReadThrough {
     asEntry: boolean,
     countMiss: boolean,
   ): Promise<unknown> {
-    const fence = this.state.fence
-    const ticket = fence.begin()
+    const gate = this.state.gate
+    const ticket = gate.open()
     let reply: Promise<CacheEntry | undefined> | CacheEntry | undefined
     try {
       reply = this.remoteGet(index, full)
@@ -58,11 +57,11 @@ export class ReadThrough {
           }
           return asEntry ? found : this.state.answerOf(found)
         } finally {
-          fence.end()
+          gate.close()
         }
       },
       (error: unknown) => {
-        fence.end()
+        gate.close()
         this.state.layerFailed(index, 'get', full, error, mode)
         if (countMiss) this.state.countMiss(full)
         return undefined
@@ -79,7 +78,7 @@ export class ReadThrough {
   ): Promise<unknown> {
     const state = this.state
     const layers = state.layers
-    const ticket = state.fence.begin()
+    const ticket = state.gate.open()
     try {
       for (let i = from; i < layers.length; i++) {
         let entry: CacheEntry | undefined
@@ -95,7 +94,7 @@ export class ReadThrough {
       if (countMiss) this.state.countMiss(full)
       return undefined
     } finally {
-      state.fence.end()
+      state.gate.close()
     }
   }
 
@@ -123,42 +122,7 @@ export class ReadThrough {
       return undefined
     }
     this.state.countHit(index, full)
-    if (index > 0) this.backfill(full, entry, index, ticket)
+    if (index > 0) this.state.gate.backfill(full, entry, index, ticket)
     return entry
-  }
-
-  /** Copies a lower-layer hit into every faster layer with its remaining TTL, unless it was invalidated. */
-  backfill(full: string, entry: CacheEntry, foundAt: number, ticket: number): void {
-    const state = this.state
-    const ttl = remainingTtl(entry, Date.now())
-    if (ttl === 0) return
-    if (state.fence.isFenced(full, ticket)) {
-      this.state.countFenced(full)
-      return
-    }
-    const stillValid = () => !state.fence.isFenced(full, ticket)
-    // A value from a remote layer was just decoded and is ours; one from an in-process layer may be the
-    // very object a caller stored, which must not be frozen under them.
-    const ownsValue = !isLocalLayer(state.layers[foundAt]!)
-    const writes: LayerWrite[] = [{ key: full, entry, options: { ttl, ownsValue, stillValid } }]
-    for (let i = 0; i < foundAt; i++) {
-      const layer = state.layers[i]!
-      state.stats.backfills++
-      if (state.events.listening('backfill')) {
-        state.events.emit('backfill', { key: full, from: state.layers[foundAt]!.name, to: layer.name, ttl })
-      }
-      try {
-        const done = layer.prepareWrites(writes)()
-        if (done instanceof Promise) {
-          // Keep invalidations recorded until this write is out, or a delete landing meanwhile would be missed.
-          state.fence.begin()
-          done
-            .catch((error) => this.state.layerFailed(i, 'backfill', full, error, 'bypass'))
-            .finally(() => state.fence.end())
-        }
-      } catch (error) {
-        this.state.layerFailed(i, 'backfill', full, error, 'bypass')
-      }
-    }
   }
 }

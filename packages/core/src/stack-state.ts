@@ -22,7 +22,7 @@ import { ReadThrough } from './read-through'
 import { StatsCollector } from './stats'
 import { assertKnownOptions, assertOneOf, assertTtl } from './validation'
 import { Warmers } from './warmers'
-import { WriteThrough } from './write-through'
+import { type LayerErrorMode, WriteGate } from './write-gate'
 
 /**
  * What to do when a remote layer fails (down, timed out):
@@ -30,7 +30,7 @@ import { WriteThrough } from './write-through'
  * - `bypass`: treat the layer as a miss, run the loader, skip writes to it, count and emit the error.
  * Deletes always reject on failure: an invalidation that did not reach Redis must not look done.
  */
-export type LayerErrorMode = 'throw' | 'bypass'
+export type { LayerErrorMode }
 export const LAYER_ERROR_MODES: readonly LayerErrorMode[] = ['throw', 'bypass']
 
 export interface CacheStackOptions extends FreshnessOptions {
@@ -113,7 +113,8 @@ export interface LoadPlan {
  */
 export class StackState {
   readonly reads: ReadThrough
-  readonly writes: WriteThrough
+  /** The one place deciding whether a value may reach a layer, and the one local invalidation. */
+  readonly gate: WriteGate
   readonly loads: LoadRunner
   /** The layers the stack calls: with gracefulDegradation, remote ones behind their circuit breakers. */
   readonly layers: readonly CacheLayer[]
@@ -214,8 +215,20 @@ export class StackState {
     this.keyspace = this.generations?.prefix ?? ''
     this.keyVersions = new KeyVersions(this.layers.find((layer) => typeof layer.readCounter === 'function'))
     this.stats = new StatsCollector(this.layers.map((l) => l.name))
+    this.gate = new WriteGate(this.layers, this.fence, this.flights, this.errorThrottle, {
+      fenced: (full) => this.countFenced(full),
+      failed: (i, operation, key, error, mode) => this.layerFailed(i, operation, key, error, mode),
+      skipped: (writes) => {
+        this.stats.skippedWrites += writes
+      },
+      backfilled: (full, from, to, ttl) => {
+        this.stats.backfills++
+        if (this.events.listening('backfill')) {
+          this.events.emit('backfill', { key: full, from: from.name, to: to.name, ttl })
+        }
+      },
+    })
     this.reads = new ReadThrough(this)
-    this.writes = new WriteThrough(this)
     this.loads = new LoadRunner(this)
     const bus = readBusOption(options.invalidationBus)
     if (options.broadcastL1Invalidation !== undefined && typeof options.broadcastL1Invalidation !== 'boolean')
@@ -255,14 +268,7 @@ export class StackState {
 
   /** Nothing in process memory can be trusted any more: empty the in-process layers, fence work in flight. */
   forgetLocalMemory(): void {
-    this.fence.invalidateAll()
-    this.flights.clear()
-    for (const layer of this.layers) if (isLocalLayer(layer)) layer.clear()
-  }
-
-  /** Drops `fulls` from every in-process layer. */
-  forgetInMemory(fulls: readonly string[]): void {
-    for (const layer of this.layers) if (isLocalLayer(layer)) layer.deleteMany(fulls)
+    this.gate.forgetAll(true)
   }
 
   /** Keys an invalidation removed (as stored): refill the ones with a warmer. */
