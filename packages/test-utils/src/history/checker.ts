@@ -1,11 +1,14 @@
 // The model checker of the history checker. It reads a recorded history (recorder.ts) and reports every
-// place where it breaks the written model below (docs/consistency.md describes the same model).
+// place where it breaks the written model below: the model docs/consistency.md states for invariants 1
+// and 2 of the design brief.
 //
 // THE MODEL
 //
 // Time. Every record is on one clock (historyNow(): epoch ms, sub-ms, the same in every process on the
-// host). A call's interval [start, end] is taken by the driver around the call, so it contains the real
-// call; a loader's start and database read are taken where it runs.
+// host). A call's interval [start, end] is taken by the driver around the call (for a worker process: when
+// the request left and the answer came back), so it contains the real call; a read that raced an update
+// inside the same call (UpdateOp.race) gets the update's interval. A loader's start, database read and
+// return are taken where it runs (another process's clock may be off by clockSlackMs).
 //
 // Database of record. Every row has a version that only grows (database.ts). A cached value is
 // `{ k: row, v: version }`: the row and the version it was built from.
@@ -20,7 +23,9 @@
 //   - Strong updates invalidate: delete, mdelete, invalidateByTag, invalidateByTags any/all,
 //     invalidateByPrefix, invalidateByPattern, bumpGeneration, writeThrough (with or without reload),
 //     EntityCache.invalidateEntity.
-//   - Weak updates overwrite: set, mset, EntityCache.setEntity, updateEntityIfExists. Across instances a
+//   - Weak updates overwrite: set, mset, EntityCache.setEntity, updateEntityIfExists. On their own
+//     instance they fence every read and load in flight, like an invalidation; the other instances drop
+//     their copy through the bus (the stacks run with broadcastL1Invalidation). Across instances a
 //     weak update is last-writer-wins against a load (docs/invalidation.md "Keys"): a loader on another
 //     instance that began before the weak update resolved (loader start < U.end + slack) may write its
 //     older version back afterwards, unless a strong update of the row began after that loader began and

@@ -409,7 +409,11 @@ export class HistoryInstance {
           op.kind === 'writeThroughReload'
             ? { reload: () => this.#loadRow(key, 'refill', op.loader), reloadOptions: { tags: tagsOf(key) } }
             : {}
-        await this.library.writeThrough(stack, key, { write, ...reload })
+        const slowWrite = async () => {
+          await sleep(op.writeMs ?? 0)
+          return write()
+        }
+        await this.library.writeThrough(stack, key, { write: slowWrite, ...reload })
         return
       }
       case 'set':

@@ -82,8 +82,8 @@ export interface RunHistoryOptions {
   readonly silentBoundMs?: number
   /**
    * Bursty traffic: every instance stops sending now and then (all its loops wait), so a lost bus message
-   * is not revealed at once by the sender's next one. Default { every: [500, 1500], for: [100, 400] } ms;
-   * false: never.
+   * is not revealed at once by the sender's next one, e.g. { every: [500, 1500], for: [100, 400] } ms.
+   * Default: none (fewer overlapping calls find fewer races; pub/sub kills are timed anyway).
    */
   readonly quietPeriods?:
     | { readonly every: readonly [number, number]; readonly for: readonly [number, number] }
@@ -510,10 +510,7 @@ export async function runHistory(options: RunHistoryOptions): Promise<HistoryRun
       workloadDone = true
     })
     const faultsDone = injector.run(() => workloadDone)
-    const quiet =
-      options.quietPeriods === false
-        ? undefined
-        : (options.quietPeriods ?? { every: [500, 1500], for: [100, 400] })
+    const quiet = options.quietPeriods === false ? undefined : options.quietPeriods
     const pacers = quiet
       ? slots.map(async (slot, s) => {
           const pace = random.fork(`quiet:${s}`)

@@ -115,6 +115,8 @@ export interface UpdateOp {
   readonly pattern?: string
   /** For writeThroughReload: the refill's loader. */
   readonly loader?: LoaderTiming
+  /** For writeThrough: how long its database write takes (it commits at the end), ms. */
+  readonly writeMs?: number
   /**
    * A read of a covered key the instance starts right after it issued the invalidation, without waiting
    * for it (`const d = cache.delete(k); const r = cache.get(k)`): the race of a read and an invalidation on
@@ -236,11 +238,16 @@ export class Workload {
         return read([id], [entityRow(id)])
       }
       case 'delete':
-      case 'writeThrough':
       case 'set':
         return update([key], { keys: [key] })
+      case 'writeThrough':
+        return update([key], { keys: [key], writeMs: random.int(0, 8) })
       case 'writeThroughReload':
-        return update([key], { keys: [key], loader: loaderTiming(random, random.chance(0.3)) })
+        return update([key], {
+          keys: [key],
+          writeMs: random.int(0, 8),
+          loader: loaderTiming(random, random.chance(0.3)),
+        })
       case 'mdelete':
       case 'mset': {
         const picked = random.sample(keys, random.int(2, 3))
