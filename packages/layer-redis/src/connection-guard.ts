@@ -8,12 +8,23 @@ import type { Cluster, Redis } from 'ioredis'
  */
 export class ConnectionGuard {
   private everReady: boolean
+  /**
+   * Connections lost so far (a Cluster: any node's). A load whose fence snapshot was read on an earlier
+   * connection cannot trust it: Redis may have restarted empty meanwhile and lost the counters a later
+   * invalidation bumped, so its write-back is refused.
+   */
+  losses = 0
 
   constructor(
     private readonly client: Redis | Cluster,
     /** The layer name errors carry. */
     private readonly name: string,
   ) {
+    const lost = () => {
+      this.losses++
+    }
+    client.on('close', lost)
+    if (client.isCluster) client.on('-node', lost)
     this.everReady = client.status === 'ready'
     if (!this.everReady) {
       client.once('ready', () => {

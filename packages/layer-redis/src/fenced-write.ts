@@ -13,6 +13,8 @@ export interface RedisFence {
   readonly load: LoadFence
   /** The tags the key's value was written with then (from the key index), joined as stored ('' none). */
   readonly recorded: string
+  /** The client's lost connections when the snapshot was read (see ConnectionGuard.losses). */
+  readonly losses: number
 }
 
 export interface FencedItem {
@@ -102,14 +104,21 @@ export class FencedWriter {
     private readonly layer: RedisLayer,
     private readonly keyIndex: RedisKeyIndex,
     private readonly tagStore: RedisTagStore,
+    /** The client's lost connections so far (see RedisFence.losses). */
+    private readonly losses: () => number,
   ) {}
 
   /** Returns the keys whose write was refused. */
-  async write(items: readonly FencedItem[]): Promise<string[]> {
-    if (this.layer.isCluster) return this.writeOnCluster(items)
+  async write(all: readonly FencedItem[]): Promise<string[]> {
+    // A snapshot read before a lost connection may predate a restart that emptied Redis.
+    const losses = this.losses()
+    const stale = all.filter((item) => item.fence.losses !== losses).map((item) => item.key)
+    const items = stale.length === 0 ? all : all.filter((item) => item.fence.losses === losses)
+    if (items.length === 0) return stale
+    if (this.layer.isCluster) return [...stale, ...(await this.writeOnCluster(items))]
     const shards = await this.keyIndex.writeShards(items.map((item) => item.full))
     const refused = await Promise.all(items.map((item, i) => this.writeOne(item, shards[i])))
-    return items.filter((_, i) => refused[i]).map((item) => item.key)
+    return [...stale, ...items.filter((_, i) => refused[i]).map((item) => item.key)]
   }
 
   /** One write-back on one Redis; true when refused. */

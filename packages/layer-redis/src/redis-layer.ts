@@ -174,7 +174,8 @@ export class RedisLayer implements CacheLayer {
       knownKeysShards: this.knownKeysShards,
     })
     this.connection = new ConnectionGuard(client, this.name)
-    this.fencedWriter = new FencedWriter(this, this.keyIndex, this.tagStore)
+    const connection = this.connection
+    this.fencedWriter = new FencedWriter(this, this.keyIndex, this.tagStore, () => connection.losses)
   }
 
   get(key: string): Promise<CacheEntry | undefined> {
@@ -229,12 +230,13 @@ export class RedisLayer implements CacheLayer {
    */
   async fenceSnapshot(key: string, tags: readonly string[] | undefined): Promise<RedisFence> {
     const full = this.prefix + key
+    const losses = this.connection.losses
     const [epochs, load, [recorded]] = await Promise.all([
       tags === undefined || tags.length === 0 ? undefined : this.tagStore.epochs(tags),
       this.keyIndex.snapshot(full),
       this.keyIndex.recordedTags([full]),
     ])
-    return { epochs, load, recorded: recorded?.join(TAG_SEPARATOR) ?? '' }
+    return { epochs, load, recorded: recorded?.join(TAG_SEPARATOR) ?? '', losses }
   }
 
   /**

@@ -184,3 +184,40 @@ async function waitFor(attempt: () => Promise<boolean>, timeoutMs = 10_000): Pro
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }
+
+describe('with Redis restarted empty', () => {
+  it('a load that began before the restart does not write back what a delete before it removed', async () => {
+    const peerClient = client.duplicate()
+    peerClient.on('error', () => {})
+    const peer = new CacheStack([
+      new RedisLayer({ client: peerClient, prefix: 'faults', commandTimeout: 200 }),
+    ])
+    try {
+      let started!: () => void
+      const loaderStarted = new Promise<void>((resolve) => {
+        started = resolve
+      })
+      let release!: () => void
+      const released = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      const loading = cache.getOrSet('row', async () => {
+        started()
+        await released
+        return 'read before the delete'
+      })
+      await loaderStarted
+      await peer.delete('row') // the database changed; the delete's fence counter is in Redis…
+      await server.restart() // …and lost with everything else
+      await waitFor(async () => client.status === 'ready' && (await client.ping()) === 'PONG')
+      release()
+      expect(await loading).toBe('read before the delete') // its caller still gets what it loaded
+      const reader = new CacheStack([new RedisLayer({ client, prefix: 'faults' })])
+      expect(await reader.get('row')).toBeUndefined()
+      expect(await cache.get('row')).toBeUndefined()
+      expect(cache.getStats().fencedWrites).toBe(1)
+    } finally {
+      peerClient.disconnect()
+    }
+  })
+})
