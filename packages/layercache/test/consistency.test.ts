@@ -1,7 +1,7 @@
 /**
  * The history checker of issue 14 (packages/test-utils/src/history): seeded concurrent histories of
  * several instances (three in this process, one in a worker process) over one Redis and over a local
- * Cluster, with injected latency on every data connection and faults, checked against the model written at
+ * Cluster, with injected latency on every data connection, faults and a worker with a skewed clock, checked against the model written at
  * the top of packages/test-utils/src/history/checker.ts (docs/consistency.md). Every run must have no
  * violation; a failure prints the seed and a trace of the history around each violation.
  *
@@ -38,6 +38,8 @@ const SCENARIOS: Readonly<Record<string, Scenario>> = {
     ops: 800,
     faults: { kinds: ['pause', 'pubsub-kill', 'restart-empty'], gapMs: [200, 600] },
   },
+  // The worker instance's Date.now runs 45 s ahead (more than the bus's old replay window).
+  'clock-skew': { topology: 'standalone', clockOffsets: { 0: 45_000 } },
 }
 
 /** The bounded run inside `pnpm test`: seeds per scenario. */
@@ -46,6 +48,7 @@ const BOUNDED: Readonly<Record<string, readonly number[]>> = {
   'standalone-faults': [1, 2, 3, 4],
   cluster: [1, 2, 3, 4, 5, 6],
   'cluster-faults': [1, 2, 3],
+  'clock-skew': [1, 2],
 }
 
 const env = process.env
