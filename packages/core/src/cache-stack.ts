@@ -332,8 +332,10 @@ export class CacheStack {
     )
     // A read that began while the lower layers were still removing may have copied an old value back
     // into memory (and an in-process layer may hold what only another layer matched): fence what is
-    // still in flight and drop those copies.
+    // still in flight and drop those copies. The match is applied to memory again, not only the keys
+    // found: a key another instance unlinked first is not among them, yet a read here may have copied it.
     state.gate.forgetAll()
+    for (const layer of layers) if (layer.local) find(layer)
     state.gate.forget(found)
     return found
   }

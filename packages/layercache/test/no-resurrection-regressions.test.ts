@@ -149,6 +149,34 @@ describe.each(['standalone', 'cluster'] as const)('no resurrection, %s', (target
     expect(late).toEqual([])
   })
 
+  it('3c. a tag invalidation racing a read and another instance invalidating the key leaves no copy in memory', async () => {
+    // Found by the history checker: the other instance unlinked the key first, so this instance's tag
+    // invalidation did not count it, and the copy its racing read put into memory survived.
+    const stale: string[] = []
+    for (let round = 0; round < 150; round++) {
+      const { a, redisOnly, onOwnConnection } = setup(target)
+      const b = onOwnConnection()
+      await redisOnly().set('user:1', 'old', { tags: ['t'] })
+      let stop = false
+      const reads = (async () => {
+        while (!stop) {
+          await a.get('user:1')
+          await turn()
+        }
+      })()
+      await Promise.all([
+        a.invalidateByTag('t').then(async () => {
+          if ((await a.get('user:1')) !== undefined) stale.push(`round ${round}`)
+        }),
+        b.stack.invalidateByPrefix('user:'),
+      ])
+      stop = true
+      await reads
+      await b.close()
+    }
+    expect(stale).toEqual([])
+  })
+
   it('4. after writeThrough resolves, neither the writer nor a cold reader sees the old row', async () => {
     const stale: string[] = []
     for (let round = 0; round < 20; round++) {
