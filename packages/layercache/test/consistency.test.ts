@@ -63,10 +63,7 @@ function seedsOf(scenario: string): readonly (string | number)[] {
   return BOUNDED[scenario] ?? []
 }
 
-let suite: (name: string, body: () => void) => void = describe
-suite = describe.runIf(env.CONSISTENCY === '1') // issue 14: remove this line once the fixes have landed
-
-suite('history checker: the model holds (issue 14)', () => {
+describe('history checker: the model holds (issue 14)', () => {
   const targets = new Map<Topology, Promise<HistoryTarget>>()
   const targetFor = (topology: Topology) => {
     let target = targets.get(topology)
