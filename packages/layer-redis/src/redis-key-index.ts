@@ -218,32 +218,25 @@ export class RedisKeyIndex {
   }
 
   /**
-   * Indexes `items`, runs `writeValues` (the layer's SETs) and checks each write as above. Returns the keys
-   * whose value had to be removed again. On a standalone Redis the three steps share one round trip; on a
-   * Cluster each is one round trip (pipelines per node, in parallel).
+   * A plain write (set, mset): indexes `items`, runs `writeValues` (the layer's SETs) and checks that each
+   * entry is still there; one an invalidation took out meanwhile has its (new) value unlinked again, so
+   * no live value is left untracked. Returns the keys removed again. On a standalone Redis the three steps
+   * share one round trip; on a Cluster each is one round trip (pipelines per node, in parallel). A load's
+   * write-back goes through FencedWriter instead, which checks before it writes.
    */
   async writeMany(
     items: readonly IndexedWrite[],
     writeValues: (pipe?: Pipe) => Promise<void>,
   ): Promise<string[]> {
-    const loads = items.filter((item) => item.since !== undefined)
-    if (!this.enabled && loads.length === 0) {
+    if (!this.enabled) {
       await writeValues()
       return []
     }
-    let groups: ShardWrites[] = []
-    if (this.enabled) {
-      const current = this.known.current()
-      groups = this.groupByShard(current instanceof Promise ? await current : current, items)
-      this.collectInBackground()
-    }
-    const oldest = loads.reduce((min, item) => Math.min(min, item.since!.seq), Number.POSITIVE_INFINITY)
-    const since = loads.length > 0 ? oldest : undefined
-    const deletionKeys = loads.map((item) => this.deletionKey(item.full))
+    const current = this.known.current()
+    const groups = this.groupByShard(current instanceof Promise ? await current : current, items)
+    this.collectInBackground()
     const checks = groups.map((group) => this.checkTask(group))
     let checked: unknown[][]
-    let logReplies: unknown[]
-    let deletions: unknown[]
     if (!this.layer.isCluster) {
       const pipe = (this.layer.client as Redis).pipeline()
       queueTasks(
@@ -252,29 +245,14 @@ export class RedisKeyIndex {
       )
       await writeValues(pipe)
       const cutChecks = queueTasks(pipe, checks)
-      const logAt = pipe.length
-      if (since !== undefined) this.queueLogCheck(pipe, since)
-      const deletionsAt = pipe.length
-      for (const key of deletionKeys) pipe.get(key)
-      const all = await this.layer.execPipeline('indexed set', pipe)
-      checked = cutChecks(all)
-      logReplies = all.slice(logAt, deletionsAt)
-      deletions = all.slice(deletionsAt)
+      checked = cutChecks(await this.layer.execPipeline('indexed set', pipe))
     } else {
-      if (groups.length > 0) {
-        await this.onShards(
-          'key index',
-          groups.map((group) => this.indexTask(group)),
-        )
-      }
+      await this.onShards(
+        'key index',
+        groups.map((group) => this.indexTask(group)),
+      )
       await writeValues()
-      ;[checked, logReplies, deletions] = await Promise.all([
-        this.onShards('key index check', checks),
-        since === undefined
-          ? []
-          : this.layer.onIndexNode('invalidation log check', (pipe) => this.queueLogCheck(pipe, since)),
-        this.layer.pipelineByKey('delete counter', deletionKeys, (pipe, key) => pipe.get(key)),
-      ])
+      checked = await this.onShards('key index check', checks)
     }
     const indexed = items.map(() => true)
     groups.forEach((group, g) => {
@@ -283,11 +261,7 @@ export class RedisKeyIndex {
         indexed[itemIndex] = keys[j] !== null && expiries[j] !== null
       })
     })
-    const overtaken =
-      since === undefined
-        ? new Set<string>()
-        : this.overtakenBy(logReplies, loads, deletions as (string | null)[])
-    const refused = items.filter((item, i) => !indexed[i] || overtaken.has(item.key)).map((item) => item.full)
+    const refused = items.filter((_, i) => !indexed[i]).map((item) => item.full)
     if (refused.length > 0) {
       await this.layer.pipelineByKey('index fence', refused, (pipe, full) => pipe.unlink(full))
     }
@@ -636,11 +610,7 @@ export class RedisKeyIndex {
     const replies = await this.layer.onIndexNode('invalidation log check', (pipe) =>
       this.queueLogCheck(pipe, since),
     )
-    return this.overtakenBy(
-      replies,
-      loads,
-      loads.map((item) => item.since!.deletions),
-    )
+    return this.overtakenBy(replies, loads)
   }
 
   /** Log entries (as stored: `seq|[scope, pattern]`) that cover `key`. */
@@ -719,11 +689,7 @@ export class RedisKeyIndex {
    * with another id (it was lost and started again), a counter behind a load's position, or entries
    * trimmed away fence the load without looking.
    */
-  private overtakenBy(
-    replies: readonly unknown[],
-    loads: readonly IndexedWrite[],
-    deletions: readonly (string | null)[],
-  ): Set<string> {
+  private overtakenBy(replies: readonly unknown[], loads: readonly IndexedWrite[]): Set<string> {
     const log = replies[0] as string[]
     const [newest, id] = parseLogState(replies[1], replies[2])
     const entries: { seq: number; test: (key: string) => boolean }[] = []
@@ -734,15 +700,11 @@ export class RedisKeyIndex {
       entries.push({ seq: Number(log[i + 1]), test: keyMatcher({ scope, pattern: pattern ?? undefined }) })
     }
     const overtaken = new Set<string>()
-    loads.forEach((item, i) => {
+    loads.forEach((item) => {
       const since = item.since!
       const unknowable =
         (since.log !== null && since.log !== id) || newest < since.seq || newest - since.seq > LOG_KEEP
-      if (
-        unknowable ||
-        deletions[i] !== since.deletions ||
-        entries.some((entry) => entry.seq > since.seq && entry.test(item.key))
-      ) {
+      if (unknowable || entries.some((entry) => entry.seq > since.seq && entry.test(item.key))) {
         overtaken.add(item.key)
       }
     })

@@ -512,7 +512,6 @@ export class RedisLayer implements CacheLayer {
                 key: item.key,
                 tags: item.tags!,
                 expiresAt: item.expiresAt,
-                since: item.fence?.epochs,
               })),
               () => this.writeIndexed(tagged).then((keys) => void refused.push(...keys)),
             )
@@ -537,7 +536,6 @@ export class RedisLayer implements CacheLayer {
         full: item.full,
         expiresAt: item.expiresAt,
         tags: item.tags,
-        since: item.fence?.load,
       })),
       (pipe) => this.sendSets(items, pipe),
     )

@@ -20,8 +20,6 @@ export interface TaggedWrite {
   readonly tags: readonly string[]
   /** 0 = never expires. */
   readonly expiresAt: number
-  /** Epochs from the start of the load behind the write; tags missing here are snapshotted first. */
-  readonly since?: TagEpochs | undefined
 }
 
 /**
@@ -69,17 +67,18 @@ export class RedisTagStore {
   }
 
   /**
-   * Writes tagged values: snapshots the epochs the writes do not carry (`since`, from the start of their
-   * loads) and reads the tags each key was last written with, records the memberships (dropping those of
-   * tags a key no longer carries), runs `writeValues` (the layer's own SETs), then re-reads the epochs and
-   * the memberships and unlinks every value one of whose tags was invalidated in between or whose
-   * membership an invalidation or delete removed meanwhile. Each step is one pipeline per slot owner for
-   * the whole batch. Returns the keys it had to remove.
+   * Plain tagged writes (set, mset): snapshots the tags' epochs and reads the tags each key was last
+   * written with, records the memberships (dropping those of tags a key no longer carries), runs
+   * `writeValues` (the layer's own SETs), then re-reads the epochs and the memberships and unlinks every
+   * (new) value one of whose tags was invalidated in between or whose membership an invalidation or
+   * delete removed meanwhile: no live value is left untracked. Each step is one pipeline per slot owner
+   * for the whole batch. Returns the keys it had to remove. A load's write-back goes through FencedWriter,
+   * which checks before it writes.
    */
   async writeMany(items: readonly TaggedWrite[], writeValues: () => Promise<void>): Promise<string[]> {
     const prefix = this.layer.prefix
     const missing = new Set<string>()
-    for (const item of items) for (const tag of item.tags) if (!item.since?.has(tag)) missing.add(tag)
+    for (const item of items) for (const tag of item.tags) missing.add(tag)
     const [snapshot, previous] = await Promise.all([
       missing.size > 0 ? this.epochs([...missing]) : new Map<string, string>(),
       this.layer.recordedTags(items.map((item) => prefix + item.key)),
@@ -105,9 +104,7 @@ export class RedisTagStore {
     const lost = new Set(memberships.filter((_, i) => present[i] === null).map((m) => m.item))
     const refused = items
       .filter(
-        (item) =>
-          lost.has(item) ||
-          item.tags.some((tag) => after.get(tag) !== (item.since?.get(tag) ?? snapshot.get(tag) ?? '0')),
+        (item) => lost.has(item) || item.tags.some((tag) => after.get(tag) !== (snapshot.get(tag) ?? '0')),
       )
       .map((item) => item.key)
     if (refused.length > 0) {
@@ -191,13 +188,12 @@ export class RedisTagStore {
     tags: readonly string[],
     expiresAt: number,
     writeValue: () => Promise<void>,
-    since?: TagEpochs,
   ): Promise<boolean> {
     if (tags.length === 0) {
       await writeValue()
       return true
     }
-    return (await this.writeMany([{ key, tags, expiresAt, since }], writeValue)).length === 0
+    return (await this.writeMany([{ key, tags, expiresAt }], writeValue)).length === 0
   }
 
   /**

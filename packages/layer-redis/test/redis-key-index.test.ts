@@ -106,6 +106,24 @@ function setup(target: Target, keyIndex = true, knownKeysShards?: number) {
     return found.sort()
   }
 
+  /**
+   * Load write-backs through the layer (its one atomic check-and-write) from the log position `since`;
+   * returns the keys refused.
+   */
+  const loadWrite = async (items: readonly { key: string; since: LoadFence }[]): Promise<string[]> => {
+    const refused: string[] = []
+    for (const { key, since } of items) {
+      const snapshot = await layer.fenceSnapshot(key, undefined)
+      try {
+        await put(key, 'v', fenced({ ...snapshot, load: { ...since, deletions: snapshot.load.deletions } }))
+      } catch (error) {
+        if (!(error instanceof WriteFencedError)) throw error
+        refused.push(...error.keys)
+      }
+    }
+    return refused
+  }
+
   /** A raw write through the index protocol, with an optional hook between the index step and the check. */
   const indexedWrite = (
     items: readonly Omit<IndexedWrite, 'full'>[],
@@ -141,6 +159,7 @@ function setup(target: Target, keyIndex = true, knownKeysShards?: number) {
     removeEntries,
     keysUnder,
     indexedWrite,
+    loadWrite,
   }
 }
 
@@ -468,66 +487,66 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
     })
 
     it('in a batch, refuses exactly the writes overtaken by the index or by the log', async () => {
-      const { index, indexedWrite, removeEntries, existing } = setup(target)
+      const { index, indexedWrite, loadWrite, removeEntries, existing } = setup(target)
       const since = await positionOf(index)
       await index.invalidate({ scope: 'logged:' })
       const removed = await indexedWrite(
         [
           { key: 'raced', expiresAt: 0 },
-          { key: 'logged:1', expiresAt: 0, since },
-          { key: 'other:1', expiresAt: 0, since },
           { key: 'plain', expiresAt: 0 },
         ],
         await removeEntries('raced'),
       )
-      expect(sorted(removed)).toEqual(['logged:1', 'raced'])
+      const refused = await loadWrite([
+        { key: 'logged:1', since },
+        { key: 'other:1', since },
+      ])
+      expect(sorted([...removed, ...refused])).toEqual(['logged:1', 'raced'])
       expect(await existing(['raced', 'logged:1', 'other:1', 'plain'])).toEqual(['other:1', 'plain'])
     })
   })
 
   describe('load fencing through the log', () => {
     it('refuses a load only when a logged invalidation since its position covers the key', async () => {
-      const { index, indexedWrite, exists, full } = setup(target)
+      const { index, loadWrite, exists, full } = setup(target)
       expect((await positionOf(index)).seq).toBe(0)
       const before = await positionOf(index)
       await index.invalidate({ scope: 'user:2:' })
       expect((await positionOf(index)).seq).toBe(before.seq + 1)
-      expect(await indexedWrite([{ key: 'user:1:a', expiresAt: 0, since: before }])).toEqual([])
+      expect(await loadWrite([{ key: 'user:1:a', since: before }])).toEqual([])
       expect(await exists('user:1:a')).toBe(true)
 
       const position = await positionOf(index)
       await index.invalidate({ scope: '', pattern: 'user:?:a' })
-      expect(await indexedWrite([{ key: 'user:1:a', expiresAt: 0, since: position }])).toEqual(['user:1:a'])
+      expect(await loadWrite([{ key: 'user:1:a', since: position }])).toEqual(['user:1:a'])
       expect(await exists('user:1:a')).toBe(false)
-      expect(await indexedWrite([{ key: 'user:1:b', expiresAt: 0, since: position }])).toEqual([])
+      expect(await loadWrite([{ key: 'user:1:b', since: position }])).toEqual([])
       // An older position sees the covering entry too.
-      expect(await indexedWrite([{ key: 'user:3:a', expiresAt: 0, since: before }])).toEqual(['user:3:a'])
+      expect(await loadWrite([{ key: 'user:3:a', since: before }])).toEqual(['user:3:a'])
       // A position taken after it does not (taken for the key itself: on a Cluster the invalidation that
       // found it also moved its fence counter).
-      expect(
-        await indexedWrite([
-          { key: 'user:1:a', expiresAt: 0, since: await index.snapshot(full('user:1:a')) },
-        ]),
-      ).toEqual([])
+      expect(await loadWrite([{ key: 'user:1:a', since: await index.snapshot(full('user:1:a')) }])).toEqual(
+        [],
+      )
       expect(await exists('user:1:a')).toBe(true)
     })
 
     it(`keeps the last LOG_KEEP (${LOG_KEEP}) invalidations and fences a load older than that`, async () => {
-      const { index, indexedWrite, raw, exists } = setup(target)
+      const { index, indexedWrite, loadWrite, raw, exists } = setup(target)
       // Exactly LOG_KEEP invalidations since the position: every one is still in the log.
       const p1 = await positionOf(index)
       await invalidateNothing(index, LOG_KEEP)
-      expect(await indexedWrite([{ key: 'k1', expiresAt: 0, since: p1 }])).toEqual([])
+      expect(await loadWrite([{ key: 'k1', since: p1 }])).toEqual([])
       expect(await exists('k1')).toBe(true)
       // The oldest one the position needs (the first after it) is kept, and found.
       const p2 = await positionOf(index)
       await index.invalidate({ scope: 'k2' })
       await invalidateNothing(index, LOG_KEEP - 1)
-      expect(await indexedWrite([{ key: 'k2', expiresAt: 0, since: p2 }])).toEqual(['k2'])
+      expect(await loadWrite([{ key: 'k2', since: p2 }])).toEqual(['k2'])
       // One more than LOG_KEEP: the log cannot tell, so the load is refused without looking.
       const p3 = await positionOf(index)
       await invalidateNothing(index, LOG_KEEP + 1)
-      expect(await indexedWrite([{ key: 'k3', expiresAt: 0, since: p3 }])).toEqual(['k3'])
+      expect(await loadWrite([{ key: 'k3', since: p3 }])).toEqual(['k3'])
       expect(await exists('k3')).toBe(false)
       // Plain writes are not affected, and the log stays bounded (entries + the counter member).
       expect(await indexedWrite([{ key: 'k4', expiresAt: 0 }])).toEqual([])
@@ -536,32 +555,32 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
     })
 
     it('refuses a load whose position is ahead of the log (the log was deleted)', async () => {
-      const { index, indexedWrite, raw, exists } = setup(target)
+      const { index, loadWrite, raw, exists } = setup(target)
       // No log yet: position 0, and a load from 0 is fine.
-      expect(await indexedWrite([{ key: 'a', expiresAt: 0, since: NO_LOG }])).toEqual([])
+      expect(await loadWrite([{ key: 'a', since: NO_LOG }])).toEqual([])
       await index.invalidate({ scope: 'x:' })
       await index.invalidate({ scope: 'y:' })
       const position = await positionOf(index)
       expect(position.seq).toBe(2)
       await raw.del(index.logKey)
       expect((await positionOf(index)).seq).toBe(0)
-      expect(await indexedWrite([{ key: 'b', expiresAt: 0, since: position }])).toEqual(['b'])
+      expect(await loadWrite([{ key: 'b', since: position }])).toEqual(['b'])
       expect(await exists('b')).toBe(false)
-      expect(await indexedWrite([{ key: 'c', expiresAt: 0, since: NO_LOG }])).toEqual([])
+      expect(await loadWrite([{ key: 'c', since: NO_LOG }])).toEqual([])
       expect(await exists('c')).toBe(true)
     })
 
     it('refuses a load whose covering invalidation was logged after the log was deleted and refilled', async () => {
       // The counter restarts at 0 when the log key is lost (DEL, eviction, failover without persistence):
       // positions handed out before then are compared against a new, unrelated sequence.
-      const { index, indexedWrite, raw, exists } = setup(target)
+      const { index, loadWrite, raw, exists } = setup(target)
       for (const scope of ['x:', 'y:', 'z:']) await index.invalidate({ scope })
       const position: LoadFence = await positionOf(index)
       expect(position.seq).toBe(3)
       await raw.del(index.logKey)
       await index.invalidate({ scope: 'victim' }) // covers the load's key; logged as 1
       await invalidateNothing(index, 3) // the counter passes the load's position again: 4
-      expect(await indexedWrite([{ key: 'victim', expiresAt: 0, since: position }])).toEqual(['victim'])
+      expect(await loadWrite([{ key: 'victim', since: position }])).toEqual(['victim'])
       expect(await exists('victim')).toBe(false)
     })
   })

@@ -1,3 +1,4 @@
+import { createEntry, WriteFencedError } from '@layercache/core'
 import { useRedisAndCluster } from '@layercache/test-utils/redis-and-cluster'
 import { describe, expect, it } from 'vitest'
 import { RedisLayer } from '../src'
@@ -11,14 +12,31 @@ function setup(target: Target) {
   const layer = new RedisLayer({ client: redis.client(target), prefix: redis.prefix(target, 'tags') })
   const store = new RedisTagStore(layer)
   const raw = layer.client
-  const put = (key: string, tags: readonly string[], value = 'v', since?: Map<string, string>) =>
-    store.write(
-      key,
-      tags,
-      Date.now() + 60_000,
-      async () => void (await raw.set(layer.prefix + key, value)),
-      since,
-    )
+  /**
+   * A plain tagged write through the tag store, or with `since` (tag epochs from the start of a load) a
+   * load's write-back through the layer; resolves whether the value was kept.
+   */
+  const put = async (key: string, tags: readonly string[], value = 'v', since?: Map<string, string>) => {
+    if (since === undefined) {
+      return store.write(
+        key,
+        tags,
+        Date.now() + 60_000,
+        async () => void (await raw.set(layer.prefix + key, value)),
+      )
+    }
+    const snapshot = await layer.fenceSnapshot(key, tags)
+    const fences = new Map([[layer.name, { ...snapshot, epochs: since }]])
+    try {
+      await layer.prepareWrites([
+        { key, entry: createEntry(value, 60_000, tags), options: { ttl: 60_000, fences } },
+      ])()
+      return true
+    } catch (error) {
+      if (error instanceof WriteFencedError) return false
+      throw error
+    }
+  }
   const exists = async (key: string) => (await raw.exists(layer.prefix + key)) === 1
   return { layer, store, raw, put, exists }
 }
