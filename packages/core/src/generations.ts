@@ -72,21 +72,24 @@ export class Generations {
   }
 
   /**
-   * Reads the shared generation and moves to it if it changed; true when it had not. A failing read
-   * (Redis down) counts as unchanged: the remote operation it guards fails on its own.
+   * Reads the shared generation and moves forward to it if it is newer; true when the generation did
+   * not move while the read ran (nor by it). Never backwards: a read that started before this instance
+   * learned a newer generation (from the bus, or its own bump) answers the older one, which must not be
+   * adopted, or the stack would go back to keys every other instance has left. A failing read (Redis
+   * down) moves nothing: the remote operation it guards fails on its own.
    */
   async verify(): Promise<boolean> {
     if (this.source === undefined) return true
+    const before = this.current
     let latest: number
     try {
-      // Never backwards: a shared number below ours (deleted, reset) is raised, or old keys would come back.
-      latest = await this.source.sharedGeneration!(Math.max(this.floor, this.current))
+      // A shared number below ours (deleted, reset) is raised, or old keys would come back.
+      latest = await this.source.sharedGeneration!(Math.max(this.floor, before))
     } catch {
-      return true
+      return this.current === before
     }
-    if (latest === this.current) return true
-    this.adopt(latest)
-    return false
+    if (latest > this.current) this.adopt(latest)
+    return this.current === before
   }
 
   /** A remote read, answered as `miss` when the generation moved while it ran. */
