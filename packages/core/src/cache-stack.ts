@@ -903,7 +903,7 @@ export class CacheStack {
     ticket = gate.open()
     try {
       state.stats.sets += items.length
-      await gate.commit(commits, writes, state.onLayerError)
+      await gate.commit(commits, writes, state.onLayerError, { ticket })
     } finally {
       gate.close()
     }

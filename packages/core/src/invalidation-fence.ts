@@ -14,6 +14,8 @@ export class InvalidationFence {
   private overflowFloor = 0
   private inFlight = 0
   private readonly invalidatedAt = new Map<string, number>()
+  /** Keys a new value (set, mset) was written to while something was in flight: older reads must not overwrite it. */
+  private readonly overwrittenAt = new Map<string, number>()
 
   constructor(private readonly maxTrackedKeys = 100_000) {}
 
@@ -25,7 +27,10 @@ export class InvalidationFence {
   end(): void {
     this.inFlight--
     // clear() on an empty Map still reallocates its table: skip it on the common path.
-    if (this.inFlight === 0 && this.invalidatedAt.size > 0) this.invalidatedAt.clear()
+    if (this.inFlight === 0) {
+      if (this.invalidatedAt.size > 0) this.invalidatedAt.clear()
+      if (this.overwrittenAt.size > 0) this.overwrittenAt.clear()
+    }
   }
 
   invalidate(key: string): void {
@@ -40,11 +45,33 @@ export class InvalidationFence {
     this.invalidatedAt.set(key, this.epoch)
   }
 
+  /**
+   * A new value of `key` was just written: a read or load with an earlier ticket carries an older one and
+   * must not write it over (a `set` is not fenced by this, only by an invalidation of its key).
+   */
+  overwritten(key: string): void {
+    this.epoch++
+    if (this.inFlight === 0) return
+    if (this.overwrittenAt.size >= this.maxTrackedKeys) {
+      this.overwrittenAt.clear()
+      this.floor = this.epoch
+      return
+    }
+    this.overwrittenAt.set(key, this.epoch)
+  }
+
+  /** Whether a new value of `key` was written (`overwritten`) after `ticket` was issued. */
+  isOverwrittenSince(key: string, ticket: number): boolean {
+    const written = this.overwrittenAt.get(key)
+    return written !== undefined && written > ticket
+  }
+
   /** Fences every ticket issued so far (used by broad invalidations such as clear). */
   invalidateAll(): void {
     this.epoch++
     this.floor = this.epoch
     this.invalidatedAt.clear()
+    this.overwrittenAt.clear()
   }
 
   /**
@@ -61,7 +88,10 @@ export class InvalidationFence {
   isFenced(key: string, ticket: number): boolean {
     if (ticket < this.floor) return true
     const at = this.invalidatedAt.get(key)
-    return at !== undefined && at > ticket
+    if (at !== undefined && at > ticket) return true
+    if (this.overwrittenAt.size === 0) return false
+    const written = this.overwrittenAt.get(key)
+    return written !== undefined && written > ticket
   }
 
   get trackedKeys(): number {

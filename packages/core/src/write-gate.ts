@@ -160,25 +160,36 @@ export class WriteGate {
    * Phase two on every layer; returns each layer's outcome. A refused write is removed from the layers
    * that took it. On a remote failure in `throw` mode the written keys are removed from every layer (so
    * this instance does not serve what Redis refused) and the typed error is thrown.
+   *
+   * With `overwrite` (set, mset: new values written under that ticket) the shared layers are written
+   * first and the in-process ones after, in one step with fencing older reads of the keys: a read that
+   * fetched the previous value from Redis while the new one was on its way cannot leave it in memory.
    */
   async commit(
     commits: readonly CommitWrite[],
     writes: readonly LayerWrite[],
     mode: LayerErrorMode,
+    overwrite?: { readonly ticket: number },
   ): Promise<LayerOutcome[]> {
     const outcomes: LayerOutcome[] = commits.map(() => 'written')
     const pending: Promise<void>[] = []
     let failures: { index: number; error: unknown }[] = []
-    commits.forEach((commit, i) => {
+    const run = (i: number) => {
       try {
-        const done = commit()
+        const done = commits[i]!()
         if (done instanceof Promise)
           pending.push(done.catch((error) => void failures.push({ index: i, error })))
       } catch (error) {
         failures.push({ index: i, error })
       }
-    })
+    }
+    const local = (i: number) => isLocalLayer(this.layers[i]!)
+    for (let i = 0; i < commits.length; i++) if (overwrite === undefined || !local(i)) run(i)
     if (pending.length > 0) await Promise.all(pending)
+    if (overwrite !== undefined) {
+      const failedRemotely = failures.some(({ error }) => !(error instanceof WriteFencedError))
+      if (!failedRemotely || mode === 'bypass') this.overwriteInMemory(writes, overwrite.ticket, run)
+    }
     if (failures.length === 0) return outcomes
     const fenced = failures.filter(({ error }) => error instanceof WriteFencedError)
     if (fenced.length > 0) {
@@ -195,6 +206,26 @@ export class WriteGate {
     const operation = writes.length === 1 ? 'set' : 'setMany'
     for (const { index, error } of failures) this.report.failed(index, operation, writes[0]?.key, error, mode)
     return outcomes
+  }
+
+  /**
+   * The in-process half of an overwrite, in one synchronous step. A key whose new value may be written
+   * loses whatever a racing read copied into memory first; so does one an invalidation or another
+   * instance's write reached meanwhile (what a read copied may be older than what Redis holds now); one
+   * a later set of this instance overwrote keeps that newer value. Reads begun before are fenced off all.
+   */
+  private overwriteInMemory(writes: readonly LayerWrite[], ticket: number, run: (i: number) => void): void {
+    const keys = writes.map((write) => write.key)
+    const stale = keys.filter(
+      (key) => this.allows(key, ticket, 'key') || !this.fence.isOverwrittenSince(key, ticket),
+    )
+    for (let i = 0; i < this.layers.length; i++) {
+      const layer = this.layers[i]!
+      if (!isLocalLayer(layer)) continue
+      if (stale.length > 0) layer.deleteMany(stale)
+      run(i)
+    }
+    for (const key of stale) this.fence.overwritten(key)
   }
 
   /** Removes keys from every layer but `except` (the ones that refused: they wrote nothing). */
