@@ -34,7 +34,7 @@ import { assertShardCount, TAG_SEPARATOR } from './index-layout'
 import { normalizePrefix, scanPattern } from './key-prefix'
 import { groupBySlotOwner } from './pipeline-groups'
 import { RedisGeneration } from './redis-generation'
-import { RedisKeyIndex } from './redis-key-index'
+import { DELETE_FENCE_MS, RedisKeyIndex } from './redis-key-index'
 import { RedisTagStore, type TagMatchMode } from './redis-tag-store'
 import { jsonSerializer, msgpackSerializer, resolveSerializer, type Serializer } from './serializer'
 import { readTagIndexOptions } from './tag-index-options'
@@ -46,6 +46,10 @@ const UNLINK_EACH_SCRIPT = `local removed = {}
 for i, key in ipairs(KEYS) do removed[i] = redis.call('UNLINK', key) end
 return removed`
 const UNLINK_CHUNK = 500
+// Moves the key's fence counter (same slot: see keyFenceOf) and unlinks the value, answering 1 / 0.
+const FENCE_AND_UNLINK_SCRIPT = `redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return redis.call('UNLINK', KEYS[1])`
 /** Below this many keys a plain pipeline of UNLINKs is as cheap. */
 const UNLINK_SCRIPT_FROM = 16
 
@@ -333,7 +337,10 @@ export class RedisLayer implements CacheLayer {
    * before the unlink; another invalidation that no longer finds an entry or membership finds the key
    * pending, so it never resolves while a value it covers is still there. `read` holds memberships the
    * caller read (a tag invalidation's own sets, by set key). `countDeletes` bumps the keys' fence counters
-   * in step (1) (plain deletes; on a Cluster every removal, see FencedWriter).
+   * in step (1) (plain deletes on one Redis, whose write-backs check everything in one script). On a
+   * Cluster every removal bumps them in step (3), in one script with the unlink and after the entries and
+   * memberships went: a write-back (FencedWriter) whose load began before the bump is refused, and one
+   * that began after it recorded its entries after they were removed, so none is left untracked.
    * Returns, per key, whether a value was removed.
    */
   async removeKeys(
@@ -342,9 +349,10 @@ export class RedisLayer implements CacheLayer {
     read: ReadonlyMap<string, readonly string[]> = new Map(),
     countDeletes = false,
   ): Promise<boolean[]> {
+    // On a Cluster the counters move with the unlink instead (see unlinkEach).
     const [recorded] = await Promise.all([
       this.keyIndex.forget(fulls),
-      countDeletes || this.isCluster ? this.keyIndex.countDeletes(fulls) : undefined,
+      countDeletes && !this.isCluster ? this.keyIndex.countDeletes(fulls) : undefined,
     ])
     // The memberships the caller read, and those only the recorded tags name.
     const memberships = new Map<string, string[]>()
@@ -380,7 +388,13 @@ export class RedisLayer implements CacheLayer {
    * span slots, so it stays one command per key, pipelined per node.
    */
   private async unlinkEach(operation: string, fulls: readonly string[]): Promise<boolean[]> {
-    if (this.isCluster || fulls.length < UNLINK_SCRIPT_FROM) {
+    if (this.isCluster) {
+      const replies = await this.pipelineByKey(operation, fulls, (pipe, full) =>
+        pipe.eval(FENCE_AND_UNLINK_SCRIPT, 2, full, this.keyIndex.deletionKey(full), DELETE_FENCE_MS),
+      )
+      return replies.map((reply) => reply === 1)
+    }
+    if (fulls.length < UNLINK_SCRIPT_FROM) {
       const replies = await this.pipelineByKey(operation, fulls, (pipe, full) => pipe.unlink(full))
       return replies.map((reply) => reply === 1)
     }
