@@ -90,6 +90,9 @@ export class BusLink implements BusListener {
   unverified(reason: UnverifiedReason, detail: string): void {
     const state = this.state
     state.forgetLocalMemory()
+    // A missed message may have been a generation move: read the shared number again now, rather than at
+    // this instance's next remote call.
+    void state.generations?.verify()
     state.stats.unverifiedFlushes++
     if (state.events.listening('unverified')) state.events.emit('unverified', { reason, detail })
   }
