@@ -95,9 +95,11 @@ return 1`
  *   one ordered after is refused.
  * - Cluster (the state lives in several slots): (1) index the key and record its memberships, (2) check
  *   the epochs and the log, (3) SET in one script with the key's fence counter, which lives in the
- *   value's slot and which every removal of the key bumps. An invalidator that looked for keys before (1)
+ *   value's slot and which every removal of the key bumps, in one script with its unlink, after the key's
+ *   entries and memberships went (RedisLayer.removeKeys). An invalidator that looked for keys before (1)
  *   bumped its epoch or logged before (2), which refuses; one that looked after (1) found the key and bumps
- *   its counter, which refuses (3) or removes what (3) wrote.
+ *   its counter, which refuses (3) or removes what (3) wrote. A removal that took (1)'s entries away
+ *   bumps the counter afterwards, so (3) is refused whenever its load began before that bump.
  */
 export class FencedWriter {
   constructor(
