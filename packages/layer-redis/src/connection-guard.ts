@@ -12,7 +12,14 @@ function lossCounterOf(client: Redis | Cluster): { losses: number } {
       created.losses++
     }
     client.on('close', lost)
-    if (client.isCluster) client.on('-node', lost)
+    if (client.isCluster) {
+      // A node's connection that drops and comes back (a restarted node) may not leave the pool.
+      const cluster = client as Cluster
+      const watch = (node: Redis) => void node.on('close', lost)
+      for (const node of cluster.nodes('all')) watch(node)
+      cluster.on('+node', watch)
+      cluster.on('-node', lost)
+    }
     lossCounters.set(client, created)
     counter = created
   }
