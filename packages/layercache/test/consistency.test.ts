@@ -95,7 +95,10 @@ describe('history checker: the model holds (issue 14)', () => {
             `${run.violations.length} violations ${JSON.stringify(run.counts)}, ${run.summary.durationMs.toFixed(0)} ms`
           console.log(line)
           if (run.violations.length > 0) {
-            failed.push(`${line}\n${formatViolations(run.violations, 3)}`)
+            const report = `${line}\n${formatViolations(run.violations, 3)}`
+            // Printed at once too: a long soak stopped before its end still leaves its traces.
+            console.log(report)
+            failed.push(report)
             if (soak === undefined && failed.length >= 3) break
           }
         }
