@@ -91,6 +91,7 @@ describe('history checker: the model holds (issue 14)', () => {
   for (const name of scenarios) {
     const scenario = SCENARIOS[name]!
     const seeds = seedsOf(name)
+    if (seeds.length === 0) continue // a soak-only scenario outside a soak
     it(
       `${name}: ${seeds.length === 1 ? `seed ${seeds[0]}` : `${seeds.length} seeds`}`,
       async () => {
