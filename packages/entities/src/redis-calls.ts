@@ -1,17 +1,13 @@
-import { createHash } from 'node:crypto'
 import { asUnavailable, bounded, LayerTimeoutError } from '@layercache/core'
-import { ConnectionGuard, execBySlotOwner } from '@layercache/layer-redis'
+import { ConnectionGuard, execBySlotOwner, LuaScript } from '@layercache/layer-redis'
 import type { Cluster, Redis } from 'ioredis'
 
 /** The name entity errors carry as their layer (stats and messages). */
 export const ENTITY_LAYER = 'entities'
 
-export class Script {
-  readonly sha: string
-  constructor(readonly source: string) {
-    this.sha = createHash('sha1').update(source).digest('hex')
-  }
-}
+/** A Lua script of the engine (EVALSHA, EVAL the first time a server has not seen it). */
+export const Script = LuaScript
+export type Script = LuaScript
 
 /** One script call, for a batch that runs in one pipeline per node. */
 export interface ScriptCall {
@@ -37,14 +33,7 @@ export class RedisCalls {
   /** One script (EVALSHA, loading it with EVAL the first time a server has not seen it). */
   run<T>(operation: string, call: ScriptCall): Promise<T> {
     const { script, keys, args } = call
-    return this.bound(operation, async () => {
-      try {
-        return (await this.client.evalsha(script.sha, keys.length, ...keys, ...args)) as T
-      } catch (error) {
-        if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error
-        return (await this.client.eval(script.source, keys.length, ...keys, ...args)) as T
-      }
-    })
+    return this.bound(operation, async () => (await script.run(this.client, keys, args)) as T)
   }
 
   /** Many script calls, each in one slot: one pipeline per node, in parallel. Replies in call order. */

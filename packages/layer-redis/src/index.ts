@@ -18,6 +18,7 @@ export {
 } from './index-layout'
 export { escapeGlob, normalizePrefix, scanPattern } from './key-prefix'
 export { LAYOUT_WARNING, LEGACY_WARNING } from './known-keys-layout'
+export { LuaScript } from './lua-script'
 export {
   type MigrateTagIndexOptions,
   type MigrateTagIndexProgress,
