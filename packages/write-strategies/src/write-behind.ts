@@ -127,6 +127,39 @@ local length = redis.call('XLEN', KEYS[1])
 if length >= tonumber(ARGV[1]) then return length end
 return redis.call('XADD', KEYS[1], '*', 'id', ARGV[2], 'key', ARGV[3], 'value', ARGV[4], 'at', ARGV[5])`
 
+// Acknowledges and removes the entries ARGV[2..] of the stream KEYS[1] (group ARGV[1]) in one step: an
+// entry acknowledged but left in the stream would never be delivered again, yet flush() would count it.
+const ACKNOWLEDGE_SCRIPT = `
+local removed = 0
+for at = 2, #ARGV do
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[at])
+  removed = removed + redis.call('XDEL', KEYS[1], ARGV[at])
+end
+return removed`
+
+// Moves entries from the stream KEYS[1] (group ARGV[1]) to the dead-letter stream KEYS[2]: per entry, its
+// stream id and six fields (id, key, value, at, attempt, error) from ARGV[3] on, ARGV[2] fields each.
+// An entry already gone from the stream (another consumer finished it) is skipped; returns 1 or 0 per
+// entry. One script, so an entry leaves the queue only together with its dead letter: a refused XADD (a
+// full Redis refuses the first write of a script that needs memory) aborts it before anything changed.
+const DEAD_LETTER_SCRIPT = `
+local result = {}
+local width = tonumber(ARGV[2])
+for at = 3, #ARGV, width do
+  local streamId = ARGV[at]
+  if #redis.call('XRANGE', KEYS[1], streamId, streamId) == 0 then
+    result[#result + 1] = 0
+  else
+    redis.call('XADD', KEYS[2], '*', 'id', ARGV[at + 1], 'key', ARGV[at + 2], 'value', ARGV[at + 3],
+      'at', ARGV[at + 4], 'attempt', ARGV[at + 5], 'sequence', streamId, 'error', ARGV[at + 6])
+    redis.call('XACK', KEYS[1], ARGV[1], streamId)
+    redis.call('XDEL', KEYS[1], streamId)
+    result[#result + 1] = 1
+  end
+end
+return result`
+const DEAD_LETTER_WIDTH = 7
+
 type StreamEntry = [string, string[]]
 
 /**
@@ -443,9 +476,22 @@ export class WriteBehind<T = unknown> {
         this.emit('error', { operation: 'read entry', error })
       }
     }
+    let refused: { error: unknown } | undefined
     if (unreadable.length > 0) {
-      await this.deadLetter(unreadable, new InvalidValueError('entry has no readable value'))
+      try {
+        await this.deadLetter(unreadable, new InvalidValueError('entry has no readable value'))
+      } catch (error) {
+        // They stay pending and are tried again; the readable entries are written meanwhile.
+        refused = { error }
+      }
     }
+    const ok = await this.writeBatch(all)
+    if (refused !== undefined) throw refused.error
+    return ok
+  }
+
+  /** Hands readable entries to the writer; acknowledges and removes them on success. */
+  private async writeBatch(all: readonly { streamId: string; entry: WriteBehindEntry<T> }[]) {
     if (all.length === 0) return true
     let batch = all
     if (this.options.coalesce) {
@@ -474,72 +520,80 @@ export class WriteBehind<T = unknown> {
     items: readonly { streamId: string; entry: WriteBehindEntry<T> }[],
     error: unknown,
   ): Promise<void> {
-    const { maxAttempts, retryDelayMs, maxRetryDelayMs } = this.options
+    const { maxAttempts } = this.options
     const exhausted = items.filter((item) => item.entry.attempt >= maxAttempts)
     const again = items.filter((item) => item.entry.attempt < maxAttempts)
-    if (exhausted.length > 0) await this.deadLetter(exhausted, error)
-    for (const { streamId, entry } of again) this.failures.set(streamId, entry.attempt)
+    for (const { streamId, entry } of items) this.failures.set(streamId, entry.attempt)
     if (again.length > 0) {
-      const attempt = Math.max(...again.map((item) => item.entry.attempt))
-      const retryInMs = Math.min(maxRetryDelayMs, retryDelayMs * 2 ** (attempt - 1))
+      const retryInMs = this.retryDelay(again)
       this.retryAt = Date.now() + retryInMs
       this.counters.retries += again.length
       this.emit('retry', { entries: again.map((item) => item.entry), error, retryInMs })
     }
+    // Last: when Redis refuses the dead letters, the error reaches the round (flush() rejects with it).
+    if (exhausted.length > 0) await this.deadLetter(exhausted, error)
   }
 
-  /** Moves entries to the dead-letter stream, acknowledges them and drops their keys from the cache. */
+  /** The delay before entries are delivered again: doubled per attempt, at most maxRetryDelayMs. */
+  private retryDelay(items: readonly { entry: WriteBehindEntry<T> }[]): number {
+    const { retryDelayMs, maxRetryDelayMs } = this.options
+    const attempt = Math.max(...items.map((item) => item.entry.attempt))
+    return Math.min(maxRetryDelayMs, retryDelayMs * 2 ** (attempt - 1))
+  }
+
+  /**
+   * Moves entries to the dead-letter stream and out of the queue in one script, then drops their keys from
+   * the cache. When Redis refuses (a full Redis refuses the XADD), nothing moved: the entries stay pending,
+   * are delivered again after a retry delay, and the error is thrown (no deadLetter event, no count).
+   */
   private async deadLetter(
     items: readonly { streamId: string; entry: WriteBehindEntry<T> }[],
     error: unknown,
   ): Promise<void> {
     const message = error instanceof Error ? error.message : String(error)
-    await this.redis('dead letter', (client) => {
-      const pipe = client.pipeline()
-      for (const { entry } of items) {
-        pipe.xadd(
-          this.deadLetterKey,
-          '*',
-          'id',
-          entry.id,
-          'key',
-          entry.key,
-          'value',
-          JSON.stringify(entry.value) ?? 'null',
-          'at',
-          entry.queuedAt,
-          'attempt',
-          entry.attempt,
-          'sequence',
-          entry.sequence,
-          'error',
-          message,
-        )
-      }
-      return pipe.exec()
-    })
-    await this.acknowledge(items.map((item) => item.streamId))
+    const args: (string | number)[] = [GROUP, DEAD_LETTER_WIDTH]
+    for (const { streamId, entry } of items) {
+      args.push(
+        streamId,
+        entry.id,
+        entry.key,
+        JSON.stringify(entry.value) ?? 'null',
+        entry.queuedAt,
+        entry.attempt,
+        message,
+      )
+    }
+    let moved: unknown
+    try {
+      moved = await this.redis('dead letter', (client) =>
+        client.eval(DEAD_LETTER_SCRIPT, 2, this.streamKey, this.deadLetterKey, ...args),
+      )
+    } catch (refusal) {
+      this.retryAt = Date.now() + this.retryDelay(items)
+      throw refusal
+    }
+    for (const { streamId } of items) this.failures.delete(streamId)
+    // Entries another consumer finished meanwhile (after a takeover) were left alone: not dead letters.
+    const dead = items.filter((_, i) => (moved as number[])[i] === 1)
     // The database will never get these values: the cache must not keep serving them.
     await Promise.all(
-      items.map(({ entry }) =>
+      dead.map(({ entry }) =>
         this.options.cache.delete(entry.key).catch((error: unknown) => {
           this.emit('error', { operation: 'dead-letter cache delete', error })
         }),
       ),
     )
-    this.counters.deadLettered += items.length
-    for (const { entry } of items) this.emit('deadLetter', { entry, error })
+    this.counters.deadLettered += dead.length
+    for (const { entry } of dead) this.emit('deadLetter', { entry, error })
   }
 
+  /** Acknowledges and removes entries the writer wrote; a failure leaves them pending (delivered again). */
   private async acknowledge(streamIds: readonly string[]): Promise<void> {
     if (streamIds.length === 0) return
+    await this.redis('acknowledge', (client) =>
+      client.eval(ACKNOWLEDGE_SCRIPT, 1, this.streamKey, GROUP, ...streamIds),
+    )
     for (const streamId of streamIds) this.failures.delete(streamId)
-    await this.redis('acknowledge', (client) => {
-      const pipe = client.pipeline()
-      pipe.xack(this.streamKey, GROUP, ...streamIds)
-      pipe.xdel(this.streamKey, ...streamIds)
-      return pipe.exec()
-    })
   }
 
   /** How many times each entry has been delivered (this delivery included), from the group's records. */

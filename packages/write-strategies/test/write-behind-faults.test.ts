@@ -374,6 +374,96 @@ describe('WriteBehind: writer failures', () => {
   })
 })
 
+/** Redis refuses writes that need memory once full, as the docs recommend for the queue's Redis. */
+const NOEVICTION = ['--maxmemory', '8mb', '--maxmemory-policy', 'noeviction']
+
+/** Fills Redis past its maxmemory in one command (SETRANGE allocates the whole string); empty() frees it. */
+function filler(client: Redis) {
+  return {
+    fill: () => client.setrange('filler', 16 * 1024 * 1024, 'x'),
+    empty: () => client.del('filler'),
+  }
+}
+
+describe('WriteBehind: a full Redis (maxmemory, noeviction)', () => {
+  it('an entry whose dead letter Redis refuses stays queued, with no deadLetter event; it moves once Redis has room', async () => {
+    const { client } = await ownRedis(NOEVICTION)
+    const full = filler(client)
+    let filled = false
+    const { queue, cache } = setup({
+      client,
+      cache: stackOn(client, 'cache:'),
+      maxAttempts: 1,
+      writer: async () => {
+        // Redis fills up while the database fails: the entries must go to the dead-letter stream.
+        if (!filled) {
+          filled = true
+          await full.fill()
+        }
+        throw new Error('database down')
+      },
+    })
+    const deadEvents = collect(queue, 'deadLetter')
+    const ids = await writeMany(queue, 5)
+
+    const outcome = await settle(queue.flush(5_000), 10_000)
+    expect(outcome).toMatchObject({ error: expect.any(LayerUnavailableError) })
+    expect((outcome as { error: Error }).error.message).toContain('OOM')
+    expect(deadEvents).toEqual([])
+    expect(queue.stats().deadLettered).toBe(0)
+    expect(await client.xlen(queue.deadLetterKey)).toBe(0)
+    // Nothing left the queue: every entry is still there, pending for another delivery.
+    expect(await streamState(client, queue)).toEqual({ length: 5, pending: 5 })
+    // Still on its way to the database, so the cache keeps serving it.
+    expect(await cache.get('k0')).toEqual({ n: 0 })
+
+    await full.empty()
+    await queue.flush(5_000)
+    expect(deadEvents.map((event) => event.entry.id)).toEqual(ids)
+    expect((await queue.deadLetters()).map((dead) => [dead.id, dead.error])).toEqual(
+      ids.map((id) => [id, 'database down']),
+    )
+    expect(queue.stats().deadLettered).toBe(5)
+    expect(await streamState(client, queue)).toEqual({ length: 0, pending: 0 })
+    for (let i = 0; i < 5; i++) expect(await cache.get(`k${i}`)).toBeUndefined()
+  })
+
+  it('good entries are written while Redis is full; an unreadable one it cannot dead-letter waits, and the consumer says why', async () => {
+    const { client } = await ownRedis(NOEVICTION)
+    const full = filler(client)
+    const { queue, db } = setup({
+      client,
+      cache: new CacheStack([new MemoryLayer()]),
+      retryDelayMs: 5,
+      maxRetryDelayMs: 20,
+    })
+    await queue.flush(1_000) // creates the consumer group while Redis has room
+    await client.xadd(queue.streamKey, '*', 'id', 'bad', 'key', 'bad', 'value', '{not json', 'at', '0')
+    await queue.write('good', 1)
+    await full.fill()
+    const errors = collect(queue, 'error')
+    const deadEvents = collect(queue, 'deadLetter')
+    const written = collect(queue, 'flush')
+
+    queue.start()
+    const refused = () => errors.find((event) => event.operation === 'consume')
+    await waitUntil(() => refused() !== undefined && written.length > 0, 'the dead letter is refused')
+    expect(refused()!.error).toBeInstanceOf(LayerUnavailableError)
+    expect(String((refused()!.error as Error).message)).toContain('OOM')
+    expect(db.get('good')).toBe(1) // acknowledging needs no memory: good writes go on
+    expect(deadEvents).toEqual([])
+    expect(queue.stats()).toMatchObject({ written: 1, deadLettered: 0 })
+    const left = (await client.xrange(queue.streamKey, '-', '+')).map(([, fields]) => fields[1])
+    expect(left).toEqual(['bad'])
+
+    await full.empty()
+    await waitUntil(() => deadEvents.length === 1, 'the unreadable entry is dead-lettered')
+    expect(deadEvents[0]!.entry).toMatchObject({ id: 'bad', key: 'bad' })
+    expect(await client.xlen(queue.deadLetterKey)).toBe(1)
+    expect(await streamState(client, queue)).toEqual({ length: 0, pending: 0 })
+  })
+})
+
 describe('WriteBehind: back-pressure', () => {
   it('a full queue makes write() wait, then fail with QueueFullError; the value is not cached', async () => {
     const { queue, cache, client } = setup({ maxQueueLength: 3, enqueueTimeoutMs: 300 })
