@@ -306,15 +306,20 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
       result === undefined ? undefined : encodeResult(result.value, this.serializer, this.maxResultBytes)
     // Waiters are woken by it; one that misses it finds the lease gone at its next poll.
     const message = payload === undefined ? keys.hash : `${keys.hash}${WITH_RESULT}`
-    const args = [lease.value, this.resultTtlMs, payload ?? '', this.sharded ? '' : this.channel, message]
+    const channel = this.sharded ? '' : this.channel
+    const args = [lease.value, this.resultTtlMs, payload ?? '', channel, message, keys.hash]
     const reply = await this.command('release', () =>
       runScript(this.client, RELEASE, [keys.lease, keys.result], args),
     )
-    if (reply !== 1) return false
+    if (reply !== 1 && reply !== 2) return false
     this.counters.released++
-    if (payload !== undefined) this.counters.handedOver++
+    // 2: released, but Redis refused to store the result (full): waiters load for themselves.
+    const handedOver = payload !== undefined && reply === 1
+    if (handedOver) this.counters.handedOver++
+    if (reply === 2) this.counters.errors++
     if (this.sharded) {
-      this.command('publish', () => (this.client as Redis).spublish(this.channel, message)).catch(() => {})
+      const sent = handedOver ? message : keys.hash
+      this.command('publish', () => (this.client as Redis).spublish(this.channel, sent)).catch(() => {})
     }
     return true
   }

@@ -36,17 +36,24 @@ return 0
 `)
 
 /**
- * KEYS: lease, result. ARGV: lease value, result ms, result payload or '', channel or '', message.
- * Compare-and-delete: 1 when the lease was still held (the result is stored for waiters, or an older one
- * removed), else 0. With a channel, also publishes the release (standalone: waiters are woken without
- * another round trip; a Cluster publishes on the channel's own shard, after the reply).
+ * KEYS: lease, result. ARGV: lease value, result ms, result payload or '', channel or '', message, message
+ * without a result. Compare-and-delete: 1 when the lease was still held (the result is stored for waiters,
+ * or an older one removed), 2 when it was held but Redis refused to store the result (a full Redis refuses
+ * a SET; the lease goes all the same, so waiters load instead of waiting for it to expire), else 0. With a
+ * channel, also publishes the release (standalone: waiters are woken without another round trip; a
+ * Cluster publishes on the channel's own shard, after the reply).
  */
 export const RELEASE = script(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2]) else redis.call('DEL', KEYS[2]) end
+local released = 1
+if ARGV[3] ~= '' then
+  local stored = redis.pcall('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+  if type(stored) == 'table' and stored.err then released = 2 end
+end
+if released == 2 or ARGV[3] == '' then redis.call('DEL', KEYS[2]) end
 redis.call('DEL', KEYS[1])
-if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
-return 1
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], released == 1 and ARGV[5] or ARGV[6]) end
+return released
 `)
 
 /** KEYS: lease. ARGV: ':' + owner nonce. Undoes an acquisition whose reply came too late to be used. */

@@ -103,6 +103,26 @@ describe('single-flight when Redis fails', () => {
     expect(a.stack.getStats().leasesLost).toBe(1)
   })
 
+  it('Redis full: a release whose result Redis refuses still frees the lease; the waiter is told at once', async () => {
+    const { prefix, instances: started } = fleet(2)
+    const [a, b] = started as [FlightInstance, FlightInstance]
+    await connected([a, b])
+    const raw = redis.createClient()
+    raw.on('error', () => {})
+    await raw.config('SET', 'maxmemory-policy', 'noeviction')
+    await raw.config('SET', 'maxmemory', '8mb')
+    const lease = await a.coordinator.tryAcquire('k')
+    const waiting = b.coordinator.wait('k')
+    await eventually(() => b.coordinator.stats.looks >= 1, 'the waiter looked at the lease')
+    // Redis is full: commands that need memory (the result's SET) are refused, deletes still run.
+    await raw.setrange('filler', 16 * 1024 * 1024, 'x')
+    expect(await lease!.release({ value: 'v' })).toBe(true)
+    // The lease (60 s) is gone at once: the waiter was woken by the release, not by an expiry.
+    expect(await raw.exists(leaseKeyOf(prefix, 'k'))).toBe(0)
+    expect(await waiting).toEqual({ kind: 'released', result: undefined })
+    expect(a.coordinator.stats).toMatchObject({ released: 1, handedOver: 0, errors: 1 })
+  })
+
   it('Redis paused: every call times out and the load goes on; a late acquisition is undone', async () => {
     const { prefix, instances: started } = fleet(1)
     const [a] = started as [FlightInstance]
