@@ -201,6 +201,8 @@ export class FencedWriter {
         refused.add(item.key)
       }
     }
+    // A node that restarted during (1) or (2) may have lost the entries or epochs they relied on.
+    if (this.losses() !== items[0]!.fence.losses) return items.map((item) => item.key)
     // (3) The SET, against the key's fence counter.
     const live = items.filter((item) => !refused.has(item.key))
     const replies = await execBySlotOwner(

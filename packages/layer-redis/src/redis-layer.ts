@@ -11,11 +11,13 @@ import {
   type InvalidateKeysOptions,
   InvalidKeyError,
   InvalidOptionError,
+  isReservedKey,
   type KeyMatch,
   type LayerCacheError,
   LayerTimeoutError,
   LayerUnavailableError,
   type LayerWrite,
+  reservedKeyReason,
   WriteFencedError,
 } from '@layercache/core'
 import type { Cluster, Redis } from 'ioredis'
@@ -24,14 +26,15 @@ import { DeadlineQueue } from './deadline-queue'
 import {
   type CompressionOptions,
   compressIfLarge,
-  decodeJsonString,
-  decodeStored,
   type EncodedValue,
+  EntryDecoder,
   encodeEntry,
+  readMaxValueBytes,
 } from './envelope-codec'
 import { FencedWriter, type RedisFence } from './fenced-write'
 import { assertShardCount, TAG_SEPARATOR } from './index-layout'
 import { normalizePrefix, scanPattern } from './key-prefix'
+import { FENCE_AND_UNLINK_SCRIPT, NodeLossRecovery } from './node-loss'
 import { groupBySlotOwner } from './pipeline-groups'
 import { RedisGeneration } from './redis-generation'
 import { DELETE_FENCE_MS, RedisKeyIndex } from './redis-key-index'
@@ -47,9 +50,6 @@ for i, key in ipairs(KEYS) do removed[i] = redis.call('UNLINK', key) end
 return removed`
 const UNLINK_CHUNK = 500
 // Moves the key's fence counter (same slot: see keyFenceOf) and unlinks the value, answering 1 / 0.
-const FENCE_AND_UNLINK_SCRIPT = `redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-return redis.call('UNLINK', KEYS[1])`
 /** Below this many keys a plain pipeline of UNLINKs is as cheap. */
 const UNLINK_SCRIPT_FROM = 16
 
@@ -82,7 +82,11 @@ export interface RedisLayerOptions {
   readonly compression?: boolean | CompressionOptions
   /** Every command is abandoned with LayerTimeoutError after this many ms. Default 1000. */
   readonly commandTimeout?: number
-  /** Serialised values larger than this are refused with OversizedValueError. Default 16 MiB. */
+  /**
+   * Serialised values larger than this are refused with OversizedValueError. Reads are capped alike: a
+   * stored value over it, or a compressed one that would inflate past it, is not decoded but read as a
+   * corrupt entry (a miss with a `corruptEntry` event). Default 16 MiB, at most 512 MiB.
+   */
   readonly maxValueBytes?: number
   /**
    * Index every key so invalidateByPrefix / invalidateByPattern cost what they match (default true). Off:
@@ -112,7 +116,6 @@ const JSON_MARKER = jsonSerializer.id.charCodeAt(0)
 const UNLINK_BATCH = 500
 /** Pipelines longer than this get `commandTimeout` per started slice of this many commands. */
 const LONG_PIPELINE = 32
-const TILDE = 0x7e
 
 interface PipelineLike {
   readonly length: number
@@ -128,7 +131,7 @@ export class RedisLayer implements CacheLayer {
   readonly client: RedisClient
   readonly commandTimeout: number
   private readonly serializer: Serializer
-  private readonly readers: ReadonlyMap<string, Serializer>
+  private readonly decoder: EntryDecoder
   private readonly compression: Required<CompressionOptions> | undefined
   private readonly maxValueBytes: number
   readonly isCluster: boolean
@@ -142,6 +145,7 @@ export class RedisLayer implements CacheLayer {
   private readonly knownKeysShards: number | undefined
   private readonly generation = new RedisGeneration(this)
   private readonly fencedWriter: FencedWriter
+  private readonly nodeLoss: NodeLossRecovery
 
   constructor(options: RedisLayerOptions) {
     assertKnownOptions(options, OPTIONS, 'RedisLayer')
@@ -158,13 +162,13 @@ export class RedisLayer implements CacheLayer {
     this.ttl = assertTtl(options.ttl, 'RedisLayer ttl')
     this.prefix = normalizePrefix(options.prefix)
     this.serializer = resolveSerializer(options.serializer)
-    this.readers = new Map(
-      [jsonSerializer, msgpackSerializer, this.serializer].map((s) => [s.id, s] as [string, Serializer]),
-    )
     this.compression = resolveCompression(options.compression)
     this.commandTimeout = assertPositiveInteger(options.commandTimeout, 'RedisLayer commandTimeout') ?? 1000
-    this.maxValueBytes =
-      assertPositiveInteger(options.maxValueBytes, 'RedisLayer maxValueBytes') ?? 16 * 1024 * 1024
+    this.maxValueBytes = readMaxValueBytes(options.maxValueBytes, 'RedisLayer maxValueBytes')
+    const readers = new Map(
+      [jsonSerializer, msgpackSerializer, this.serializer].map((s) => [s.id, s] as [string, Serializer]),
+    )
+    this.decoder = new EntryDecoder(this.name, readers, this.maxValueBytes)
     this.stringReads = this.serializer === jsonSerializer && this.compression === undefined
     this.deadlines = new DeadlineQueue(this.name, this.commandTimeout)
     if (options.keyIndex !== undefined && typeof options.keyIndex !== 'boolean') {
@@ -180,6 +184,7 @@ export class RedisLayer implements CacheLayer {
     this.connection = new ConnectionGuard(client, this.name)
     const connection = this.connection
     this.fencedWriter = new FencedWriter(this, this.keyIndex, this.tagStore, () => connection.losses)
+    this.nodeLoss = new NodeLossRecovery(this, this.keyIndex, () => connection.losses)
   }
 
   get(key: string): Promise<CacheEntry | undefined> {
@@ -192,25 +197,23 @@ export class RedisLayer implements CacheLayer {
   async getMany(keys: readonly string[]): Promise<(CacheEntry | undefined)[]> {
     if (keys.length === 0) return []
     const fulls = keys.map((key) => this.prefix + key)
+    // On a Cluster, one single-key MGET per key: like the standalone MGET it answers nil for a key of
+    // another type, where a GET would fail the whole pipeline with WRONGTYPE.
     const raw: (Buffer | null)[] = this.isCluster
-      ? ((await this.pipelineByKey('getMany', fulls, (pipe, key) =>
-          pipe.getBuffer(key),
-        )) as (Buffer | null)[])
+      ? (
+          (await this.pipelineByKey('getMany', fulls, (pipe, key) =>
+            pipe.mgetBuffer(key),
+          )) as (Buffer | null)[][]
+        ).map((reply) => reply[0] ?? null)
       : await this.run('getMany', '', () => (this.client as Redis).mgetBuffer(...fulls))
-    return Promise.all(
-      raw.map((data, i) => (data === null ? undefined : decodeStored(data, this.readers, fulls[i]!))),
-    )
+    return this.decoder.decodeMany(raw, fulls)
   }
 
   prepareWrites(writes: readonly LayerWrite[]): CommitWrite {
     const prepared = writes.map((write) => {
       const ttl = effectiveTtl(write.options?.ttl, this.ttl)
       const expiresAt = ttl === undefined ? 0 : Date.now() + ttl
-      if (write.key.charCodeAt(0) === TILDE) {
-        throw new InvalidKeyError(
-          `Invalid key ${JSON.stringify(write.key)}: keys starting with "~" are reserved for the layer's indexes`,
-        )
-      }
+      refuseReserved(write.key)
       const full = this.prefix + write.key
       const fence = write.options?.fences?.get(this.name) as RedisFence | null | undefined
       const encoded = encodeEntry(this.serializer, write.entry, expiresAt, full, this.maxValueBytes)
@@ -234,6 +237,8 @@ export class RedisLayer implements CacheLayer {
    */
   async fenceSnapshot(key: string, tags: readonly string[] | undefined): Promise<RedisFence> {
     const full = this.prefix + key
+    const registering = this.nodeLoss.beforeFirstUse()
+    if (registering !== undefined) await registering
     const losses = this.connection.losses
     const [epochs, load, [recorded]] = await Promise.all([
       tags === undefined || tags.length === 0 ? undefined : this.tagStore.epochs(tags),
@@ -276,9 +281,8 @@ export class RedisLayer implements CacheLayer {
   /** Removes every key `match` covers (through the key index, or SCAN without one); returns their keys. */
   invalidateKeys(match: KeyMatch, options?: InvalidateKeysOptions): Promise<string[]> {
     const batchSize = options?.batchSize
-    return this.keyIndex.enabled
-      ? this.keyIndex.invalidate(match, batchSize)
-      : this.keyIndex.invalidateByScan(match, batchSize)
+    if (!this.keyIndex.enabled) return this.keyIndex.invalidateByScan(match, batchSize)
+    return this.afterNodeLossCheck(() => this.keyIndex.invalidate(match, batchSize))
   }
 
   /** A named counter shared by every instance (`P~v:<name>`, no expiry: a reset would reuse versions). */
@@ -311,16 +315,29 @@ export class RedisLayer implements CacheLayer {
 
   /** Removes every value tagged with any (or all) of `tags`; returns the keys removed. See RedisTagStore. */
   invalidateTags(tags: readonly string[], mode: TagMatchMode): Promise<string[]> {
-    return this.tagStore.invalidate(tags, mode)
+    return this.afterNodeLossCheck(() => this.tagStore.invalidate(tags, mode))
+  }
+
+  /**
+   * A group invalidation relies on index entries and tag sets that may sit on another Cluster master than
+   * the values: confirmed before it starts and again before it resolves (see NodeLossRecovery).
+   */
+  private async afterNodeLossCheck(invalidate: () => Promise<string[]>): Promise<string[]> {
+    await this.nodeLoss.confirm()
+    const removed = await invalidate()
+    await this.nodeLoss.confirm()
+    return removed
   }
 
   /** Removes the key; a load of it that began earlier on any instance will not write back (delete counter). */
   async delete(key: string): Promise<void> {
+    refuseReserved(key)
     await this.removeKeys('delete', [this.prefix + key], undefined, true)
   }
 
   async deleteMany(keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return
+    for (const key of keys) refuseReserved(key)
     await this.removeKeys(
       'deleteMany',
       keys.map((key) => this.prefix + key),
@@ -419,7 +436,7 @@ export class RedisLayer implements CacheLayer {
   /**
    * Removes every key under this layer's prefix (SCAN + UNLINK in batches, on every master of a Cluster).
    * Logged first, so loads in flight on any instance do not write back afterwards; the log, the shared
-   * generation, the key version counters and the dependency mark survive.
+   * generation, the key version counters, the dependency mark and the record of Cluster masters survive.
    */
   async clear(): Promise<void> {
     if (this.prefix === '') {
@@ -432,6 +449,7 @@ export class RedisLayer implements CacheLayer {
       this.keyIndex.logKey,
       this.generation.key,
       this.keyIndex.dependencyMarkKey,
+      this.nodeLoss.registryKey,
       ...(await this.keyIndex.prepareClear()),
     ])
     const counters = `${this.prefix}~v:`
@@ -448,7 +466,7 @@ export class RedisLayer implements CacheLayer {
     operation: string,
     pattern: string,
     count: number,
-    onBatch: (node: Redis, keys: string[]) => Promise<void>,
+    onBatch: (node: Redis, keys: string[]) => Promise<unknown>,
   ): Promise<void> {
     const nodes: Redis[] = this.isCluster ? (this.client as Cluster).nodes('master') : [this.client as Redis]
     for (const node of nodes) {
@@ -458,7 +476,7 @@ export class RedisLayer implements CacheLayer {
           node.scan(cursor, 'MATCH', pattern, 'COUNT', count),
         )
         cursor = next
-        if (keys.length > 0) await onBatch(node, keys)
+        if (keys.length > 0 && (await onBatch(node, keys)) === 'stop') return
       } while (cursor !== '0')
     }
   }
@@ -483,16 +501,18 @@ export class RedisLayer implements CacheLayer {
     if (text === null) return undefined
     // A value written by an instance with another serializer: read it again in binary.
     return text.charCodeAt(0) === JSON_MARKER
-      ? decodeJsonString(text, full)
+      ? this.decoder.decodeText(text, full)
       : this.run('get', full, this.sendGetBuffer, this.decodeBinary)
   }
 
   private readonly decodeBinary = (data: Buffer | null, full: string): DecodedReply =>
-    data === null ? undefined : decodeStored(data, this.readers, full)
+    data === null ? undefined : this.decoder.decode(data, full)
 
   private async commit(prepared: readonly PreparedWrite[]): Promise<void> {
     const failure = this.connection.refusal('set')
     if (failure) throw failure
+    const registering = this.nodeLoss.beforeFirstUse()
+    if (registering !== undefined) await registering
     const payloads = await Promise.all(prepared.map((p) => compressIfLarge(p.encoded, this.compression)))
     // Checked after encoding and right before the commands leave, in the same tick as the send.
     const live = prepared.flatMap((p, i) =>
@@ -683,7 +703,11 @@ export class RedisLayer implements CacheLayer {
         (error) => {
           if (pending.settled) return
           pending.settled = true
-          reject(this.asUnavailable(operation, error))
+          // A read (it decodes) of a key holding another type: Redis answered, the entry is corrupt.
+          reject(
+            (decode !== undefined && this.decoder.wrongType(key, error)) ||
+              this.asUnavailable(operation, error),
+          )
         },
       )
     })
@@ -692,6 +716,14 @@ export class RedisLayer implements CacheLayer {
   private asUnavailable(operation: string, error: unknown): LayerCacheError {
     return asUnavailable(this.name, operation, error)
   }
+}
+
+/**
+ * Keys starting with '~' are this layer's own (index shards, tag sets, counters): a write or a delete of
+ * one would corrupt them, whoever asks. CacheStack refuses them first; this guards direct callers.
+ */
+function refuseReserved(key: string): void {
+  if (isReservedKey(key)) throw new InvalidKeyError(reservedKeyReason('key', key))
 }
 
 function resolveCompression(

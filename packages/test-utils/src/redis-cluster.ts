@@ -12,6 +12,8 @@ export interface RedisClusterHandle {
   readonly startupNodes: { host: string; port: number }[]
   /** An ioredis Cluster on startupNodes; closed by stop(). */
   createClient(opts?: ClusterOptions): Cluster
+  /** Resolves once every node reports cluster_state:ok and sees every slot (after a node restarted). */
+  ready(): Promise<void>
   /** Closes the clients made by createClient, then stops every node. */
   stop(): Promise<void>
 }
@@ -96,6 +98,10 @@ class LocalRedisCluster implements RedisClusterHandle {
     const client = new Cluster(startupNodes, { lazyConnect: false, ...opts })
     this.#clients.add(client)
     return client
+  }
+
+  ready(): Promise<void> {
+    return waitForClusterReady(this.nodes)
   }
 
   async stop(): Promise<void> {

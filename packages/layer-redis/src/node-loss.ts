@@ -1,0 +1,138 @@
+import { LayerUnavailableError } from '@layercache/core'
+import type { Cluster, Redis } from 'ioredis'
+import { slotTagOf } from './index-layout'
+import { scanPattern } from './key-prefix'
+import type { RedisKeyIndex } from './redis-key-index'
+import { DELETE_FENCE_MS } from './redis-key-index'
+import type { RedisLayer } from './redis-layer'
+
+/** Keys unlinked per pipeline while a lost node is recovered from. */
+const WIPE_BATCH = 1000
+
+/** Bumps a key's fence counter and unlinks it, in one step (both live in the key's slot). */
+export const FENCE_AND_UNLINK_SCRIPT = `redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return redis.call('UNLINK', KEYS[1])`
+
+/**
+ * Notices a Cluster master that came back as another server (restarted, replaced, failed over) and, before
+ * a group invalidation trusts the index, removes every value of the layer.
+ *
+ * On a Cluster the index entries, tag sets and tag epochs of a value usually live on other masters than
+ * the value. A master that restarts without its data (or a replica promoted before it received the last
+ * writes) loses those entries while the values they track stay on the other masters; a tag, prefix or
+ * pattern invalidation would then resolve without finding them. A server's `run_id` changes on every
+ * start, so the run ids of the masters are recorded in Redis (`P~{P}nodes`); one that is not recorded
+ * means data may be gone, and the layer then logs a clear (loads in flight on every instance no longer
+ * write back) and unlinks every value under its prefix, each with its fence counter, before recording the
+ * run ids it saw. Over-invalidation on purpose: a restart that kept its data (persistence) costs a cold
+ * cache, never a stale read.
+ *
+ * Checked before an instance's first write, and before every group invalidation and again before it
+ * resolves, but only when the client lost a connection since the last check (a restarted node drops its
+ * connections): otherwise it costs nothing. The first check of a namespace that existed before this
+ * check did (an upgrade) finds no record and clears it once. A standalone Redis loses everything
+ * together and needs none of this.
+ */
+export class NodeLossRecovery {
+  readonly registryKey: string
+  /** Lost connections (ConnectionGuard.losses) when the run ids were last confirmed; -1: never. */
+  private checkedAt = -1
+  private running: Promise<void> | undefined
+
+  constructor(
+    private readonly layer: RedisLayer,
+    private readonly keyIndex: RedisKeyIndex,
+    private readonly losses: () => number,
+  ) {
+    this.registryKey = `${layer.prefix}~{${slotTagOf(layer.prefix)}}nodes`
+  }
+
+  /**
+   * Before this instance's first write or load: the run ids are recorded before any value exists, so that
+   * a missing record later means lost data, never a namespace no instance has used yet. Undefined (no
+   * await on the write path) once done.
+   */
+  beforeFirstUse(): Promise<void> | undefined {
+    return this.checkedAt === -1 && this.layer.isCluster ? this.confirm() : undefined
+  }
+
+  /** Resolves once the masters' run ids are confirmed (after the recovery, when one was new). */
+  async confirm(): Promise<void> {
+    if (!this.layer.isCluster) return
+    while (this.checkedAt !== this.losses()) {
+      this.running ??= this.check().finally(() => {
+        this.running = undefined
+      })
+      await this.running
+    }
+  }
+
+  private async check(): Promise<void> {
+    const at = this.losses()
+    const masters = (this.layer.client as Cluster).nodes('master')
+    const [ids, recorded] = await Promise.all([
+      Promise.all(masters.map((node) => this.runIdOf(node))),
+      this.layer.command('node identities', (client) => client.smembers(this.registryKey)),
+    ])
+    const known = new Set(recorded)
+    // No record at all: a namespace no instance used yet, unless it holds values (an upgrade, or the
+    // record's own master lost it).
+    if (ids.some((id) => !known.has(id)) && (known.size > 0 || (await this.holdsValues()))) {
+      await this.recover()
+    }
+    if (ids.some((id) => !known.has(id))) {
+      await this.layer.execPipeline(
+        'node identities',
+        this.layer.client
+          .multi()
+          .del(this.registryKey)
+          .sadd(this.registryKey, ...ids),
+      )
+    }
+    this.checkedAt = at
+  }
+
+  private async runIdOf(node: Redis): Promise<string> {
+    const info = await this.layer.command('node identity', () => node.info('server'))
+    const id = /^run_id:(\w+)/m.exec(info)?.[1]
+    if (id === undefined) {
+      throw new LayerUnavailableError(this.layer.name, `${this.layer.name}: INFO of a master names no run_id`)
+    }
+    return id
+  }
+
+  private async holdsValues(): Promise<boolean> {
+    const internal = `${this.layer.prefix}~`
+    let found = false
+    await this.layer.scanMasters(
+      'node loss recovery',
+      scanPattern(this.layer.prefix),
+      WIPE_BATCH,
+      async (_, keys) => {
+        found = keys.some((key) => !key.startsWith(internal))
+        return found ? 'stop' : undefined
+      },
+    )
+    return found
+  }
+
+  /** Logs a clear, then unlinks every value under the prefix with its fence counter bumped. */
+  private async recover(): Promise<void> {
+    await this.keyIndex.logClear()
+    const internal = `${this.layer.prefix}~`
+    await this.layer.scanMasters(
+      'node loss recovery',
+      scanPattern(this.layer.prefix),
+      WIPE_BATCH,
+      async (node, keys) => {
+        const pipe = node.pipeline()
+        for (const key of keys) {
+          if (key.startsWith(internal)) continue
+          pipe.eval(FENCE_AND_UNLINK_SCRIPT, 2, key, this.keyIndex.deletionKey(key), DELETE_FENCE_MS)
+        }
+        if (pipe.length > 0) await this.layer.execPipeline('node loss recovery', pipe)
+      },
+    )
+  }
+}
