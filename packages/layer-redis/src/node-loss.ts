@@ -14,6 +14,14 @@ export const FENCE_AND_UNLINK_SCRIPT = `redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 return redis.call('UNLINK', KEYS[1])`
 
+// The same for a key found by SCAN, only when it looks like a value of the layer: a string starting with
+// one of its format markers (ARGV[2]). A stream, a lease token or another application's key is left.
+const FENCE_AND_UNLINK_VALUE_SCRIPT = `
+if redis.call('TYPE', KEYS[1]).ok ~= 'string' then return 0 end
+local head = redis.call('GETRANGE', KEYS[1], 0, 0)
+if head == '' or not string.find(ARGV[2], head, 1, true) then return 0 end
+${FENCE_AND_UNLINK_SCRIPT}`
+
 /**
  * Notices a Cluster master that came back as another server (restarted, replaced, failed over) and, before
  * a group invalidation trusts the index, removes every value of the layer.
@@ -117,7 +125,10 @@ export class NodeLossRecovery {
     return found
   }
 
-  /** Logs a clear, then unlinks every value under the prefix with its fence counter bumped. */
+  /**
+   * Logs a clear, then unlinks every value under the prefix with its fence counter bumped (a string with
+   * one of the layer's format markers: not a write-behind stream or a lease that shares the prefix).
+   */
   private async recover(): Promise<void> {
     await this.keyIndex.logClear()
     const internal = `${this.layer.prefix}~`
@@ -129,7 +140,14 @@ export class NodeLossRecovery {
         const pipe = node.pipeline()
         for (const key of keys) {
           if (key.startsWith(internal)) continue
-          pipe.eval(FENCE_AND_UNLINK_SCRIPT, 2, key, this.keyIndex.deletionKey(key), DELETE_FENCE_MS)
+          pipe.eval(
+            FENCE_AND_UNLINK_VALUE_SCRIPT,
+            2,
+            key,
+            this.keyIndex.deletionKey(key),
+            DELETE_FENCE_MS,
+            this.layer.valueMarkers,
+          )
         }
         if (pipe.length > 0) await this.layer.execPipeline('node loss recovery', pipe)
       },

@@ -39,7 +39,13 @@ import { groupBySlotOwner } from './pipeline-groups'
 import { RedisGeneration } from './redis-generation'
 import { DELETE_FENCE_MS, RedisKeyIndex } from './redis-key-index'
 import { RedisTagStore, type TagMatchMode } from './redis-tag-store'
-import { jsonSerializer, msgpackSerializer, resolveSerializer, type Serializer } from './serializer'
+import {
+  COMPRESSED_MARKER,
+  jsonSerializer,
+  msgpackSerializer,
+  resolveSerializer,
+  type Serializer,
+} from './serializer'
 import { readTagIndexOptions } from './tag-index-options'
 
 export type RedisClient = Redis | Cluster
@@ -131,6 +137,8 @@ export class RedisLayer implements CacheLayer {
   readonly client: RedisClient
   readonly commandTimeout: number
   private readonly serializer: Serializer
+  /** The first characters a value this layer wrote may start with (its envelope's format markers). */
+  readonly valueMarkers: string
   private readonly decoder: EntryDecoder
   private readonly compression: Required<CompressionOptions> | undefined
   private readonly maxValueBytes: number
@@ -162,6 +170,7 @@ export class RedisLayer implements CacheLayer {
     this.ttl = assertTtl(options.ttl, 'RedisLayer ttl')
     this.prefix = normalizePrefix(options.prefix)
     this.serializer = resolveSerializer(options.serializer)
+    this.valueMarkers = `[${COMPRESSED_MARKER}${msgpackSerializer.id}${this.serializer.id}`
     this.compression = resolveCompression(options.compression)
     this.commandTimeout = assertPositiveInteger(options.commandTimeout, 'RedisLayer commandTimeout') ?? 1000
     this.maxValueBytes = readMaxValueBytes(options.maxValueBytes, 'RedisLayer maxValueBytes')

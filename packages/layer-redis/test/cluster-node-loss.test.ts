@@ -73,11 +73,16 @@ describe('a Cluster master restarted without its data', () => {
     )
     expect(keys.length).toBeGreaterThan(10)
     await writer.mset(keys.map((key) => ({ key, value: key, tags: ['team'] })))
+    // Not values of the layer, though under its prefix: the recovery leaves them.
+    const others = ['queue', 'foreign'].filter((key) => masterOf(writerClient, p + key) !== lost)
+    await writerClient.xadd(`${p}queue`, '*', 'f', 'v')
+    await writerClient.set(`${p}foreign`, 'hello')
 
     await restartEmpty(lost, tagSet)
     await invalidator.invalidateByTag('team')
 
     expect(await stillInRedis(p, keys)).toEqual([])
+    for (const key of others) expect(await writerClient.exists(p + key)).toBe(1)
   })
 
   it('a prefix invalidation still removes the values a lost index shard tracked', async () => {
