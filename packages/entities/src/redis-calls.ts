@@ -36,7 +36,10 @@ export class RedisCalls {
     return this.bound(operation, async () => (await script.run(this.client, keys, args)) as T)
   }
 
-  /** Many script calls, each in one slot: one pipeline per node, in parallel. Replies in call order. */
+  /**
+   * Many script calls, each in one slot: one pipeline per node, in parallel. Replies in call order. One
+   * script that failed (a full Redis refused its first write) rejects the whole call; the others may have run.
+   */
   runMany<T>(operation: string, calls: readonly ScriptCall[]): Promise<T[]> {
     if (calls.length === 0) return Promise.resolve([])
     // One call (a row read on a miss): EVALSHA, not a pipeline carrying the script's source.
@@ -50,14 +53,6 @@ export class RedisCalls {
             pipe.eval(call.script.source, call.keys.length, ...call.keys, ...call.args)
           },
         })),
-        async (pipe) => {
-          const results = await pipe.exec()
-          if (results === null) throw new Error('pipeline aborted')
-          return results.map(([error, reply]) => {
-            if (error) throw error
-            return reply
-          })
-        },
       )
       return replies.map((reply) => reply[0] as T)
     })

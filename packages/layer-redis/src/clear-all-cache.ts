@@ -11,6 +11,7 @@ import {
 } from '@layercache/core'
 import type { Cluster, Redis } from 'ioredis'
 import { normalizePrefix, scanPattern } from './key-prefix'
+import { execChecked } from './pipeline-replies'
 
 /** The exact value `confirm` must have: anything else is refused before Redis is touched. */
 export const CLEAR_ALL_CONFIRMATION = 'YES_WIPE_ALL'
@@ -135,9 +136,8 @@ export async function clearAllCache(options: ClearAllCacheOptions): Promise<Clea
   if (mode === 'flushdb') {
     for (const node of masters) {
       // In one MULTI: the count is what the flush removed. ASYNC: memory is freed in the background.
-      const replies = await bound.run('FLUSHDB', () => node.multi().dbsize().flushdb('ASYNC').exec())
-      replyOf(replies, 1, 'FLUSHDB')
-      deleted += Number(replyOf(replies, 0, 'FLUSHDB'))
+      const [count] = await bound.run('FLUSHDB', () => execChecked(node.multi().dbsize().flushdb('ASYNC')))
+      deleted += Number(count)
     }
     return { mode, deleted, keyPrefix }
   }
@@ -165,19 +165,8 @@ async function unlink(bound: Bound, node: Redis, keys: readonly Buffer[], cluste
   // refused on a Cluster.
   const pipe = node.pipeline()
   for (const key of keys) pipe.unlink(key)
-  const replies = await bound.run('UNLINK', () => pipe.exec())
-  let removed = 0
-  for (let i = 0; i < keys.length; i++) removed += Number(replyOf(replies, i, 'UNLINK'))
-  return removed
-}
-
-function replyOf(replies: [Error | null, unknown][] | null, index: number, operation: string): unknown {
-  if (replies === null) {
-    throw new LayerUnavailableError(LAYER, `clearAllCache: ${operation} was aborted (transaction discarded)`)
-  }
-  const [error, reply] = replies[index] ?? [new Error('no reply'), undefined]
-  if (error) throw asUnavailable(LAYER, operation, error, 'clearAllCache')
-  return reply
+  const replies = await bound.run('UNLINK', () => execChecked(pipe))
+  return replies.reduce<number>((removed, reply) => removed + Number(reply), 0)
 }
 
 function ioredisPrefix(client: Redis | Cluster): string {

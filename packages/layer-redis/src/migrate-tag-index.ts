@@ -4,7 +4,6 @@ import {
   assertPositiveInteger,
   InvalidOptionError,
   LayerCacheError,
-  LayerUnavailableError,
 } from '@layercache/core'
 import type { Cluster, Redis } from 'ioredis'
 import {
@@ -178,7 +177,6 @@ export async function migrateTagIndex(options: MigrateTagIndexOptions): Promise<
   const found = await execBySlotOwner(
     client,
     beyond.map((shard) => ({ slotKey: shard.keysKey, add: (pipe) => pipe.exists(shard.keysKey) })),
-    exec,
   )
   add(
     beyond.filter((_, i) => found[i]![0] === 1),
@@ -363,19 +361,15 @@ class Migration {
   /** Copies the entries into their shards, then removes them from the source; returns how many went. */
   private async move(source: IndexShard, moving: readonly { member: Buffer; to: number }[]): Promise<number> {
     const keys = moving.map(({ member }) => member)
-    const [[scores, tags]] = (await execBySlotOwner(
-      this.client,
-      [
-        {
-          slotKey: source.keysKey,
-          add: (pipe) => {
-            pipe.zmscore(source.expiryKey, ...keys)
-            pipe.hmgetBuffer(source.tagsKey, ...keys)
-          },
+    const [[scores, tags]] = (await execBySlotOwner(this.client, [
+      {
+        slotKey: source.keysKey,
+        add: (pipe) => {
+          pipe.zmscore(source.expiryKey, ...keys)
+          pipe.hmgetBuffer(source.tagsKey, ...keys)
         },
-      ],
-      exec,
-    )) as [[(string | null)[], (Buffer | null)[]]]
+      },
+    ])) as [[(string | null)[], (Buffer | null)[]]]
     const byShard = new Map<number, (string | Buffer)[]>()
     moving.forEach(({ member, to }, i) => {
       const args = byShard.get(to) ?? []
@@ -385,7 +379,6 @@ class Migration {
     await execBySlotOwner(
       this.client,
       [...byShard].map(([to, args]) => shardScript(this.destinations[to]!, MOVE_IN_SCRIPT, args)),
-      exec,
     )
     for (const { to } of moving) this.perShard[to]!++
     const pairs = moving.flatMap(({ member }, i) => [member, scores[i] ?? ''])
@@ -399,13 +392,4 @@ class Migration {
     )
     return Number(removed)
   }
-}
-
-async function exec(pipe: { exec(): Promise<[Error | null, unknown][] | null> }): Promise<unknown[]> {
-  const results = await pipe.exec()
-  if (results === null) throw new LayerUnavailableError('redis', 'migrateTagIndex: a pipeline was aborted')
-  return results.map(([error, reply]) => {
-    if (error) throw error
-    return reply
-  })
 }

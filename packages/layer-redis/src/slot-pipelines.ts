@@ -1,5 +1,6 @@
 import type { Cluster, Redis } from 'ioredis'
 import { groupBySlotOwner } from './pipeline-groups'
+import { execChecked } from './pipeline-replies'
 
 type Pipe = ReturnType<Redis['pipeline']>
 
@@ -12,11 +13,13 @@ export interface SlotTask {
 /**
  * Runs tasks in one pipeline on a standalone Redis, and in one pipeline per node owning their slots on a
  * Cluster, all in parallel: a round trip whatever the number of tasks. Returns each task's own replies.
+ * `exec` sends a pipeline and returns its replies; it must throw on a per-command error, as the default
+ * does (a pipeline's exec() resolves even when commands in it were refused).
  */
 export async function execBySlotOwner(
   client: Redis | Cluster,
   tasks: readonly SlotTask[],
-  exec: (pipe: Pipe) => Promise<unknown[]>,
+  exec: (pipe: Pipe) => Promise<unknown[]> = execChecked,
 ): Promise<unknown[][]> {
   const out: unknown[][] = new Array(tasks.length)
   if (tasks.length === 0) return out
