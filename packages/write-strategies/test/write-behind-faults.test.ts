@@ -416,6 +416,10 @@ describe('WriteBehind: a full Redis (maxmemory, noeviction)', () => {
     expect(await streamState(client, queue)).toEqual({ length: 5, pending: 5 })
     // Still on its way to the database, so the cache keeps serving it.
     expect(await cache.get('k0')).toEqual({ n: 0 })
+    // A new write is refused while Redis is full: nothing queued, and the cache does not take it.
+    await expect(queue.write('k0', { n: 99 })).rejects.toBeInstanceOf(LayerUnavailableError)
+    expect(await cache.get('k0')).toEqual({ n: 0 })
+    expect(await client.xlen(queue.streamKey)).toBe(5)
 
     await full.empty()
     await queue.flush(5_000)
