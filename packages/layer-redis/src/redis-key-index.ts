@@ -27,6 +27,11 @@ const PENDING_GRACE_MS = 60_000
 const GC_INTERVAL_MS = 1000
 /** Shards collected per background collection (round-robin), so a thousand shards cost no burst. */
 const GC_SHARDS_PER_TICK = 4
+/**
+ * A tick goes on with the shards that still had a full batch for at most this long; past it, the next
+ * tick comes at once instead of after GC_INTERVAL_MS, so collection keeps up with any write rate.
+ */
+const GC_TICK_BUDGET_MS = 50
 /** SCAN COUNT of invalidations without an index (`keyIndex: false`). */
 const SCAN_COUNT = 1000
 const SEQ_MEMBER = '#'
@@ -104,7 +109,9 @@ export class RedisKeyIndex {
   private known: KnownKeysLayout
   private options: KeyIndexOptions
   private scanCount: number
-  private lastGc = 0
+  /** The next background collection (undefined: not started, or stopped with the client). */
+  private collector: NodeJS.Timeout | undefined
+  private collectorStopped = false
   /** Where background collection resumes: shards are collected a few at a time, round-robin. */
   private gcNext = 0
 
@@ -433,13 +440,18 @@ export class RedisKeyIndex {
   }
 
   private async collectShards(shards: readonly IndexShard[], now: number): Promise<number> {
+    return (await this.collectEach(shards, now)).reduce((sum, count) => sum + count, 0)
+  }
+
+  /** Entries collected per shard (GC_BATCH: that shard may have more). */
+  private async collectEach(shards: readonly IndexShard[], now: number): Promise<number[]> {
     const replies = await this.onShards(
       'key index collection',
       shards.map((shard) =>
         shardScript(shard, GC_SCRIPT, [now - GC_GRACE_MS, GC_BATCH, now - PENDING_GRACE_MS]),
       ),
     )
-    return replies.reduce((sum, reply) => sum + Number(reply[0]), 0)
+    return replies.map((reply) => Number(reply[0]))
   }
 
   /**
@@ -561,19 +573,54 @@ export class RedisKeyIndex {
     return tags
   }
 
+  /**
+   * Starts background collection on the layer's first write: from then on it runs every GC_INTERVAL_MS
+   * whether or not the instance still writes (an idle fleet collects too), a few shards per tick,
+   * going on with every shard that still had a full batch and ticking again at once when it fell
+   * behind. Stops when the client is closed for good.
+   */
   private collectInBackground(): void {
-    const now = Date.now()
-    if (now - this.lastGc < GC_INTERVAL_MS) return
-    this.lastGc = now
+    if (this.collector !== undefined || this.collectorStopped || !this.enabled) return
+    this.layer.client.once('end', () => this.stopCollecting())
+    this.scheduleCollection(GC_INTERVAL_MS)
+  }
+
+  private scheduleCollection(delay: number): void {
+    if (this.collectorStopped) return
+    this.collector = setTimeout(() => {
+      this.collectRound().then(
+        ({ behind }) => this.scheduleCollection(behind ? 0 : GC_INTERVAL_MS),
+        // Best effort: the next tick tries again.
+        () => this.scheduleCollection(GC_INTERVAL_MS),
+      )
+    }, delay)
+    this.collector.unref()
+  }
+
+  private stopCollecting(): void {
+    this.collectorStopped = true
+    clearTimeout(this.collector)
+  }
+
+  /**
+   * One background tick: the next few shards, again and again while one still had a full batch, for at
+   * most GC_TICK_BUDGET_MS (`behind`: it stopped with work left). Returns how many entries went.
+   */
+  async collectRound(now = Date.now()): Promise<{ collected: number; behind: boolean }> {
     const current = this.known.current()
-    if (current instanceof Promise) return
-    const shards = this.collectable(current)
+    const shards = this.collectable(current instanceof Promise ? await current : current)
     const from = this.gcNext % shards.length
-    const batch = shards.slice(from, from + GC_SHARDS_PER_TICK)
+    let batch = shards.slice(from, from + GC_SHARDS_PER_TICK)
     this.gcNext = from + batch.length
-    this.collectShards(batch, now).catch(() => {
-      // Collection is best effort; the next write tries again after the interval.
-    })
+    const until = performance.now() + GC_TICK_BUDGET_MS
+    let collected = 0
+    while (batch.length > 0) {
+      const counts = await this.collectEach(batch, now)
+      collected += counts.reduce((sum, count) => sum + count, 0)
+      batch = batch.filter((_, i) => counts[i] === GC_BATCH)
+      if (batch.length > 0 && performance.now() > until) return { collected, behind: true }
+    }
+    return { collected, behind: false }
   }
 
   /**

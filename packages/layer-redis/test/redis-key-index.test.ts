@@ -687,6 +687,33 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
       expect(await scores('gc:1')).toEqual({ k: '0', kx: String(NEVER) })
     })
 
+    it('a background round drains a shard that holds more than one batch', async () => {
+      const { index, layer, sizes } = setup(target, true, 1)
+      const keys = Array.from({ length: 3500 }, (_, i) => `gc:${i}`)
+      await layer.prepareWrites(
+        keys.map((key) => ({ key, entry: createEntry(1, 60_000), options: { ttl: 60_000 } })),
+      )()
+      // Before, one tick took at most one batch (1000) per shard: 20 000 expiring keys a second outran it.
+      expect(await index.collectRound(Date.now() + 10 * 60_000)).toEqual({ collected: 3500, behind: false })
+      expect(await sizes()).toEqual({ k: 0, kx: 0 })
+    })
+
+    it('an instance that wrote once goes on collecting while it only reads', async () => {
+      const { layer, indexedWrite, sizes } = setup(target, true, 1)
+      await layer.prepareWrites([{ key: 'first', entry: createEntry(1, undefined) }])()
+      // Entries whose keys expired long ago (written straight into the index: a write through the layer
+      // expires in the future).
+      const past = Date.now() - 2 * GC_GRACE_MS
+      await indexedWrite(Array.from({ length: 50 }, (_, i) => ({ key: `old:${i}`, expiresAt: past })))
+      expect(await sizes()).toEqual({ k: 51, kx: 51 })
+      // No write from here on: only reads, until the collector's tick has taken the expired entries.
+      while ((await sizes()).k > 1) {
+        expect((await layer.get('first'))?.value).toBe(1)
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      expect(await sizes()).toEqual({ k: 1, kx: 1 })
+    })
+
     it('collects expired entries in every shard, and only those', async () => {
       const { index, layer, sizes, raw } = setup(target)
       const keys = Array.from({ length: 1100 }, (_, i) => `gc:${i}`)
