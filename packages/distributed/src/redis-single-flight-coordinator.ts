@@ -385,8 +385,8 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
   private readonly onMessage = (channel: string | Buffer, message: string | Buffer) => {
     if (this.closed || String(channel) !== this.channel) return
     const text = String(message)
-    const withResult = text.endsWith(WITH_RESULT)
-    this.room.notified(withResult ? text.slice(0, -WITH_RESULT.length) : text, withResult)
+    // Unauthenticated: the waiting room confirms in Redis that the lease is gone before anyone stops waiting.
+    this.room.notified(text.endsWith(WITH_RESULT) ? text.slice(0, -WITH_RESULT.length) : text)
   }
 
   /** Runs one Redis call under commandTimeout; every failure becomes a LayerUnavailableError. */

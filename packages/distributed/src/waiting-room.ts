@@ -117,14 +117,13 @@ export class WaitingRoom {
   }
 
   /**
-   * A holder released the key named by `hash`; `withResult`: it left a result to read. Without one the
-   * waiters go and read the cache at once.
+   * A release of the key named by `hash` was announced. Only a hint: anyone who can publish on the channel
+   * can send one, so the waiters end their wait only once a look at Redis finds the lease gone (and reads
+   * the result the holder may have left).
    */
-  notified(hash: string, withResult: boolean): void {
+  notified(hash: string): void {
     const entry = this.waiting.get(hash)
-    if (entry === undefined) return
-    if (withResult) this.look(entry, true)
-    else this.settle(entry, RELEASED, 'notified')
+    if (entry !== undefined) this.look(entry, true)
   }
 
   /** Tells every waiter to retry (the coordinator is closing). */
@@ -143,15 +142,15 @@ export class WaitingRoom {
       (state) => {
         entry.looking = false
         this.counters.looks++
-        if (notified) {
-          this.settle(entry, { kind: 'released', result: state.result }, 'notified')
-        } else if (state.gone) {
+        if (state.gone) {
           // Gone with a result: released. Gone without one: released after caching, or the holder died.
-          this.settle(
-            entry,
-            state.result === undefined ? RETRY : { kind: 'released', result: state.result },
-            'polled',
-          )
+          const outcome =
+            state.result !== undefined
+              ? { kind: 'released' as const, result: state.result }
+              : notified
+                ? RELEASED
+                : RETRY
+          this.settle(entry, outcome, notified ? 'notified' : 'polled')
         } else if (entry.notifiedMeanwhile) {
           entry.notifiedMeanwhile = false
           this.look(entry, true)

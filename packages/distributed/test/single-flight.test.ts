@@ -8,7 +8,7 @@ import {
 import { MemoryLayer } from '@layercache/layer-memory'
 import { RedisLayer } from '@layercache/layer-redis'
 import { useRedisAndCluster } from '@layercache/test-utils/redis-and-cluster'
-import type { Cluster } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import { afterEach, describe, expect, it } from 'vitest'
 import { RedisSingleFlightCoordinator, type RedisSingleFlightCoordinatorOptions } from '../src'
 import {
@@ -169,6 +169,43 @@ describe.each(TARGETS)('fleet-wide single-flight on %s', (target) => {
     expect(await lease!.release({ value: { n: 1 } })).toBe(true)
     expect(await waiting).toEqual({ kind: 'released', result: { value: { n: 1 } } })
     expect(b.coordinator.stats).toMatchObject({ notified: 1, polled: 0, timeouts: 0 })
+  })
+
+  it('forged release notifications wake nobody: 4 instances still run the loader once', async () => {
+    const { prefix, instances } = fleet(target, 4)
+    const key = 'hot'
+    const loaded = gate()
+    let calls = 0
+    const loader = async () => {
+      calls++
+      await loaded.opened
+      return 'the one load'
+    }
+    const reads = instances.map((instance) => instance.stack.getOrSet(key, loader))
+    await eventually(() => total(instances, 'coordinatedWaits') === 3, 'the three other instances wait')
+    await eventually(() => looks(instances) === 3, 'the waiters looked at the lease')
+    // A neighbour who can publish on the release channel (no secret exists for it) names the key's hash,
+    // as a release does, with and without a handed-over result, over and over.
+    const hash = /\{(.+)\}/.exec(leaseKeyOf(prefix, key))![1]!
+    const channel = `${prefix}sf:{done}`
+    const client = redis.client(target) as Redis
+    const forge = (message: string) =>
+      target === 'cluster' ? client.spublish(channel, message) : client.publish(channel, message)
+    const reactions = () =>
+      instances.reduce(
+        (sum, { coordinator }) => sum + coordinator.stats.looks + coordinator.stats.notified,
+        0,
+      )
+    for (let i = 0; reactions() < 3 + 3 * 40 && calls === 1; i++) {
+      await forge(i % 2 === 0 ? hash : `${hash}:result`)
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    expect(calls).toBe(1) // no waiter took a forged release for the real one
+    loaded.open()
+    expect(await Promise.all(reads)).toEqual(Array.from({ length: 4 }, () => 'the one load'))
+    expect(calls).toBe(1)
+    expect(total(instances, 'coordinatedAnswers')).toBe(3)
+    expectNoDegradation(instances)
   })
 
   it('loaders see a fencing token that grows with every holder; refresh() runs without one', async () => {
