@@ -614,7 +614,10 @@ export class CacheStack {
         const layer = layers[li]!
         let entries: (CacheEntry | undefined)[]
         try {
-          const reply = layer.getMany(pending.map((i) => fulls[i]!))
+          const reply = state.reads.getMany(
+            li,
+            pending.map((i) => fulls[i]!),
+          )
           entries =
             state.generations === undefined || layer.local
               ? await reply

@@ -1,3 +1,5 @@
+import type { CacheEntry } from './entry'
+
 /** Base class of every error layercache throws on purpose; `code` is stable and safe to switch on. */
 export class LayerCacheError extends Error {
   readonly code: string
@@ -52,6 +54,52 @@ export class OversizedValueError extends LayerCacheError {
 export class SerializationError extends LayerCacheError {
   constructor(message: string, cause?: unknown) {
     super('SERIALIZATION', message, { cause })
+  }
+}
+
+/** Why a stored entry could not be used: see CorruptEntryError. */
+export type CorruptReason = 'unreadable' | 'too-large' | 'wrong-type'
+
+/**
+ * A stored entry a layer cannot use, though the layer answered: it does not decode (bad compression, not
+ * a layercache entry, written by something else), it is larger than the layer reads (`maxValueBytes`,
+ * inflated size included), or the key holds another Redis type. The stack treats it as a miss and emits
+ * `corruptEntry`; it is not a failure of the layer and never moves a circuit breaker. `key` is the key
+ * in the layer's own store (with its prefix), for an operator to look at.
+ */
+export class CorruptEntryError extends LayerCacheError {
+  readonly layer: string
+  readonly key: string
+  readonly reason: CorruptReason
+
+  constructor(layer: string, key: string, reason: CorruptReason, detail: string, cause?: unknown) {
+    super('CORRUPT_ENTRY', `${layer}: entry at "${key}" cannot be used (${reason}): ${detail}`, { cause })
+    this.layer = layer
+    this.key = key
+    this.reason = reason
+  }
+}
+
+/**
+ * Some entries of a `getMany` were corrupt (see CorruptEntryError). The layer answered for every key:
+ * `entries` holds its answer, with undefined for the corrupt ones, and `corrupt` the error of each of
+ * those at the same index.
+ */
+export class CorruptEntriesError extends LayerCacheError {
+  readonly layer: string
+  readonly entries: readonly (CacheEntry | undefined)[]
+  readonly corrupt: readonly (CorruptEntryError | undefined)[]
+
+  constructor(
+    layer: string,
+    entries: readonly (CacheEntry | undefined)[],
+    corrupt: readonly (CorruptEntryError | undefined)[],
+  ) {
+    const count = corrupt.filter((error) => error !== undefined).length
+    super('CORRUPT_ENTRY', `${layer}: ${count} of ${entries.length} entries read cannot be used`)
+    this.layer = layer
+    this.entries = entries
+    this.corrupt = corrupt
   }
 }
 

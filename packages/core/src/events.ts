@@ -1,4 +1,5 @@
 import type { BusOperation, UnverifiedReason } from './distribution'
+import type { CorruptReason } from './errors'
 
 export interface CacheEventMap {
   /** A read found the key in `layer` (index 0 is the fastest). */
@@ -47,6 +48,13 @@ export interface CacheEventMap {
    * lets one probe call through, `closed` is back to normal.
    */
   circuit: { layer: string; state: 'open' | 'half-open' | 'closed' }
+  /**
+   * A layer answered with an entry it cannot use (CorruptEntryError: it does not decode, it is larger than
+   * the layer's `maxValueBytes`, or the key holds another Redis type). The read went on as a miss; the
+   * layer's health is not in question, so no circuit breaker moved. The entry stays where it is until a
+   * write replaces it (`getOrSet` does) or it expires.
+   */
+  corruptEntry: { key: string; layer: string; reason: CorruptReason; error: unknown }
   /** A layer failed; `handled` is true when the stack carried on without it. */
   error: { operation: string; layer: string; key?: string | undefined; error: unknown; handled: boolean }
 }

@@ -1,14 +1,28 @@
 import { CircuitBreaker, type CircuitState, REFUSED } from './circuit-breaker'
 import type { CacheEntry } from './entry'
-import { CircuitOpenError, LayerCacheError, LayerUnavailableError, WriteFencedError } from './errors'
+import {
+  CircuitOpenError,
+  CorruptEntriesError,
+  CorruptEntryError,
+  LayerCacheError,
+  LayerUnavailableError,
+  WriteFencedError,
+} from './errors'
 import type { CacheLayer, CommitWrite, LayerWrite, MaybePromise } from './layer'
 
 /**
  * How a call's error speaks of the layer's health: it could not answer (a failure), it answered (a write
- * it fenced), or it refused the input and says nothing.
+ * it fenced, an entry it holds but that cannot be used), or it refused the input and says nothing. Bad
+ * data is not a failure: one corrupt key must not switch the layer off for every healthy one.
  */
 function verdictOf(error: unknown): 'failed' | 'succeeded' | 'released' {
-  if (error instanceof WriteFencedError) return 'succeeded'
+  if (
+    error instanceof WriteFencedError ||
+    error instanceof CorruptEntryError ||
+    error instanceof CorruptEntriesError
+  ) {
+    return 'succeeded'
+  }
   if (error instanceof LayerUnavailableError || !(error instanceof LayerCacheError)) return 'failed'
   return 'released'
 }

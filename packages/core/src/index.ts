@@ -42,6 +42,9 @@ export {
 export {
   asUnavailable,
   CircuitOpenError,
+  CorruptEntriesError,
+  CorruptEntryError,
+  type CorruptReason,
   InvalidationBusError,
   InvalidKeyError,
   InvalidOperationError,

@@ -1,4 +1,6 @@
 import { type CacheEntry, isFresh } from './entry'
+import { CorruptEntriesError, CorruptEntryError } from './errors'
+import type { MaybePromise } from './layer'
 import type { LayerErrorMode, StackState } from './stack-state'
 
 /** Reads down the layers, books hits and misses, and back-fills faster layers through the write gate. */
@@ -62,7 +64,9 @@ export class ReadThrough {
       },
       (error: unknown) => {
         gate.close()
-        this.state.layerFailed(index, 'get', full, error, mode)
+        // An entry the layer holds but cannot use is a miss in every error mode: the layer answered.
+        if (error instanceof CorruptEntryError) this.corruptRead(index, full, error)
+        else this.state.layerFailed(index, 'get', full, error, mode)
         if (countMiss) this.state.countMiss(full)
         return undefined
       },
@@ -85,7 +89,8 @@ export class ReadThrough {
         try {
           entry = await this.remoteGet(i, full)
         } catch (error) {
-          this.state.layerFailed(i, 'get', full, error, mode)
+          if (error instanceof CorruptEntryError) this.corruptRead(i, full, error)
+          else this.state.layerFailed(i, 'get', full, error, mode)
           continue
         }
         const found = this.acceptRead(full, i, entry, ticket, !asEntry)
@@ -96,6 +101,28 @@ export class ReadThrough {
     } finally {
       state.gate.close()
     }
+  }
+
+  /**
+   * `getMany` of one layer, each entry it could not use (CorruptEntriesError) counted, emitted and
+   * answered as undefined, so the healthy entries of the same call still count.
+   */
+  getMany(index: number, fulls: readonly string[]): MaybePromise<(CacheEntry | undefined)[]> {
+    const layer = this.state.layers[index]!
+    if (layer.local) return layer.getMany(fulls)
+    return Promise.resolve(layer.getMany(fulls)).catch((error: unknown) => {
+      if (!(error instanceof CorruptEntriesError)) throw error
+      error.corrupt.forEach((corrupt, i) => {
+        if (corrupt !== undefined) this.state.corruptEntry(index, fulls[i]!, corrupt)
+      })
+      return error.entries.slice()
+    })
+  }
+
+  /** A read that found an entry the layer could not use: a miss of that layer, counted as corrupt. */
+  private corruptRead(index: number, full: string, error: CorruptEntryError): void {
+    this.state.corruptEntry(index, full, error)
+    this.state.stats.layerMisses[index]!++
   }
 
   /** A layer's answer; from a shared layer with generations on, a miss if the generation moved meanwhile. */

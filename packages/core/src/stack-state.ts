@@ -3,7 +3,7 @@ import { type CircuitState, readDegradationOption } from './circuit-breaker'
 import type { InvalidationBus, SingleFlightCoordinator } from './distribution'
 import type { CacheEntry } from './entry'
 import { ErrorThrottle } from './error-throttle'
-import { asUnavailable, InvalidOptionError } from './errors'
+import { asUnavailable, type CorruptEntryError, InvalidOptionError } from './errors'
 import { CacheEvents } from './events'
 import { readCoordinatorOption } from './fleet-single-flight'
 import { FRESHNESS_OPTIONS, type FreshnessOptions, type FreshnessPolicy, resolveFreshness } from './freshness'
@@ -306,6 +306,18 @@ export class StackState {
   countMiss(full: string): void {
     this.stats.misses++
     if (this.events.listening('miss')) this.events.emit('miss', { key: full })
+  }
+
+  /**
+   * Counts and emits an entry `layerIndex` answered with but could not use. The read goes on as a miss
+   * whatever the error mode (the layer answered); the caller books that miss as any other.
+   */
+  corruptEntry(layerIndex: number, full: string, error: CorruptEntryError): void {
+    this.stats.corruptEntries++
+    if (this.events.listening('corruptEntry')) {
+      const layer = this.layers[layerIndex]!.name
+      this.events.emit('corruptEntry', { key: full, layer, reason: error.reason, error })
+    }
   }
 
   /** Records a layer failure; rethrows it as a typed error unless the caller chose to bypass the layer. */

@@ -50,6 +50,8 @@ export interface CacheStats {
   readonly skippedWrites: number
   /** Times a layer's circuit breaker opened (see `gracefulDegradation`). */
   readonly circuitOpens: number
+  /** Entries a layer answered with but could not use (see the `corruptEntry` event); each read a miss. */
+  readonly corruptEntries: number
   /** Bus messages this instance sent (each may carry several invalidations). */
   readonly busPublished: number
   /** Invalidations that reached the shared layers but could not be announced on the bus. */
@@ -98,6 +100,7 @@ export class StatsCollector {
   invalidations = 0
   skippedWrites = 0
   circuitOpens = 0
+  corruptEntries = 0
   busPublished = 0
   busPublishErrors = 0
   peerInvalidations = 0
@@ -152,6 +155,7 @@ export class StatsCollector {
       invalidations: this.invalidations,
       skippedWrites: this.skippedWrites,
       circuitOpens: this.circuitOpens,
+      corruptEntries: this.corruptEntries,
       busPublished: this.busPublished,
       busPublishErrors: this.busPublishErrors,
       peerInvalidations: this.peerInvalidations,
@@ -171,7 +175,7 @@ export class StatsCollector {
     this.staleServed = this.staleOnError = this.staleOnTimeout = this.backgroundRefreshes = 0
     this.earlyRefreshes = this.softTimeouts = this.hardTimeouts = this.negativeHits = 0
     this.uncached = this.warmed = this.rewarmed = this.invalidations = 0
-    this.skippedWrites = this.circuitOpens = 0
+    this.skippedWrites = this.circuitOpens = this.corruptEntries = 0
     this.busPublished = this.busPublishErrors = this.peerInvalidations = this.unverifiedFlushes = 0
     this.coordinatedWaits = this.coordinatedAnswers = this.refreshesSkipped = 0
     this.coordinatorErrors = this.uncoordinatedLoads = this.leasesLost = 0

@@ -1,10 +1,14 @@
 import { promisify } from 'node:util'
 import { deflateRaw, deflateRawSync, inflateRaw, inflateRawSync } from 'node:zlib'
 import {
+  assertPositiveInteger,
   type CacheEntry,
+  CorruptEntriesError,
+  CorruptEntryError,
+  type CorruptReason,
   ENTRY_FORMAT_VERSION,
+  InvalidOptionError,
   OversizedValueError,
-  SerializationError,
 } from '@layercache/core'
 import { COMPRESSED_MARKER, jsonSerializer, type Serializer, serializeOrThrow } from './serializer'
 
@@ -12,6 +16,22 @@ const deflateAsync = promisify(deflateRaw)
 const inflateAsync = promisify(inflateRaw)
 /** Below this, zlib runs inline: the thread-pool hop costs more than the work. Above, it runs off-loop. */
 const INLINE_ZLIB_LIMIT = 64 * 1024
+const COMPRESSED_CODE = COMPRESSED_MARKER.charCodeAt(0)
+
+export const DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024
+/** Redis's own limit on a string value. */
+export const MAX_VALUE_BYTES_LIMIT = 512 * 1024 * 1024
+
+/** The `maxValueBytes` option: the largest value written, and read (inflated size included). */
+export function readMaxValueBytes(option: unknown, what: string): number {
+  const bytes = assertPositiveInteger(option, what) ?? DEFAULT_MAX_VALUE_BYTES
+  if (bytes > MAX_VALUE_BYTES_LIMIT) {
+    throw new InvalidOptionError(
+      `Invalid ${what} ${bytes}: at most ${MAX_VALUE_BYTES_LIMIT} (512 MiB, the largest string Redis stores)`,
+    )
+  }
+  return bytes
+}
 
 export interface CompressionOptions {
   /** Compress serialised values of at least this many bytes. Default 1024. */
@@ -89,56 +109,179 @@ export async function compressIfLarge(
   return Buffer.concat([Buffer.from(COMPRESSED_MARKER), deflated])
 }
 
-function inflated(data: Buffer): Buffer | Promise<Buffer> {
-  const body = data.subarray(1)
-  return body.length <= INLINE_ZLIB_LIMIT / 4 ? inflateRawSync(body) : inflateAsync(body)
+/**
+ * The inflated size read inline: a legitimate value rarely inflates more than 64-fold, and a bomb that
+ * would (zlib reaches 1000-fold) is cut off here after a millisecond and inflated again off the loop.
+ */
+const INLINE_INFLATE_OUTPUT = 1024 * 1024
+
+function isTooLarge(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === 'ERR_BUFFER_TOO_LARGE'
+}
+
+function isWrongType(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('WRONGTYPE')
 }
 
 /**
- * Decodes a stored value into an entry. Returns `undefined` for an envelope of a newer format this
- * version cannot read (treated as a miss, so a rolling upgrade never crashes readers).
+ * Reads stored values back into entries, never doing more work than `maxValueBytes` allows: a stored
+ * value over it is refused before parsing, and a compressed one is inflated with it as the output cap.
+ * Anything that cannot be used (does not inflate or parse, is not an entry, is too large, or the key
+ * holds another Redis type) is a CorruptEntryError. An envelope of a newer format than this version
+ * reads is `undefined` (a miss, so a rolling upgrade never crashes readers).
+ */
+export class EntryDecoder {
+  /** Strings at most this long cannot exceed `maxValueBytes` in UTF-8 (3 bytes per UTF-16 unit at most). */
+  private readonly textSafeLength: number
+
+  constructor(
+    private readonly layer: string,
+    private readonly serializers: ReadonlyMap<string, Serializer>,
+    private readonly maxValueBytes: number,
+  ) {
+    this.textSafeLength = Math.floor(maxValueBytes / 3)
+  }
+
+  /** A JSON value read as a string (no Buffer round trip, no copy). */
+  decodeText(text: string, key: string): CacheEntry | undefined {
+    if (text.length > this.textSafeLength && Buffer.byteLength(text) > this.maxValueBytes) {
+      throw this.tooLarge(key, Buffer.byteLength(text))
+    }
+    let envelope: unknown
+    try {
+      envelope = JSON.parse(text)
+    } catch (error) {
+      throw this.corrupt(key, 'unreadable', `not JSON: ${(error as Error).message}`, error)
+    }
+    return this.toEntry(envelope, key)
+  }
+
+  decode(data: Buffer, key: string): CacheEntry | undefined | Promise<CacheEntry | undefined> {
+    if (data.length > this.maxValueBytes) throw this.tooLarge(key, data.length)
+    return data.length > 0 && data[0] === COMPRESSED_CODE
+      ? this.inflate(data, key)
+      : this.decodePlain(data, key)
+  }
+
+  /**
+   * Decodes a getMany's replies (null: no value). Corrupt entries do not fail the others: they are
+   * answered as undefined and reported together in a CorruptEntriesError carrying every answer.
+   */
+  async decodeMany(
+    replies: readonly (Buffer | null)[],
+    keys: readonly string[],
+  ): Promise<(CacheEntry | undefined)[]> {
+    let corrupt: (CorruptEntryError | undefined)[] | undefined
+    const settle = (error: unknown, i: number): undefined => {
+      if (!(error instanceof CorruptEntryError)) throw error
+      corrupt ??= new Array<CorruptEntryError | undefined>(replies.length).fill(undefined)
+      corrupt[i] = error
+      return undefined
+    }
+    const entries = await Promise.all(
+      replies.map((data, i) => {
+        if (data === null) return undefined
+        try {
+          const entry = this.decode(data, keys[i]!)
+          return entry instanceof Promise ? entry.catch((error: unknown) => settle(error, i)) : entry
+        } catch (error) {
+          return settle(error, i)
+        }
+      }),
+    )
+    if (corrupt !== undefined) throw new CorruptEntriesError(this.layer, entries, corrupt)
+    return entries
+  }
+
+  /** A read of `key` refused by Redis because the key holds another type: a corrupt entry, not a failure. */
+  wrongType(key: string, error: unknown): CorruptEntryError | undefined {
+    return isWrongType(error) ? this.corrupt(key, 'wrong-type', (error as Error).message, error) : undefined
+  }
+
+  private inflate(data: Buffer, key: string): CacheEntry | undefined | Promise<CacheEntry | undefined> {
+    const body = data.subarray(1)
+    if (body.length <= INLINE_ZLIB_LIMIT / 4) {
+      let out: Buffer | undefined
+      try {
+        out = inflateRawSync(body, { maxOutputLength: Math.min(this.maxValueBytes, INLINE_INFLATE_OUTPUT) })
+      } catch (error) {
+        // Over the inline bound but perhaps under the cap: inflated again below, off the event loop.
+        if (!isTooLarge(error) || this.maxValueBytes <= INLINE_INFLATE_OUTPUT)
+          throw this.notInflated(key, error)
+      }
+      if (out !== undefined) return this.decodePlain(out, key)
+    }
+    return inflateAsync(body, { maxOutputLength: this.maxValueBytes }).then(
+      (out) => this.decodePlain(out, key),
+      (error: unknown) => {
+        throw this.notInflated(key, error)
+      },
+    )
+  }
+
+  /** An uncompressed value: the marker picks the serializer (a compressed one inside is not followed). */
+  private decodePlain(data: Buffer, key: string): CacheEntry | undefined {
+    const marker = data.length > 0 ? String.fromCharCode(data[0]!) : ''
+    const serializer = this.serializers.get(marker)
+    if (serializer === undefined) {
+      throw this.corrupt(
+        key,
+        'unreadable',
+        `format marker ${JSON.stringify(marker)} that no configured serializer reads`,
+      )
+    }
+    let envelope: unknown
+    try {
+      envelope = serializer.deserialize(serializer === jsonSerializer ? data : data.subarray(1))
+    } catch (error) {
+      throw this.corrupt(key, 'unreadable', `does not deserialize: ${(error as Error).message}`, error)
+    }
+    return this.toEntry(envelope, key)
+  }
+
+  private toEntry(envelope: unknown, key: string): CacheEntry | undefined {
+    const entry = envelopeToEntry(envelope)
+    if (entry === null) throw this.corrupt(key, 'unreadable', 'not a layercache entry')
+    return entry
+  }
+
+  private notInflated(key: string, error: unknown): CorruptEntryError {
+    return isTooLarge(error)
+      ? this.corrupt(key, 'too-large', `inflates past maxValueBytes (${this.maxValueBytes} bytes)`, error)
+      : this.corrupt(
+          key,
+          'unreadable',
+          `marked compressed but does not inflate: ${(error as Error).message}`,
+          error,
+        )
+  }
+
+  private tooLarge(key: string, bytes: number): CorruptEntryError {
+    return this.corrupt(key, 'too-large', `${bytes} bytes stored, over maxValueBytes (${this.maxValueBytes})`)
+  }
+
+  private corrupt(key: string, reason: CorruptReason, detail: string, cause?: unknown): CorruptEntryError {
+    return new CorruptEntryError(this.layer, key, reason, detail, cause)
+  }
+}
+
+/**
+ * Decodes one stored value (`key` names it in errors) with the JSON, msgpack or given serializers, read
+ * as a RedisLayer named "redis" with `maxValueBytes` would. See EntryDecoder.
  */
 export function decodeStored(
   data: Buffer,
   serializers: ReadonlyMap<string, Serializer>,
   key: string,
+  maxValueBytes = DEFAULT_MAX_VALUE_BYTES,
 ): CacheEntry | undefined | Promise<CacheEntry | undefined> {
-  if (data.length > 0 && data[0] === COMPRESSED_MARKER.charCodeAt(0)) {
-    const out = inflated(data)
-    return out instanceof Promise
-      ? out.then((buf) => decodeStored(buf, serializers, key))
-      : decodeStored(out, serializers, key)
-  }
-  const marker = data.length > 0 ? String.fromCharCode(data[0]!) : ''
-  const serializer = serializers.get(marker)
-  if (serializer === undefined) {
-    throw new SerializationError(
-      `Value at "${key}" has format marker "${marker}" that no configured serializer reads`,
-    )
-  }
-  let envelope: unknown
-  try {
-    envelope = serializer.deserialize(serializer === jsonSerializer ? data : data.subarray(1))
-  } catch (error) {
-    throw new SerializationError(`Cannot deserialize value at "${key}": ${(error as Error).message}`, error)
-  }
-  return envelopeToEntry(envelope, key)
+  return new EntryDecoder('redis', serializers, maxValueBytes).decode(data, key)
 }
 
-/** Fast path for JSON read as a string (no Buffer round trip, no copy). */
-export function decodeJsonString(text: string, key: string): CacheEntry | undefined {
-  let envelope: unknown
-  try {
-    envelope = JSON.parse(text)
-  } catch (error) {
-    throw new SerializationError(`Cannot deserialize value at "${key}": ${(error as Error).message}`, error)
-  }
-  return envelopeToEntry(envelope, key)
-}
-
-function envelopeToEntry(envelope: unknown, key: string): CacheEntry | undefined {
+/** The entry an envelope holds; undefined for a newer format, null when it is not an envelope at all. */
+function envelopeToEntry(envelope: unknown): CacheEntry | undefined | null {
   if (!Array.isArray(envelope) || typeof envelope[0] !== 'number' || typeof envelope[1] !== 'number') {
-    throw new SerializationError(`Value at "${key}" is not a layercache entry`)
+    return null
   }
   if (envelope[0] > ENTRY_FORMAT_VERSION) return undefined
   const tags = envelope[2]

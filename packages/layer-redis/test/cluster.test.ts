@@ -81,4 +81,31 @@ describe('RedisLayer on a local Redis Cluster (3 masters)', () => {
     expect(left.flat().sort()).toEqual([`${p}~{${p}}layout`, `${p}~{${p}}log`])
     expect(await client.exists(`${other}keep`)).toBe(1)
   })
+
+  it('mget over slots: a key of another type or a corrupt value is a miss, the breaker never moves', async () => {
+    const p = prefix()
+    const all = keys(30)
+    await new CacheStack([new RedisLayer({ client, prefix: p })]).mset(
+      all.map((key, i) => ({ key, value: i })),
+    )
+    await client.del(`${p}${all[3]}`)
+    await client.rpush(`${p}${all[3]}`, 'x')
+    await client.set(`${p}${all[7]}`, Buffer.from('Z\xff\xfe'))
+    await client.set(`${p}${all[9]}`, 'not a layercache value')
+    const cache = new CacheStack([new RedisLayer({ client, prefix: p })], {
+      gracefulDegradation: { failureThreshold: 2, retryAfterMs: 60_000 },
+    })
+    const corrupt: string[] = []
+    const circuit: string[] = []
+    cache.on('corruptEntry', ({ key, reason }) => corrupt.push(`${key} ${reason}`))
+    cache.on('circuit', ({ state }) => circuit.push(state))
+    const expected = all.map((_, i) => ([3, 7, 9].includes(i) ? undefined : i))
+    for (let round = 0; round < 3; round++) expect(await cache.mget(all)).toEqual(expected)
+    expect(await cache.get(all[3]!)).toBeUndefined()
+    expect(circuit).toEqual([])
+    // MGET answers nil for a key of another type (a plain miss); a single-key read says what it is.
+    expect(corrupt.slice(0, 2)).toEqual([`${all[7]} unreadable`, `${all[9]} unreadable`])
+    expect(corrupt.at(-1)).toBe(`${all[3]} wrong-type`)
+    expect(cache.getStats()).toMatchObject({ corruptEntries: 7, errors: 0 })
+  })
 })
