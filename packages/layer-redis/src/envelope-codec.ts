@@ -9,8 +9,15 @@ import {
   ENTRY_FORMAT_VERSION,
   InvalidOptionError,
   OversizedValueError,
+  SerializationError,
 } from '@layercache/core'
-import { COMPRESSED_MARKER, jsonSerializer, type Serializer, serializeOrThrow } from './serializer'
+import {
+  COMPRESSED_MARKER,
+  jsonMismatch,
+  jsonSerializer,
+  type Serializer,
+  serializeOrThrow,
+} from './serializer'
 
 const deflateAsync = promisify(deflateRaw)
 const inflateAsync = promisify(inflateRaw)
@@ -82,6 +89,16 @@ export function encodeEntry(
       ? [ENTRY_FORMAT_VERSION, expiresAt, entry.tags ?? null, entry.value]
       : [ENTRY_FORMAT_VERSION, expiresAt, entry.tags ?? null, entry.value, meta]
   const body = serializeOrThrow(serializer, envelope, key)
+  if (serializer === jsonSerializer) {
+    // After serialising: JSON.stringify has refused cycles and bigints, so the walk ends.
+    const mismatch = jsonMismatch(entry.value)
+    if (mismatch !== undefined) {
+      throw new SerializationError(
+        `Cannot store the value for key "${key}" as JSON: ${mismatch}. Store plain data, or use ` +
+          "serializer: 'msgpack' (which keeps Dates, Maps, Sets and binary data)",
+      )
+    }
+  }
   const payload =
     serializer === jsonSerializer
       ? body

@@ -21,6 +21,70 @@ export const jsonSerializer: Serializer = {
   deserialize: (data) => JSON.parse(data.toString('utf8')),
 }
 
+/**
+ * Where `value` holds something JSON would not read back as it was given, described for an error
+ * message ("value.items is a Map, …"); undefined when it round-trips. Plain objects (any realm, or no
+ * prototype), arrays, strings, finite numbers, booleans and null do. Everything else is refused rather
+ * than cached as two different values: memory would keep the Map, Redis would hand other instances `{}`.
+ * Properties whose value is undefined are let through: JSON leaves them out, and reading one answers
+ * undefined from either layer. Call it on a value JSON.stringify accepted (no cycles, no bigint).
+ */
+export function jsonMismatch(value: unknown): string | undefined {
+  const found = mismatchAt(value, false)
+  return found === undefined ? undefined : `value${found.path} is ${found.what}, which JSON ${found.becomes}`
+}
+
+interface Mismatch {
+  path: string
+  readonly what: string
+  readonly becomes: string
+}
+
+// The path is built only on the way back from a mismatch: a value that round-trips allocates nothing.
+function mismatchAt(value: unknown, inArray: boolean): Mismatch | undefined {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return undefined
+    case 'number':
+      return Number.isFinite(value) ? undefined : { path: '', what: String(value), becomes: 'stores as null' }
+    case 'undefined':
+      return inArray ? { path: '', what: 'undefined (or a hole)', becomes: 'stores as null' } : undefined
+    case 'object':
+      break
+    default:
+      return { path: '', what: `a ${typeof value}`, becomes: inArray ? 'stores as null' : 'leaves out' }
+  }
+  if (value === null) return undefined
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = mismatchAt(value[i], true)
+      if (found !== undefined) {
+        found.path = `[${i}]${found.path}`
+        return found
+      }
+    }
+    return undefined
+  }
+  const proto = Object.getPrototypeOf(value) as object | null
+  // Object.prototype of this realm or another (whose own prototype is null), or none at all.
+  if (proto !== null && proto !== Object.prototype && Object.getPrototypeOf(proto) !== null) {
+    const name = (proto as { constructor?: { name?: unknown } }).constructor?.name
+    const what = typeof name === 'string' && name !== '' ? `a ${name}` : 'an object with a prototype'
+    return { path: '', what, becomes: 'does not read back as one' }
+  }
+  for (const key in value) {
+    const found = mismatchAt((value as Record<string, unknown>)[key], false)
+    if (found !== undefined) {
+      found.path = /^[A-Za-z_$][\w$]*$/.test(key)
+        ? `.${key}${found.path}`
+        : `[${JSON.stringify(key)}]${found.path}`
+      return found
+    }
+  }
+  return undefined
+}
+
 // Records are self-describing per message (no shared structures), so any instance can read any value.
 const packr = new Packr({ moreTypes: true })
 
