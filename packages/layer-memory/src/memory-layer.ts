@@ -40,6 +40,14 @@ const PROTECTIONS: readonly ValueProtection[] = ['freeze', 'clone', 'none']
 
 interface StoredEntry extends CacheEntry {
   readonly bytes: number
+  /** Every read gets a structured clone: `clone`, or a `freeze` value freezing cannot fully protect. */
+  readonly copyOnRead: boolean
+}
+
+/** A value as the layer keeps it, and whether reads must copy it. */
+interface Protected {
+  readonly value: unknown
+  readonly copyOnRead: boolean
 }
 
 /** In-process L1 on lru-cache: synchronous, bounded by entries and (optionally) bytes. */
@@ -106,7 +114,7 @@ export class MemoryLayer implements LocalCacheLayer {
 
   get(key: string): CacheEntry | undefined {
     const entry = this.lru.get(key)
-    if (entry === undefined || this.protection !== 'clone') return entry
+    if (entry === undefined || !entry.copyOnRead) return entry
     return { ...entry, value: copyValue(entry.value) }
   }
 
@@ -171,7 +179,7 @@ export class MemoryLayer implements LocalCacheLayer {
   }
 
   private prepare(key: string, entry: CacheEntry, options: LayerWriteOptions | undefined): () => void {
-    const value = this.protect(entry.value, options?.ownsValue === true)
+    const { value, copyOnRead } = this.protect(entry.value, options?.ownsValue === true)
     const bytes = this.measure ? estimateBytes(value) + key.length * 2 + 64 : 0
     const ttl = effectiveTtl(options?.ttl, this.ttl)
     const stillValid = options?.stillValid
@@ -188,6 +196,7 @@ export class MemoryLayer implements LocalCacheLayer {
         loadMs: entry.loadMs,
         absent: entry.absent,
         bytes,
+        copyOnRead,
       }
       this.lru.set(key, stored, ttl === undefined ? undefined : { ttl })
       if (this.keyTrie === undefined && entry.tags === undefined) return
@@ -197,16 +206,20 @@ export class MemoryLayer implements LocalCacheLayer {
     }
   }
 
-  private protect(value: unknown, ownsValue: boolean): unknown {
-    if (this.protection === 'none') return value
+  private protect(value: unknown, ownsValue: boolean): Protected {
+    if (this.protection === 'none') return { value, copyOnRead: false }
     if (typeof value === 'function' || typeof value === 'symbol') {
       throw new InvalidValueError(
         `A ${typeof value} cannot be copied into the memory layer; store plain data, or use protection: 'none'`,
       )
     }
-    if (value === null || typeof value !== 'object') return value
+    if (value === null || typeof value !== 'object') return { value, copyOnRead: false }
     // `clone` must copy even an owned value: the caller that triggered the write gets that object back.
-    if (this.protection === 'clone') return copyValue(value)
-    return deepFreeze(ownsValue ? value : copyValue(value))
+    if (this.protection === 'clone') return { value: copyValue(value), copyOnRead: true }
+    const kept = ownsValue ? value : copyValue(value)
+    if (deepFreeze(kept)) return { value: kept, copyOnRead: false }
+    // A Date, Map, Set or binary buffer inside stays mutable when frozen: keep a copy no caller holds (an
+    // owned value goes back to the caller that triggered the write) and hand out copies of it.
+    return { value: ownsValue ? copyValue(kept) : kept, copyOnRead: true }
   }
 }

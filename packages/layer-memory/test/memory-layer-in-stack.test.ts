@@ -38,6 +38,17 @@ describe('MemoryLayer under a CacheStack', () => {
     expect(await cache.get('k')).toEqual({ count: 1 })
   })
 
+  it("'freeze': a caller moving a nested Date it got never moves what the next reader gets", async () => {
+    const cache = new CacheStack([new MemoryLayer()])
+    await cache.set('k', { order: { placedAt: new Date(0) } })
+    const got = (await cache.get('k')) as { order: { placedAt: Date } }
+    got.order.placedAt.setTime(1_000)
+    expect(await cache.get('k')).toEqual({ order: { placedAt: new Date(0) } })
+    const loaded = await cache.getOrSet('loaded', async () => ({ at: new Date(0) }))
+    loaded.at.setTime(1_000)
+    expect(await cache.getOrSet('loaded', async () => ({ at: new Date(5) }))).toEqual({ at: new Date(0) })
+  })
+
   it("'clone': every call gets its own copy, loads included", async () => {
     const cache = new CacheStack([new MemoryLayer({ protection: 'clone' })])
     const loaded = { n: 1 }

@@ -310,6 +310,37 @@ describe("MemoryLayer protection 'freeze' (default)", () => {
     expect(stored.when).toBeInstanceOf(Date)
   })
 
+  it("a caller changing a Date, Map, Set or typed array it read never changes the next reader's value", () => {
+    const layer = new MemoryLayer()
+    const value = {
+      when: new Date(0),
+      map: new Map([['a', { n: 1 }]]),
+      set: new Set([1]),
+      bytes: new Uint8Array([1, 2, 3]),
+      list: [new Date(5)],
+    }
+    write(layer, 'k', value)
+    const first = layer.get('k')?.value as typeof value
+    first.when.setTime(1_000)
+    first.map.set('b', { n: 2 })
+    first.map.get('a')!.n = 9
+    first.set.add(2)
+    first.bytes[0] = 99
+    first.list[0]!.setTime(7)
+    expect(layer.get('k')?.value).toEqual(value)
+    expect(layer.getMany(['k'])[0]?.value).toEqual(value)
+    // Also when the value is a bare Date, and when the layer owns the value it was given.
+    const read = <T>(key: string) => layer.get(key)!.value as T
+    write(layer, 'd', new Date(0))
+    read<Date>('d').setTime(1)
+    expect(read<Date>('d').getTime()).toBe(0)
+    const owned = { when: new Date(0) }
+    write(layer, 'o', owned, { ownsValue: true })
+    owned.when.setTime(1)
+    read<typeof owned>('o').when.setTime(2)
+    expect(read<typeof owned>('o').when.getTime()).toBe(0)
+  })
+
   it('passes primitives through', () => {
     const layer = new MemoryLayer()
     for (const value of [0, 'text', true, null, 12n]) {
