@@ -25,6 +25,7 @@ import {
   assertPositiveInteger,
   assertTags,
   assertTtl,
+  isReservedKey,
   MAX_KEY_LENGTH,
 } from './validation'
 
@@ -106,11 +107,14 @@ export interface WrapOptions<A extends unknown[]> extends GetOrSetOptions {
 const WRAP_OPTIONS = ['keyResolver', ...GET_OR_SET_OPTIONS] as const
 
 /**
- * The part of key validation a memory hit needs: type and length. The control-character scan runs only
- * after a miss, which is safe because no key holding one is ever stored, so such a key cannot hit.
+ * The part of key validation a memory hit needs: type, length and the reserved '~' (one char-code test,
+ * before the memory lookup counts anything). The control-character scan runs only after a miss, which is
+ * safe because no key holding one is ever stored, so such a key cannot hit.
  */
 function hitPathKey(key: unknown): string {
-  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) return assertKey(key)
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH || isReservedKey(key)) {
+    return assertKey(key)
+  }
   return key
 }
 

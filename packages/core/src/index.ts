@@ -94,11 +94,14 @@ export type { CacheStats, LayerStats } from './stats'
 export {
   assertCacheableValue,
   assertKey,
+  assertKeyText,
   assertKnownOptions,
   assertOneOf,
   assertPositiveInteger,
   assertTags,
   assertTtl,
+  isReservedKey,
   MAX_KEY_LENGTH,
   MAX_TTL_MS,
+  reservedKeyReason,
 } from './validation'

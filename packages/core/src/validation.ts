@@ -29,20 +29,54 @@ function hasControlChar(text: string): boolean {
   return forbiddenCharIndex(text) !== -1
 }
 
+/**
+ * Keys starting with '~' are where a RedisLayer keeps its own structures (`P~{…}k` key-index shards,
+ * `P~t:` tag sets, `P~te:` tag epochs, `P~v:` counters, `P~gen`, the invalidation log): no cache key,
+ * namespace, prefix or pattern may start with it, so no public call can read, delete or match them.
+ */
+const RESERVED_CHAR = 0x7e // '~'
+
+/** Whether `key` lies in the reserved space: one char-code test, cheap enough for the hot path. */
+export function isReservedKey(key: string): boolean {
+  return key.charCodeAt(0) === RESERVED_CHAR
+}
+
+/** The sentence every refusal of the reserved space carries (keys, prefixes and patterns alike). */
+export function reservedKeyReason(what: string, text: string): string {
+  return (
+    `Invalid ${what} ${describe(text)}: keys, namespaces, prefixes and patterns starting with "~" are ` +
+    "reserved (the layer's own indexes, tag sets and counters live there)"
+  )
+}
+
 function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value)
   return typeof value
 }
 
-/** Throws InvalidKeyError unless `key` is a usable cache key; returns it for chaining on the hot path. */
-export function assertKey(key: unknown, what = 'key'): string {
-  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH || hasControlChar(key)) {
+/**
+ * Throws InvalidKeyError unless `text` may be part of a Redis key: a non-empty string of at most
+ * MAX_KEY_LENGTH characters without control characters or unpaired surrogates. For ids and prefixes that
+ * other code places inside a key of its own; cache keys take assertKey.
+ */
+export function assertKeyText(text: unknown, what: string): string {
+  if (typeof text !== 'string' || text.length === 0 || text.length > MAX_KEY_LENGTH || hasControlChar(text)) {
     throw new InvalidKeyError(
-      `Invalid ${what} ${describe(key)}: expected a non-empty string of at most ${MAX_KEY_LENGTH} ` +
+      `Invalid ${what} ${describe(text)}: expected a non-empty string of at most ${MAX_KEY_LENGTH} ` +
         'characters without control characters or unpaired surrogates',
     )
   }
-  return key
+  return text
+}
+
+/**
+ * Throws InvalidKeyError unless `key` is a usable cache key (assertKeyText, and outside the reserved '~'
+ * space); returns it for chaining on the hot path. Namespaces, wrap prefixes and dependencies are keys too.
+ */
+export function assertKey(key: unknown, what = 'key'): string {
+  assertKeyText(key, what)
+  if (isReservedKey(key as string)) throw new InvalidKeyError(reservedKeyReason(what, key as string))
+  return key as string
 }
 
 /** A key prefix for prefix invalidation: like a key, but may be empty (everything in the namespace). */

@@ -6,6 +6,7 @@ import {
   CacheStack,
   InvalidKeyError,
   InvalidOptionError,
+  InvalidPatternError,
   InvalidTtlError,
   InvalidValueError,
   LayerCacheError,
@@ -74,6 +75,9 @@ const BAD_KEYS: unknown[] = [
   'esc\u001b[0m',
   'del\u007f',
   'cr\r',
+  // The RedisLayer's own key space (indexes, tag sets, counters), reserved on every layer.
+  '~',
+  '~{p::0}k',
 ]
 
 function label(value: unknown): string {
@@ -107,10 +111,29 @@ describe('invalid keys', () => {
     },
   )
 
+  it('refuses the reserved "~" space as a wrap prefix, a dependency, a prefix and a pattern', async () => {
+    const f = await seeded()
+    const refuse = (call: () => unknown) => expectRefused(f, call, InvalidKeyError, 'INVALID_KEY')
+    await refuse(() => f.cache.wrap('~t', () => 1))
+    await refuse(() => f.cache.set('fresh', 1, { dependsOn: ['~t:x'] }))
+    await refuse(() => f.cache.getOrSet('fresh', () => 1, { dependsOn: ['~t:x'] }))
+    await refuse(() => f.cache.invalidateByPrefix('~'))
+    await refuse(() => f.cache.invalidate({ keys: ['keep', '~gen'] }))
+    await refuse(() => f.cache.namespace('ok').get('~gen'))
+    for (const pattern of ['~*', '~gen']) {
+      await expectRefused(
+        f,
+        () => f.cache.invalidateByPattern(pattern),
+        InvalidPatternError,
+        'INVALID_PATTERN',
+      )
+    }
+  })
+
   it(`accepts keys of exactly ${MAX_KEY_LENGTH} characters, with ':' and non-ASCII text`, async () => {
     const { l1, remote, cache } = fixture()
     const long = 'k'.repeat(MAX_KEY_LENGTH)
-    for (const key of [long, 'a:b:c', 'ключ:🙂', ' spaced key ']) {
+    for (const key of [long, 'a:b:c', 'ключ:🙂', ' spaced key ', 'a~b']) {
       await cache.set(key, key.length)
       expect(l1.get(key)?.value).toBe(key.length)
       expect(remote.peek(key)).toBe(key.length)

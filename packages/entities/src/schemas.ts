@@ -1,5 +1,5 @@
 import {
-  assertKey,
+  assertKeyText,
   assertKnownOptions,
   assertPositiveInteger,
   assertTtl,
@@ -108,7 +108,7 @@ export type CheckedList = CheckedPlainList | CheckedIndexedList
 /** An id as it appears in keys: ids 42 and '42' are the same row. */
 export function normalizeId(id: unknown, type: string): string {
   if (typeof id === 'number' && Number.isFinite(id)) return String(id)
-  if (typeof id === 'string' && id.length <= MAX_ID_LENGTH) return assertKey(id, `${type} id`)
+  if (typeof id === 'string' && id.length <= MAX_ID_LENGTH) return assertKeyText(id, `${type} id`)
   throw new InvalidValueError(
     `Invalid ${type} id ${String(id)}: expected a finite number or a non-empty string of at most ${MAX_ID_LENGTH} characters`,
   )

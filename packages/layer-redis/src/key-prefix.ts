@@ -1,9 +1,9 @@
-import { assertKey } from '@layercache/core'
+import { assertKeyText } from '@layercache/core'
 
 /** '' stays ''; anything else gets a trailing ':' when it has none ("app" and "app:" mean the same). */
 export function normalizePrefix(prefix: unknown): string {
   if (prefix === undefined || prefix === '') return ''
-  const checked = assertKey(prefix, 'Redis key prefix')
+  const checked = assertKeyText(prefix, 'Redis key prefix')
   return checked.endsWith(':') ? checked : `${checked}:`
 }
 

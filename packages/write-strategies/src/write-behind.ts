@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import {
   assertKey,
+  assertKeyText,
   assertKnownOptions,
   assertPositiveInteger,
   assertTags,
@@ -211,7 +212,7 @@ export class WriteBehind<T = unknown> {
     if (typeof options.writer !== 'function') {
       throw new InvalidOptionError('WriteBehind: `writer` must be a function')
     }
-    this.queue = assertKey(options.queue, 'write-behind queue name')
+    this.queue = assertKeyText(options.queue, 'write-behind queue name')
     if (/[{}]/.test(this.queue)) throw new InvalidOptionError('WriteBehind: queue names cannot hold { or }')
     this.streamKey = `lc:wb:{${this.queue}}`
     this.deadLetterKey = `lc:wb:{${this.queue}}:dead`

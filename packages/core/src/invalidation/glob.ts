@@ -1,4 +1,4 @@
-import { forbiddenCharIndex } from '../validation'
+import { forbiddenCharIndex, isReservedKey, reservedKeyReason } from '../validation'
 import { InvalidPatternError } from './errors'
 
 export const MAX_PATTERN_LENGTH = 1024
@@ -11,8 +11,21 @@ function describe(value: unknown): string {
   return typeof value
 }
 
-/** Throws InvalidPatternError unless `pattern` is a usable glob; returns it for chaining. */
+/**
+ * Throws InvalidPatternError unless callers may invalidate by `pattern`: a usable glob that does not
+ * start in the reserved '~' space (no cache key does); returns it for chaining.
+ */
 export function validatePattern(pattern: unknown): string {
+  const checked = checkGlob(pattern)
+  if (isReservedKey(checked)) throw new InvalidPatternError(reservedKeyReason('pattern', checked))
+  return checked
+}
+
+/**
+ * Throws InvalidPatternError unless `pattern` is a usable glob. Matching takes any such glob: a pattern
+ * another instance logged or announced is compiled as it is, whatever its first character.
+ */
+function checkGlob(pattern: unknown): string {
   if (typeof pattern !== 'string') {
     throw new InvalidPatternError(`Invalid pattern ${describe(pattern)}: expected a string`)
   }
@@ -87,7 +100,7 @@ function wildcardMatch(pattern: string, key: string, from: number): boolean {
  * code unit; every other character, `[ ] \` included, is literal. Throws InvalidPatternError.
  */
 export function compileGlob(pattern: string): (key: string) => boolean {
-  validatePattern(pattern)
+  checkGlob(pattern)
   const prefix = literalPrefixOf(pattern)
   if (prefix.length === pattern.length) return (key) => key === pattern
   if (prefix.length === pattern.length - 1 && pattern.charCodeAt(prefix.length) === STAR) {
@@ -109,7 +122,7 @@ export function compileGlob(pattern: string): (key: string) => boolean {
  * so where keys may be non-ASCII, narrow by `literalPrefixOf` instead and filter with `compileGlob`.
  */
 export function globToRedisMatch(pattern: string): string {
-  validatePattern(pattern)
+  checkGlob(pattern)
   let out = ''
   let from = 0
   for (let i = 0; i < pattern.length; i++) {
