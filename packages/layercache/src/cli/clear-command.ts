@@ -1,9 +1,10 @@
 import { CLEAR_ALL_CONFIRMATION, type ClearAllCacheResult, clearAllCache } from '@layercache/layer-redis'
 import { prefixOption } from './cache-options'
 import { jsonText, UsageError } from './cli-io'
-import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf, productionMode } from './connection-options'
+import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf } from './connection-options'
 import { parseOptions, redisCommand, wholeNumber } from './redis-command'
 import { redactUrl } from './redis-connection'
+import { guardWipe, WIPE_GUARD_OPTIONS, WIPE_GUARD_USAGE } from './wipe-guard'
 
 const USAGE = `Usage: layercache clear --redis <url> --prefix <prefix> --confirm ${CLEAR_ALL_CONFIRMATION} [options]
 
@@ -18,8 +19,7 @@ and, in production mode (--production, or NODE_ENV=production), --allow-producti
 Options:
   --prefix <p>               the key prefix to wipe (default '': FLUSHDB of the whole database);
                              --key-prefix <p> is the same (the name the other commands use)
-  --confirm <token>          must be exactly ${CLEAR_ALL_CONFIRMATION}
-  --allow-production         required as well in production mode
+${WIPE_GUARD_USAGE}
   --batch-size <n>           SCAN COUNT per step (default 500)
   --json                     print the result as JSON
 ${CONNECTION_USAGE}
@@ -30,8 +30,7 @@ const OPTIONS = {
   ...CONNECTION_OPTIONS,
   prefix: { type: 'string' },
   'key-prefix': { type: 'string' },
-  confirm: { type: 'string' },
-  'allow-production': { type: 'boolean' },
+  ...WIPE_GUARD_OPTIONS,
   'batch-size': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -52,24 +51,8 @@ function parse(args: readonly string[], env: NodeJS.ProcessEnv) {
   }
   const prefix = prefixOption(values.prefix ?? values['key-prefix'], 'prefix')
   const batchSize = wholeNumber(values['batch-size'], 'batch-size', 1)
-  // The guards, before anything connects.
-  if (values.confirm !== CLEAR_ALL_CONFIRMATION) {
-    throw new UsageError(
-      `refusing to wipe ${scopeOf(prefix)}: ` +
-        (values.confirm === undefined
-          ? `--confirm ${CLEAR_ALL_CONFIRMATION} is required`
-          : `--confirm must be exactly ${CLEAR_ALL_CONFIRMATION}`) +
-        '; nothing was touched',
-    )
-  }
-  const production = productionMode(values, env)
-  const allowProduction = values['allow-production'] === true
-  if (production.on && !allowProduction) {
-    throw new UsageError(
-      `refusing to wipe ${scopeOf(prefix)} in production mode (${production.why}): ` +
-        'pass --allow-production as well; nothing was touched',
-    )
-  }
+  // Before anything connects.
+  const guard = guardWipe(values, env, scopeOf(prefix))
   return {
     help: false as const,
     ...connection,
@@ -77,8 +60,7 @@ function parse(args: readonly string[], env: NodeJS.ProcessEnv) {
     clear: {
       keyPrefix: prefix,
       confirm: CLEAR_ALL_CONFIRMATION as typeof CLEAR_ALL_CONFIRMATION,
-      productionMode: production.on,
-      allowProduction,
+      ...guard,
       batchSize,
     },
   }

@@ -1,6 +1,6 @@
 import { assertTags, CacheStack, validatePattern } from '@layercache/core'
 import { RedisInvalidationBus, RedisTagIndex } from '@layercache/distributed'
-import { type RedisClient, RedisLayer } from '@layercache/layer-redis'
+import { CLEAR_ALL_CONFIRMATION, type RedisClient, RedisLayer } from '@layercache/layer-redis'
 import { CACHE_OPTIONS, CACHE_USAGE, type CacheLocation, cacheLocationOf } from './cache-options'
 import { type CliIo, jsonText, UsageError } from './cli-io'
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf } from './connection-options'
@@ -8,6 +8,7 @@ import { recordedGeneration } from './generation-option'
 import { hasIndex, readIndexView } from './index-view'
 import { parseOptions, redisCommand, wholeNumber } from './redis-command'
 import { connectRedis } from './redis-connection'
+import { guardWipe, WIPE_GUARD_OPTIONS, WIPE_GUARD_USAGE } from './wipe-guard'
 
 const DEFAULT_CHANNEL = 'layercache:invalidation'
 const SECRET_ENV = 'LAYERCACHE_BUS_SECRET'
@@ -19,13 +20,20 @@ Invalidates through the library itself, as an app instance would: a CacheStack o
 the deployment's prefix, key and tag index and generation removes the keys from Redis (tag sets and
 index included, loads in flight fenced) and announces the invalidation on the signed invalidation bus,
 so every running instance drops the keys from its memory layer. Prints how many keys were removed.
-Bad input is refused (exit 2) before anything changes.
+Bad input is refused (exit 2) before anything changes. The layer's own keys (starting with '~' after
+the key prefix: indexes, tag sets, counters) are never matched.
 
 What to invalidate (exactly one):
   --tag <t>                  keys carrying the tag; repeat for several tags (see --tag-mode)
   --tag-mode <any|all>       with several tags: keys carrying any of them (default) or all of them
   --prefix <p>               keys starting with <p> ('' : every key of the namespace)
   --pattern <glob>           keys matching the glob: * any run of characters, ? exactly one
+
+The whole cache (--prefix '', or a --pattern of wildcards only, such as '*'), in the namespace if one is
+given, is guarded as \`layercache clear\` is: refused (exit 2, nothing touched, no connection made) unless
+--confirm is exactly ${CLEAR_ALL_CONFIRMATION} and, in production mode (--production, or
+NODE_ENV=production), --allow-production is given too.
+${WIPE_GUARD_USAGE}
 
 Where (as the app's CacheStack is configured):
 ${CACHE_USAGE}
@@ -51,6 +59,8 @@ Examples:
   layercache invalidate --redis redis://127.0.0.1:6379 --key-prefix myapp --prefix 'user:42:'
   layercache invalidate --redis redis://127.0.0.1:6379 --key-prefix myapp \\
     --tag-index-prefix myapp:tags --generation current --pattern 'report:2024-04-*'
+  layercache invalidate --redis redis://127.0.0.1:6379 --key-prefix myapp --prefix '' \\
+    --confirm ${CLEAR_ALL_CONFIRMATION}
 `
 
 const OPTIONS = {
@@ -65,6 +75,7 @@ const OPTIONS = {
   'bus-channel': { type: 'string' },
   'signing-secret': { type: 'string' },
   'no-bus': { type: 'boolean' },
+  ...WIPE_GUARD_OPTIONS,
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const
@@ -115,11 +126,31 @@ function targetOf(values: {
   return { kind: 'pattern', pattern: checked('--pattern', () => validatePattern(values.pattern)) }
 }
 
+/**
+ * Whether `target` covers every key of its scope: the prefix '', or a pattern of wildcards only ('*' and
+ * '?', which leave out at most keys shorter than its '?'s).
+ */
+function coversEverything(target: Target): boolean {
+  if (target.kind === 'prefix') return target.prefix === ''
+  return target.kind === 'pattern' && /^[*?]+$/.test(target.pattern)
+}
+
 function parse(args: readonly string[], env: NodeJS.ProcessEnv) {
   const values = parseOptions(args, OPTIONS)
   if (values.help) return { help: true as const }
   const connection = connectionOf(values, env)
   const target = targetOf(values)
+  const location = cacheLocationOf(values)
+  if (coversEverything(target)) {
+    // Before anything connects, as clear does.
+    guardWipe(
+      values,
+      env,
+      'every key of the cache ' +
+        (values.namespace === undefined ? '' : `in namespace ${JSON.stringify(values.namespace)} `) +
+        `under key prefix ${JSON.stringify(location.keyPrefix)}`,
+    )
+  }
   const noBus = values['no-bus'] === true
   if (noBus && (values['bus-channel'] !== undefined || values['signing-secret'] !== undefined)) {
     throw new UsageError('--no-bus: there is no bus to give a channel or a signing secret to')
@@ -130,7 +161,7 @@ function parse(args: readonly string[], env: NodeJS.ProcessEnv) {
   return {
     help: false as const,
     ...connection,
-    location: cacheLocationOf(values),
+    location,
     target,
     namespace: values.namespace,
     knownKeysShards: wholeNumber(values['known-key-shards'], 'known-key-shards', 1),
@@ -163,9 +194,9 @@ function describeTarget(target: Target): string {
         ? `tag ${JSON.stringify(target.tags[0])}`
         : `tags ${target.tags.map((tag) => JSON.stringify(tag)).join(', ')} (${target.mode})`
     case 'prefix':
-      return `prefix ${JSON.stringify(target.prefix)}`
+      return `prefix ${JSON.stringify(target.prefix)}${coversEverything(target) ? ' (every key)' : ''}`
     case 'pattern':
-      return `pattern ${JSON.stringify(target.pattern)}`
+      return `pattern ${JSON.stringify(target.pattern)}${coversEverything(target) ? ' (every key)' : ''}`
   }
 }
 
