@@ -10,7 +10,7 @@ import {
   type Serializer,
 } from '@layercache/layer-redis'
 import { CACHE_OPTIONS, CACHE_USAGE, cacheLocationOf } from './cache-options'
-import { jsonText, UsageError } from './cli-io'
+import { jsonText, printable, UsageError } from './cli-io'
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf } from './connection-options'
 import { recordedGeneration, resolveGeneration } from './generation-option'
 import { parseCommandLine, redisCommand } from './redis-command'
@@ -20,7 +20,8 @@ const USAGE = `Usage: layercache inspect --redis <url> [--key-prefix <p>] [--gen
 Shows one entry as RedisLayer stored it: the decoded value, its tags, the remaining TTL (PTTL), when
 it was created and until when it is fresh (when the stack recorded them), its size, its serializer and
 whether it is compressed. <key> is the stack's key (without the key prefix); a key starting with '-'
-goes after --. Reads only. Exit code 1 when there is no entry.
+goes after --. Reads only. Exit code 1 when there is no entry. Control characters in the value and the
+tags are printed escaped (\\xHH; in JSON, \\u00XX), never raw.
 
 Options:
 ${CACHE_USAGE}
@@ -54,13 +55,11 @@ function parse(args: readonly string[], env: NodeJS.ProcessEnv) {
   const [key] = positionals
   if (key === undefined) throw new UsageError('<key> is required')
   try {
+    // A cache key, as the stack takes it: the layer's own '~' keys are no entries.
     assertKey(key)
   } catch (error) {
     if (!(error instanceof InvalidKeyError)) throw error
     throw new UsageError(`<key>: ${error.message}`)
-  }
-  if (key.startsWith('~')) {
-    throw new UsageError(`<key>: keys starting with "~" are the layer's own indexes, not cache entries`)
   }
   return {
     help: false as const,
@@ -180,7 +179,7 @@ function describe(entry: InspectedEntry): string {
         ? '(none: a negative-cache entry, the loader found nothing)'
         : show(entry.value, { depth: 6, breakLength: 100, maxStringLength: 4000 })
     }`,
-    `tags: ${entry.tags.length === 0 ? '(none)' : entry.tags.join(', ')}`,
+    `tags: ${entry.tags.length === 0 ? '(none)' : entry.tags.map(printable).join(', ')}`,
     entry.pttl < 0
       ? 'ttl: none (no expiry)'
       : `ttl: ${entry.pttl} ms left (PTTL)` +

@@ -1,7 +1,7 @@
 import { compileGlob, InvalidPatternError, literalPrefixOf } from '@layercache/core'
 import type { IndexShard, RedisClient } from '@layercache/layer-redis'
 import { CACHE_OPTIONS, CACHE_USAGE, cacheLocationOf } from './cache-options'
-import { jsonText, UsageError } from './cli-io'
+import { jsonText, printable, UsageError } from './cli-io'
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf } from './connection-options'
 import { resolveGeneration } from './generation-option'
 import { hasIndex, lexRange, readIndexView, sourcesOf } from './index-view'
@@ -17,7 +17,9 @@ const USAGE = `Usage: layercache keys --redis <url> [--key-prefix <p>] [--match 
 
 Lists cache keys under the key prefix, without it (and without "g<n>:" with --generation), sorted,
 at most --limit of them. They come from the sharded known-keys index (keys whose expiry passed are
-left out); with no index (keyIndex: false, or nothing written yet), from SCAN. Reads only.
+left out); with no index (keyIndex: false, or nothing written yet), from SCAN. Reads only. One key
+per line; a control character in a key (only a key written to Redis by other means can hold one) is
+printed as \\xHH, a line feed too (in JSON, \\u00XX).
 
 Options:
   --match <glob>             only keys matching it: * any run of characters, ? exactly one
@@ -149,6 +151,7 @@ export const keysCommand = redisCommand({
         (listing.truncated ? `; more match: raise --limit (now ${parsed.limit})` : '') +
         '\n',
     )
-    return listing.keys.map((key) => `${key}\n`).join('')
+    // One line per key, whatever a key read from Redis holds.
+    return listing.keys.map((key) => `${printable(key)}\n`).join('')
   },
 })

@@ -5,7 +5,7 @@ import {
   InvalidOptionError,
   InvalidPatternError,
 } from '@layercache/core'
-import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from './cli-io'
+import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE, screened, UsageError } from './cli-io'
 import { type ConnectOptions, connectRedis } from './redis-connection'
 import type { CliCommand } from './run-cli'
 
@@ -58,7 +58,8 @@ type Parsed = { readonly help: true } | (ConnectOptions & { readonly help: false
 /**
  * The frame every command that talks to Redis shares: parse (usage and exit 2 on a bad command line),
  * `--help`, connect, run `work` (its text goes to stdout), exit 2 for bad input found later, 1 for
- * failures, and always disconnect.
+ * failures, and always disconnect. Everything it and `work` write is screened for control characters:
+ * text read from Redis never reaches the terminal raw.
  */
 async function runRedisCommand<P extends Parsed>(
   name: string,
@@ -128,13 +129,15 @@ export function redisCommand<P extends Parsed>(command: {
     name,
     summary,
     usage,
-    run: (args, io) =>
-      runRedisCommand(
+    run: (args, io) => {
+      const safe = screened(io)
+      return runRedisCommand(
         name,
         usage,
-        io,
+        safe,
         () => parse(args, process.env),
-        (parsed, client) => work(parsed, client, io),
-      ),
+        (parsed, client) => work(parsed, client, safe),
+      )
+    },
   }
 }

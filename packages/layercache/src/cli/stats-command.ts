@@ -7,7 +7,7 @@ import {
   tagSetPrefixOf,
 } from '@layercache/layer-redis'
 import { CACHE_OPTIONS, CACHE_USAGE, type CacheLocation, cacheLocationOf } from './cache-options'
-import { jsonText } from './cli-io'
+import { jsonText, printable } from './cli-io'
 import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf } from './connection-options'
 import { recordedGeneration } from './generation-option'
 import { hasIndex, type IndexView, lexRange, readIndexView, sourcesOf } from './index-view'
@@ -235,7 +235,9 @@ function describe(stats: CacheStats, url: string): string {
   )
   if (index.layout === null) {
     const unreadable =
-      index.unreadableLayout === null ? '' : ` (layout record unreadable: ${index.unreadableLayout})`
+      index.unreadableLayout === null
+        ? ''
+        : ` (layout record unreadable: ${printable(index.unreadableLayout)})`
     lines.push(`index: none recorded under ${JSON.stringify(index.prefix)}${unreadable}`)
   } else {
     const counts = index.layout.join(',')
