@@ -10,6 +10,14 @@ import {
 import type { RedisLayer } from './redis-layer'
 import { execBySlotOwner } from './slot-pipelines'
 
+// The recorded layout, recorded first (ARGV[1]) when there is none. Only a missing record is written: a
+// full Redis (noeviction) refuses any SET, even one NX would skip, and reading must still work then.
+const READ_OR_RECORD_SCRIPT = `
+local text = redis.call('GET', KEYS[1])
+if text then return text end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]`
+
 type Pipe = ReturnType<RedisLayer['client']['pipeline']>
 
 /**
@@ -158,17 +166,14 @@ export class KnownKeysLayout {
       [
         {
           slotKey: this.key,
-          add: (pipe) => {
-            pipe.set(this.key, ours, 'NX')
-            pipe.get(this.key)
-          },
+          add: (pipe) => pipe.eval(READ_OR_RECORD_SCRIPT, 1, this.key, ours),
         },
         { slotKey: this.legacy.keysKey, add: (pipe) => pipe.exists(this.legacy.keysKey) },
         ...(ownKey === undefined ? [] : [{ slotKey: ownKey, add: (pipe: Pipe) => pipe.get(ownKey) }]),
       ],
       (pipe) => this.layer.execPipeline('key index layout', pipe),
     )
-    const text = layout![1] as string | null
+    const text = layout![0] as string | null
     let counts = parseLayout(text)
     if (counts === undefined) {
       counts = this.view?.counts.slice() ?? [this.configured]

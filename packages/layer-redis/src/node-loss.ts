@@ -9,10 +9,14 @@ import type { RedisLayer } from './redis-layer'
 /** Keys unlinked per pipeline while a lost node is recovered from. */
 const WIPE_BATCH = 1000
 
-/** Bumps a key's fence counter and unlinks it, in one step (both live in the key's slot). */
-export const FENCE_AND_UNLINK_SCRIPT = `redis.call('INCR', KEYS[2])
+/**
+ * Unlinks a key and bumps its fence counter, in one step (both live in the key's slot). The UNLINK goes
+ * first: on a full Redis (noeviction) a script that has written may go on, so the INCR is not refused.
+ */
+export const FENCE_AND_UNLINK_SCRIPT = `local removed = redis.call('UNLINK', KEYS[1])
+redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
-return redis.call('UNLINK', KEYS[1])`
+return removed`
 
 // The same for a key found by SCAN, only when it looks like a value of the layer: a string starting with
 // one of its format markers (ARGV[2]). A stream, a lease token or another application's key is left.

@@ -252,7 +252,19 @@ export class RedisKeyIndex {
       )
       await writeValues(pipe)
       const cutChecks = queueTasks(pipe, checks)
-      checked = cutChecks(await this.layer.execPipeline('indexed set', pipe))
+      try {
+        checked = cutChecks(await this.layer.execPipeline('indexed set', pipe))
+      } catch (error) {
+        // An index step a full Redis refused while the SET landed would leave a value no index knows.
+        await this.layer
+          .pipelineByKey(
+            'index fence',
+            items.map((item) => item.full),
+            (unlinks, full) => unlinks.unlink(full),
+          )
+          .catch(() => {})
+        throw error
+      }
     } else {
       await this.onShards(
         'key index',

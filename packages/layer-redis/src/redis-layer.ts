@@ -375,11 +375,15 @@ export class RedisLayer implements CacheLayer {
     read: ReadonlyMap<string, readonly string[]> = new Map(),
     countDeletes = false,
   ): Promise<boolean[]> {
-    // On a Cluster the counters move with the unlink instead (see unlinkEach).
-    const [recorded] = await Promise.all([
+    // On a Cluster the counters move with the unlink instead (see unlinkEach). A counter a full Redis
+    // refuses (INCR needs memory; the removals free it) must not leave the value there once its index
+    // entries went: the removal goes on, and the delete rejects at the end.
+    const [forgotten, counted] = await Promise.allSettled([
       this.keyIndex.forget(fulls),
       countDeletes && !this.isCluster ? this.keyIndex.countDeletes(fulls) : undefined,
     ])
+    if (forgotten.status === 'rejected') throw forgotten.reason
+    const recorded = forgotten.value
     // The memberships the caller read, and those only the recorded tags name.
     const memberships = new Map<string, string[]>()
     for (const [setKey, members] of read) memberships.set(setKey, [...members])
@@ -400,6 +404,7 @@ export class RedisLayer implements CacheLayer {
     await this.tagStore.removeMemberships(memberships)
     const unlinked = await this.unlinkEach(operation, fulls)
     await this.keyIndex.release(fulls)
+    if (counted.status === 'rejected') throw counted.reason
     return unlinked
   }
 

@@ -78,7 +78,8 @@ describe('RedisLayer on a local Redis Cluster (3 masters)', () => {
     const left = await Promise.all(client.nodes('master').map((node) => node.keys(`${p}*`)))
     // Only the invalidation log survives (loads in flight elsewhere must still see the clear in it), and
     // the index layout record (every instance must keep using the same shard count).
-    expect(left.flat().sort()).toEqual([`${p}~{${p}}layout`, `${p}~{${p}}log`])
+    // With the record of the masters the layer knows (NodeLossRecovery).
+    expect(left.flat().sort()).toEqual([`${p}~{${p}}layout`, `${p}~{${p}}log`, `${p}~{${p}}nodes`])
     expect(await client.exists(`${other}keep`)).toBe(1)
   })
 
