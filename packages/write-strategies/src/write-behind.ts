@@ -295,7 +295,11 @@ export class WriteBehind<T = unknown> {
       } catch (error) {
         // A command that timed out may still land: the database could get this value, so the cache must
         // not keep serving the previous one.
-        await this.options.cache.delete(key).catch(() => {})
+        await this.options.cache
+          .delete(key)
+          .catch((cleanup: unknown) =>
+            this.emit('error', { operation: 'write cache delete', error: cleanup }),
+          )
         throw error
       }
       if (typeof reply === 'string') break
@@ -307,8 +311,11 @@ export class WriteBehind<T = unknown> {
     try {
       await this.options.cache.set(key, value as unknown, options)
     } catch (error) {
-      // The database will get the value; the cache must not keep an older one meanwhile.
-      await this.options.cache.delete(key).catch(() => {})
+      // The database will get the value; the cache must not keep an older one meanwhile. When even the
+      // delete fails, the cache may serve the older value until its TTL: say so.
+      await this.options.cache
+        .delete(key)
+        .catch((cleanup: unknown) => this.emit('error', { operation: 'write cache delete', error: cleanup }))
       throw error
     }
     return { id }

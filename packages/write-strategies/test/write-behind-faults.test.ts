@@ -891,3 +891,20 @@ describe.each(['standalone', 'cluster'] as const)('WriteBehind on %s Redis', (ta
     expect(await streamState(client, queue)).toEqual({ length: 0, pending: 0 })
   })
 })
+
+describe('WriteBehind: a cache that fails while a write is queued', () => {
+  it('a write whose cache update and clean-up both fail rejects and says so with an error event', async () => {
+    const cacheRedis = await ownRedis()
+    const { queue } = setup({ cache: stackOn(cacheRedis.client, 'gone:') })
+    const errors = collect(queue, 'error')
+    await cacheRedis.server.stop()
+
+    // Queued for the database, but the cache could neither take the value nor drop the old one: it may
+    // serve the old value until its TTL, which the application must hear about.
+    await expect(queue.write('k', 1)).rejects.toBeInstanceOf(LayerUnavailableError)
+    expect(errors).toMatchObject([
+      { operation: 'write cache delete', error: expect.any(LayerUnavailableError) },
+    ])
+    expect(queue.stats().queued).toBe(1)
+  })
+})
