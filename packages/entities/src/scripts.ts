@@ -86,10 +86,12 @@ if ARGV[6] == '1' then
     return members
   end
 end
+-- The DEL first: on a full Redis (noeviction) a script that has written may go on, so the bumps below
+-- are not refused and the row goes (the script is atomic either way).
+local deleted = redis.call('DEL', KEYS[1])
 if hasCounter == 1 then
   bump(KEYS[4], ARGV[1])
 end
-local deleted = redis.call('DEL', KEYS[1])
 local epoch = bump(KEYS[3], ARGV[1])
 redis.call('DEL', KEYS[2])
 local removed = 0
