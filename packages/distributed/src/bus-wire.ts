@@ -19,6 +19,12 @@ export interface WireBody {
   readonly t: number
   /** A random nonce; receivers of earlier releases need it. */
   readonly n: string
+  /**
+   * The largest join epoch the sender knew when it signed (see RedisInvalidationBus): a message carrying
+   * less than a receiver's own was signed before its sender could know that receiver had subscribed.
+   * Absent in messages of earlier releases.
+   */
+  readonly e?: number
   readonly o: readonly WireOperation[] | null
   /**
    * Set while the sender has messages it failed to publish (they never reached Redis, so no receiver can
@@ -61,6 +67,11 @@ function fromWire(wire: unknown): BusOperation | undefined {
   return undefined
 }
 
+/** A join epoch: what Redis' INCR hands out, as far as JavaScript numbers are exact. */
+export function isEpoch(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+}
+
 export interface DecodedBody {
   readonly sender: string
   readonly sequence: number
@@ -68,6 +79,8 @@ export interface DecodedBody {
   readonly operations: readonly BusOperation[] | null
   /** The sender failed to publish some earlier message. */
   readonly lost: boolean
+  /** The sender's join epoch when it signed; undefined from a sender of an earlier release. */
+  readonly epoch: number | undefined
 }
 
 /** Parses a body's JSON; undefined when anything is missing or of the wrong type. */
@@ -79,11 +92,12 @@ export function decodeBody(text: string): DecodedBody | undefined {
     return undefined
   }
   if (body === null || typeof body !== 'object') return undefined
-  const { s, q, o, l } = body
+  const { s, q, o, l, e } = body
   const lost = l === 1
   if (typeof s !== 'string') return undefined
   if (typeof q !== 'number' || !Number.isSafeInteger(q) || q < 1) return undefined
-  if (o === null) return { sender: s, sequence: q, operations: null, lost }
+  if (e !== undefined && !isEpoch(e)) return undefined
+  if (o === null) return { sender: s, sequence: q, operations: null, lost, epoch: e }
   if (!Array.isArray(o)) return undefined
   const operations: BusOperation[] = []
   for (const wire of o) {
@@ -91,7 +105,7 @@ export function decodeBody(text: string): DecodedBody | undefined {
     if (operation === undefined) return undefined
     operations.push(operation)
   }
-  return { sender: s, sequence: q, operations, lost }
+  return { sender: s, sequence: q, operations, lost, epoch: e }
 }
 
 /**

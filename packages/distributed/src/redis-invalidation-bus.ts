@@ -7,12 +7,13 @@ import {
   type BusOperation,
   bounded,
   type InvalidationBus,
+  InvalidationBusError,
   InvalidOptionError,
   LayerTimeoutError,
   type UnverifiedReason,
 } from '@layercache/core'
 import type { Redis } from 'ioredis'
-import { decodeBody, packOperations, WIRE_VERSION, type WireBody } from './bus-wire'
+import { decodeBody, isEpoch, packOperations, WIRE_VERSION, type WireBody } from './bus-wire'
 import { MessageSigner } from './message-signer'
 import { isCluster, messageEvent, type RedisClient, subscribeTo, unsubscribeFrom } from './redis-pubsub'
 import { SenderSequences } from './sender-sequences'
@@ -62,8 +63,19 @@ const OPTIONS = [
   'sharded',
 ] as const
 
-/** `stale` is no longer used (nothing is refused for its timestamp); it stays so code reading it compiles. */
-export type RejectionReason = 'unsigned' | 'signature' | 'stale' | 'replay' | 'malformed' | 'version'
+/**
+ * `beforeJoin`: signed before its sender could know this instance had subscribed (see the join epoch in
+ * RedisInvalidationBus). `stale` is no longer used (nothing is refused for its timestamp); it stays so code
+ * reading it compiles.
+ */
+export type RejectionReason =
+  | 'unsigned'
+  | 'signature'
+  | 'stale'
+  | 'replay'
+  | 'beforeJoin'
+  | 'malformed'
+  | 'version'
 
 export interface InvalidationBusStats {
   /** Messages sent by this instance (heartbeats excluded). */
@@ -88,6 +100,17 @@ export interface InvalidationBusEvents {
   error: [Error]
 }
 
+/**
+ * KEYS: the join counter. Its next value ({1, n}), or {0, what it holds} when that is not a whole number
+ * that can grow within 2^53 - 1 (left unchanged: whatever wrote it is not ours to undo).
+ */
+const JOIN_SCRIPT = `
+local raw = redis.call('GET', KEYS[1])
+if raw and (not string.match(raw, '^%d+$') or #raw > 16 or tonumber(raw) >= 9007199254740991) then
+  return {0, raw}
+end
+return {1, redis.call('INCR', KEYS[1])}`
+
 function checkClient(value: unknown, name: string): RedisClient {
   const client = value as Partial<Redis> | null
   if (client === null || typeof client !== 'object' || typeof client.publish !== 'function') {
@@ -108,6 +131,15 @@ interface Batch {
  * its listeners to flush whenever it cannot be sure it heard everything: on subscribing, when its
  * subscription may have dropped and once it is back, on a gap in a sender's numbers, and while its own
  * heartbeat does not come back.
+ *
+ * Join epochs refuse what was signed before this instance subscribed, without a clock: once subscribed it
+ * takes the next number of a Redis counter (`<channel>~epoch`, INCR) and announces it in a heartbeat.
+ * Every message carries the largest epoch its sender knew when signing (learned from the messages it
+ * hears, answered at once with a heartbeat, and read from the counter with every heartbeat). From a sender
+ * it has not heard yet, an instance refuses a message carrying less than its own epoch: it was signed
+ * before the sender could know of this instance, so it is a replay of something from before the
+ * subscription, or a live sender's message of the moment of joining, which that sender's next message
+ * (its answer) reveals as a gap, flushing memory.
  */
 export class RedisInvalidationBus implements InvalidationBus {
   /** This instance's sender id. */
@@ -128,6 +160,22 @@ export class RedisInvalidationBus implements InvalidationBus {
   private readonly maxMessageBytes: number
   private readonly heartbeat: NodeJS.Timeout
   private readonly unwatch: () => void
+  /** The Redis counter join epochs come from. */
+  private readonly epochKey: string
+  /** The largest join epoch known (own, heard, or read from the counter): every message carries it. */
+  private epoch = 0
+  /** This instance's own join epoch; 0 until it joined (nothing is refused for it until then). */
+  private joinedAt = 0
+  private joining = false
+  /**
+   * The number of the heartbeat that announced the join, until it is heard back: everything Redis took
+   * before it has been heard by then.
+   */
+  private joinAnnouncement = 0
+  /** A message was refused as `beforeJoin` before the announcement came back (see heardItself). */
+  private refusedBeforeAnnouncement = false
+  /** A heartbeat answering a newly heard epoch is scheduled. */
+  private answering = false
   private sequence = 0
   /** The newest sequence number that failed to publish, until a later message said so (`l`). */
   private undelivered: number | undefined
@@ -147,7 +195,7 @@ export class RedisInvalidationBus implements InvalidationBus {
     publishErrors: 0,
     received: 0,
     gaps: 0,
-    rejected: { unsigned: 0, signature: 0, stale: 0, replay: 0, malformed: 0, version: 0 },
+    rejected: { unsigned: 0, signature: 0, stale: 0, replay: 0, beforeJoin: 0, malformed: 0, version: 0 },
     unverified: { subscribed: 0, reconnect: 0, gap: 0, heartbeat: 0 },
   }
 
@@ -167,6 +215,7 @@ export class RedisInvalidationBus implements InvalidationBus {
       throw new InvalidOptionError('RedisInvalidationBus: channel must be a non-empty string')
     }
     this.channel = channel
+    this.epochKey = `${channel}~epoch`
     this.signer = options.signingSecret === undefined ? undefined : new MessageSigner(options.signingSecret)
     if (options.sharded !== undefined && typeof options.sharded !== 'boolean') {
       throw new InvalidOptionError('RedisInvalidationBus: sharded must be a boolean')
@@ -270,7 +319,8 @@ export class RedisInvalidationBus implements InvalidationBus {
         this.lastEchoAt = performance.now()
         // Whatever was cached before the subscription took effect may have been invalidated unheard.
         this.tellUnverified('subscribed', 'subscribed')
-        this.markReady()
+        // Ready once it joined (or failed to: it then tries again with every heartbeat).
+        this.join().finally(() => this.markReady())
       },
       (error: unknown) => {
         if (this.closed) return
@@ -283,6 +333,57 @@ export class RedisInvalidationBus implements InvalidationBus {
         }, this.heartbeatMs).unref()
       },
     )
+  }
+
+  /**
+   * Takes this instance's join epoch, after the subscription took effect: any message signed later by a
+   * sender that knew it carries at least as much. Announced at once, so live peers answer within a round
+   * trip. A counter Redis answers with something unusable (written by something else) is reported and
+   * refuses nothing.
+   */
+  private async join(): Promise<void> {
+    if (this.joining || this.joinedAt > 0 || this.closed) return
+    this.joining = true
+    try {
+      const reply = await this.bounded(this.publisher.eval(JOIN_SCRIPT, 1, this.epochKey))
+      const [taken, epoch] = reply as [number, unknown]
+      if (taken !== 1 || !isEpoch(epoch) || epoch === 0) {
+        throw new InvalidationBusError(
+          `RedisInvalidationBus: the join counter "${this.epochKey}" holds ${JSON.stringify(String(epoch).slice(0, 32))}, not a whole number below 2^53 - 1; it was left as it is, and messages signed before this instance subscribed are not refused`,
+        )
+      }
+      if (this.closed) return
+      this.joinedAt = epoch
+      this.epoch = Math.max(this.epoch, epoch)
+      this.sendBody(null).catch((error: unknown) => this.emitError(error))
+      this.joinAnnouncement = this.sequence
+    } catch (error) {
+      this.emitError(error)
+    } finally {
+      this.joining = false
+    }
+  }
+
+  /** Reads the counter so a sender that cannot hear the channel still learns of instances that joined. */
+  private async readEpoch(): Promise<void> {
+    try {
+      const stored = await this.bounded(this.publisher.get(this.epochKey))
+      const epoch = stored !== null && /^\d{1,16}$/.test(stored) ? Number(stored) : Number.NaN
+      if (isEpoch(epoch) && epoch > this.epoch) this.epoch = epoch
+    } catch {
+      // The heartbeat goes out with what is known; its own failure is what reports an unreachable Redis.
+    }
+  }
+
+  /** A newer epoch was heard: some instance joined. Answer with a heartbeat that carries it, once. */
+  private learnedEpoch(epoch: number): void {
+    this.epoch = epoch
+    if (this.answering) return
+    this.answering = true
+    setImmediate(() => {
+      this.answering = false
+      if (!this.closed) this.sendBody(null).catch((error: unknown) => this.emitError(error))
+    })
   }
 
   private subscriptionLost(detail: string): void {
@@ -323,6 +424,7 @@ export class RedisInvalidationBus implements InvalidationBus {
       q: sequence,
       t: Date.now(), // for logs only
       n: randomBytes(12).toString('base64url'),
+      e: this.epoch,
       o: operations,
       ...(owned === undefined ? {} : { l: 1 }),
     }
@@ -351,7 +453,10 @@ export class RedisInvalidationBus implements InvalidationBus {
 
   private beat(): void {
     if (this.closed) return
-    this.sendBody(null).catch((error: unknown) => this.emitError(error))
+    if (this.subscribedOnce && this.joinedAt === 0) void this.join()
+    this.readEpoch().then(() => {
+      if (!this.closed) this.sendBody(null).catch((error: unknown) => this.emitError(error))
+    })
     const silentMs = performance.now() - this.lastEchoAt
     if (silentMs <= this.heartbeatTimeoutMs) return
     // Not hearing ourselves: what others send is not heard either. Flush on every beat until it comes
@@ -377,7 +482,17 @@ export class RedisInvalidationBus implements InvalidationBus {
     }
     const body = decodeBody(text)
     if (body === undefined) return this.reject('malformed', 'malformed body')
-    if (body.sender === this.id) return this.heardItself()
+    if (body.sender === this.id) return this.heardItself(body.sequence)
+    if (body.epoch !== undefined) {
+      if (body.epoch < this.joinedAt && !this.senders.knows(body.sender)) {
+        if (this.joinAnnouncement !== 0) this.refusedBeforeAnnouncement = true
+        return this.reject(
+          'beforeJoin',
+          `#${body.sequence} from ${body.sender} was signed before it knew this instance subscribed (epoch ${body.epoch} < ${this.joinedAt})`,
+        )
+      }
+      if (body.epoch > this.epoch) this.learnedEpoch(body.epoch)
+    }
     const verdict = this.senders.observe(body.sender, body.sequence)
     if (verdict === 'replay') return this.reject('replay', `#${body.sequence} from ${body.sender} again`)
     if (verdict === 'gap' || body.lost) {
@@ -396,8 +511,17 @@ export class RedisInvalidationBus implements InvalidationBus {
   }
 
   /** Hearing any of its own messages proves the subscription delivers now. */
-  private heardItself(): void {
+  private heardItself(sequence: number): void {
     this.lastEchoAt = performance.now()
+    if (this.joinAnnouncement !== 0 && sequence >= this.joinAnnouncement) {
+      this.joinAnnouncement = 0
+      // A live peer may have signed a message just before it heard of this instance, and stopped before
+      // its next one (which would show the gap): what was refused until now is covered by a flush.
+      if (this.refusedBeforeAnnouncement) {
+        this.refusedBeforeAnnouncement = false
+        this.tellUnverified('gap', 'refused messages signed before their senders knew this instance joined')
+      }
+    }
     if (this.healthy && !this.lost) return
     this.regained(this.lost ? 'heard itself again' : 'heartbeat back')
   }

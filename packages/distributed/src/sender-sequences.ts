@@ -43,6 +43,11 @@ export class SenderSequences {
     this.flushes++
   }
 
+  /** Whether a message of `sender` was heard (and not forgotten since). */
+  knows(sender: string): boolean {
+    return this.last.has(sender)
+  }
+
   get size(): number {
     return this.last.size
   }

@@ -60,9 +60,24 @@ export async function startInstance(
   }
 }
 
+/**
+ * Waits until every bus has heard each of the others (as joining instances do within a round trip: each
+ * answers a newcomer's join epoch with a heartbeat), so no first message heard from a peer is still to come.
+ */
+export async function acquainted(buses: readonly RedisInvalidationBus[]): Promise<void> {
+  const knows = (bus: RedisInvalidationBus, other: RedisInvalidationBus) =>
+    (bus as unknown as { senders: { knows(id: string): boolean } }).senders.knows(other.id)
+  await eventually(
+    () => buses.every((bus) => buses.every((other) => other === bus || knows(bus, other))),
+    'every instance heard every other',
+  )
+}
+
 /** The entry the instance's memory layer holds for `key`, without going to Redis. */
 export function inMemory(instance: Instance, key: string): unknown {
   return instance.stack.layers[0]!.get(key)
 }
 
-export { eventually } from './eventually'
+import { eventually } from './eventually'
+
+export { eventually }
