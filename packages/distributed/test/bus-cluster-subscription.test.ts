@@ -3,7 +3,7 @@
 import { useRedisAndCluster } from '@layercache/test-utils/redis-and-cluster'
 import type { Cluster, Redis } from 'ioredis'
 import { afterEach, describe, expect, it } from 'vitest'
-import { eventually, type Instance, inMemory, startInstance } from './support/instances'
+import { acquainted, eventually, type Instance, inMemory, startInstance } from './support/instances'
 
 const redis = useRedisAndCluster()
 
@@ -32,6 +32,7 @@ describe('bus on a Redis Cluster: sharded subscriptions dropped on the channelâ€
     const writer = await startInstance(client, prefix, quiet)
     const reader = await startInstance(client, prefix, quiet)
     open.push(writer, reader)
+    await acquainted([writer.bus, reader.bus]) // the reader's flush on joining is behind it
     const master = await masterOf(client, channel)
     const subscribers = async () =>
       Number(((await master.call('PUBSUB', 'SHARDNUMSUB', channel)) as unknown[])[1])
