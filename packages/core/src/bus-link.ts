@@ -64,7 +64,9 @@ export class BusLink implements BusListener {
       if ('keys' in operation) {
         state.gate.forget(operation.keys)
       } else if ('generation' in operation) {
-        state.generations?.learned(operation.generation)
+        // A hint to read the shared generation again, never a number to adopt: the message may be
+        // unsigned. Until that read answers, what memory holds may be of the old generation: drop it.
+        if (state.generations?.hinted(operation.generation)) state.forgetLocalMemory()
       } else {
         // A group invalidation cannot name what is in flight: fence all of it, as a local one does.
         state.gate.forgetAll()

@@ -52,7 +52,8 @@ export interface CacheEventMap {
    * A layer answered with an entry it cannot use (CorruptEntryError: it does not decode, it is larger than
    * the layer's `maxValueBytes`, or the key holds another Redis type). The read went on as a miss; the
    * layer's health is not in question, so no circuit breaker moved. The entry stays where it is until a
-   * write replaces it (`getOrSet` does) or it expires.
+   * write replaces it (`getOrSet` does) or it expires. Also emitted when the shared generation (`P~gen`)
+   * holds something that is not a generation: the stack keeps the one it has.
    */
   corruptEntry: { key: string; layer: string; reason: CorruptReason; error: unknown }
   /** A layer failed; `handled` is true when the stack carried on without it. */

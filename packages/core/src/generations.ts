@@ -1,4 +1,4 @@
-import { InvalidOptionError } from './errors'
+import { CorruptEntryError, InvalidOptionError } from './errors'
 import type { CacheLayer } from './layer'
 import { assertKnownOptions, assertPositiveInteger } from './validation'
 
@@ -11,6 +11,8 @@ export interface GenerationCleanupOptions {
 export interface GenerationHooks {
   /** Drop what the previous generation left in process memory and fence work in flight. */
   readonly moved: (next: number, previous: number) => void
+  /** The shared layer holds something that is not a generation: it was not adopted. */
+  readonly refused: (error: CorruptEntryError) => void
 }
 
 export function readGenerationOption(value: unknown): number | undefined {
@@ -50,6 +52,9 @@ export class Generations {
    */
   pending: boolean
   readonly ready: Promise<void>
+  /** A read prompted by a hint is under way; `rereadAgain`: another hint came meanwhile. */
+  private rereading = false
+  private rereadAgain = false
 
   constructor(
     readonly floor: number,
@@ -85,7 +90,9 @@ export class Generations {
     try {
       // A shared number below ours (deleted, reset) is raised, or old keys would come back.
       latest = await this.source.sharedGeneration!(Math.max(this.floor, before))
-    } catch {
+    } catch (error) {
+      // Unreachable: the guarded operation fails on its own. Unusable: said, and never adopted.
+      if (error instanceof CorruptEntryError) this.hooks.refused(error)
       return this.current === before
     }
     if (latest > this.current) this.adopt(latest)
@@ -117,9 +124,31 @@ export class Generations {
     return next
   }
 
-  /** Another instance moved to `generation` (heard on the bus): follow it, never backwards. */
-  learned(generation: number): void {
-    if (Number.isSafeInteger(generation) && generation > this.current) this.adopt(generation)
+  /**
+   * A bus message says another instance moved to `generation`. Only a hint (the message may be unsigned,
+   * or forged): with a shared layer the number is read from there again (at most one read under way, one
+   * more queued), never taken from the message; without one nothing moves. True when it names a newer
+   * generation than this one, so the caller drops memory meanwhile.
+   */
+  hinted(generation: number): boolean {
+    if (!(generation > this.current)) return false
+    this.reread()
+    return true
+  }
+
+  private reread(): void {
+    if (this.source === undefined) return
+    if (this.rereading) {
+      this.rereadAgain = true
+      return
+    }
+    this.rereading = true
+    void this.verify().then(() => {
+      this.rereading = false
+      if (!this.rereadAgain) return
+      this.rereadAgain = false
+      this.reread()
+    })
   }
 
   private adopt(next: number): void {

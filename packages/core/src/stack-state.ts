@@ -203,15 +203,15 @@ export class StackState {
     if (cleanup !== undefined && generation === undefined) {
       throw new InvalidOptionError('generationCleanup needs the generation option')
     }
+    const generationSource = this.layers.findIndex((layer) => typeof layer.sharedGeneration === 'function')
     this.generations =
       generation === undefined
         ? undefined
-        : new Generations(
-            generation,
-            this.layers.find((layer) => typeof layer.sharedGeneration === 'function'),
-            cleanup,
-            { moved: (next, previous) => this.generationMoved(next, previous) },
-          )
+        : new Generations(generation, this.layers[generationSource], cleanup, {
+            moved: (next, previous) => this.generationMoved(next, previous),
+            // Reported like an entry the layer answered with but cannot use; the stack stays where it is.
+            refused: (error) => this.corruptEntry(generationSource, error.key, error),
+          })
     this.keyspace = this.generations?.prefix ?? ''
     this.keyVersions = new KeyVersions(this.layers.find((layer) => typeof layer.readCounter === 'function'))
     this.stats = new StatsCollector(this.layers.map((l) => l.name))

@@ -1,8 +1,12 @@
 import { useRedisAndCluster } from '@layercache/test-utils/redis-and-cluster'
 import { describe, expect, it } from 'vitest'
 import {
+  type CacheEventMap,
   CacheStack,
   type CacheStackOptions,
+  CorruptEntryError,
+  generationKeyOf,
+  InvalidOperationError,
   InvalidOptionError,
   LayerCacheError,
   MemoryLayer,
@@ -187,6 +191,49 @@ describe.each(['standalone', 'cluster'] as const)('generations shared through %s
     }
     expect(await left(`${prefix}:g1:*`)).toEqual([])
     expect(await left(`${prefix}:g2:*`)).toEqual([`${prefix}:g2:item:new`])
+  })
+
+  it('a shared generation that is not a whole number below 2^53 is refused: a corruptEntry event, never adopted', async () => {
+    const { client, instance } = fleet()
+    for (const held of [
+      '9007199254740993',
+      '99999999999999999999',
+      'abc',
+      '-3',
+      '1e3',
+      '1.5',
+      ' 7',
+      '0x10',
+      '',
+    ]) {
+      const stack = instance()
+      const key = generationKeyOf((stack.layers[1] as RedisLayer).prefix)
+      await client.set(key, held)
+      const refused: CacheEventMap['corruptEntry'][] = []
+      stack.on('corruptEntry', (event) => refused.push(event))
+      await stack.set('k', held)
+      expect(await stack.get('k')).toBe(held) // it works on in the generation it has
+      expect(stack.generation).toBe(1)
+      expect(refused.length).toBeGreaterThan(0)
+      expect(refused[0]).toMatchObject({ key, reason: 'unreadable' })
+      expect(refused[0]!.error).toBeInstanceOf(CorruptEntryError)
+      await expect(stack.bumpGeneration()).rejects.toBeInstanceOf(CorruptEntryError)
+      expect(stack.generation).toBe(1)
+      expect(await client.get(key)).toBe(held) // left as it is
+    }
+  })
+
+  it('at the largest safe generation a bump is refused with a typed error and changes nothing', async () => {
+    const { client, instance } = fleet()
+    const stack = instance()
+    const key = generationKeyOf((stack.layers[1] as RedisLayer).prefix)
+    await client.set(key, String(Number.MAX_SAFE_INTEGER))
+    await stack.set('k', 'v')
+    expect(stack.generation).toBe(Number.MAX_SAFE_INTEGER)
+    await expect(stack.bumpGeneration()).rejects.toBeInstanceOf(InvalidOperationError)
+    expect(stack.generation).toBe(Number.MAX_SAFE_INTEGER)
+    expect(await client.get(key)).toBe(String(Number.MAX_SAFE_INTEGER))
+    expect(await stack.get('k')).toBe('v')
   })
 
   it('a load that began before a bump elsewhere never shows its value in the new generation', async () => {
