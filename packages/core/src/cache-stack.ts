@@ -1,11 +1,10 @@
-import type { BusOperation } from './distribution'
 import { type CacheEntry, isFresh } from './entry'
-import { InvalidOptionError, type LayerCacheError } from './errors'
+import { InvalidOptionError } from './errors'
 import type { CacheEventListener, CacheEventName } from './events'
 import { buildEntry, FRESHNESS_OPTIONS, type FreshnessOptions, judge, resolveFreshness } from './freshness'
-import { generationPrefix } from './generations'
-import { type KeyMatch, type TagMatchMode, validatePattern } from './invalidation'
-import type { CacheLayer, LayerWrite, MaybePromise } from './layer'
+import { type TagMatchMode, validatePattern } from './invalidation'
+import { DEPENDENCY_TAG, dependencyTag, Invalidator } from './invalidator'
+import type { CacheLayer, LayerWrite } from './layer'
 import type { Loader } from './load-runner'
 import {
   type CacheStackOptions,
@@ -44,12 +43,6 @@ export interface InvalidationPlan {
   readonly patterns?: readonly string[]
 }
 const INVALIDATION_PLAN = ['keys', 'tags', 'tagMode', 'prefixes', 'patterns'] as const
-
-/** Dependencies are stored as tags under a prefix callers' tags cannot collide with (it holds a control char). */
-export const DEPENDENCY_TAG = '\u0001dep:'
-function dependencyTag(fullKey: string): string {
-  return DEPENDENCY_TAG + fullKey
-}
 
 export interface SetOptions {
   /** Lifetime in ms; defaults to the stack's ttl, then to each layer's own. */
@@ -128,12 +121,14 @@ function normalizeNamespace(prefix: unknown): string {
  */
 export class CacheStack {
   private readonly state: StackState
+  private readonly invalidator: Invalidator
   private readonly prefix: string
   /** The plan of a getOrSet without options, for this view (its tags are scoped by its prefix). */
   private readonly defaultPlan: LoadPlan
 
   constructor(layers: readonly CacheLayer[], options: CacheStackOptions = {}) {
     this.state = new StackState(layers, options)
+    this.invalidator = new Invalidator(this.state)
     this.prefix = ''
     this.defaultPlan = this.state.defaultPlan
   }
@@ -144,6 +139,7 @@ export class CacheStack {
     const scoped = this.prefix + normalizeNamespace(prefix)
     Object.assign(view, {
       state: this.state,
+      invalidator: this.invalidator,
       prefix: scoped,
       defaultPlan: { ...this.state.defaultPlan, tagPrefix: scoped },
     })
@@ -165,8 +161,8 @@ export class CacheStack {
     assertOneOf(mode, TAG_MODES, 'tag match mode')
     const scoped = scopeTags(checked, this.prefix)!
     const possible = this.state.dependentsPossible() // asked alongside, not after
-    const found = await this.removeTagged(scoped, mode)
-    const dependents = await this.cascadeIfDependents([...found], possible)
+    const found = await this.invalidator.removeTagged(scoped, mode)
+    const dependents = await this.invalidator.cascadeIfDependents([...found], possible)
     const count = found.size + dependents
     const state = this.state
     state.stats.invalidations++
@@ -185,7 +181,7 @@ export class CacheStack {
     const checked = assertKeyPrefix(prefix)
     await this.state.generations?.verify()
     const scope = this.state.keyspace + this.prefix + checked
-    const count = await this.invalidateMatching({ scope })
+    const count = await this.invalidator.matching({ scope })
     if (this.state.events.listening('invalidate')) {
       this.state.events.emit('invalidate', { kind: 'prefix', prefix: scope, count })
     }
@@ -201,7 +197,7 @@ export class CacheStack {
     const checked = validatePattern(pattern)
     await this.state.generations?.verify()
     const scope = this.state.keyspace + this.prefix
-    const count = await this.invalidateMatching({ scope, pattern: checked })
+    const count = await this.invalidator.matching({ scope, pattern: checked })
     if (this.state.events.listening('invalidate')) {
       this.state.events.emit('invalidate', { kind: 'pattern', scope, pattern: checked, count })
     }
@@ -229,7 +225,7 @@ export class CacheStack {
     const patterns = list(plan.patterns, 'patterns').map(validatePattern)
     // A delete cannot tell whether a key existed: the keys count as given. Warmers refill once, after the
     // whole change.
-    return this.holdingRefills(async () => {
+    return this.invalidator.holdingRefills(async () => {
       let count = keys.length
       if (keys.length > 0) await this.mdelete(keys)
       if (tags !== undefined) count += await this.invalidateByTags(tags, mode)
@@ -237,127 +233,6 @@ export class CacheStack {
       for (const pattern of patterns) count += await this.invalidateByPattern(pattern)
       return count
     })
-  }
-
-  private async invalidateMatching(match: KeyMatch): Promise<number> {
-    const state = this.state
-    const unable = state.layers.find((layer) => layer.invalidateKeys === undefined)
-    if (unable !== undefined) {
-      throw new InvalidOptionError(
-        `Layer "${unable.name}" cannot invalidate by prefix or pattern (it has no invalidateKeys)`,
-      )
-    }
-    const possible = state.dependentsPossible()
-    const found = await this.removeEverywhere('invalidateKeys', (layer) => layer.invalidateKeys!(match), {
-      match,
-    })
-    const count = found.size + (await this.cascadeIfDependents([...found], possible))
-    state.stats.invalidations++
-    return count
-  }
-
-  /** Removes the entries carrying (any / all of) the stored tags from every layer; returns their keys. */
-  private removeTagged(storedTags: readonly string[], mode: TagMatchMode): Promise<Set<string>> {
-    return this.removeEverywhere('invalidateTags', (layer) => layer.invalidateTags?.(storedTags, mode), {
-      tags: storedTags,
-      mode,
-    })
-  }
-
-  /**
-   * A group invalidation: every layer removes what it finds (`find`), then each layer also removes what
-   * the others found; then the other instances are told (`announce`, with a bus). Returns the keys removed.
-   */
-  private removeEverywhere(
-    operation: string,
-    find: (layer: CacheLayer) => MaybePromise<readonly string[]> | undefined,
-    announce: BusOperation,
-  ): Promise<Set<string>> {
-    return this.holdingRefills(async () => {
-      const found = await this.removeFound(operation, find)
-      const bus = this.state.bus
-      if (bus !== undefined) await bus.announce([announce])
-      return found
-    })
-  }
-
-  /** Runs an invalidation; warmers refill only once no invalidation is running (see Warmers). */
-  private async holdingRefills<T>(work: () => Promise<T>): Promise<T> {
-    const warmers = this.state.warmers
-    warmers.begin()
-    try {
-      return await work()
-    } finally {
-      warmers.end()
-    }
-  }
-
-  private async removeFound(
-    operation: string,
-    find: (layer: CacheLayer) => MaybePromise<readonly string[]> | undefined,
-  ): Promise<Set<string>> {
-    const state = this.state
-    const layers = state.layers
-    // A group invalidation cannot name the keys being loaded right now: fence them all, conservatively.
-    state.gate.forgetAll()
-    const ask = async (i: number) => {
-      try {
-        return await find(layers[i]!)
-      } catch (error) {
-        state.layerFailed(i, operation, undefined, error, 'throw')
-        return undefined
-      }
-    }
-    // Remote layers first: their commands leave before the in-process layers' synchronous work runs.
-    const asked: Promise<readonly string[] | undefined>[] = new Array(layers.length)
-    for (let i = 0; i < layers.length; i++) if (!layers[i]!.local) asked[i] = ask(i)
-    for (let i = 0; i < layers.length; i++) if (layers[i]!.local) asked[i] = ask(i)
-    const foundBy = await Promise.all(asked)
-    const found = new Set(foundBy.flatMap((keys) => keys ?? []))
-    state.gate.forget(found, false)
-    state.invalidated(found)
-    // A key one layer matched may sit in another that did not index it (e.g. a write Redis refused in
-    // bypass mode): remove it there too, without repeating the work of layers that already did.
-    // In-process layers are covered by the final pass below.
-    await Promise.all(
-      layers.map(async (layer, i) => {
-        if (layer.local || (foundBy[i]?.length ?? 0) === found.size) return
-        const own = new Set(foundBy[i] ?? [])
-        const rest = [...found].filter((key) => !own.has(key))
-        if (rest.length === 0) return
-        try {
-          await layer.deleteMany(rest)
-        } catch (error) {
-          state.layerFailed(i, operation, undefined, error, 'throw')
-        }
-      }),
-    )
-    // A read that began while the lower layers were still removing may have copied an old value back
-    // into memory (and an in-process layer may hold what only another layer matched): fence what is
-    // still in flight and drop those copies. The match is applied to memory again, not only the keys
-    // found: a key another instance unlinked first is not among them, yet a read here may have copied it.
-    state.gate.forgetAll()
-    for (const layer of layers) if (layer.local) find(layer)
-    state.gate.forget(found)
-    return found
-  }
-
-  /**
-   * Invalidates, transitively, every entry written with `dependsOn` one of `fullKeys`. Dependencies are
-   * stored as tags, so this is as race-safe and as shared across instances as tag invalidation. Cycles
-   * end because a key is only followed once. Returns how many dependents were removed.
-   */
-  private async cascade(fullKeys: readonly string[]): Promise<number> {
-    const seen = new Set(fullKeys)
-    let frontier = [...fullKeys]
-    let removed = 0
-    while (frontier.length > 0) {
-      const found = await this.removeTagged(frontier.map(dependencyTag), 'any')
-      frontier = [...found].filter((key) => !seen.has(key))
-      for (const key of frontier) seen.add(key)
-      removed += frontier.length
-    }
-    return removed
   }
 
   /**
@@ -374,7 +249,8 @@ export class CacheStack {
     const next = await generations.bump()
     const bus = this.state.bus
     if (bus !== undefined) await bus.announce([{ generation: next }])
-    if (generations.cleanup !== undefined) this.cleanUpGeneration(previous, generations.cleanup.batchSize)
+    if (generations.cleanup !== undefined)
+      this.invalidator.cleanUpGeneration(previous, generations.cleanup.batchSize)
     return next
   }
 
@@ -413,24 +289,6 @@ export class CacheStack {
   /** The current generation (after the last bump or check), or undefined without generations. */
   get generation(): number | undefined {
     return this.state.generations?.current
-  }
-
-  /** Removes an old generation's keys from the shared layers, page by page; reports through an event. */
-  private cleanUpGeneration(generation: number, batchSize: number): void {
-    const state = this.state
-    const scope = generationPrefix(generation)
-    const shared = state.layers.filter((layer) => !layer.local && layer.invalidateKeys !== undefined)
-    Promise.all(shared.map((layer) => layer.invalidateKeys!({ scope }, { batchSize }))).then(
-      (removed) => {
-        const count = removed.reduce((sum, keys) => sum + keys.length, 0)
-        if (state.events.listening('generationCleanup'))
-          state.events.emit('generationCleanup', { generation, removed: count })
-      },
-      (error: unknown) => {
-        if (state.events.listening('generationCleanup'))
-          state.events.emit('generationCleanup', { generation, removed: 0, error })
-      },
-    )
   }
 
   /** Waits for a new instance's first read of the shared generation (a no-op afterwards). */
@@ -555,8 +413,8 @@ export class CacheStack {
     assertKey(key)
     await this.inGeneration(async () => {
       const full = this.fullKey(key)
-      await this.deleteFull([full])
-      await this.cascadeIfDependents([full])
+      await this.invalidator.deleteKeys([full])
+      await this.invalidator.cascadeIfDependents([full])
     })
   }
 
@@ -565,21 +423,9 @@ export class CacheStack {
     for (const key of keys) assertKey(key)
     await this.inGeneration(async () => {
       const fulls = keys.map((key) => this.fullKey(key))
-      await this.deleteFull(fulls)
-      await this.cascadeIfDependents(fulls)
+      await this.invalidator.deleteKeys(fulls)
+      await this.invalidator.cascadeIfDependents(fulls)
     })
-  }
-
-  /**
-   * Dependents are looked up (two more pipelined round trips) once any instance has written a `dependsOn`
-   * (a mark in the shared layer, or this process's own writes); until then invalidations skip the cascade.
-   */
-  private async cascadeIfDependents(
-    fullKeys: readonly string[],
-    possible: Promise<boolean> = this.state.dependentsPossible(),
-  ): Promise<number> {
-    if (fullKeys.length === 0) return 0
-    return (await possible) ? this.cascade(fullKeys) : 0
   }
 
   /** The tags an entry is stored with: the caller's (namespaced) plus one per dependency. */
@@ -914,39 +760,5 @@ export class CacheStack {
     }
     if (state.bus?.announcesWrites) await state.bus.announce([{ keys: items.map((item) => item.key) }])
     if (state.events.listening('set')) for (const { key } of items) state.events.emit('set', { key })
-  }
-
-  private deleteFull(fulls: readonly string[]): Promise<void> {
-    return this.holdingRefills(() => this.deleteEverywhere(fulls))
-  }
-
-  private async deleteEverywhere(fulls: readonly string[]): Promise<void> {
-    const state = this.state
-    // Memory is dropped with the other layers below (an in-process layer is one of them).
-    state.gate.forget(fulls, false)
-    state.stats.deletes += fulls.length
-    const layers = state.layers
-    let firstFailure: LayerCacheError | undefined
-    await Promise.all(
-      layers.map(async (layer, i) => {
-        try {
-          await (fulls.length === 1 ? layer.delete(fulls[0]!) : layer.deleteMany(fulls))
-        } catch (error) {
-          try {
-            this.state.layerFailed(i, 'delete', fulls[0], error, 'throw')
-          } catch (typed) {
-            firstFailure ??= typed as LayerCacheError
-          }
-        }
-      }),
-    )
-    // A read that began while the shared layers were still removing may have copied the old value into
-    // memory (its ticket is newer than the first fence): fence what is still in flight and drop the copies.
-    state.gate.forget(fulls)
-    if (firstFailure) throw firstFailure
-    // Without a bus, no extra await (deletes are frequent).
-    if (state.bus !== undefined) await state.bus.announce([{ keys: fulls }])
-    state.invalidated(fulls)
-    if (state.events.listening('delete')) for (const key of fulls) state.events.emit('delete', { key })
   }
 }

@@ -2,7 +2,6 @@ export { bounded } from './bounded'
 export {
   CacheStack,
   type CacheStackOptions,
-  DEPENDENCY_TAG,
   type GetOrSetOptions,
   type GracefulDegradationOptions,
   type InvalidationPlan,
@@ -79,6 +78,7 @@ export {
 } from './invalidation'
 export { InvalidationFence } from './invalidation-fence'
 export { type InvalidationRule, InvalidationRules } from './invalidation-rules'
+export { DEPENDENCY_TAG } from './invalidator'
 export {
   type CacheLayer,
   type CommitWrite,
