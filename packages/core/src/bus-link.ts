@@ -1,7 +1,21 @@
 import type { BusListener, BusOperation, InvalidationBus, UnverifiedReason } from './distribution'
 import { InvalidationBusError, InvalidOptionError } from './errors'
-import { isLocalLayer, type LocalCacheLayer } from './layer'
-import type { StackState } from './stack-state'
+import type { CacheEvents } from './events'
+import type { Generations } from './generations'
+import { type CacheLayer, isLocalLayer, type LocalCacheLayer } from './layer'
+import type { StatsCollector } from './stats'
+import type { WriteGate } from './write-gate'
+
+/** What BusLink needs of its stack: the layers, the local invalidation, generations and reporting. */
+export interface BusLinkHost {
+  readonly layers: readonly CacheLayer[]
+  readonly gate: Pick<WriteGate, 'forget' | 'forgetAll'>
+  readonly generations: Generations | undefined
+  readonly stats: StatsCollector
+  readonly events: CacheEvents
+  /** Drops every in-process layer's entries (an unverified flush). */
+  forgetLocalMemory(): void
+}
 
 export function readBusOption(bus: unknown): InvalidationBus | undefined {
   if (bus === undefined) return undefined
@@ -31,7 +45,7 @@ export class BusLink implements BusListener {
 
   constructor(
     private readonly bus: InvalidationBus,
-    private readonly state: StackState,
+    private readonly state: BusLinkHost,
     /** Also announce set/mset (broadcastL1Invalidation). */
     readonly announcesWrites: boolean,
   ) {

@@ -6,14 +6,8 @@ import { type TagMatchMode, validatePattern } from './invalidation'
 import { DEPENDENCY_TAG, dependencyTag, Invalidator } from './invalidator'
 import type { CacheLayer, LayerWrite } from './layer'
 import type { Loader } from './load-runner'
-import {
-  type CacheStackOptions,
-  LAYER_ERROR_MODES,
-  type LayerErrorMode,
-  type LoadPlan,
-  StackState,
-  scopeTags,
-} from './stack-state'
+import { type LoadPlan, scopeTags } from './plan'
+import { type CacheStackOptions, LAYER_ERROR_MODES, type LayerErrorMode, StackState } from './stack-state'
 import type { CacheStats } from './stats'
 import {
   assertCacheableValue,

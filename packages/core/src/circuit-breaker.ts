@@ -1,5 +1,11 @@
-import type { GracefulDegradationOptions } from './stack-state'
 import { assertKnownOptions, assertPositiveInteger } from './validation'
+
+export interface GracefulDegradationOptions {
+  /** How long an open circuit skips the layer before one probe call is let through. Default 10 000 ms. */
+  readonly retryAfterMs?: number
+  /** Consecutive failures that open the circuit. Default 5. */
+  readonly failureThreshold?: number
+}
 
 export type CircuitState = 'closed' | 'open' | 'half-open'
 

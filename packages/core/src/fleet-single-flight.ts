@@ -1,4 +1,5 @@
 import type {
+  BusOperation,
   SingleFlightCoordinator,
   SingleFlightLease,
   SingleFlightResult,
@@ -6,7 +7,26 @@ import type {
 } from './distribution'
 import type { CacheEntry } from './entry'
 import { InvalidOptionError } from './errors'
-import type { StackState } from './stack-state'
+import type { CacheEvents } from './events'
+import type { CacheLayer } from './layer'
+import type { StatsCollector } from './stats'
+import type { LayerErrorMode, WriteGate } from './write-gate'
+
+/** What FleetSingleFlight needs of its stack: the layers, the gate, the bus and reporting. */
+export interface FleetHost {
+  readonly layers: readonly CacheLayer[]
+  readonly gate: Pick<WriteGate, 'forget'>
+  readonly bus: { announce(operations: readonly BusOperation[]): Promise<void> } | undefined
+  readonly stats: StatsCollector
+  readonly events: CacheEvents
+  layerFailed(
+    layerIndex: number,
+    operation: string,
+    key: string | undefined,
+    error: unknown,
+    mode: LayerErrorMode,
+  ): void
+}
 
 export function readCoordinatorOption(value: unknown): SingleFlightCoordinator | undefined {
   if (value === undefined) return undefined
@@ -45,7 +65,7 @@ export type Turn =
 export class FleetSingleFlight {
   constructor(
     private readonly coordinator: SingleFlightCoordinator,
-    private readonly state: StackState,
+    private readonly state: FleetHost,
   ) {}
 
   /**

@@ -1,11 +1,32 @@
-import type { SingleFlightLease } from './distribution'
+import type { SingleFlightCoordinator, SingleFlightLease } from './distribution'
 import { type CacheEntry, isFresh } from './entry'
+import type { ErrorThrottle } from './error-throttle'
 import { LoaderTimeoutError } from './errors'
-import { FleetSingleFlight } from './fleet-single-flight'
+import { type FleetHost, FleetSingleFlight } from './fleet-single-flight'
 import { buildEntry, type FreshnessPolicy, judge, usableOnError } from './freshness'
+import type { CacheLayer, LocalCacheLayer } from './layer'
 import { LoadContext, type LoaderContext } from './loader-context'
-import { type LoadPlan, type StackState, scopeTags } from './stack-state'
-import type { LayerOutcome } from './write-gate'
+import { type LoadPlan, scopeTags } from './plan'
+import type { ReadThrough } from './read-through'
+import type { LayerOutcome, WriteGate } from './write-gate'
+
+/** What LoadRunner needs of its stack (besides what the fleet single-flight needs). */
+export interface LoadRunnerHost extends FleetHost {
+  readonly gate: Pick<WriteGate, 'forget' | 'allows' | 'open' | 'close' | 'writeLoaded'>
+  readonly reads: Pick<ReadThrough, 'readThrough'>
+  readonly l1: LocalCacheLayer | undefined
+  /** Layers shared between instances: loads take their fence snapshots there. */
+  readonly sharedLayers: readonly CacheLayer[]
+  readonly flights: Map<string, Promise<unknown>>
+  readonly errorThrottle: ErrorThrottle
+  readonly coordinator: SingleFlightCoordinator | undefined
+  answerOf(entry: CacheEntry): unknown
+  countMiss(full: string): void
+  countStale(full: string, reason: 'revalidate' | 'error' | 'timeout'): void
+  countRefresh(full: string, verdict: 'ahead' | 'early' | 'revalidate'): void
+  /** Tells the shared layers entries with dependsOn exist. */
+  markDependencies(): Promise<unknown>
+}
 
 /** The tags a loaded entry is stored with: the loader's or caller's (namespaced) and the dependency tags. */
 function storedTagsOf(plan: LoadPlan, tags: readonly string[] | undefined): readonly string[] | undefined {
@@ -49,7 +70,7 @@ export class LoadRunner {
   /** Present with a singleFlightCoordinator. */
   private readonly fleet: FleetSingleFlight | undefined
 
-  constructor(private readonly state: StackState) {
+  constructor(private readonly state: LoadRunnerHost) {
     this.fleet = state.coordinator === undefined ? undefined : new FleetSingleFlight(state.coordinator, state)
   }
 

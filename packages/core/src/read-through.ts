@@ -1,11 +1,33 @@
 import { type CacheEntry, isFresh } from './entry'
 import { CorruptEntriesError, CorruptEntryError } from './errors'
-import type { MaybePromise } from './layer'
-import type { LayerErrorMode, StackState } from './stack-state'
+import type { Generations } from './generations'
+import type { CacheLayer, MaybePromise } from './layer'
+import type { StatsCollector } from './stats'
+import type { LayerErrorMode, WriteGate } from './write-gate'
+
+/** What ReadThrough needs of its stack: the layers, the gate's back-fill, generations and reporting. */
+export interface ReadThroughHost {
+  readonly layers: readonly CacheLayer[]
+  readonly gate: Pick<WriteGate, 'open' | 'close' | 'backfill'>
+  readonly generations: Generations | undefined
+  readonly stats: StatsCollector
+  /** The value an entry stands for (undefined for a negative entry). */
+  answerOf(entry: CacheEntry): unknown
+  countHit(layerIndex: number, full: string): void
+  countMiss(full: string): void
+  corruptEntry(layerIndex: number, full: string, error: CorruptEntryError): void
+  layerFailed(
+    layerIndex: number,
+    operation: string,
+    key: string | undefined,
+    error: unknown,
+    mode: LayerErrorMode,
+  ): void
+}
 
 /** Reads down the layers, books hits and misses, and back-fills faster layers through the write gate. */
 export class ReadThrough {
-  constructor(private readonly state: StackState) {}
+  constructor(private readonly state: ReadThroughHost) {}
 
   /**
    * Reads layers from `from` down and books the first answer (back-filling the layers above it), or

@@ -1,12 +1,12 @@
 import { BusLink, readBusOption } from './bus-link'
-import { type CircuitState, readDegradationOption } from './circuit-breaker'
+import { type CircuitState, type GracefulDegradationOptions, readDegradationOption } from './circuit-breaker'
 import type { InvalidationBus, SingleFlightCoordinator } from './distribution'
 import type { CacheEntry } from './entry'
 import { ErrorThrottle } from './error-throttle'
 import { asUnavailable, type CorruptEntryError, InvalidOptionError } from './errors'
 import { CacheEvents } from './events'
 import { readCoordinatorOption } from './fleet-single-flight'
-import { FRESHNESS_OPTIONS, type FreshnessOptions, type FreshnessPolicy, resolveFreshness } from './freshness'
+import { FRESHNESS_OPTIONS, type FreshnessOptions, resolveFreshness } from './freshness'
 import {
   type GenerationCleanupOptions,
   Generations,
@@ -18,6 +18,7 @@ import { InvalidationFence } from './invalidation-fence'
 import { KeyVersions } from './key-versions'
 import { type CacheLayer, isLocalLayer, type LocalCacheLayer } from './layer'
 import { LoadRunner } from './load-runner'
+import type { LoadPlan } from './plan'
 import { ReadThrough } from './read-through'
 import { StatsCollector } from './stats'
 import { assertKnownOptions, assertOneOf, assertTtl } from './validation'
@@ -30,7 +31,7 @@ import { type LayerErrorMode, WriteGate } from './write-gate'
  * - `bypass`: treat the layer as a miss, run the loader, skip writes to it, count and emit the error.
  * Deletes always reject on failure: an invalidation that did not reach Redis must not look done.
  */
-export type { LayerErrorMode }
+export type { GracefulDegradationOptions, LayerErrorMode }
 export const LAYER_ERROR_MODES: readonly LayerErrorMode[] = ['throw', 'bypass']
 
 export interface CacheStackOptions extends FreshnessOptions {
@@ -67,12 +68,6 @@ export interface CacheStackOptions extends FreshnessOptions {
   readonly tagIndex?: object
 }
 
-export interface GracefulDegradationOptions {
-  /** How long an open circuit skips the layer before one probe call is let through. Default 10 000 ms. */
-  readonly retryAfterMs?: number
-  /** Consecutive failures that open the circuit. Default 5. */
-  readonly failureThreshold?: number
-}
 export const STACK_OPTIONS = [
   'ttl',
   'onLayerError',
@@ -85,27 +80,6 @@ export const STACK_OPTIONS = [
   'tagIndex',
   ...FRESHNESS_OPTIONS,
 ] as const
-
-/** A getOrSet call's resolved options. */
-/** Tags as stored: with the namespace in front, so a tag never reaches into another tenant. */
-export function scopeTags(
-  tags: readonly string[] | undefined,
-  prefix: string,
-): readonly string[] | undefined {
-  if (tags === undefined || prefix === '') return tags
-  return tags.map((tag) => prefix + tag)
-}
-
-export interface LoadPlan {
-  readonly ttl: number | undefined
-  /** As the caller gave them; stored with `tagPrefix` (the namespace) in front. */
-  readonly tags: readonly string[] | undefined
-  /** Stored as they are (already scoped): one tag per `dependsOn` key. */
-  readonly dependencyTags?: readonly string[] | undefined
-  readonly tagPrefix: string
-  readonly mode: LayerErrorMode
-  readonly policy: FreshnessPolicy
-}
 
 /**
  * The state shared by a stack and every namespace view of it, and the bookkeeping (stats and events) that

@@ -1,7 +1,7 @@
 import { NEVER, TAG_SEPARATOR } from './index-layout'
 import { LuaScript } from './lua-script'
+import type { RedisIO } from './redis-io'
 import { LOG_KEEP, type LoadFence, RedisKeyIndex } from './redis-key-index'
-import type { RedisLayer } from './redis-layer'
 import { membershipCutOff, type RedisTagStore, setTtlOf, type TagEpochs } from './redis-tag-store'
 import { execBySlotOwner } from './slot-pipelines'
 
@@ -103,7 +103,7 @@ return 1`
  */
 export class FencedWriter {
   constructor(
-    private readonly layer: RedisLayer,
+    private readonly layer: RedisIO,
     private readonly keyIndex: RedisKeyIndex,
     private readonly tagStore: RedisTagStore,
     /** The client's lost connections so far (see RedisFence.losses). */

@@ -7,7 +7,7 @@ import {
   shardIndexOf,
   shardsOf,
 } from './index-layout'
-import type { RedisLayer } from './redis-layer'
+import type { RedisIO } from './redis-io'
 import { execBySlotOwner } from './slot-pipelines'
 
 // The recorded layout, recorded first (ARGV[1]) when there is none. Only a missing record is written: a
@@ -18,7 +18,7 @@ if text then return text end
 redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]`
 
-type Pipe = ReturnType<RedisLayer['client']['pipeline']>
+type Pipe = ReturnType<RedisIO['client']['pipeline']>
 
 /**
  * How often an instance re-reads the recorded layout and looks for a legacy index again (in the
@@ -70,7 +70,7 @@ export class KnownKeysLayout {
   started = false
 
   constructor(
-    private readonly layer: RedisLayer,
+    private readonly layer: RedisIO,
     /** Where the shards live: the layer prefix, or a RedisTagIndex's own. */
     readonly prefix: string,
     readonly configured: number,

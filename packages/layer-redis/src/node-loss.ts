@@ -2,9 +2,15 @@ import { LayerUnavailableError } from '@layercache/core'
 import type { Cluster, Redis } from 'ioredis'
 import { slotTagOf } from './index-layout'
 import { scanPattern } from './key-prefix'
+import type { RedisIO } from './redis-io'
 import type { RedisKeyIndex } from './redis-key-index'
 import { DELETE_FENCE_MS } from './redis-key-index'
-import type { RedisLayer } from './redis-layer'
+
+/** What the recovery needs of its layer besides Redis I/O: how its values start. */
+export interface NodeLossHost extends RedisIO {
+  /** The first characters a value of the layer may start with (its format markers). */
+  readonly valueMarkers: string
+}
 
 /** Keys unlinked per pipeline while a lost node is recovered from. */
 const WIPE_BATCH = 1000
@@ -53,7 +59,7 @@ export class NodeLossRecovery {
   private running: Promise<void> | undefined
 
   constructor(
-    private readonly layer: RedisLayer,
+    private readonly layer: NodeLossHost,
     private readonly keyIndex: RedisKeyIndex,
     private readonly losses: () => number,
   ) {

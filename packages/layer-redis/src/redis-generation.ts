@@ -1,5 +1,5 @@
 import { CorruptEntryError, InvalidOperationError } from '@layercache/core'
-import type { RedisLayer } from './redis-layer'
+import type { RedisIO } from './redis-io'
 
 // What a generation may be, in Lua (whose numbers are doubles: exact up to 2^53) and in JavaScript. Both
 // scripts answer { status, value as text }: 'corrupt' when the key holds anything else, which they leave.
@@ -48,7 +48,7 @@ function parseGeneration(raw: string): number | undefined {
  * holding anything else is reported (CorruptEntryError) and left as it is.
  */
 export class RedisGeneration {
-  constructor(private readonly layer: RedisLayer) {}
+  constructor(private readonly layer: RedisIO) {}
 
   get key(): string {
     return generationKeyOf(this.layer.prefix)

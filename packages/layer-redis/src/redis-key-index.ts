@@ -13,7 +13,13 @@ import {
 import { keyFenceOf } from './key-fence'
 import { escapeGlob } from './key-prefix'
 import { KnownKeysLayout, type LayoutView } from './known-keys-layout'
-import type { RedisLayer } from './redis-layer'
+import type { RedisIO } from './redis-io'
+
+/** What the key index needs of its layer besides Redis I/O: removing keys with their index entries. */
+export interface KeyIndexHost extends RedisIO {
+  removeKeys(operation: string, fulls: readonly string[]): Promise<boolean[]>
+}
+
 import { execBySlotOwner, queueTasks, type SlotTask } from './slot-pipelines'
 import { DEFAULT_SCAN_COUNT } from './tag-index-options'
 
@@ -117,7 +123,7 @@ export class RedisKeyIndex {
 
   /** `enabled: false` keeps only the log: invalidations then SCAN, and loads are still fenced. */
   constructor(
-    private readonly layer: RedisLayer,
+    private readonly layer: KeyIndexHost,
     readonly enabled = true,
     options: KeyIndexOptions = {},
   ) {

@@ -37,6 +37,7 @@ import { normalizePrefix, scanPattern } from './key-prefix'
 import { FENCE_AND_UNLINK_SCRIPT, NodeLossRecovery } from './node-loss'
 import { groupBySlotOwner } from './pipeline-groups'
 import { RedisGeneration } from './redis-generation'
+import type { PipelineLike, RedisClient, RedisIO } from './redis-io'
 import { DELETE_FENCE_MS, RedisKeyIndex } from './redis-key-index'
 import { RedisTagStore, type TagMatchMode } from './redis-tag-store'
 import {
@@ -48,7 +49,7 @@ import {
 } from './serializer'
 import { readTagIndexOptions } from './tag-index-options'
 
-export type RedisClient = Redis | Cluster
+export type { RedisClient } from './redis-io'
 
 // UNLINKs each key (KEYS) and answers 1 / 0 per key, in order.
 const UNLINK_EACH_SCRIPT = `local removed = {}
@@ -123,13 +124,8 @@ const UNLINK_BATCH = 500
 /** Pipelines longer than this get `commandTimeout` per started slice of this many commands. */
 const LONG_PIPELINE = 32
 
-interface PipelineLike {
-  readonly length: number
-  exec(): Promise<[Error | null, unknown][] | null>
-}
-
 /** L2 on ioredis. Every command has a timeout; multi-key work is pipelined (per slot owner on Cluster). */
-export class RedisLayer implements CacheLayer {
+export class RedisLayer implements CacheLayer, RedisIO {
   readonly name: string
   readonly local = false as const
   readonly ttl: number | undefined

@@ -1,5 +1,16 @@
 import { InvalidOptionError } from '@layercache/core'
-import type { RedisLayer } from './redis-layer'
+import type { RedisIO } from './redis-io'
+
+/** What the tag store needs of its layer besides Redis I/O (the key index's view of keys and removal). */
+export interface TagStoreHost extends RedisIO {
+  recordedTags(fulls: readonly string[]): Promise<(readonly string[] | undefined)[]>
+  pendingRemovals(): Promise<{ full: string; tags: readonly string[] }[]>
+  removeKeys(
+    operation: string,
+    fulls: readonly string[],
+    read: ReadonlyMap<string, readonly string[]>,
+  ): Promise<boolean[]>
+}
 
 /** Score of a member that never expires (far beyond any epoch-ms expiry, still an exact double). */
 const NEVER = 8.64e15
@@ -46,7 +57,7 @@ export function tagSetPrefixOf(prefix: string): string {
 }
 
 export class RedisTagStore {
-  constructor(private readonly layer: RedisLayer) {}
+  constructor(private readonly layer: TagStoreHost) {}
 
   tagSetKey(tag: string): string {
     return tagSetPrefixOf(this.layer.prefix) + tag

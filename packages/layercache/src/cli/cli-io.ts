@@ -72,3 +72,12 @@ export function screened(io: CliIo): CliIo {
     err: { write: (text) => io.err.write(printableOutput(text)) },
   }
 }
+
+/** One `layercache` subcommand. */
+export interface CliCommand {
+  readonly name: string
+  /** One line for `layercache --help`. */
+  readonly summary: string
+  readonly usage: string
+  run(args: readonly string[], io: CliIo): Promise<number>
+}

@@ -5,9 +5,8 @@ import {
   InvalidOptionError,
   InvalidPatternError,
 } from '@layercache/core'
-import { type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE, screened, UsageError } from './cli-io'
+import { type CliCommand, type CliIo, EXIT_FAILED, EXIT_OK, EXIT_USAGE, screened, UsageError } from './cli-io'
 import { type ConnectOptions, connectRedis } from './redis-connection'
-import type { CliCommand } from './run-cli'
 
 type Options = NonNullable<ParseArgsConfig['options']>
 type Values<O extends Options> = ReturnType<

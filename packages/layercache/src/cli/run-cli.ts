@@ -1,18 +1,10 @@
 import { clearCommand } from './clear-command'
-import { type CliIo, EXIT_OK, EXIT_USAGE } from './cli-io'
+import { type CliCommand, type CliIo, EXIT_OK, EXIT_USAGE } from './cli-io'
 import { inspectCommand } from './inspect-command'
 import { invalidateCommand } from './invalidate-command'
 import { keysCommand } from './keys-command'
 import { migrateTagIndexCommand } from './migrate-tag-index-command'
 import { statsCommand } from './stats-command'
-
-export interface CliCommand {
-  readonly name: string
-  /** One line for `layercache --help`. */
-  readonly summary: string
-  readonly usage: string
-  run(args: readonly string[], io: CliIo): Promise<number>
-}
 
 const COMMANDS: readonly CliCommand[] = [
   statsCommand,

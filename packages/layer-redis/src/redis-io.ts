@@ -1,0 +1,44 @@
+import type { Cluster, Redis } from 'ioredis'
+
+export type RedisClient = Redis | Cluster
+
+export type Pipe = ReturnType<Redis['pipeline']>
+
+/** A pipeline or MULTI that can be sent. */
+export interface PipelineLike {
+  readonly length: number
+  exec(): Promise<[Error | null, unknown][] | null>
+}
+
+/**
+ * How the Redis layer's parts (key index, tag store, generation, fenced writes, node-loss recovery) talk to
+ * Redis: under the layer's name, prefix, timeout and error mapping, without knowing the layer. RedisLayer
+ * provides it; each part declares anything more it needs in its own file.
+ */
+export interface RedisIO {
+  /** The layer name errors carry. */
+  readonly name: string
+  /** In front of every key of the layer. */
+  readonly prefix: string
+  readonly client: RedisClient
+  readonly isCluster: boolean
+  /** One command under the layer's timeout and error mapping. */
+  command<T>(operation: string, send: (client: RedisClient) => Promise<T>): Promise<T>
+  /** Sends a pipeline (or MULTI) and returns every reply, throwing the first per-command error. */
+  execPipeline(operation: string, pipe: PipelineLike): Promise<unknown[]>
+  /** Commands key by key, one pipeline per slot owner; the reply of each key's last command, in order. */
+  pipelineByKey(
+    operation: string,
+    keys: readonly string[],
+    add: (pipe: Pipe, key: string, index: number) => void,
+  ): Promise<unknown[]>
+  /** One pipeline whose keys all live in one slot. */
+  onIndexNode(operation: string, add: (pipe: Pipe) => void): Promise<unknown[]>
+  /** SCAN MATCH `pattern` over every master, a batch at a time; `onBatch` returning 'stop' ends it. */
+  scanMasters(
+    operation: string,
+    pattern: string,
+    count: number,
+    onBatch: (node: Redis, keys: string[]) => Promise<unknown>,
+  ): Promise<void>
+}
