@@ -10,7 +10,7 @@ import { InvalidOptionError } from './errors'
 import type { CacheEvents } from './events'
 import type { CacheLayer } from './layer'
 import type { StatsCollector } from './stats'
-import type { LayerErrorMode, WriteGate } from './write-gate'
+import type { LayerFailed, WriteGate } from './write-gate'
 
 /** What FleetSingleFlight needs of its stack: the layers, the gate, the bus and reporting. */
 export interface FleetHost {
@@ -19,13 +19,7 @@ export interface FleetHost {
   readonly bus: { announce(operations: readonly BusOperation[]): Promise<void> } | undefined
   readonly stats: StatsCollector
   readonly events: CacheEvents
-  layerFailed(
-    layerIndex: number,
-    operation: string,
-    key: string | undefined,
-    error: unknown,
-    mode: LayerErrorMode,
-  ): void
+  readonly layerFailed: LayerFailed
 }
 
 export function readCoordinatorOption(value: unknown): SingleFlightCoordinator | undefined {

@@ -3,7 +3,7 @@ import { CorruptEntriesError, CorruptEntryError } from './errors'
 import type { Generations } from './generations'
 import type { CacheLayer, MaybePromise } from './layer'
 import type { StatsCollector } from './stats'
-import type { LayerErrorMode, WriteGate } from './write-gate'
+import type { LayerErrorMode, LayerFailed, WriteGate } from './write-gate'
 
 /** What ReadThrough needs of its stack: the layers, the gate's back-fill, generations and reporting. */
 export interface ReadThroughHost {
@@ -16,13 +16,7 @@ export interface ReadThroughHost {
   countHit(layerIndex: number, full: string): void
   countMiss(full: string): void
   corruptEntry(layerIndex: number, full: string, error: CorruptEntryError): void
-  layerFailed(
-    layerIndex: number,
-    operation: string,
-    key: string | undefined,
-    error: unknown,
-    mode: LayerErrorMode,
-  ): void
+  readonly layerFailed: LayerFailed
 }
 
 /** Reads down the layers, books hits and misses, and back-fills faster layers through the write gate. */

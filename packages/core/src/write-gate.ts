@@ -19,17 +19,19 @@ export type WriteGuard = 'covering' | 'key'
 /** How a write went on one layer. */
 export type LayerOutcome = 'written' | 'fenced' | 'failed'
 
+/** Records a layer failure; throws it as a typed error unless `mode` is bypass. */
+export type LayerFailed = (
+  layerIndex: number,
+  operation: string,
+  key: string | undefined,
+  error: unknown,
+  mode: LayerErrorMode,
+) => void
+
 /** Where the gate reports (the stack's stats and events). */
 export interface GateReporter {
   fenced(full: string): void
-  /** Records a layer failure; throws it as a typed error unless `mode` is bypass. */
-  failed(
-    layerIndex: number,
-    operation: string,
-    key: string | undefined,
-    error: unknown,
-    mode: LayerErrorMode,
-  ): void
+  failed: LayerFailed
   skipped(writes: number): void
   backfilled(full: string, from: CacheLayer, to: CacheLayer, ttl: number | undefined): void
 }
