@@ -36,7 +36,10 @@ export interface RedisSingleFlightCoordinatorOptions {
   readonly subscriber?: RedisClient
   /** In front of every key and of the notification channel. No braces. Default `layercache:sf:`. */
   readonly prefix?: string
-  /** A holder that stops renewing (crashed, frozen) loses its lease after this. Default 10 000 ms. */
+  /**
+   * A holder that stops renewing (crashed, frozen) loses its lease after this; a holder renews every
+   * leaseMs / 3 while its load runs, so a load may take longer than the lease. Default 2000 ms.
+   */
   readonly leaseMs?: number
   /** A waiter gives up after this, and its instance loads itself. More than leaseMs. Default 15 000 ms. */
   readonly waitTimeoutMs?: number
@@ -74,6 +77,8 @@ export interface SingleFlightCoordinatorStats {
   readonly contended: number
   /** Leases released while still held. */
   readonly released: number
+  /** Renewals of held leases that Redis confirmed (one every leaseMs / 3 while a load runs). */
+  readonly renewed: number
   /** Leases found lost: a renewal or the release found them gone, or no renewal got through in time. */
   readonly lost: number
   /** Results handed over to waiters (values that were not cached). */
@@ -157,7 +162,15 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
   private subscription: Promise<void> | undefined
   private readonly connection: ConnectionGuard
   private closed = false
-  private readonly counters = { acquired: 0, contended: 0, released: 0, lost: 0, handedOver: 0, errors: 0 }
+  private readonly counters = {
+    acquired: 0,
+    contended: 0,
+    released: 0,
+    renewed: 0,
+    lost: 0,
+    handedOver: 0,
+    errors: 0,
+  }
 
   constructor(options: RedisSingleFlightCoordinatorOptions) {
     assertKnownOptions(options, OPTIONS, 'RedisSingleFlightCoordinator')
@@ -185,7 +198,8 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
     }
     this.prefix = checkPrefix(options.prefix)
     this.channel = `${this.prefix}{done}`
-    this.leaseMs = assertPositiveInteger(options.leaseMs, 'leaseMs') ?? 10_000
+    // Short, because a live holder renews it: a dead one is found after at most this much.
+    this.leaseMs = assertPositiveInteger(options.leaseMs, 'leaseMs') ?? 2000
     this.waitTimeoutMs = assertPositiveInteger(options.waitTimeoutMs, 'waitTimeoutMs') ?? 15_000
     if (this.waitTimeoutMs <= this.leaseMs) {
       throw new InvalidOptionError(
@@ -258,6 +272,7 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
       acquired: c.acquired,
       contended: c.contended,
       released: c.released,
+      renewed: c.renewed,
       lost: c.lost,
       handedOver: c.handedOver,
       looks: room.looks,
@@ -295,9 +310,14 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
 
   renew(lease: RedisLease): Promise<boolean> {
     const keys = this.keysOfHash(lease.hash)
+    // Fenced: only the value this acquisition wrote (token and nonce) extends the lease.
     return this.command('renew', () =>
       runScript(this.client, RENEW, [keys.lease], [lease.value, this.leaseMs]),
-    ).then((reply) => reply === 1)
+    ).then((reply) => {
+      if (reply !== 1) return false
+      this.counters.renewed++
+      return true
+    })
   }
 
   async release(lease: RedisLease, result: SingleFlightResult | undefined): Promise<boolean> {

@@ -109,4 +109,57 @@ describe.each(TARGETS)('single-flight across processes on %s', (target) => {
     // It took over because the lease expired (polling saw it gone), not because its wait timed out.
     expect(survivor.coordinator.stats).toMatchObject({ timeouts: 0, acquired: 1 })
   })
+
+  it('with the default lease, a waiter that waits at most 5 s outlives a holder killed mid-load', {
+    timeout: 60_000,
+  }, async () => {
+    const prefix = prefixFor(target)
+    // The holder runs with the default lease: it is renewed while its load runs, so it can be short.
+    const [holder] = (await fork(target, prefix, 1, {
+      leaseMs: undefined,
+      waitTimeoutMs: undefined,
+      pollMs: 50,
+    })) as [WorkerHandle<FlightWorkerApi>]
+    const loading = holder.nextEvent('loading')
+    await holder.call('hang', 'k')
+    await loading
+    const survivor = startFlightInstance(clients[target]!, prefix, {
+      coordinator: { waitTimeoutMs: 5000, pollMs: 50 },
+    })
+    instances.push(survivor)
+    const answer = survivor.stack.getOrSet('k', () => 'loaded by the survivor')
+    await eventually(() => survivor.stack.getStats().coordinatedWaits === 1, 'the survivor waits')
+    await holder.kill('SIGKILL')
+    expect(await answer).toBe('loaded by the survivor')
+    expect(survivor.coordinator.stats).toMatchObject({ timeouts: 0, acquired: 1 })
+    expect(survivor.stack.getStats()).toMatchObject({ loaderCalls: 1, uncoordinatedLoads: 0 })
+  })
+
+  it('a short lease is renewed while a load runs for many lease periods: one loader call, nothing lost', {
+    timeout: 60_000,
+  }, async () => {
+    const prefix = prefixFor(target)
+    const fleet = await fork(target, prefix, 4, { leaseMs: 300, waitTimeoutMs: 30_000, pollMs: 50 })
+    // First uses of the layer one process at a time: on a fresh Cluster namespace, concurrent first uses
+    // (each checks the masters' run ids, NodeLossRecovery) can clear a value another process just wrote,
+    // which is not what this test is about.
+    for (const worker of fleet) await worker.call('warm')
+    await Promise.all(fleet.map((worker) => worker.call('start', 'report', 50)))
+    const everyStat = () => Promise.all(fleet.map((worker) => worker.call('stats')))
+    // The load goes on until its holder's lease was renewed 9 times: three lease periods at least.
+    await eventually(
+      async () => (await everyStat()).some((s) => s.coordinator.holding === 1 && s.coordinator.renewed >= 9),
+      'the holder renews its lease while it loads',
+      30_000,
+    )
+    await Promise.all(fleet.map((worker) => worker.call('open')))
+    const results = (await Promise.all(fleet.map((worker) => worker.call('results')))).flat()
+    expect(results).toHaveLength(200)
+    expect(new Set(results.map((value) => JSON.stringify(value))).size).toBe(1)
+    expect(await loads(target, prefix)).toBe(1)
+    for (const s of await everyStat()) {
+      expect(s.coordinator).toMatchObject({ lost: 0, timeouts: 0, holding: 0 })
+      expect(s.stack).toMatchObject({ leasesLost: 0, uncoordinatedLoads: 0 })
+    }
+  })
 })

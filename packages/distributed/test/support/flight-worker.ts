@@ -14,8 +14,9 @@ export interface FlightWorkerInit {
   /** Cluster: the startup nodes. */
   readonly clusterNodes?: readonly { host: string; port: number }[]
   readonly prefix: string
-  readonly leaseMs: number
-  readonly waitTimeoutMs: number
+  /** Undefined: the coordinator's default. */
+  readonly leaseMs: number | undefined
+  readonly waitTimeoutMs: number | undefined
   readonly pollMs: number
 }
 
@@ -26,8 +27,8 @@ const api = async (init: FlightWorkerInit, emit: (event: string, data?: unknown)
   const coordinator = new RedisSingleFlightCoordinator({
     client,
     prefix: `${init.prefix}sf:`,
-    leaseMs: init.leaseMs,
-    waitTimeoutMs: init.waitTimeoutMs,
+    ...(init.leaseMs === undefined ? {} : { leaseMs: init.leaseMs }),
+    ...(init.waitTimeoutMs === undefined ? {} : { waitTimeoutMs: init.waitTimeoutMs }),
     pollMs: init.pollMs,
   })
   const stack = new CacheStack(
@@ -65,6 +66,10 @@ const api = async (init: FlightWorkerInit, emit: (event: string, data?: unknown)
       stack.getOrSet(key, () => counted().then(() => new Promise<never>(() => {}))).catch(() => {})
     },
     stats: () => ({ stack: stack.getStats(), coordinator: coordinator.stats }),
+    /** One write through the stack: this process's first use of the layer is behind it. */
+    async warm(): Promise<void> {
+      await stack.set(`warm-up:${process.pid}`, 1)
+    },
     async close() {
       stack.close()
       await coordinator.close()
