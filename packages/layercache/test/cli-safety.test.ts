@@ -3,6 +3,7 @@
  * as `clear` is (confirmation token, production opt-in, before connecting), and nothing read from Redis
  * reaches the terminal with its control characters (C0, DEL, C1, so no escape sequence) in text or JSON.
  */
+import { deflateRawSync } from 'node:zlib'
 import { freePort, getTestRedis, type TestRedis } from '@layercache/test-utils'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -181,6 +182,18 @@ describe('what comes from Redis is printed without control characters', () => {
     expect(json.code).toBe(0)
     expectPrintable(json, 'inspect --json')
     expect(JSON.parse(json.stdout)).toMatchObject({ value, tags: [EVIL, 'plain'] })
+  })
+
+  it('inspect: an entry that would inflate past 16 MiB is refused, not inflated', {
+    timeout: 60_000,
+  }, async () => {
+    const prefix = nextPrefix()
+    // 200 MB of one byte deflates to ~200 KB: the CLI must not build it.
+    const bomb = deflateRawSync(Buffer.alloc(200 * 1024 * 1024, 0x20))
+    await client.set(`${prefix}bomb`, Buffer.concat([Buffer.from('Z'), bomb]))
+    const run = await runCliProcess({}, 'inspect', '--redis', redis.url, '--key-prefix', prefix, 'bomb')
+    expect(run.code).not.toBe(0)
+    expect(run.stderr).toContain('inflates past 16 MiB')
   })
 
   it('stats: an unreadable layout record is shown escaped, in text and JSON', {

@@ -15,6 +15,9 @@ import { CONNECTION_OPTIONS, CONNECTION_USAGE, connectionOf } from './connection
 import { recordedGeneration, resolveGeneration } from './generation-option'
 import { parseCommandLine, redisCommand } from './redis-command'
 
+/** What inspect inflates at most: the Redis layer's default read cap. */
+const INSPECT_MAX_BYTES = 16 * 1024 * 1024
+
 const USAGE = `Usage: layercache inspect --redis <url> [--key-prefix <p>] [--generation <n|current>] <key>
 
 Shows one entry as RedisLayer stored it: the decoded value, its tags, the remaining TTL (PTTL), when
@@ -126,8 +129,12 @@ async function inspectEntry(
   let inner = data
   if (compressed) {
     try {
-      inner = inflateRawSync(data.subarray(1))
+      // Capped as the layer's reads are (maxValueBytes' default): a small entry may inflate to gigabytes.
+      inner = inflateRawSync(data.subarray(1), { maxOutputLength: INSPECT_MAX_BYTES })
     } catch (error) {
+      if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new Error(`${JSON.stringify(full)} inflates past 16 MiB: not shown`)
+      }
       throw new Error(`${JSON.stringify(full)} is marked compressed but does not inflate: ${error}`)
     }
   }
