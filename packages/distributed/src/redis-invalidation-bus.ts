@@ -313,6 +313,10 @@ export class RedisInvalidationBus implements InvalidationBus {
         if (this.closed || losses !== this.losses) return
         if (this.subscribedOnce) {
           if (this.lost) this.regained('resubscribed')
+          // Join again: Redis may have restarted without the counter, and senders joining now take
+          // epochs from the new one.
+          this.joinedAt = 0
+          void this.join()
           return
         }
         this.subscribedOnce = true
@@ -485,11 +489,13 @@ export class RedisInvalidationBus implements InvalidationBus {
     if (body.sender === this.id) return this.heardItself(body.sequence)
     if (body.epoch !== undefined) {
       if (body.epoch < this.joinedAt && !this.senders.knows(body.sender)) {
+        const detail = `#${body.sequence} from ${body.sender} was signed before it knew this instance subscribed (epoch ${body.epoch} < ${this.joinedAt})`
         if (this.joinAnnouncement !== 0) this.refusedBeforeAnnouncement = true
-        return this.reject(
-          'beforeJoin',
-          `#${body.sequence} from ${body.sender} was signed before it knew this instance subscribed (epoch ${body.epoch} < ${this.joinedAt})`,
-        )
+        // Not applied (a replay must not act), but never dropped unheard either: a sender that joined
+        // after Redis lost the counter (a restart) carries a smaller epoch until it hears a larger one,
+        // and its invalidations are real. Flushing is all an authentic message may cost.
+        else this.tellUnverified('gap', detail)
+        return this.reject('beforeJoin', detail)
       }
       if (body.epoch > this.epoch) this.learnedEpoch(body.epoch)
     }

@@ -316,9 +316,11 @@ describe.each(TARGETS)('bus signing on %s', (target) => {
     await eventually(() => newcomer.bus.stats.rejected.malformed === 1, 'the newcomer heard the replays')
     expect(newcomer.bus.stats.rejected.beforeJoin).toBe(replays.length)
     expect(newcomer.bus.stats.received).toBe(0)
-    expect(flushes).toEqual([]) // nor made it flush
-    expect(inMemory(newcomer, 'warm-up')).toBeDefined()
-    expect(inMemory(newcomer, 'x')).toBeDefined()
+    // Not applied; each one flushes, as any authentic message that cannot be placed does (a genuine sender
+    // that joined after Redis lost the join counter carries a small epoch too): a replay can cost the
+    // newcomer its memory, never make it serve a stale value.
+    expect(flushes).toHaveLength(replays.length)
+    expect(flushes.every((flush) => flush.startsWith('gap '))).toBe(true)
   })
 
   it('a message signed for another channel is refused (the channel is signed too)', async () => {
