@@ -138,8 +138,10 @@ interface Batch {
  * hears, answered at once with a heartbeat, and read from the counter with every heartbeat). From a sender
  * it has not heard yet, an instance refuses a message carrying less than its own epoch: it was signed
  * before the sender could know of this instance, so it is a replay of something from before the
- * subscription, or a live sender's message of the moment of joining, which that sender's next message
- * (its answer) reveals as a gap, flushing memory.
+ * subscription, or an authentic message (a live sender's of the moment of joining, or one from a sender
+ * that joined after Redis lost the counter). It is never applied, and memory is flushed for it (at once,
+ * or once the join announcement is heard back), so no authentic one is dropped unheard. Every
+ * resubscription takes a new epoch.
  */
 export class RedisInvalidationBus implements InvalidationBus {
   /** This instance's sender id. */
