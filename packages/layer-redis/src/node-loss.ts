@@ -24,12 +24,16 @@ redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 return removed`
 
-// The same for a key found by SCAN, only when it looks like a value of the layer: a string starting with
-// one of its format markers (ARGV[2]). A stream, a lease token or another application's key is left.
-const FENCE_AND_UNLINK_VALUE_SCRIPT = `
+// Whether a key found by SCAN looks like a value of the layer: a string starting with one of its format
+// markers (ARGV[2]). A stream, a lease token, a counter or another application's key does not.
+const IS_VALUE = `
 if redis.call('TYPE', KEYS[1]).ok ~= 'string' then return 0 end
 local head = redis.call('GETRANGE', KEYS[1], 0, 0)
-if head == '' or not string.find(ARGV[2], head, 1, true) then return 0 end
+if head == '' or not string.find(ARGV[2], head, 1, true) then return 0 end`
+const IS_VALUE_SCRIPT = `${IS_VALUE}
+return 1`
+/** FENCE_AND_UNLINK_SCRIPT for a key found by SCAN, only when it is a value of the layer. */
+const FENCE_AND_UNLINK_VALUE_SCRIPT = `${IS_VALUE}
 ${FENCE_AND_UNLINK_SCRIPT}`
 
 /**
@@ -94,12 +98,20 @@ export class NodeLossRecovery {
       this.layer.command('node identities', (client) => client.smembers(this.registryKey)),
     ])
     const known = new Set(recorded)
+    const unknownIn = (record: ReadonlySet<string>) => ids.some((id) => !record.has(id))
+    let clear = known.size > 0 && unknownIn(known)
     // No record at all: a namespace no instance used yet, unless it holds values (an upgrade, or the
-    // record's own master lost it).
-    if (ids.some((id) => !known.has(id)) && (known.size > 0 || (await this.holdsValues()))) {
-      await this.recover()
+    // record's own master lost it). Read again once values were found: an instance records before its
+    // first write, so values written by instances starting beside this one come with a record, and
+    // must not be cleared as if they were an old namespace's.
+    if (known.size === 0 && (await this.holdsValues())) {
+      const now = new Set(
+        await this.layer.command('node identities', (client) => client.smembers(this.registryKey)),
+      )
+      clear = now.size === 0 || unknownIn(now)
     }
-    if (ids.some((id) => !known.has(id))) {
+    if (clear) await this.recover()
+    if (clear || unknownIn(known)) {
       await this.layer.execPipeline(
         'node identities',
         this.layer.client
@@ -120,6 +132,7 @@ export class NodeLossRecovery {
     return id
   }
 
+  /** Whether any value of the layer is stored (see IS_VALUE). */
   private async holdsValues(): Promise<boolean> {
     const internal = `${this.layer.prefix}~`
     let found = false
@@ -127,8 +140,14 @@ export class NodeLossRecovery {
       'node loss recovery',
       scanPattern(this.layer.prefix),
       WIPE_BATCH,
-      async (_, keys) => {
-        found = keys.some((key) => !key.startsWith(internal))
+      async (node, keys) => {
+        const pipe = node.pipeline()
+        for (const key of keys) {
+          if (!key.startsWith(internal))
+            pipe.eval(IS_VALUE_SCRIPT, 1, key, DELETE_FENCE_MS, this.layer.valueMarkers)
+        }
+        if (pipe.length === 0) return undefined
+        found = (await this.layer.execPipeline('node loss recovery', pipe)).some((reply) => reply === 1)
         return found ? 'stop' : undefined
       },
     )

@@ -102,6 +102,17 @@ describe('a Cluster master restarted without its data', () => {
     expect(await stillInRedis(p, keys)).toEqual([])
   })
 
+  it('a new namespace whose prefix holds only keys that are not values (a counter) is not cleared', async () => {
+    const p = prefix()
+    await writerClient.set(`${p}loads`, '1')
+    await writerClient.xadd(`${p}stream`, '*', 'f', 'v')
+    const cache = new CacheStack([new RedisLayer({ client: writerClient, prefix: p })])
+    await cache.set('first', 1)
+    // No clear was logged: loads that began meanwhile on other instances of the fleet still write back.
+    expect(await writerClient.exists(`${p}~{${p}}log`)).toBe(0)
+    expect(await writerClient.get(`${p}loads`)).toBe('1')
+  })
+
   it('with every master as it was, a group invalidation removes only what it covers', async () => {
     const p = prefix()
     const { writer } = await stacks(p)
