@@ -56,6 +56,23 @@ redis.call('ZADD', KEYS[1], seq, seq .. '|' .. ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], 1, '(' .. (tonumber(seq) - ${LOG_KEEP - 1}))
 return seq`
 
+/** Callbacks run once a client ends for good: one listener per client however many layers share it. */
+const endWatchers = new WeakMap<object, Set<() => void>>()
+
+function onClientEnd(client: RedisIO['client'], callback: () => void): void {
+  let callbacks = endWatchers.get(client)
+  if (callbacks === undefined) {
+    const created = new Set<() => void>()
+    client.once('end', () => {
+      endWatchers.delete(client)
+      for (const run of created) run()
+    })
+    endWatchers.set(client, created)
+    callbacks = created
+  }
+  callbacks.add(callback)
+}
+
 /** What a load saw when it began: where the log stood, and the deletions of its own key. */
 export interface LoadFence {
   /** The log's counter (0: no log yet). */
@@ -599,7 +616,7 @@ export class RedisKeyIndex {
    */
   private collectInBackground(): void {
     if (this.collector !== undefined || this.collectorStopped || !this.enabled) return
-    this.layer.client.once('end', () => this.stopCollecting())
+    onClientEnd(this.layer.client, () => this.stopCollecting())
     this.scheduleCollection(GC_INTERVAL_MS)
   }
 

@@ -714,6 +714,23 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
       expect(await sizes()).toEqual({ k: 1, kx: 1 })
     })
 
+    it('many layers on one client share one end listener, and collection stops when it ends', async () => {
+      const client = redis.client(target).duplicate()
+      const before = client.listenerCount('end')
+      const layers = Array.from(
+        { length: 12 },
+        (_, i) => new RedisLayer({ client, prefix: redis.prefix(target, `many${i}`) }),
+      )
+      for (const layer of layers)
+        await layer.prepareWrites([{ key: 'k', entry: createEntry(1, undefined) }])()
+      // Eleven or more listeners of one event would print MaxListenersExceededWarning.
+      expect(client.listenerCount('end') - before).toBe(1)
+      const ended = new Promise((resolve) => client.once('end', resolve))
+      await client.quit()
+      await ended
+      expect(client.listenerCount('end')).toBe(before)
+    })
+
     it('collects expired entries in every shard, and only those', async () => {
       const { index, layer, sizes, raw } = setup(target)
       const keys = Array.from({ length: 1100 }, (_, i) => `gc:${i}`)
