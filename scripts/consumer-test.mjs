@@ -3,7 +3,7 @@
 // they work there. What the workspace's own tests cannot see: what is in the tarballs, what their
 // package.json says once pnpm rewrote it, and how the builds resolve from another project.
 //
-//   node scripts/consumer-test.mjs [--ioredis 5,6] [--keep] [--no-build]
+//   node scripts/consumer-test.mjs [--ioredis 5,6] [--node 22,24] [--keep] [--no-build]
 //
 // 1. builds (turbo: cached after `pnpm build`) and `pnpm pack`s every publishable package;
 // 2. checks each tarball: LICENSE (the root one), README with an example, manifest fields, no
@@ -16,7 +16,8 @@
 //    - runs an ESM and a CommonJS script: same exports from both builds, a stampede loaded once, a tag
 //      invalidation, a signed bus carrying a delete to another stack's memory, all on a Redis it starts;
 //    - runs every README example and the quick start (compiled by tsc) against that Redis;
-//    - runs the `layercache` bin (--help, and stats against that Redis).
+//    - runs the `layercache` bin (--help, and stats against that Redis);
+//    the runtime checks run with this Node, and with each `--node` major too (npm's `node` package).
 // Fails loudly: the first failing step stops the run with its output and a non-zero exit code.
 import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -32,6 +33,10 @@ const option = (name, fallback) => {
   return at === -1 ? fallback : args[at + 1]
 }
 const majors = option('--ioredis', '5,6').split(',')
+const nodeMajors = option('--node', '')
+  .split(',')
+  .filter((major) => major !== '')
+const nodes = []
 const keep = args.includes('--keep')
 const build = !args.includes('--no-build')
 const PEER_RANGE = '^5.9.0 || ^6.0.0'
@@ -229,6 +234,16 @@ async function smoke(lc, Redis, url) {
   const b = new CacheStack([memoryB, new RedisLayer({ client: redis, prefix: 'ct' })], { invalidationBus: busB, ttl: 60_000 })
   await Promise.all([busA.ready, busB.ready])
   const check = (ok, what) => { if (!ok) throw new Error('consumer smoke: ' + what) }
+  // Two buses that start together flush (and fence loads in flight) until each has heard the other:
+  // announce deletes from both until each stack applied one of the other's.
+  const heard = new Set()
+  const stopListening = [a.on('peerInvalidation', () => heard.add('a')), b.on('peerInvalidation', () => heard.add('b'))]
+  for (const deadline = Date.now() + 5_000; heard.size < 2; ) {
+    check(Date.now() < deadline, 'the two buses did not hear each other within 5 s')
+    await Promise.all([a.delete('warm-up'), b.delete('warm-up')])
+    await new Promise((wake) => setTimeout(wake, 20))
+  }
+  for (const stop of stopListening) stop()
 
   let loads = 0
   const values = await Promise.all(Array.from({ length: 50 }, () => a.getOrSet('product:1', async () => ({ id: 1, n: ++loads }), { tags: ['products'] })))
@@ -236,13 +251,13 @@ async function smoke(lc, Redis, url) {
   check((await b.get('product:1'))?.n === 1, 'the other stack did not read the value from Redis')
   check(await memoryB.has('product:1'), 'the other stack did not back-fill its memory layer')
 
-  const heard = new Promise((resolveHeard, reject) => {
+  const dropped = new Promise((resolveDropped, reject) => {
     const timer = setTimeout(() => reject(new Error('consumer smoke: the bus did not carry the delete within 5 s')), 5_000)
-    b.on('peerInvalidation', () => { clearTimeout(timer); resolveHeard() })
+    // A late warm-up message may come first: wait for the one that dropped the key.
+    b.on('peerInvalidation', async () => { if (!(await memoryB.has('product:1'))) { clearTimeout(timer); resolveDropped() } })
   })
   await a.delete('product:1')
-  await heard
-  check(!(await memoryB.has('product:1')), 'the bus message did not drop the key from the other memory layer')
+  await dropped
 
   await a.set('product:2', { id: 2 }, { tags: ['products'] })
   await a.invalidateByTag('products')
@@ -359,11 +374,19 @@ async function consumer(major, quickStart, typescriptVersion) {
     run(tsc, ['-p', `tsconfig.${config}.json`], { cwd: project })
   }
 
+  run(tsc, ['-p', 'tsconfig.emit.json'], { cwd: project })
   const url = await startRedis()
+  await runtime(project, `ioredis ${installed}, Node ${process.versions.node}`, process.execPath, url)
+  for (const node of nodes)
+    await runtime(project, `ioredis ${installed}, Node ${node.version}`, node.binary, url)
+}
+
+/** Runs the scripts, the compiled README examples and the bin of `project` with one Node binary. */
+async function runtime(project, label, node, url) {
   const env = { REDIS_URL: url }
-  step(`ioredis ${installed}: ESM and CommonJS scripts against ${url}`)
-  const esm = JSON.parse(run('node', ['esm-smoke.mjs'], { cwd: project, env, quiet: true }))
-  const cjs = JSON.parse(run('node', ['cjs-smoke.cjs'], { cwd: project, env, quiet: true }))
+  step(`${label}: ESM and CommonJS scripts against ${url}`)
+  const esm = JSON.parse(run(node, ['esm-smoke.mjs'], { cwd: project, env, quiet: true }))
+  const cjs = JSON.parse(run(node, ['cjs-smoke.cjs'], { cwd: project, env, quiet: true }))
   for (const pkg of packages) {
     const [fromEsm, fromCjs] = [esm[pkg.name].join(), cjs[pkg.name].join()]
     if (fromEsm !== fromCjs) fail(`${pkg.name}: the ESM and CommonJS builds export different names`)
@@ -373,21 +396,39 @@ async function consumer(major, quickStart, typescriptVersion) {
     `    both builds: same exports (${packages.map((pkg) => `${pkg.name} ${esm[pkg.name].length}`).join(', ')})`,
   )
 
-  step(`ioredis ${installed}: run every README example and the quick start`)
-  run(tsc, ['-p', 'tsconfig.emit.json'], { cwd: project })
+  step(`${label}: run every README example and the quick start`)
   for (const name of readdirSync(join(project, 'out')).filter((file) => file.endsWith('.js'))) {
     const from = Date.now()
-    run('node', [join('out', name)], { cwd: project, env, quiet: true })
+    run(node, [join('out', name)], { cwd: project, env, quiet: true })
     console.log(`    ${name}: ok (${Date.now() - from} ms)`)
   }
 
-  step(`ioredis ${installed}: the layercache bin`)
-  const bin = join(project, 'node_modules', '.bin', 'layercache')
-  run(bin, ['--help'], { cwd: project, quiet: true })
+  step(`${label}: the layercache bin`)
+  // node_modules/.bin/layercache starts with `#!/usr/bin/env node`: run its target with this Node instead.
+  const bin = join(project, 'node_modules', 'layercache', 'bin', 'layercache.mjs')
+  run(node, [bin, '--help'], { cwd: project, quiet: true })
   const stats = JSON.parse(
-    run(bin, ['stats', '--redis', url, '--key-prefix', 'myapp', '--json'], { cwd: project, quiet: true }),
+    run(node, [bin, 'stats', '--redis', url, '--key-prefix', 'myapp', '--json'], {
+      cwd: project,
+      quiet: true,
+    }),
   )
   console.log(`    layercache stats --json: ${Object.keys(stats).length} fields`)
+}
+
+/** Other Node majors to run the scripts with: the `node` package from npm (a Node binary), per major. */
+function installNode(major) {
+  const dir = join(work, `node-${major}`)
+  mkdirSync(dir)
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: `node-${major}`, private: true }))
+  run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', `node@${major}`], {
+    cwd: dir,
+    quiet: true,
+  })
+  const binary = join(dir, 'node_modules', 'node', 'bin', 'node')
+  const version = run(binary, ['--version'], { cwd: dir, quiet: true }).trim().replace(/^v/, '')
+  if (!version.startsWith(`${major}.`)) fail(`asked npm for Node ${major}, got ${version}`)
+  return { version, binary }
 }
 
 async function main() {
@@ -427,13 +468,19 @@ async function main() {
   const typescriptVersion = JSON.parse(
     readFileSync(join(root, 'node_modules', 'typescript', 'package.json'), 'utf8'),
   ).version
+  if (nodeMajors.length > 0) {
+    step(`Node ${nodeMajors.join(', ')} from npm (the runtime checks run with each, besides this Node)`)
+    for (const major of nodeMajors) nodes.push(installNode(major))
+    console.log(`    ${nodes.map((node) => `Node ${node.version}`).join(', ')}`)
+  }
   for (const major of majors) await consumer(major, quickStart, typescriptVersion)
 }
 
 try {
   await main()
   console.log(
-    `\nconsumer test passed in ${((Date.now() - started) / 1000).toFixed(1)} s (ioredis ${majors.join(', ')})`,
+    `\nconsumer test passed in ${((Date.now() - started) / 1000).toFixed(1)} s (ioredis ${majors.join(', ')}; ` +
+      `Node ${[process.versions.node, ...nodes.map((node) => node.version)].join(', ')})`,
   )
 } catch (error) {
   failed = true
