@@ -12,7 +12,9 @@ import {
 import { ProductDatabase } from './product-database'
 
 const name = process.env.APP_NAME ?? `app-${process.pid}`
-const redisUrl = process.env.REDIS_URL!
+const redisUrl = process.env.REDIS_URL
+// Started by main.ts, which always sets it; new Redis(undefined) would quietly use 127.0.0.1:6379.
+if (redisUrl === undefined) throw new Error('REDIS_URL is not set')
 const redis = new Redis(redisUrl)
 const bus = new RedisInvalidationBus({
   publisher: redis,

@@ -59,9 +59,10 @@ export {
   WriteFencedError,
 } from './errors'
 export { type CacheEventListener, type CacheEventMap, type CacheEventName, CacheEvents } from './events'
-export { type FreshnessOptions, judge, type Verdict } from './freshness'
+export { type FreshnessOptions, type FreshnessPolicy, judge, type Verdict } from './freshness'
 export { type GenerationCleanupOptions, generationPrefix } from './generations'
 export {
+  type BoundOptions,
   compileGlob,
   globToRedisMatch,
   InvalidPatternError,

@@ -5,6 +5,7 @@ export {
   type RedisInvalidationBusOptions,
   type RejectionReason,
 } from './redis-invalidation-bus'
+export type { LeaseOwner, RedisLease } from './redis-lease'
 export {
   RedisSingleFlightCoordinator,
   type RedisSingleFlightCoordinatorOptions,

@@ -1,8 +1,9 @@
 /** Plain or sharded pub/sub (SPUBLISH/SSUBSCRIBE, on a Cluster), as the bus and the coordinator use it. */
 
+import type { RedisClient } from '@layercache/layer-redis'
 import type { Cluster, Redis } from 'ioredis'
 
-export type RedisClient = Redis | Cluster
+export type { RedisClient }
 
 export function isCluster(client: RedisClient): client is Cluster {
   return (client as { isCluster?: boolean }).isCluster === true

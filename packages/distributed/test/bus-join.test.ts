@@ -2,7 +2,7 @@
 // without reading any clock, and still loses no invalidation a live peer sends while it joins.
 import { CacheStack, InvalidationBusError } from '@layercache/core'
 import { MemoryLayer } from '@layercache/layer-memory'
-import { spawnTestRedis, startTcpProxy } from '@layercache/test-utils'
+import { duplicateClient, spawnTestRedis, startTcpProxy } from '@layercache/test-utils'
 import { useRedisAndCluster } from '@layercache/test-utils/redis-and-cluster'
 import { Redis } from 'ioredis'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -98,7 +98,7 @@ describe.each(TARGETS)('join epochs on %s', (target) => {
     const prefix = redis.prefix(target, 'announce')
     const channel = `${prefix}bus`
     // A publisher that holds the newcomer's first message (its join announcement) until the test lets it go.
-    const publisher = client.duplicate() as Redis
+    const publisher = duplicateClient(client) as Redis
     publisher.on('error', () => {})
     const method = target === 'cluster' ? 'spublish' : 'publish'
     const send = publisher[method].bind(publisher) as (channel: string, message: string) => Promise<number>

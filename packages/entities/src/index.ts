@@ -15,4 +15,5 @@ export {
   MAX_ID_LENGTH,
   MAX_MAX_SIZE,
   type PlainListSchema,
+  type Row,
 } from './schemas'

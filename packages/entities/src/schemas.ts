@@ -8,8 +8,9 @@ import {
 } from '@layercache/core'
 import type { ListParams } from './params-key'
 
+/** Any row: the default of the schemas' row type parameter (give yours to type `load` and `id`). */
 // biome-ignore lint/suspicious/noExplicitAny: schemas describe the caller's own row types
-type Row = any
+export type Row = any
 
 /** A row cached by id: `post:42`. */
 export interface EntitySchema<T = Row> {

@@ -3,6 +3,7 @@
  * invalidateEntity, checked in the sorted sets themselves; other rows keep theirs; a row held by no list
  * costs what a plain DEL costs.
  */
+import { duplicateClient } from '@layercache/test-utils'
 import { useRedisAndCluster } from '@layercache/test-utils/redis-and-cluster'
 import { afterEach, describe, expect, it } from 'vitest'
 import { EntityCache } from '../src'
@@ -30,7 +31,7 @@ afterEach(() => {
 })
 
 function makeCache(target: Target, own = false) {
-  const client = own ? redis.client(target).duplicate() : redis.client(target)
+  const client = own ? duplicateClient(redis.client(target)) : redis.client(target)
   const cache = new EntityCache({ redis: client, keyPrefix: redis.prefix(target, 'mem'), ...schemas() })
   opened.push({ cache, ...(own ? { client } : {}) })
   return { cache, client, keys: redisKeys(cache.keyPrefix) }

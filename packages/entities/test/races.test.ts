@@ -4,6 +4,7 @@
  * against invalidations and writes, updates against invalidations. Whatever interleaving happens, after an
  * invalidation resolved the row is in no list it was registered in before, and no stale row is written.
  */
+import { duplicateClient } from '@layercache/test-utils'
 import { useRedisAndCluster } from '@layercache/test-utils/redis-and-cluster'
 import { forkWorker, type WorkerHandle } from '@layercache/test-utils/worker-process'
 import type { Cluster, Redis } from 'ioredis'
@@ -53,7 +54,7 @@ const ids = (page: { items: readonly Post[] } | undefined) => page?.items.map((r
 function pair(target: Target, schema: SchemaOptions = {}, overrides: Partial<EntityCacheOptions> = {}) {
   const keyPrefix = redis.prefix(target, 'race')
   const open = () => {
-    const client = redis.client(target).duplicate()
+    const client = duplicateClient(redis.client(target))
     client.on('error', () => {})
     const cache = new EntityCache({ redis: client, keyPrefix, ...schemas(schema), ...overrides })
     cleanups.push(() => {
@@ -84,7 +85,7 @@ describe.each(TARGETS)('races on %s', (target) => {
   }, async () => {
     const keyPrefix = redis.prefix(target, 'race')
     const open = () => {
-      const client = redis.client(target).duplicate() as AnyClient
+      const client = duplicateClient(redis.client(target)) as AnyClient
       client.on('error', () => {})
       const cache = new EntityCache({ redis: client, keyPrefix, ...schemas() })
       cleanups.push(() => {

@@ -27,6 +27,7 @@ export {
   migrateTagIndex,
 } from './migrate-tag-index'
 export { generationKeyOf } from './redis-generation'
+export type { PipelineLike, RedisIO } from './redis-io'
 export { type RedisClient, RedisLayer, type RedisLayerOptions } from './redis-layer'
 export { tagSetPrefixOf } from './redis-tag-store'
 export { COMPRESSED_MARKER, jsonSerializer, msgpackSerializer, type Serializer } from './serializer'

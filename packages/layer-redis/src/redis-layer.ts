@@ -18,6 +18,7 @@ import {
   LayerUnavailableError,
   type LayerWrite,
   reservedKeyReason,
+  type TagMatchMode,
   WriteFencedError,
 } from '@layercache/core'
 import type { Cluster, Redis } from 'ioredis'
@@ -39,7 +40,7 @@ import { groupBySlotOwner } from './pipeline-groups'
 import { RedisGeneration } from './redis-generation'
 import type { PipelineLike, RedisClient, RedisIO } from './redis-io'
 import { DELETE_FENCE_MS, RedisKeyIndex } from './redis-key-index'
-import { RedisTagStore, type TagMatchMode } from './redis-tag-store'
+import { RedisTagStore } from './redis-tag-store'
 import {
   COMPRESSED_MARKER,
   jsonSerializer,
@@ -238,9 +239,10 @@ export class RedisLayer implements CacheLayer, RedisIO {
 
   /**
    * What had been invalidated as a load of `key` starts: its tags' epochs, the position of the group log
-   * and the key's delete counter.
+   * and the key's delete counter. Opaque to the stack, as the layer contract says: it comes back to this
+   * layer in the write's `fences` (a RedisFence).
    */
-  async fenceSnapshot(key: string, tags: readonly string[] | undefined): Promise<RedisFence> {
+  async fenceSnapshot(key: string, tags: readonly string[] | undefined): Promise<unknown> {
     const full = this.prefix + key
     const registering = this.nodeLoss.beforeFirstUse()
     if (registering !== undefined) await registering
@@ -250,7 +252,8 @@ export class RedisLayer implements CacheLayer, RedisIO {
       this.keyIndex.snapshot(full),
       this.keyIndex.recordedTags([full]),
     ])
-    return { epochs, load, recorded: recorded?.join(TAG_SEPARATOR) ?? '', losses }
+    const fence: RedisFence = { epochs, load, recorded: recorded?.join(TAG_SEPARATOR) ?? '', losses }
+    return fence
   }
 
   /**

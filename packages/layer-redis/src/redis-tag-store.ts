@@ -1,4 +1,4 @@
-import { InvalidOptionError } from '@layercache/core'
+import { InvalidOptionError, type TagMatchMode } from '@layercache/core'
 import type { RedisIO } from './redis-io'
 
 /** What the tag store needs of its layer besides Redis I/O (the key index's view of keys and removal). */
@@ -20,8 +20,6 @@ const GC_GRACE_MS = 60_000
 const EPOCH_TTL_MS = 10 * 60_000
 /** Members per ZREM: one command with 100k arguments would hold Redis (and our timeout) too long. */
 const MEMBERS_PER_COMMAND = 1000
-
-export type TagMatchMode = 'any' | 'all'
 
 /** Epochs of tags as read at one moment; a write is fenced when any of them moved since. */
 export type TagEpochs = ReadonlyMap<string, string>

@@ -14,6 +14,7 @@ import calculateSlot from 'cluster-key-slot'
 import type { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
 import { RedisLayer, scanPattern } from '../src'
+import type { RedisFence } from '../src/fenced-write'
 import { type IndexShard, legacyShardOf, shardsOf } from '../src/index-layout'
 import { type IndexedWrite, LOG_KEEP, type LoadFence, RedisKeyIndex } from '../src/redis-key-index'
 
@@ -116,7 +117,7 @@ function setup(target: Target, keyIndex = true, knownKeysShards?: number) {
   const loadWrite = async (items: readonly { key: string; since: LoadFence }[]): Promise<string[]> => {
     const refused: string[] = []
     for (const { key, since } of items) {
-      const snapshot = await layer.fenceSnapshot(key, undefined)
+      const snapshot = (await layer.fenceSnapshot(key, undefined)) as RedisFence
       try {
         await put(key, 'v', fenced({ ...snapshot, load: { ...since, deletions: snapshot.load.deletions } }))
       } catch (error) {

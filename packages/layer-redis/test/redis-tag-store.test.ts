@@ -2,6 +2,7 @@ import { createEntry, WriteFencedError } from '@layercache/core'
 import { useRedisAndCluster } from '@layercache/test-utils/redis-and-cluster'
 import { describe, expect, it } from 'vitest'
 import { RedisLayer } from '../src'
+import type { RedisFence } from '../src/fenced-write'
 import { RedisTagStore } from '../src/redis-tag-store'
 
 const redis = useRedisAndCluster()
@@ -25,7 +26,7 @@ function setup(target: Target) {
         async () => void (await raw.set(layer.prefix + key, value)),
       )
     }
-    const snapshot = await layer.fenceSnapshot(key, tags)
+    const snapshot = (await layer.fenceSnapshot(key, tags)) as RedisFence
     const fences = new Map([[layer.name, { ...snapshot, epochs: since }]])
     try {
       await layer.prepareWrites([

@@ -1,3 +1,4 @@
+export { duplicateClient } from './duplicate-client'
 export { RedisUnavailableForTestsError } from './errors'
 export { freePort } from './free-port'
 export { type RedisClusterHandle, type StartRedisClusterOptions, startRedisCluster } from './redis-cluster'

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { CacheStack, type CacheStackOptions } from '@layercache/core'
 import { MemoryLayer } from '@layercache/layer-memory'
 import { RedisLayer } from '@layercache/layer-redis'
+import { duplicateClient } from '@layercache/test-utils'
 import type { Cluster, Redis } from 'ioredis'
 import { RedisSingleFlightCoordinator, type RedisSingleFlightCoordinatorOptions } from '../../src'
 
@@ -24,7 +25,7 @@ export function startFlightInstance(
   prefix: string,
   options: { coordinator?: Partial<RedisSingleFlightCoordinatorOptions>; stack?: CacheStackOptions } = {},
 ): FlightInstance {
-  const client = base.duplicate() as AnyClient
+  const client = duplicateClient(base) as AnyClient
   client.on('error', () => {})
   const coordinator = new RedisSingleFlightCoordinator({
     client,

@@ -1,3 +1,4 @@
+import { duplicateClient } from '@layercache/test-utils'
 import { useRedisAndCluster } from '@layercache/test-utils/redis-and-cluster'
 import { type CacheLayer, CacheStack, MemoryLayer, RedisLayer } from '../../src'
 
@@ -24,7 +25,7 @@ export function useRedisTargets(name: string) {
      * another process's would); `close` ends the connection.
      */
     const onOwnConnection = () => {
-      const own = client.duplicate()
+      const own = duplicateClient(client)
       const stack = new CacheStack([
         new MemoryLayer({ ttl: 60_000 }),
         new RedisLayer({ client: own, prefix }),
