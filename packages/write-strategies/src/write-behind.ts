@@ -293,13 +293,17 @@ export class WriteBehind<T = unknown> {
           ),
         )
       } catch (error) {
-        // A command that timed out may still land: the database could get this value, so the cache must
-        // not keep serving the previous one.
-        await this.options.cache
-          .delete(key)
-          .catch((cleanup: unknown) =>
-            this.emit('error', { operation: 'write cache delete', error: cleanup }),
-          )
+        // A command that timed out or lost its connection may still land: the database could get this
+        // value, so the cache must not keep serving the previous one. A command Redis answered with an
+        // error (a full Redis refuses the script before its first write) queued nothing: the cache keeps
+        // what it has, which entries still queued for the database may be behind.
+        if (!answeredWithError(error)) {
+          await this.options.cache
+            .delete(key)
+            .catch((cleanup: unknown) =>
+              this.emit('error', { operation: 'write cache delete', error: cleanup }),
+            )
+        }
         throw error
       }
       if (typeof reply === 'string') break
@@ -666,6 +670,12 @@ export class WriteBehind<T = unknown> {
       throw new LayerUnavailableError('write-behind', `write-behind ${operation} failed: ${reason}`, error)
     }
   }
+}
+
+/** Whether Redis itself refused the command (an error reply): it ran nothing. */
+function answeredWithError(error: unknown): boolean {
+  const cause = (error as { cause?: unknown } | undefined)?.cause
+  return cause instanceof Error && cause.name === 'ReplyError'
 }
 
 function consumerName(name: unknown): string {
