@@ -48,8 +48,18 @@ export interface HotProductStep {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-const settle = () => sleep(20)
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`
+/** Resolves once a warmer refilled `key` (the stack's `rewarm` event names the stored key). */
+const rewarmed = (stack: CacheStack, key: string) =>
+  new Promise<void>((resolve) => {
+    const off = stack.on('rewarm', (event) => {
+      if (event.key === key || event.key.endsWith(`:${key}`)) {
+        off()
+        resolve()
+      }
+    })
+  })
+
 /** Polls (every 10 ms, for at most 5 s) until `done` holds. */
 const waitUntil = async (done: () => Promise<boolean>) => {
   for (let i = 0; i < 500 && !(await done()); i++) await sleep(10)
@@ -108,8 +118,9 @@ export async function runInvalidationStory(
 
   // 1. A price change: the product, its listing, and (through dependsOn) 'featured' and the homepage go.
   db.setPrice(1, 42)
+  const homepageRefilled = rewarmed(app, 'homepage')
   await rules.handle('product.price-changed', { id: 1, category: 'electronics' })
-  await settle()
+  await homepageRefilled
   const queriesBefore = db.queries
   const homepage = (await app.get<string>('homepage')) ?? ''
   const refilled = db.queries === queriesBefore && homepage.includes('$42')
@@ -125,11 +136,12 @@ export async function runInvalidationStory(
   log(`Discount on electronics: ${invalidated} keys invalidated by tag, ${searches} search pages by prefix.`)
 
   // 3. A deploy with a new schema: one bump, every instance misses at once.
+  const refilledAgain = rewarmed(app, 'homepage')
   await app.bumpGeneration()
   let misses = 0
   for (const id of [1, 2, 600]) if ((await worker.get(`product:${id}`)) === undefined) misses++
   log(`New generation ${app.generation}: ${misses} of 3 reads on the other instance miss.`)
-  await settle()
+  await refilledAgain
 
   const homepageNow = (await app.get<string>('homepage')) ?? '(not cached)'
   log(`Homepage in the new generation, refilled by its warmer: ${homepageNow.slice(0, 40)}…`)
