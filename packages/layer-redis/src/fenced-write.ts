@@ -38,7 +38,9 @@ const LOG_ROUNDS = 4
 // then the sets of tags the key no longer carries.
 // ARGV: payload, ttl ('' none), expiry score, fence counter seen ('' none), log id seen ('' none), log
 // position seen, indexed (1/0), tags joined ('' none), recorded tags seen, membership cut-off, set ttl
-// ('' persist), tag count, dropped count, then each tag's epoch seen.
+// ('' persist), tag count, dropped count, then each tag's epoch seen ('' for a tag the load could not
+// know when it began: then the counter of all tag invalidations, the last KEYS and ARGV, must not have
+// moved).
 // Returns {1} written, {0} refused, {2, log id, newest, entries} to be matched by the client.
 const WRITE_BACK = new LuaScript(`
 if (redis.call('GET', KEYS[2]) or '') ~= ARGV[4] then return {0} end
@@ -47,7 +49,10 @@ local base = indexed and 6 or 3
 local tags = tonumber(ARGV[12])
 local dropped = tonumber(ARGV[13])
 for i = 1, tags do
-  if (redis.call('GET', KEYS[base + 2 * i]) or '0') ~= ARGV[13 + i] then return {0} end
+  local seen = ARGV[13 + i]
+  if seen == '' then
+    if (redis.call('GET', KEYS[#KEYS]) or '') ~= ARGV[#ARGV] then return {0} end
+  elseif (redis.call('GET', KEYS[base + 2 * i]) or '0') ~= seen then return {0} end
 end
 local id = redis.call('ZRANGEBYSCORE', KEYS[3], 0, 0, 'LIMIT', 0, 1)[1]
 local newest = tonumber(redis.call('ZSCORE', KEYS[3], '#') or '0')
@@ -137,7 +142,8 @@ export class FencedWriter {
     if (shard !== undefined) keys.push(shard.keysKey, shard.expiryKey, shard.tagsKey)
     for (const tag of tags) keys.push(this.tagStore.tagSetKey(tag), this.tagStore.epochKey(tag))
     for (const tag of droppedSets) keys.push(this.tagStore.tagSetKey(tag))
-    const epochs = tags.map((tag) => item.fence.epochs?.get(tag) ?? '0')
+    keys.push(this.keyIndex.tagCounterKey)
+    const epochs = tags.map((tag) => item.fence.epochs?.get(tag) ?? '')
     let { log, seq } = item.fence.load
     for (let round = 0; round < LOG_ROUNDS; round++) {
       const reply = (await this.layer.command('write-back', (client) =>
@@ -156,6 +162,7 @@ export class FencedWriter {
           tags.length,
           droppedSets.length,
           ...epochs,
+          item.fence.load.tagInvalidations ?? '',
         ]),
       )) as [number, string?, string?, string[]?]
       if (reply[0] !== 2) return reply[0] === 0
@@ -191,15 +198,25 @@ export class FencedWriter {
     ])
     // (2) Invalidators that looked before (1).
     const allTags = [...new Set(tagged.flatMap((item) => item.tags!))]
-    const [epochs, overtaken] = await Promise.all([
+    // Tags a load named only once it ran (ctx.setTags): their epochs then are unknown, so any tag
+    // invalidation since the load began refuses it.
+    const unknown = (item: FencedItem) => item.tags!.some((tag) => item.fence.epochs?.get(tag) === undefined)
+    const [epochs, overtaken, tagInvalidations] = await Promise.all([
       allTags.length > 0 ? this.tagStore.epochs(allTags) : undefined,
       this.keyIndex.overtaken(indexed),
+      tagged.some(unknown)
+        ? this.layer.command('tag invalidations', (client) => client.get(this.keyIndex.tagCounterKey))
+        : undefined,
     ])
     const refused = new Set(overtaken)
     for (const item of tagged) {
-      if (item.tags!.some((tag) => epochs!.get(tag) !== (item.fence.epochs?.get(tag) ?? '0'))) {
-        refused.add(item.key)
-      }
+      const moved = item.tags!.some((tag) => {
+        const seen = item.fence.epochs?.get(tag)
+        return seen === undefined
+          ? (tagInvalidations ?? null) !== (item.fence.load.tagInvalidations ?? null)
+          : epochs!.get(tag) !== seen
+      })
+      if (moved) refused.add(item.key)
     }
     // A node that restarted during (1) or (2) may have lost the entries or epochs they relied on.
     if (this.losses() !== items[0]!.fence.losses) return items.map((item) => item.key)

@@ -81,6 +81,11 @@ export interface LoadFence {
   readonly log: string | null
   /** The key's deletion counter (null: never deleted, or long ago). */
   readonly deletions: string | null
+  /**
+   * How many tag invalidations the layer had seen (null: none yet): a write-back whose loader named tags
+   * the snapshot could not know (ctx.setTags) is refused only if this moved.
+   */
+  readonly tagInvalidations?: string | null | undefined
 }
 
 export interface IndexedWrite {
@@ -128,6 +133,8 @@ export interface KeyIndexOptions {
  */
 export class RedisKeyIndex {
   readonly logKey: string
+  /** Counts tag invalidations (no expiry: it must never come back to a value a load saw). */
+  readonly tagCounterKey: string
   readonly dependencyMarkKey: string
   private known: KnownKeysLayout
   private options: KeyIndexOptions
@@ -146,6 +153,7 @@ export class RedisKeyIndex {
   ) {
     const slot = slotTagOf(layer.prefix)
     this.logKey = `${layer.prefix}~{${slot}}log`
+    this.tagCounterKey = `${layer.prefix}~{${slot}}tags`
     this.dependencyMarkKey = `${layer.prefix}~{${slot}}deps`
     this.options = options
     this.known = this.layoutFor(options)
@@ -222,11 +230,15 @@ export class RedisKeyIndex {
 
   /** What a load of `full` must remember when it starts; pass it back with the write. */
   async snapshot(full: string): Promise<LoadFence> {
-    const [[seq, log], deletions] = await Promise.all([
-      this.logState(),
+    const [replies, deletions] = await Promise.all([
+      this.layer.onIndexNode('invalidation log', (pipe) => {
+        this.queueLogState(pipe)
+        pipe.get(this.tagCounterKey)
+      }),
       this.layer.command('delete counter', (client) => client.get(this.deletionKey(full))),
     ])
-    return { seq, log, deletions }
+    const [seq, log] = parseLogState(replies[0], replies[1])
+    return { seq, log, deletions, tagInvalidations: replies[2] as string | null }
   }
 
   /** The log's counter and id now. */

@@ -312,6 +312,11 @@ export class RedisLayer implements CacheLayer, RedisIO {
     return this.keyIndex.dependenciesMarked()
   }
 
+  /** The counter every tag invalidation bumps (see RedisKeyIndex.tagCounterKey). */
+  get tagCounterKey(): string {
+    return this.keyIndex.tagCounterKey
+  }
+
   /** The stack generation shared by every instance on this prefix (see CacheStack `generation`). */
   sharedGeneration(atLeast: number): Promise<number> {
     return this.generation.read(atLeast)

@@ -3,6 +3,8 @@ import type { RedisIO } from './redis-io'
 
 /** What the tag store needs of its layer besides Redis I/O (the key index's view of keys and removal). */
 export interface TagStoreHost extends RedisIO {
+  /** The counter every tag invalidation bumps (RedisKeyIndex.tagCounterKey). */
+  readonly tagCounterKey: string
   recordedTags(fulls: readonly string[]): Promise<(readonly string[] | undefined)[]>
   pendingRemovals(): Promise<{ full: string; tags: readonly string[] }[]>
   removeKeys(
@@ -215,14 +217,16 @@ export class RedisTagStore {
       throw new InvalidOptionError(`Invalid tag match mode ${String(mode)}: expected 'any' or 'all'`)
     }
     if (tags.length === 0) return []
+    const counter = this.layer.tagCounterKey
     await this.layer.pipelineByKey(
       'tag invalidation',
-      tags.map((tag) => this.epochKey(tag)),
+      [...tags.map((tag) => this.epochKey(tag)), counter],
       (pipe, key) => {
         pipe.incr(key)
         // Bounded like everything else in Redis: a load running longer than this is fenced by the
-        // epoch's disappearance, except one that began before the tag's first invalidation.
-        pipe.pexpire(key, EPOCH_TTL_MS)
+        // epoch's disappearance, except one that began before the tag's first invalidation. The counter
+        // of all tag invalidations (for loads whose tags were not known when they began) never expires.
+        if (key !== counter) pipe.pexpire(key, EPOCH_TTL_MS)
       },
     )
     const setKeys = tags.map((tag) => this.tagSetKey(tag))
