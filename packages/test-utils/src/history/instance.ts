@@ -311,8 +311,17 @@ export class HistoryInstance {
         case 'get':
           return { ok: true, observed: [observe(await this.stack.get(key), row)] }
         case 'getOrSet':
-        case 'getOrSetSlow':
           return { ok: true, observed: [observe(await this.stack.getOrSet(key, loader, { tags }), row)] }
+        case 'getOrSetSlow': {
+          // The slow loader names its tags from inside (ctx.setTags), as one deriving them from the row
+          // would: the load's snapshot cannot know them.
+          const tagging = async (ctx: { setTags(tags: readonly string[]): void }) => {
+            const loaded = await loader()
+            ctx.setTags(tags)
+            return loaded
+          }
+          return { ok: true, observed: [observe(await this.stack.getOrSet(key, tagging), row)] }
+        }
         case 'staleWhileRevalidate': {
           const options = { tags, ttl: 40, staleWhileRevalidate: 400 }
           return { ok: true, observed: [observe(await this.stack.getOrSet(key, loader, options), row)] }
