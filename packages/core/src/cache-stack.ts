@@ -407,8 +407,10 @@ export class CacheStack {
     assertKey(key)
     await this.inGeneration(async () => {
       const full = this.fullKey(key)
+      // Asked beside the delete, not after it: the mark is set before any dependent is written or loaded.
+      const possible = this.state.dependentsPossible()
       await this.invalidator.deleteKeys([full])
-      await this.invalidator.cascadeIfDependents([full])
+      await this.invalidator.cascadeIfDependents([full], possible)
     })
   }
 
@@ -417,8 +419,10 @@ export class CacheStack {
     for (const key of keys) assertKey(key)
     await this.inGeneration(async () => {
       const fulls = keys.map((key) => this.fullKey(key))
+      // Asked beside the delete, not after it: the mark is set before any dependent is written or loaded.
+      const possible = this.state.dependentsPossible()
       await this.invalidator.deleteKeys(fulls)
-      await this.invalidator.cascadeIfDependents(fulls)
+      await this.invalidator.cascadeIfDependents(fulls, possible)
     })
   }
 

@@ -1,6 +1,7 @@
-import { NEVER, TAG_SEPARATOR } from './index-layout'
-import { LuaScript } from './lua-script'
-import type { RedisIO } from './redis-io'
+import type { Redis } from 'ioredis'
+import { type IndexShard, NEVER, TAG_SEPARATOR } from './index-layout'
+import { LuaScript, type ScriptCall } from './lua-script'
+import type { Pipe, RedisIO } from './redis-io'
 import { LOG_KEEP, type LoadFence, RedisKeyIndex } from './redis-key-index'
 import { membershipCutOff, type RedisTagStore, setTtlOf, type TagEpochs } from './redis-tag-store'
 import { execBySlotOwner } from './slot-pipelines'
@@ -11,7 +12,10 @@ export interface RedisFence {
   readonly epochs: TagEpochs | undefined
   /** The group log's position and the key's fence counter. */
   readonly load: LoadFence
-  /** The tags the key's value was written with then (from the key index), joined as stored ('' none). */
+  /**
+   * The tags the key's value was written with then (from the key index), joined as stored ('' none). Read
+   * on a Cluster only: on one Redis the write script reads them itself.
+   */
   readonly recorded: string
   /** The client's lost connections when the snapshot was read (see ConnectionGuard.losses). */
   readonly losses: number
@@ -25,64 +29,84 @@ export interface FencedItem {
   readonly expiresAt: number
   readonly tags: readonly string[] | undefined
   readonly payload: string | Buffer
-  readonly fence: RedisFence
+  /** What the load behind a write-back saw when it began; undefined for a plain set. */
+  readonly fence: RedisFence | undefined
 }
 
 /** A log check that found newer entries returns them; the client matches and asks again from there. */
 const LOG_ROUNDS = 4
 
-// A load's write-back on one Redis, in one atomic step: refused (nothing written) if the key's fence
-// counter moved, one of its tags' epochs moved, or a logged group invalidation since the load began may
-// cover it; else the key is indexed, its memberships recorded and the value SET.
-// KEYS: value, fence counter, log, then (indexed) the shard's k, kx, kt, then per tag its set and epoch,
-// then the sets of tags the key no longer carries.
-// ARGV: payload, ttl ('' none), expiry score, fence counter seen ('' none), log id seen ('' none), log
-// position seen, indexed (1/0), tags joined ('' none), recorded tags seen, membership cut-off, set ttl
-// ('' persist), tag count, dropped count, then each tag's epoch seen ('' for a tag the load could not
-// know when it began: then the counter of all tag invalidations, the last KEYS and ARGV, must not have
-// moved).
-// Returns {1} written, {0} refused, {2, log id, newest, entries} to be matched by the client.
-const WRITE_BACK = new LuaScript(`
-if (redis.call('GET', KEYS[2]) or '') ~= ARGV[4] then return {0} end
-local indexed = ARGV[7] == '1'
-local base = indexed and 6 or 3
-local tags = tonumber(ARGV[12])
-local dropped = tonumber(ARGV[13])
-for i = 1, tags do
-  local seen = ARGV[13 + i]
-  if seen == '' then
-    if (redis.call('GET', KEYS[#KEYS]) or '') ~= ARGV[#ARGV] then return {0} end
-  elseif (redis.call('GET', KEYS[base + 2 * i]) or '0') ~= seen then return {0} end
-end
-local id = redis.call('ZRANGEBYSCORE', KEYS[3], 0, 0, 'LIMIT', 0, 1)[1]
-local newest = tonumber(redis.call('ZSCORE', KEYS[3], '#') or '0')
-local since = tonumber(ARGV[6])
-if ARGV[5] ~= '' and id ~= ARGV[5] then return {0} end
-if newest < since or newest - since > ${LOG_KEEP} then return {0} end
-if newest > since then
-  return {2, id or '', tostring(newest), redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. since, '+inf')}
-end
+// Every write to one Redis is one of two scripts with one body (WRITE_BODY): the key is indexed, its
+// memberships recorded and the value SET, in one atomic step.
+// KEYS: value, then (indexed) the shard's k, kx, kt, then each tag's set; a write-back then adds the
+// fence counter, the log, the tag counter and each tag's epoch.
+// ARGV: payload, ttl ('' none), expiry score, indexed (1/0), tags joined ('' none), tag count, membership
+// cut-off, set ttl ('' persist); a write-back then adds its fence counter seen ('' none), log id seen
+// ('' none), log position seen, tag invalidations seen ('' none) and each tag's epoch seen ('' for a tag
+// the load could not know when it began: then the tag counter must not have moved).
+// Returns {1, tags recorded before ('' none)} written; a write-back also {0} refused, or {2, log id,
+// newest, entries} to be matched by the client.
+const WRITE_BODY = `
+local recorded = ''
 if indexed then
-  local recorded = redis.call('HGET', KEYS[6], KEYS[1]) or ''
-  redis.call('ZADD', KEYS[4], 0, KEYS[1])
-  redis.call('ZADD', KEYS[5], ARGV[3], KEYS[1])
-  if ARGV[8] == '' then redis.call('HDEL', KEYS[6], KEYS[1]) else redis.call('HSET', KEYS[6], KEYS[1], ARGV[8]) end
-  if recorded == ARGV[9] then
-    for i = 1, dropped do redis.call('ZREM', KEYS[base + 2 * tags + i], KEYS[1]) end
-  end
+  recorded = redis.call('HGET', KEYS[4], KEYS[1]) or ''
+  redis.call('ZADD', KEYS[2], 0, KEYS[1])
+  redis.call('ZADD', KEYS[3], ARGV[3], KEYS[1])
+  if ARGV[5] ~= '' then redis.call('HSET', KEYS[4], KEYS[1], ARGV[5])
+  elseif recorded ~= '' then redis.call('HDEL', KEYS[4], KEYS[1]) end
 end
 for i = 1, tags do
-  local set = KEYS[base + 2 * i - 1]
+  local set = KEYS[sets + i]
   redis.call('ZADD', set, ARGV[3], KEYS[1])
-  redis.call('ZREMRANGEBYSCORE', set, '-inf', ARGV[10])
-  if ARGV[11] == '' then redis.call('PERSIST', set)
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', ARGV[7])
+  if ARGV[8] == '' then redis.call('PERSIST', set)
   else
-    redis.call('PEXPIRE', set, ARGV[11], 'NX')
-    redis.call('PEXPIRE', set, ARGV[11], 'GT')
+    redis.call('PEXPIRE', set, ARGV[8], 'NX')
+    redis.call('PEXPIRE', set, ARGV[8], 'GT')
   end
 end
 if ARGV[2] == '' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
-return {1}`)
+return {1, recorded}`
+
+const WRITE_HEAD = `
+local indexed = ARGV[4] == '1'
+local tags = tonumber(ARGV[6])
+local sets = indexed and 4 or 1`
+
+/** A plain set (a new value): never refused. */
+const WRITE = new LuaScript(WRITE_HEAD + WRITE_BODY)
+
+// A load's write-back: refused (nothing written) if the key's fence counter moved, one of its tags'
+// epochs moved, or a logged group invalidation since the load began may cover it.
+const WRITE_BACK = new LuaScript(`${WRITE_HEAD}
+local fence = sets + tags
+if (redis.call('GET', KEYS[fence + 1]) or '') ~= ARGV[9] then return {0} end
+for i = 1, tags do
+  local seen = ARGV[12 + i]
+  if seen == '' then
+    if (redis.call('GET', KEYS[fence + 3]) or '') ~= ARGV[12] then return {0} end
+  elseif (redis.call('GET', KEYS[fence + 3 + i]) or '0') ~= seen then return {0} end
+end
+local id = redis.call('ZRANGEBYSCORE', KEYS[fence + 2], 0, 0, 'LIMIT', 0, 1)[1]
+local newest = tonumber(redis.call('ZSCORE', KEYS[fence + 2], '#') or '0')
+local since = tonumber(ARGV[11])
+if ARGV[10] ~= '' and id ~= ARGV[10] then return {0} end
+if newest < since or newest - since > ${LOG_KEEP} then return {0} end
+if newest > since then
+  return {2, id or '', tostring(newest), redis.call('ZRANGEBYSCORE', KEYS[fence + 2], '(' .. since, '+inf')}
+end${WRITE_BODY}`)
+
+// After an overwrite dropped tags the key's previous value carried: takes the key (ARGV[1]) out of those
+// tags' sets (KEYS[2..], ARGV[2..] their tags), except a set whose tag the key's value carries again by
+// now (its recorded tags, KEYS[1]: a later write re-added the membership).
+const DROP_MEMBERSHIPS = new LuaScript(`
+local recorded = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+local carried = {}
+for tag in string.gmatch(recorded, '[^%z]+') do carried[tag] = true end
+for i = 2, #KEYS do
+  if not carried[ARGV[i]] then redis.call('ZREM', KEYS[i], ARGV[1]) end
+end
+return 1`)
 
 // The last step of a write-back on a Cluster: SET only if the key's fence counter (same slot) is still
 // the one the load saw. KEYS: value, fence counter. ARGV: counter seen ('' none), payload, ttl ('' none).
@@ -92,12 +116,18 @@ if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2]) else redis.call('SET',
 return 1`
 
 /**
- * Writes back what loads produced, refused without writing anything when an invalidation covering the key
- * (on any instance) came after the load began: a refused value is never readable, by anyone.
+ * Writes to Redis: on one Redis every write (plain sets and loads' write-backs), on a Cluster loads'
+ * write-backs (plain sets there go through the key index and the tag store, RedisLayer.commit). A
+ * write-back is refused without writing anything when an invalidation covering the key (on any instance)
+ * came after its load began: a refused value is never readable, by anyone.
  *
- * - One Redis: a single script checks everything and writes (WRITE_BACK). Invalidators bump epochs or
- *   log first and look for keys after, so a write-back ordered before that bump is found and removed, and
- *   one ordered after is refused.
+ * - One Redis: one script per write checks (write-backs only) and writes the value, its index entries and
+ *   its tag memberships together (WRITE), a batch of writes in one pipeline: one round trip. Invalidators
+ *   bump epochs or log first and look for keys after, so a write-back ordered before that bump is found
+ *   and removed, and one ordered after is refused. A plain set is never refused: one that lands after an
+ *   invalidation read its keys is simply newer than it. Memberships of tags an overwrite no longer
+ *   carries go in a second step (DROP_MEMBERSHIPS), only when there are some: until then an invalidation
+ *   of such a tag removes the new value too, which over-invalidates and never leaves a stale value.
  * - Cluster (the state lives in several slots): (1) index the key and record its memberships, (2) check
  *   the epochs and the log, (3) SET in one script with the key's fence counter, which lives in the
  *   value's slot and which every removal of the key bumps, in one script with its unlink, after the key's
@@ -115,63 +145,151 @@ export class FencedWriter {
     private readonly losses: () => number,
   ) {}
 
-  /** Returns the keys whose write was refused. */
+  /** Returns the keys whose write was refused. On a Cluster every item must carry a fence. */
   async write(all: readonly FencedItem[]): Promise<string[]> {
     // A snapshot read before a lost connection may predate a restart that emptied Redis.
     const losses = this.losses()
-    const stale = all.filter((item) => item.fence.losses !== losses).map((item) => item.key)
-    const items = stale.length === 0 ? all : all.filter((item) => item.fence.losses === losses)
+    const current = (item: FencedItem) => item.fence === undefined || item.fence.losses === losses
+    const stale = all.every(current) ? [] : all.filter((item) => !current(item)).map((item) => item.key)
+    const items = stale.length === 0 ? all : all.filter(current)
     if (items.length === 0) return stale
-    if (this.layer.isCluster) return [...stale, ...(await this.writeOnCluster(items))]
-    const shards = await this.keyIndex.writeShards(items.map((item) => item.full))
-    const refused = await Promise.all(items.map((item, i) => this.writeOne(item, shards[i])))
-    return [...stale, ...items.filter((_, i) => refused[i]).map((item) => item.key)]
+    if (!this.layer.isCluster)
+      return stale.length === 0
+        ? this.writeOnOneRedis(items)
+        : [...stale, ...(await this.writeOnOneRedis(items))]
+    return [...stale, ...(await this.writeOnCluster(items))]
   }
 
-  /** One write-back on one Redis; true when refused. */
-  private async writeOne(
-    item: FencedItem,
-    shard: Awaited<ReturnType<RedisKeyIndex['writeShards']>>[number],
-  ): Promise<boolean> {
-    const tags = item.tags ?? []
-    const carried = new Set(tags)
-    const dropped = item.fence.recorded === '' ? [] : item.fence.recorded.split(TAG_SEPARATOR)
-    const droppedSets = shard === undefined ? [] : dropped.filter((tag) => !carried.has(tag))
+  private async writeOnOneRedis(items: readonly FencedItem[]): Promise<string[]> {
+    const known = this.keyIndex.writeShards(items.map((item) => item.full))
+    const shards = known instanceof Promise ? await known : known
     const now = Date.now()
-    const keys = [item.full, this.keyIndex.deletionKey(item.full), this.keyIndex.logKey]
-    if (shard !== undefined) keys.push(shard.keysKey, shard.expiryKey, shard.tagsKey)
-    for (const tag of tags) keys.push(this.tagStore.tagSetKey(tag), this.tagStore.epochKey(tag))
-    for (const tag of droppedSets) keys.push(this.tagStore.tagSetKey(tag))
-    keys.push(this.keyIndex.tagCounterKey)
-    const epochs = tags.map((tag) => item.fence.epochs?.get(tag) ?? '')
-    let { log, seq } = item.fence.load
-    for (let round = 0; round < LOG_ROUNDS; round++) {
-      const reply = (await this.layer.command('write-back', (client) =>
-        WRITE_BACK.run(client, keys, [
-          item.payload,
-          item.ttl === undefined ? '' : item.ttl,
-          item.expiresAt === 0 ? NEVER : item.expiresAt,
-          item.fence.load.deletions ?? '',
-          log ?? '',
-          seq,
-          shard === undefined ? '0' : '1',
-          tags.join(TAG_SEPARATOR),
-          item.fence.recorded,
-          membershipCutOff(now),
-          setTtlOf(item.expiresAt, now) ?? '',
-          tags.length,
-          droppedSets.length,
-          ...epochs,
-          item.fence.load.tagInvalidations ?? '',
-        ]),
-      )) as [number, string?, string?, string[]?]
-      if (reply[0] !== 2) return reply[0] === 0
-      // Newer group invalidations: refused if one covers the key, else asked again from the newest.
-      if (RedisKeyIndex.covers(reply[3]!, item.key)) return true
-      log = reply[1] === '' ? null : reply[1]!
-      seq = Number(reply[2])
+    const calls: ScriptCall[] = new Array(items.length)
+    // A plain set with nothing to index (keyIndex: false, no tags) is a bare SET.
+    const plain: number[] = []
+    const loads: number[] = []
+    const bare: number[] = []
+    items.forEach((item, i) => {
+      if (item.fence === undefined && shards[i] === undefined && !item.tags?.length) {
+        bare.push(i)
+        return
+      }
+      calls[i] = this.writeCall(item, shards[i], now)
+      ;(item.fence === undefined ? plain : loads).push(i)
+    })
+    const replies: WriteReply[] = new Array(items.length)
+    const send = (script: LuaScript, indexes: number[]) =>
+      indexes.length === 0
+        ? undefined
+        : script
+            .runAll(
+              this.layer,
+              script === WRITE ? 'set' : 'write-back',
+              indexes.map((i) => calls[i]!),
+            )
+            .then((answers) => {
+              indexes.forEach((i, j) => {
+                replies[i] = answers[j] as WriteReply
+              })
+            })
+    // Sent together, in the tick the caller checked the items: one round trip for the batch.
+    await Promise.all([send(WRITE, plain), send(WRITE_BACK, loads), this.setBare(items, bare, replies)])
+    const refused: string[] = []
+    const drops: Promise<unknown>[] = []
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i]!
+      let reply = replies[i]!
+      // Newer group invalidations since the load began: refused if one covers the key, else asked again
+      // from the newest.
+      for (let round = 1; reply[0] === 2; round++) {
+        if (round === LOG_ROUNDS || RedisKeyIndex.covers(reply[3], item.key)) {
+          reply = [0]
+          break
+        }
+        const args = [...calls[i]!.args]
+        args[9] = reply[1]
+        args[10] = reply[2]
+        calls[i] = { keys: calls[i]!.keys, args }
+        reply = (await WRITE_BACK.runAll(this.layer, 'write-back', [calls[i]!]))[0] as WriteReply
+      }
+      if (reply[0] === 0) refused.push(item.key)
+      else if (reply[1] !== '') drops.push(this.dropMemberships(item, reply[1], shards[i]!.tagsKey))
     }
-    return true
+    if (drops.length > 0) await Promise.all(drops)
+    return refused
+  }
+
+  /** SETs of `indexes` (one command, or one pipeline for several); each answered as written. */
+  private async setBare(
+    items: readonly FencedItem[],
+    indexes: number[],
+    replies: WriteReply[],
+  ): Promise<void> {
+    if (indexes.length === 0) return
+    const add = (pipe: Pipe, { full, payload, ttl }: FencedItem) =>
+      ttl === undefined ? pipe.set(full, payload) : pipe.set(full, payload, 'PX', ttl)
+    if (indexes.length === 1) {
+      const item = items[indexes[0]!]!
+      await this.layer.command('set', (client) =>
+        item.ttl === undefined
+          ? client.set(item.full, item.payload)
+          : client.set(item.full, item.payload, 'PX', item.ttl),
+      )
+    } else {
+      const pipe = (this.layer.client as Redis).pipeline()
+      for (const i of indexes) add(pipe, items[i]!)
+      await this.layer.execPipeline('setMany', pipe)
+    }
+    for (const i of indexes) replies[i] = [1, '']
+  }
+
+  /** The script's keys and arguments for one item (WRITE, or WRITE_BACK for a load's write-back). */
+  private writeCall(
+    item: FencedItem,
+    shard: IndexShard | undefined,
+    now: number,
+  ): { keys: string[]; args: (string | number | Buffer)[] } {
+    const tags = item.tags ?? []
+    const fence = item.fence
+    const keys = [item.full]
+    if (shard !== undefined) keys.push(shard.keysKey, shard.expiryKey, shard.tagsKey)
+    for (const tag of tags) keys.push(this.tagStore.tagSetKey(tag))
+    const args: (string | number | Buffer)[] = [
+      item.payload,
+      item.ttl === undefined ? '' : item.ttl,
+      item.expiresAt === 0 ? NEVER : item.expiresAt,
+      shard === undefined ? '0' : '1',
+      tags.length === 0 ? '' : tags.join(TAG_SEPARATOR),
+      tags.length,
+      tags.length === 0 ? '' : membershipCutOff(now),
+      tags.length === 0 ? '' : (setTtlOf(item.expiresAt, now) ?? ''),
+    ]
+    if (fence !== undefined) {
+      keys.push(this.keyIndex.deletionKey(item.full), this.keyIndex.logKey, this.keyIndex.tagCounterKey)
+      for (const tag of tags) keys.push(this.tagStore.epochKey(tag))
+      args.push(
+        fence.load.deletions ?? '',
+        fence.load.log ?? '',
+        fence.load.seq,
+        fence.load.tagInvalidations ?? '',
+      )
+      for (const tag of tags) args.push(fence.epochs?.get(tag) ?? '')
+    }
+    return { keys, args }
+  }
+
+  /** Takes the key out of the sets of tags its previous value carried and its new one does not. */
+  private async dropMemberships(item: FencedItem, recorded: string, tagsKey: string): Promise<void> {
+    const carried = new Set(item.tags)
+    const dropped = recorded.split(TAG_SEPARATOR).filter((tag) => !carried.has(tag))
+    if (dropped.length === 0) return
+    await this.layer.command('tag membership removal', (client) =>
+      DROP_MEMBERSHIPS.run(
+        client,
+        [tagsKey, ...dropped.map((tag) => this.tagStore.tagSetKey(tag))],
+        [item.full, ...dropped],
+      ),
+    )
   }
 
   private async writeOnCluster(items: readonly FencedItem[]): Promise<string[]> {
@@ -181,7 +299,7 @@ export class FencedWriter {
       full: item.full,
       expiresAt: item.expiresAt,
       tags: item.tags,
-      since: item.fence.load,
+      since: item.fence!.load,
     }))
     // (1) Entries an invalidator looking from now on finds.
     await Promise.all([
@@ -191,7 +309,7 @@ export class FencedWriter {
         this.tagStore.droppedMemberships(
           tagged.map((item) => ({ key: item.key, tags: item.tags! })),
           tagged.map((item) =>
-            item.fence.recorded === '' ? undefined : item.fence.recorded.split(TAG_SEPARATOR),
+            item.fence!.recorded === '' ? undefined : item.fence!.recorded.split(TAG_SEPARATOR),
           ),
         ),
       ),
@@ -200,7 +318,7 @@ export class FencedWriter {
     const allTags = [...new Set(tagged.flatMap((item) => item.tags!))]
     // Tags a load named only once it ran (ctx.setTags): their epochs then are unknown, so any tag
     // invalidation since the load began refuses it.
-    const unknown = (item: FencedItem) => item.tags!.some((tag) => item.fence.epochs?.get(tag) === undefined)
+    const unknown = (item: FencedItem) => item.tags!.some((tag) => item.fence!.epochs?.get(tag) === undefined)
     const [epochs, overtaken, tagInvalidations] = await Promise.all([
       allTags.length > 0 ? this.tagStore.epochs(allTags) : undefined,
       this.keyIndex.overtaken(indexed),
@@ -211,15 +329,15 @@ export class FencedWriter {
     const refused = new Set(overtaken)
     for (const item of tagged) {
       const moved = item.tags!.some((tag) => {
-        const seen = item.fence.epochs?.get(tag)
+        const seen = item.fence!.epochs?.get(tag)
         return seen === undefined
-          ? (tagInvalidations ?? null) !== (item.fence.load.tagInvalidations ?? null)
+          ? (tagInvalidations ?? null) !== (item.fence!.load.tagInvalidations ?? null)
           : epochs!.get(tag) !== seen
       })
       if (moved) refused.add(item.key)
     }
     // A node that restarted during (1) or (2) may have lost the entries or epochs they relied on.
-    if (this.losses() !== items[0]!.fence.losses) return items.map((item) => item.key)
+    if (this.losses() !== items[0]!.fence!.losses) return items.map((item) => item.key)
     // (3) The SET, against the key's fence counter.
     const live = items.filter((item) => !refused.has(item.key))
     const replies = await execBySlotOwner(
@@ -232,7 +350,7 @@ export class FencedWriter {
             2,
             item.full,
             this.keyIndex.deletionKey(item.full),
-            item.fence.load.deletions ?? '',
+            item.fence!.load.deletions ?? '',
             item.payload,
             item.ttl === undefined ? '' : item.ttl,
           ),
@@ -245,3 +363,6 @@ export class FencedWriter {
     return items.filter((item) => refused.has(item.key)).map((item) => item.key)
   }
 }
+
+/** WRITE's reply: {1, recorded tags} written, {0} refused, {2, log id, newest, entries} to be matched. */
+type WriteReply = [1, string] | [0] | [2, string, string, string[]]

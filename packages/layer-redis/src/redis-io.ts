@@ -26,6 +26,8 @@ export interface RedisIO {
   command<T>(operation: string, send: (client: RedisClient) => Promise<T>): Promise<T>
   /** Sends a pipeline (or MULTI) and returns every reply, throwing the first per-command error. */
   execPipeline(operation: string, pipe: PipelineLike): Promise<unknown[]>
+  /** Sends a pipeline and returns each command's [error, reply], for callers that handle errors per command. */
+  execPipelineSettled(operation: string, pipe: PipelineLike): Promise<[Error | null, unknown][]>
   /** Commands key by key, one pipeline per slot owner; the reply of each key's last command, in order. */
   pipelineByKey(
     operation: string,

@@ -230,13 +230,40 @@ export class RedisKeyIndex {
 
   /** What a load of `full` must remember when it starts; pass it back with the write. */
   async snapshot(full: string): Promise<LoadFence> {
-    const [replies, deletions] = await Promise.all([
+    return (await this.snapshotWith(full, []))[0]
+  }
+
+  /**
+   * The snapshot, and the values of `also` (more keys a load reads when it starts, e.g. tag epochs) read
+   * with it: one pipeline on one Redis; on a Cluster, where they live on other nodes, in parallel.
+   */
+  async snapshotWith(full: string, also: readonly string[]): Promise<[LoadFence, (string | null)[]]> {
+    const deletionKey = this.deletionKey(full)
+    if (!this.layer.isCluster) {
+      const replies = await this.layer.onIndexNode('fence snapshot', (pipe) => {
+        this.queueLogState(pipe)
+        pipe.get(this.tagCounterKey)
+        pipe.get(deletionKey)
+        for (const key of also) pipe.get(key)
+      })
+      return [this.loadFenceOf(replies, replies[3] as string | null), replies.slice(4) as (string | null)[]]
+    }
+    const [replies, deletions, values] = await Promise.all([
       this.layer.onIndexNode('invalidation log', (pipe) => {
         this.queueLogState(pipe)
         pipe.get(this.tagCounterKey)
       }),
-      this.layer.command('delete counter', (client) => client.get(this.deletionKey(full))),
+      this.layer.command('delete counter', (client) => client.get(deletionKey)),
+      also.length === 0
+        ? []
+        : (this.layer.pipelineByKey('tag epochs', also, (pipe, key) => pipe.get(key)) as Promise<
+            (string | null)[]
+          >),
     ])
+    return [this.loadFenceOf(replies, deletions), values]
+  }
+
+  private loadFenceOf(replies: readonly unknown[], deletions: string | null): LoadFence {
     const [seq, log] = parseLogState(replies[0], replies[1])
     return { seq, log, deletions, tagInvalidations: replies[2] as string | null }
   }
@@ -674,12 +701,14 @@ export class RedisKeyIndex {
    * The shard, per item, where its entry goes now (undefined without an index); starts a background
    * collection when one is due.
    */
-  async writeShards(fulls: readonly string[]): Promise<(IndexShard | undefined)[]> {
+  writeShards(fulls: readonly string[]): (IndexShard | undefined)[] | Promise<(IndexShard | undefined)[]> {
     if (!this.enabled) return fulls.map(() => undefined)
     const current = this.known.current()
-    const view = current instanceof Promise ? await current : current
     this.collectInBackground()
-    return fulls.map((full) => this.known.writeShard(view, full))
+    // Without waiting once the layout is known, so the writes leave in the tick their caller checked them.
+    if (current instanceof Promise)
+      return current.then((view) => fulls.map((full) => this.known.writeShard(view, full)))
+    return fulls.map((full) => this.known.writeShard(current, full))
   }
 
   /** Indexes `items` (one pipeline per slot owner); what a Cluster write-back does before its checks. */

@@ -32,7 +32,7 @@ import {
   encodeEntry,
   readMaxValueBytes,
 } from './envelope-codec'
-import { FencedWriter, type RedisFence } from './fenced-write'
+import { type FencedItem, FencedWriter, type RedisFence } from './fenced-write'
 import { assertShardCount, TAG_SEPARATOR } from './index-layout'
 import { normalizePrefix, scanPattern } from './key-prefix'
 import { FENCE_AND_UNLINK_SCRIPT, NodeLossRecovery } from './node-loss'
@@ -247,12 +247,14 @@ export class RedisLayer implements CacheLayer, RedisIO {
     const registering = this.nodeLoss.beforeFirstUse()
     if (registering !== undefined) await registering
     const losses = this.connection.losses
-    const [epochs, load, [recorded]] = await Promise.all([
-      tags === undefined || tags.length === 0 ? undefined : this.tagStore.epochs(tags),
-      this.keyIndex.snapshot(full),
-      this.keyIndex.recordedTags([full]),
+    const tagged = tags !== undefined && tags.length > 0
+    const [[load, seen], recorded] = await Promise.all([
+      this.keyIndex.snapshotWith(full, tagged ? tags.map((tag) => this.tagStore.epochKey(tag)) : []),
+      // On one Redis the write script reads them itself (see FencedWriter).
+      this.isCluster ? this.keyIndex.recordedTags([full]) : undefined,
     ])
-    const fence: RedisFence = { epochs, load, recorded: recorded?.join(TAG_SEPARATOR) ?? '', losses }
+    const epochs = tagged ? new Map(tags.map((tag, i) => [tag, seen[i] ?? '0'])) : undefined
+    const fence: RedisFence = { epochs, load, recorded: recorded?.[0]?.join(TAG_SEPARATOR) ?? '', losses }
     return fence
   }
 
@@ -531,45 +533,63 @@ export class RedisLayer implements CacheLayer, RedisIO {
     if (failure) throw failure
     const registering = this.nodeLoss.beforeFirstUse()
     if (registering !== undefined) await registering
-    const payloads = await Promise.all(prepared.map((p) => compressIfLarge(p.encoded, this.compression)))
+    const payloads =
+      this.compression === undefined
+        ? prepared.map((p) => p.encoded.payload)
+        : await Promise.all(prepared.map((p) => compressIfLarge(p.encoded, this.compression)))
     // Checked after encoding and right before the commands leave, in the same tick as the send.
-    const live = prepared.flatMap((p, i) =>
-      p.stillValid === undefined || p.stillValid() ? [{ ...p, payload: payloads[i]! }] : [],
-    )
+    const live: FencedItem[] = []
     // A load that could not take its fence snapshot (Redis was failing) cannot tell what was invalidated
     // here meanwhile: skip its write to Redis and say so, which leaves the in-process layers to the stack.
-    const unfenced = live.filter((item) => item.fence === null).map((item) => item.key)
+    const unfenced: string[] = []
+    prepared.forEach((p, i) => {
+      if (p.stillValid !== undefined && !p.stillValid()) return
+      if (p.fence === null) unfenced.push(p.key)
+      else {
+        live.push({
+          key: p.key,
+          full: p.full,
+          ttl: p.ttl,
+          expiresAt: p.expiresAt,
+          tags: p.tags,
+          payload: payloads[i]!,
+          fence: p.fence,
+        })
+      }
+    })
     const refused: string[] = []
-    const loads: typeof live = []
-    const tagged: typeof live = []
-    const plain: typeof live = []
-    for (const item of live) {
-      if (item.fence === null) continue
-      if (item.fence !== undefined) loads.push(item)
-      else (item.tags !== undefined && item.tags.length > 0 ? tagged : plain).push(item)
+    if (!this.isCluster) {
+      // One Redis: one script per write (plain or a load's write-back), the batch in one round trip.
+      if (live.length > 0) refused.push(...(await this.fencedWriter.write(live)))
+    } else {
+      const loads: FencedItem[] = []
+      const tagged: FencedItem[] = []
+      const plain: FencedItem[] = []
+      for (const item of live) {
+        if (item.fence !== undefined) loads.push(item)
+        else (item.tags !== undefined && item.tags.length > 0 ? tagged : plain).push(item)
+      }
+      await Promise.all([
+        // A load's write-back checks and writes in one step: refused, it leaves nothing to read.
+        loads.length > 0
+          ? this.fencedWriter.write(loads).then((keys) => void refused.push(...keys))
+          : undefined,
+        plain.length > 0 ? this.writeIndexed(plain).then((keys) => refused.push(...keys)) : undefined,
+        // Tagged values go through the tag store's fenced ordering, all of this commit's at once.
+        tagged.length > 0
+          ? this.tagStore
+              .writeMany(
+                tagged.map((item) => ({
+                  key: item.key,
+                  tags: item.tags!,
+                  expiresAt: item.expiresAt,
+                })),
+                () => this.writeIndexed(tagged).then((keys) => void refused.push(...keys)),
+              )
+              .then((keys) => refused.push(...keys))
+          : undefined,
+      ])
     }
-    await Promise.all([
-      // A load's write-back checks and writes in one step: refused, it leaves nothing to read.
-      loads.length > 0
-        ? this.fencedWriter
-            .write(loads.map((item) => ({ ...item, fence: item.fence! })))
-            .then((keys) => void refused.push(...keys))
-        : undefined,
-      plain.length > 0 ? this.writeIndexed(plain).then((keys) => refused.push(...keys)) : undefined,
-      // Tagged values go through the tag store's fenced ordering, all of this commit's at once.
-      tagged.length > 0
-        ? this.tagStore
-            .writeMany(
-              tagged.map((item) => ({
-                key: item.key,
-                tags: item.tags!,
-                expiresAt: item.expiresAt,
-              })),
-              () => this.writeIndexed(tagged).then((keys) => void refused.push(...keys)),
-            )
-            .then((keys) => refused.push(...keys))
-        : undefined,
-    ])
     if (refused.length > 0) throw new WriteFencedError([...new Set(refused)])
     if (unfenced.length > 0) {
       throw new LayerUnavailableError(
@@ -581,7 +601,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
   }
 
   /** The SETs, indexed and checked against group invalidations by the key index; returns refused keys. */
-  private writeIndexed(items: readonly (PreparedWrite & { payload: string | Buffer })[]): Promise<string[]> {
+  private writeIndexed(items: readonly FencedItem[]): Promise<string[]> {
     return this.keyIndex.writeMany(
       items.map((item) => ({
         key: item.key,
@@ -597,10 +617,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
    * SET with PX for each item: queued on `pipe` when given (a standalone Redis), else one command or one
    * pipeline (per slot owner on a Cluster).
    */
-  private async sendSets(
-    items: readonly (PreparedWrite & { payload: string | Buffer })[],
-    pipe?: ReturnType<Redis['pipeline']>,
-  ): Promise<void> {
+  private async sendSets(items: readonly FencedItem[], pipe?: ReturnType<Redis['pipeline']>): Promise<void> {
     if (pipe !== undefined) {
       for (const item of items) {
         if (item.ttl === undefined) pipe.set(item.full, item.payload)
@@ -659,16 +676,20 @@ export class RedisLayer implements CacheLayer, RedisIO {
   }
 
   async execPipeline(operation: string, pipe: PipelineLike): Promise<unknown[]> {
+    return (await this.execPipelineSettled(operation, pipe)).map(([error, reply]) => {
+      if (error) throw this.asUnavailable(operation, error)
+      return reply
+    })
+  }
+
+  async execPipelineSettled(operation: string, pipe: PipelineLike): Promise<[Error | null, unknown][]> {
     const results =
       pipe.length > LONG_PIPELINE
         ? await this.runLong(operation, pipe)
         : await this.run(operation, '', () => pipe.exec())
     if (results === null)
       throw new LayerUnavailableError(this.name, `${this.name}: ${operation} pipeline was aborted`)
-    return results.map(([error, reply]) => {
-      if (error) throw this.asUnavailable(operation, error)
-      return reply
-    })
+    return results
   }
 
   /**
