@@ -1,8 +1,7 @@
-import type { Redis } from 'ioredis'
 import { type IndexShard, NEVER, TAG_SEPARATOR } from './index-layout'
-import { LuaScript, type ScriptCall } from './lua-script'
-import type { Pipe, RedisIO } from './redis-io'
-import { LOG_KEEP, type LoadFence, RedisKeyIndex } from './redis-key-index'
+import { LuaScript } from './lua-script'
+import type { RedisIO } from './redis-io'
+import { DELETE_FENCE_MS, LOG_KEEP, type LoadFence, RedisKeyIndex } from './redis-key-index'
 import { membershipCutOff, type RedisTagStore, setTtlOf, type TagEpochs } from './redis-tag-store'
 import { execBySlotOwner } from './slot-pipelines'
 
@@ -38,10 +37,11 @@ const LOG_ROUNDS = 4
 
 // Every write to one Redis is one of two scripts with one body (WRITE_BODY): the key is indexed, its
 // memberships recorded and the value SET, in one atomic step.
-// KEYS: value, then (indexed) the shard's k, kx, kt, then each tag's set; a write-back then adds the
-// fence counter, the log, the tag counter and each tag's epoch.
+// KEYS: value, then (indexed) the shard's k, kx, kt, then each tag's set, then the key's fence counter; a
+// write-back then adds the log, the tag counter and each tag's epoch.
 // ARGV: payload, ttl ('' none), expiry score, indexed (1/0), tags joined ('' none), tag count, membership
-// cut-off, set ttl ('' persist); a write-back then adds its fence counter seen ('' none), log id seen
+// cut-off, set ttl ('' persist); a plain set then adds how long its fence counter bump lives; a
+// write-back its fence counter seen ('' none), log id seen
 // ('' none), log position seen, tag invalidations seen ('' none) and each tag's epoch seen ('' for a tag
 // the load could not know when it began: then the tag counter must not have moved).
 // Returns {1, tags recorded before ('' none)} written; a write-back also {0} refused, or {2, log id,
@@ -73,8 +73,12 @@ local indexed = ARGV[4] == '1'
 local tags = tonumber(ARGV[6])
 local sets = indexed and 4 or 1`
 
-/** A plain set (a new value): never refused. */
-const WRITE = new LuaScript(WRITE_HEAD + WRITE_BODY)
+// A plain set (a new value): never refused. It bumps the key's fence counter (the last of KEYS; ARGV[9]:
+// how long it lives), so that a load of the key that began before it, on any instance, does not write
+// its older value back over this one.
+const WRITE = new LuaScript(`${WRITE_HEAD}
+redis.call('INCR', KEYS[#KEYS])
+redis.call('PEXPIRE', KEYS[#KEYS], ARGV[9])${WRITE_BODY}`)
 
 // A load's write-back: refused (nothing written) if the key's fence counter moved, one of its tags'
 // epochs moved, or a logged group invalidation since the load began may cover it.
@@ -164,17 +168,10 @@ export class FencedWriter {
     const known = this.keyIndex.writeShards(items.map((item) => item.full))
     const shards = known instanceof Promise ? await known : known
     const now = Date.now()
-    const calls: ScriptCall[] = new Array(items.length)
-    // A plain set with nothing to index (keyIndex: false, no tags) is a bare SET.
+    const calls = items.map((item, i) => this.writeCall(item, shards[i], now))
     const plain: number[] = []
     const loads: number[] = []
-    const bare: number[] = []
     items.forEach((item, i) => {
-      if (item.fence === undefined && shards[i] === undefined && !item.tags?.length) {
-        bare.push(i)
-        return
-      }
-      calls[i] = this.writeCall(item, shards[i], now)
       ;(item.fence === undefined ? plain : loads).push(i)
     })
     const replies: WriteReply[] = new Array(items.length)
@@ -193,7 +190,7 @@ export class FencedWriter {
               })
             })
     // Sent together, in the tick the caller checked the items: one round trip for the batch.
-    await Promise.all([send(WRITE, plain), send(WRITE_BACK, loads), this.setBare(items, bare, replies)])
+    await Promise.all([send(WRITE, plain), send(WRITE_BACK, loads)])
     const refused: string[] = []
     const drops: Promise<unknown>[] = []
     for (let i = 0; i < items.length; i++) {
@@ -219,30 +216,6 @@ export class FencedWriter {
     return refused
   }
 
-  /** SETs of `indexes` (one command, or one pipeline for several); each answered as written. */
-  private async setBare(
-    items: readonly FencedItem[],
-    indexes: number[],
-    replies: WriteReply[],
-  ): Promise<void> {
-    if (indexes.length === 0) return
-    const add = (pipe: Pipe, { full, payload, ttl }: FencedItem) =>
-      ttl === undefined ? pipe.set(full, payload) : pipe.set(full, payload, 'PX', ttl)
-    if (indexes.length === 1) {
-      const item = items[indexes[0]!]!
-      await this.layer.command('set', (client) =>
-        item.ttl === undefined
-          ? client.set(item.full, item.payload)
-          : client.set(item.full, item.payload, 'PX', item.ttl),
-      )
-    } else {
-      const pipe = (this.layer.client as Redis).pipeline()
-      for (const i of indexes) add(pipe, items[i]!)
-      await this.layer.execPipeline('setMany', pipe)
-    }
-    for (const i of indexes) replies[i] = [1, '']
-  }
-
   /** The script's keys and arguments for one item (WRITE, or WRITE_BACK for a load's write-back). */
   private writeCall(
     item: FencedItem,
@@ -264,8 +237,10 @@ export class FencedWriter {
       tags.length === 0 ? '' : membershipCutOff(now),
       tags.length === 0 ? '' : (setTtlOf(item.expiresAt, now) ?? ''),
     ]
-    if (fence !== undefined) {
-      keys.push(this.keyIndex.deletionKey(item.full), this.keyIndex.logKey, this.keyIndex.tagCounterKey)
+    keys.push(this.keyIndex.deletionKey(item.full))
+    if (fence === undefined) args.push(DELETE_FENCE_MS)
+    else {
+      keys.push(this.keyIndex.logKey, this.keyIndex.tagCounterKey)
       for (const tag of tags) keys.push(this.tagStore.epochKey(tag))
       args.push(
         fence.load.deletions ?? '',

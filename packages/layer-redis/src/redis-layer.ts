@@ -52,6 +52,15 @@ import { readTagIndexOptions } from './tag-index-options'
 
 export type { RedisClient } from './redis-io'
 
+// A plain write where its index entries cannot share its script (a Cluster): SETs the value (KEYS[1],
+// ARGV[1], ttl ARGV[2] or '') and bumps its fence counter (KEYS[2], same slot, living ARGV[3] ms), so a
+// load of the key that began before it, on any instance, does not write its older value back over it.
+const SET_AND_FENCE = `
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+if ARGV[2] == '' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return 1`
+
 // UNLINKs each key (KEYS) and answers 1 / 0 per key, in order.
 const UNLINK_EACH_SCRIPT = `local removed = {}
 for i, key in ipairs(KEYS) do removed[i] = redis.call('UNLINK', key) end
@@ -614,32 +623,28 @@ export class RedisLayer implements CacheLayer, RedisIO {
   }
 
   /**
-   * SET with PX for each item: queued on `pipe` when given (a standalone Redis), else one command or one
-   * pipeline (per slot owner on a Cluster).
+   * SET with PX for each item, with its fence counter bumped in the same step (SET_AND_FENCE): queued on
+   * `pipe` when given (a standalone Redis), else one pipeline per slot owner (a Cluster).
    */
   private async sendSets(items: readonly FencedItem[], pipe?: ReturnType<Redis['pipeline']>): Promise<void> {
-    if (pipe !== undefined) {
-      for (const item of items) {
-        if (item.ttl === undefined) pipe.set(item.full, item.payload)
-        else pipe.set(item.full, item.payload, 'PX', item.ttl)
-      }
-      return
-    }
-    if (items.length === 1) {
-      const { full, ttl, payload } = items[0]!
-      await this.run('set', full, () =>
-        ttl === undefined ? this.client.set(full, payload) : this.client.set(full, payload, 'PX', ttl),
+    const add = (to: ReturnType<Redis['pipeline']>, item: FencedItem) =>
+      to.eval(
+        SET_AND_FENCE,
+        2,
+        item.full,
+        this.keyIndex.deletionKey(item.full),
+        item.payload,
+        item.ttl ?? '',
+        DELETE_FENCE_MS,
       )
+    if (pipe !== undefined) {
+      for (const item of items) add(pipe, item)
       return
     }
     await this.pipelineByKey(
-      'setMany',
+      items.length === 1 ? 'set' : 'setMany',
       items.map((item) => item.full),
-      (pipe, _full, i) => {
-        const item = items[i]!
-        if (item.ttl === undefined) pipe.set(item.full, item.payload)
-        else pipe.set(item.full, item.payload, 'PX', item.ttl)
-      },
+      (to, _full, i) => add(to, items[i]!),
     )
   }
 

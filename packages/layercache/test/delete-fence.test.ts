@@ -66,3 +66,28 @@ describe.each(['standalone', 'cluster'] as const)('a delete on another instance,
     expect(resurrected).toBe(0)
   })
 })
+
+describe.each(['standalone', 'cluster'] as const)('a set on another instance, %s', (target) => {
+  it('fences a load that began before it: the older loaded value never overwrites the newer one', async () => {
+    const { a, onOwnConnection, redisOnly } = setup(target)
+    const other = onOwnConnection()
+    try {
+      const started = gate()
+      const release = gate()
+      const loading = a.getOrSet('stock:1', async () => {
+        started.open() // the fence snapshot was taken before the loader ran
+        await release.opened
+        return 'read before the set'
+      })
+      await started.opened
+      await other.stack.set('stock:1', 'newer')
+      release.open()
+      expect(await loading).toBe('read before the set')
+      // Redis holds the newer value, or nothing (the refused write-back removes the key): never the older.
+      expect(await redisOnly().get('stock:1')).not.toBe('read before the set')
+      expect(await a.get('stock:1')).not.toBe('read before the set')
+    } finally {
+      await other.close()
+    }
+  })
+})
