@@ -15,6 +15,7 @@ import { freshnessL1 } from './scenarios/freshness-l1'
 import { l1Hit } from './scenarios/l1-hit'
 import { l2Concurrent } from './scenarios/l2-concurrent'
 import { l2Hit } from './scenarios/l2-hit'
+import { missAndDelete } from './scenarios/miss-delete'
 import { peersBus } from './scenarios/peers-bus'
 import { peersHits } from './scenarios/peers-hits'
 import { peersTags } from './scenarios/peers-tags'
@@ -32,6 +33,7 @@ const SCENARIOS = [
   { name: 'L1 hit', run: l1Hit },
   { name: 'L2 hit, 1 caller', run: l2Hit },
   { name: 'Writes, 1 caller', run: writes },
+  { name: 'getOrSet miss and delete', run: missAndDelete },
   { name: 'L2 hit, 100 concurrent', run: l2Concurrent },
   { name: 'Freshness options, L1 hit', run: freshnessL1 },
   { name: 'Hot-key expiry storm', run: expiryStorm },

@@ -107,12 +107,14 @@ export interface PerCallTraffic {
  * caused: every command is attributed through AsyncLocalStorage to the call whose async context sent
  * it, so work the library does on its own timers (key-index collection) on the same client is left
  * out, and work a call leaves behind (a fire-and-forget cleanup) is counted for it if it is sent within
- * `settleMs` after the last call. Not for timed code: the hooks slow every promise while enabled.
+ * `settleMs` after the last call. `prepare(i)` runs before call i, outside the count (e.g. writing the key
+ * a delete then removes). Not for timed code: the hooks slow every promise while enabled.
  */
 export async function countPerCall(
   client: Redis,
   calls: number,
   op: (i: number) => Promise<unknown>,
+  prepare?: (i: number) => Promise<unknown>,
   settleMs = 50,
 ): Promise<PerCallTraffic> {
   const storage = new AsyncLocalStorage<number>()
@@ -126,7 +128,10 @@ export async function countPerCall(
     commands.set(command.name, (commands.get(command.name) ?? 0) + 1)
   })
   try {
-    for (let i = 0; i < calls; i++) await storage.run(i, () => op(i))
+    for (let i = 0; i < calls; i++) {
+      if (prepare !== undefined) await prepare(i)
+      await storage.run(i, () => op(i))
+    }
     await new Promise((resolve) => setTimeout(resolve, settleMs))
   } finally {
     stop()
@@ -171,7 +176,8 @@ export interface ServerCommands {
 
 /**
  * Runs `op(0)` … `op(calls - 1)` one after the other, each between two `INFO commandstats` on `control`,
- * and returns what the server executed in between, INFO itself left out. Server-wide counters: only
+ * and returns what the server executed in between, INFO itself left out (`prepare(i)` runs before the
+ * first INFO). Server-wide counters: only
  * meaningful on a Redis nobody else uses (the throwaway server of the run); a background task of the
  * library that happens to run during a call adds to that call, hence the median.
  */
@@ -179,10 +185,12 @@ export async function countServerCommands(
   control: Redis,
   calls: number,
   op: (i: number) => Promise<unknown>,
+  prepare?: (i: number) => Promise<unknown>,
 ): Promise<ServerCommands> {
   const totals: number[] = []
   const breakdowns: Map<string, number>[] = []
   for (let i = 0; i < calls; i++) {
+    if (prepare !== undefined) await prepare(i)
     const before = await commandStats(control)
     await op(i)
     const after = await commandStats(control)
