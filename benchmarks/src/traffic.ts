@@ -145,12 +145,19 @@ export function medianTrips(t: PerCallTraffic): number {
   return median(t.trips)
 }
 
-/** '20 calls: 1 round trip each' or '20 calls: 1 (×19), 3 (×1)', with the commands per call. */
+/**
+ * '20 calls: 1 round trip each' or '20 calls: 1 (×19), 3 (×1)', with the commands per call; for one
+ * call: '6 round trips (1 EVAL, 20 UNLINK)'.
+ */
 export function describePerCall(t: PerCallTraffic): string {
   const byCount = new Map<number, number>()
   for (const n of t.trips) byCount.set(n, (byCount.get(n) ?? 0) + 1)
   const counts = [...byCount].sort(([a], [b]) => a - b)
   const calls = t.trips.length
+  if (calls === 1) {
+    const n = t.trips[0]!
+    return `${n} round trip${n === 1 ? '' : 's'} (${describeCommands(t.commands)})`
+  }
   const spread =
     counts.length === 1
       ? `${counts[0]![0]} round trip${counts[0]![0] === 1 ? '' : 's'} each`
