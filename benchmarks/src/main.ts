@@ -21,6 +21,7 @@ import { peersHits } from './scenarios/peers-hits'
 import { peersTags } from './scenarios/peers-tags'
 import { peersWrites } from './scenarios/peers-writes'
 import { prefixInvalidation } from './scenarios/prefix-invalidation'
+import { redisMemory } from './scenarios/redis-memory'
 import { tagInvalidation } from './scenarios/tag-invalidation'
 import { writeBehind } from './scenarios/write-behind'
 import { writes } from './scenarios/writes'
@@ -39,6 +40,7 @@ const SCENARIOS = [
   { name: 'Hot-key expiry storm', run: expiryStorm },
   { name: 'Fleet stampede', run: fleetStampede },
   { name: 'Tag invalidation', run: tagInvalidation },
+  { name: 'Redis memory per entry', run: redisMemory },
   { name: 'Prefix invalidation', run: prefixInvalidation },
   { name: 'Write-behind vs synchronous database writes', run: writeBehind },
   { name: 'Bus propagation and cost', run: busPropagation },
