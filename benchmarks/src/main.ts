@@ -18,6 +18,7 @@ import { l2Hit } from './scenarios/l2-hit'
 import { missAndDelete } from './scenarios/miss-delete'
 import { peersBus } from './scenarios/peers-bus'
 import { peersHits } from './scenarios/peers-hits'
+import { peersSet } from './scenarios/peers-set'
 import { peersTags } from './scenarios/peers-tags'
 import { peersWrites } from './scenarios/peers-writes'
 import { prefixInvalidation } from './scenarios/prefix-invalidation'
@@ -47,7 +48,8 @@ const SCENARIOS = [
   { name: 'Entity invalidation', run: entityInvalidation },
   // Against peer libraries (results/peers.md, peers.svg); BENCH_ONLY=peers runs only these.
   { name: 'Peers: hits', run: peersHits },
-  { name: 'Peers: set, stampede, memory', run: peersWrites },
+  { name: 'Peers: set throughput', run: peersSet },
+  { name: 'Peers: stampede, memory', run: peersWrites },
   { name: 'Peers: tag invalidation', run: peersTags },
   { name: 'Peers: bus propagation', run: peersBus },
 ] as const
@@ -106,6 +108,7 @@ async function main(): Promise<number> {
         if (peer) {
           peerRows.push(...(result.peerRows ?? []))
           peerMethod.push(...result.method)
+          method.push(...(result.ownMethod ?? []))
         } else method.push(...result.method)
       } catch (error) {
         const message = error instanceof Error ? (error.stack ?? error.message) : String(error)
@@ -138,7 +141,14 @@ async function main(): Promise<number> {
   if (failures.length > 0) facts.push(['FAILED scenarios', failures.map((f) => f.split('\n')[0]).join('; ')])
 
   const title = 'layercache benchmarks: ours vs raw lru-cache / ioredis'
-  // latest.md is the budget report: only rewritten when a budget scenario ran (not by BENCH_ONLY=peers).
+  // latest.md is the budget report: only rewritten when a budget scenario ran (not by BENCH_ONLY=peers;
+  // the budget row a peer scenario returns is then printed, not written).
+  if (!ranOwn && rows.length > 0) {
+    console.log(`\n${title}: rows of the peer scenarios (results/latest.md not rewritten)\n`)
+    console.log(textTable(rows))
+    console.log('')
+    console.log(summaryLine(rows))
+  }
   if (ranOwn) {
     console.log(`\n${title}`)
     for (const [k, v] of facts) console.log(`${k}: ${v}`)
