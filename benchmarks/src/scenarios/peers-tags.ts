@@ -99,6 +99,7 @@ export async function peersTags(ctx: BenchContext): Promise<ScenarioResult> {
         scenario,
         library,
         opsPerSec: 1e9 / med,
+        perRound: times.map((t) => 1e9 / t),
         p50Ns: med,
         p99Ns: Math.max(...times),
         note:
