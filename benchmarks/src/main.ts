@@ -1,4 +1,4 @@
-import { availableParallelism, cpus } from 'node:os'
+import { availableParallelism, cpus, loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import type { BenchContext } from './context'
 import { nowNs, sinceNs } from './measure'
@@ -70,6 +70,7 @@ function progress(line: string): void {
 async function main(): Promise<number> {
   const scale = parseScale(process.env.BENCH_SCALE)
   const started = new Date()
+  const loadAtStart = loadavg()[0]!
   const t0 = nowNs()
   const target = await getRedisTarget()
   const rows: Row[] = []
@@ -129,6 +130,11 @@ async function main(): Promise<number> {
       'CPU',
       `${cpu}, ${availableParallelism()} cores available` +
         (target.spawned ? ' (shared with the redis-server)' : ''),
+    ],
+    [
+      'Machine load',
+      `1-minute load average ${loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end ` +
+        `(${availableParallelism()} cores; above that, other processes compete for the CPU: wider round ranges)`,
     ],
     ['Redis', `${version}, ${target.source}`],
     [
