@@ -10,7 +10,12 @@ const DB = 3
 /** Key prefix of every side (each fill starts from an empty database, so they can share it). */
 const PREFIX = 'bench:'
 /** Writes in flight while filling. */
-const CONCURRENCY = 500
+const CONCURRENCY = 100
+/**
+ * Command timeout of the filling layer: this scenario measures memory, not latency, so a write slowed down
+ * by a loaded machine must not fail the fill (the layer's default is 1 s).
+ */
+const FILL_COMMAND_TIMEOUT_MS = 60_000
 /** Tags of the tagged side: entry i gets `cat:<i mod TAG_COUNT>`, like a category. */
 const TAG_COUNT = 100
 const ROUNDS = 3
@@ -93,6 +98,7 @@ export async function redisMemory(ctx: BenchContext): Promise<ScenarioResult> {
           client: writer,
           ttl: REDIS_TTL_MS,
           prefix: PREFIX,
+          commandTimeout: FILL_COMMAND_TIMEOUT_MS,
           ...(side === 'noIndex' ? { keyIndex: false } : {}),
         })
         const stack = new CacheStack([layer])
@@ -127,7 +133,14 @@ export async function redisMemory(ctx: BenchContext): Promise<ScenarioResult> {
       const checker = new Redis(ctx.url, { db: DB, lazyConnect: true, maxRetriesPerRequest: 1 })
       await checker.connect()
       try {
-        const stack = new CacheStack([new RedisLayer({ client: checker, ttl: REDIS_TTL_MS, prefix: PREFIX })])
+        const stack = new CacheStack([
+          new RedisLayer({
+            client: checker,
+            ttl: REDIS_TTL_MS,
+            prefix: PREFIX,
+            commandTimeout: FILL_COMMAND_TIMEOUT_MS,
+          }),
+        ])
         const removed = await stack.invalidateByTag('cat:0')
         const expected = Math.ceil(entries / TAG_COUNT)
         if (removed !== expected) {
@@ -168,7 +181,9 @@ export async function redisMemory(ctx: BenchContext): Promise<ScenarioResult> {
     method: [
       `Redis memory per entry: ${formatCount(entries)} small entries (a JSON object of about ` +
         `${Buffer.byteLength(sample)} bytes, distinct per key: ${sample}) under keys \`${PREFIX}item:<i>\`, ` +
-        `written ${CONCURRENCY} at a time into logical database ${DB} of the throwaway redis-server, emptied ` +
+        `written ${CONCURRENCY} at a time (layer commandTimeout ${FILL_COMMAND_TIMEOUT_MS / 1000} s: a ` +
+        'slow write on a loaded machine must not fail a memory measurement) into logical database ' +
+        `${DB} of the throwaway redis-server, emptied ` +
         '(FLUSHDB SYNC) before every fill; per entry = (used_memory after − before) / entries, the writing ' +
         'connection opened after the first reading and closed before the second. Raw: `SET key json PX ' +
         `${REDIS_TTL_MS}\`; ours: \`cache.set(key, value)\` on CacheStack([RedisLayer({ client, ttl: ` +
