@@ -10,7 +10,8 @@ import { formatCount } from './report'
  * one command), or one pipeline flush (an explicit `pipeline()`, a `multi()` transaction or an
  * auto-pipelining batch: every command ioredis sends with the same pipeline stream). Commands sent on
  * their own in the same tick count one each, even though they may share a TCP segment: a round trip is
- * counted when the code asks for one, not when the network happens to coalesce.
+ * counted when the code asks for one, not when the network happens to coalesce. countPerCall also counts
+ * the latency view, "waits": a command sent after one of the call's replies arrived starts a new one.
  */
 export interface Traffic {
   /** Pipeline flushes (pipeline, multi/exec, auto-pipelining batch): one round trip each. */
@@ -96,8 +97,14 @@ function formatPerCall(n: number): string {
 
 /** Round trips of each of a series of calls, attributed to the call that caused them. */
 export interface PerCallTraffic {
-  /** Round trips of call i (its own requests only). */
+  /** Round trips of call i (its own requests only: pipeline flushes + commands sent on their own). */
   readonly trips: readonly number[]
+  /**
+   * Waits of call i: how many times it sent something after one of its replies had arrived (since its
+   * previous command). Commands sent together count once here whether pipelined or not: the latency view
+   * of a round trip, never more than `trips`.
+   */
+  readonly waits: readonly number[]
   /** Commands of all counted calls together, by name. */
   readonly commands: ReadonlyMap<string, number>
 }
@@ -119,6 +126,8 @@ export async function countPerCall(
 ): Promise<PerCallTraffic> {
   const storage = new AsyncLocalStorage<number>()
   const perCall = Array.from({ length: calls }, () => newTraffic())
+  const waits = new Array<number>(calls).fill(0)
+  const replied = new Array<boolean>(calls).fill(true)
   const commands = new Map<string, number>()
   const flushes = new WeakSet<object>()
   const stop = wrapSendCommand(client, (command, stream) => {
@@ -126,6 +135,14 @@ export async function countPerCall(
     if (i === undefined) return
     record(perCall[i]!, flushes, command, stream)
     commands.set(command.name, (commands.get(command.name) ?? 0) + 1)
+    if (replied[i]) {
+      waits[i]!++
+      replied[i] = false
+    }
+    const answered = () => {
+      replied[i] = true
+    }
+    command.promise.then(answered, answered)
   })
   try {
     for (let i = 0; i < calls; i++) {
@@ -137,12 +154,30 @@ export async function countPerCall(
     stop()
     storage.disable()
   }
-  return { trips: perCall.map(roundTrips), commands }
+  return { trips: perCall.map(roundTrips), waits, commands }
 }
 
 /** Median round trips per call. */
 export function medianTrips(t: PerCallTraffic): number {
   return median(t.trips)
+}
+
+/** Median waits per call. */
+export function medianWaits(t: PerCallTraffic): number {
+  return median(t.waits)
+}
+
+/** '20 calls: 2 waits each' or '20 calls: 2 (×19), 3 (×1)'. */
+export function describeWaits(t: PerCallTraffic): string {
+  const byCount = new Map<number, number>()
+  for (const n of t.waits) byCount.set(n, (byCount.get(n) ?? 0) + 1)
+  const counts = [...byCount].sort(([a], [b]) => a - b)
+  if (t.waits.length === 1) return `${t.waits[0]} wait${t.waits[0] === 1 ? '' : 's'}`
+  const spread =
+    counts.length === 1
+      ? `${counts[0]![0]} wait${counts[0]![0] === 1 ? '' : 's'} each`
+      : counts.map(([n, times]) => `${n} (×${times})`).join(', ')
+  return `${t.waits.length} calls: ${spread}`
 }
 
 /**

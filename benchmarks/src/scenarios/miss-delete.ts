@@ -11,7 +11,9 @@ import {
   countServerCommands,
   describePerCall,
   describeServerCommands,
+  describeWaits,
   medianTrips,
+  medianWaits,
   type PerCallTraffic,
   type ServerCommands,
 } from '../traffic'
@@ -258,6 +260,20 @@ export async function missAndDelete(ctx: BenchContext): Promise<ScenarioResult> 
         budget,
       }
     }
+    const waitRow = (scenario: string, ours: PerCallTraffic, raw: PerCallTraffic): Row => {
+      const o = medianWaits(ours)
+      const b = medianWaits(raw)
+      return {
+        scenario,
+        metric:
+          'Redis round trips per call counted as waits (a command sent after one of the call\u2019s replies ' +
+          'arrived starts a new one; commands sent together share one, pipelined or not), median per call ' +
+          `(ours: ${describeWaits(ours)}; raw: ${describeWaits(raw)})`,
+        ours: formatCount(o),
+        baseline: formatCount(b),
+        ratio: o / b,
+      }
+    }
     const commandRow = (scenario: string, ours: ServerCommands, raw: ServerCommands): Row => ({
       scenario,
       metric:
@@ -271,6 +287,7 @@ export async function missAndDelete(ctx: BenchContext): Promise<ScenarioResult> 
     const miss = 'getOrSet miss (loader answers at once)'
     rows.push(
       tripRow(miss, counted.missOurs, counted.missRaw, { text: '≤ 2 round trips (1× raw)', maxRatio: 1 }, ''),
+      waitRow(miss, counted.missOurs, counted.missRaw),
       ...(server === undefined ? [] : [commandRow(miss, server.missOurs, server.missRaw)]),
       timeRow(miss, 'lru.get, GET, loader, lru.set + SET PX', missTimes),
       p99Row(miss, missTimes),
@@ -284,11 +301,13 @@ export async function missAndDelete(ctx: BenchContext): Promise<ScenarioResult> 
         undefined,
         ' (vs the untagged raw cache-aside)',
       ),
+      waitRow(missTagged, counted.missTagged, counted.missRaw),
       ...(server === undefined ? [] : [commandRow(missTagged, server.missTagged, server.missRaw)]),
     )
     const del = 'delete, key without dependents'
     rows.push(
       tripRow(del, counted.deleteOurs, counted.deleteRaw, { text: '1 round trip (1× raw)', maxRatio: 1 }, ''),
+      waitRow(del, counted.deleteOurs, counted.deleteRaw),
       ...(server === undefined ? [] : [commandRow(del, server.deleteOurs, server.deleteRaw)]),
       timeRow(del, 'lru.delete + UNLINK', deleteTimes),
       p99Row(del, deleteTimes),
@@ -296,6 +315,7 @@ export async function missAndDelete(ctx: BenchContext): Promise<ScenarioResult> 
     const delTagged = "delete, key written with tags: ['t']"
     rows.push(
       tripRow(delTagged, counted.deleteTagged, counted.deleteRaw, undefined, ' (vs the raw UNLINK)'),
+      waitRow(delTagged, counted.deleteTagged, counted.deleteRaw),
       ...(server === undefined ? [] : [commandRow(delTagged, server.deleteTagged, server.deleteRaw)]),
     )
 
@@ -317,7 +337,10 @@ export async function missAndDelete(ctx: BenchContext): Promise<ScenarioResult> 
           (ctx.redisSpawned
             ? 'server: INFO commandstats delta around each call); the write before a delete is not counted. '
             : 'server: not counted, the Redis is shared (REDIS_URL)); the write before a delete is not counted. ') +
-          "The tagged variants (`{ tags: ['t'] }`) are counted only. Checked: every miss called its loader " +
+          'The "waits" rows (info) count round trips the other way: a command the call sent after one of its ' +
+          'replies arrived starts a new one, commands sent together share one whether pipelined or not (what ' +
+          'test/round-trips.test.ts in layer-redis counts); the budget rows count requests, so two commands ' +
+          "sent side by side without a pipeline are two. The tagged variants (`{ tags: ['t'] }`) are counted only. Checked: every miss called its loader " +
           'once (ours and raw, and the stack stats agree), the counted misses were written back to Redis and ' +
           'memory; after every timed delete the key is gone from Redis (EXISTS) and from memory.',
       ],

@@ -3,7 +3,14 @@ import { type BenchContext, REDIS_TTL_MS, scaled } from '../context'
 import { median, nowNs, pairedRatio, type Side, sidesInOrder, sinceNs } from '../measure'
 import { makeKeys, PAYLOAD, PAYLOAD_JSON } from '../payload'
 import { formatCount, formatNs, type Row, type ScenarioResult } from '../report'
-import { countExisting, countPerCall, describePerCall, medianTrips, type PerCallTraffic } from '../traffic'
+import {
+  countExisting,
+  countPerCall,
+  describePerCall,
+  describeWaits,
+  medianTrips,
+  type PerCallTraffic,
+} from '../traffic'
 
 /** The budget's size: always 10 000 keys, whatever BENCH_SCALE says (the other sizes scale). */
 const BUDGET_KEYS = 10_000
@@ -148,7 +155,8 @@ export async function tagInvalidation(ctx: BenchContext): Promise<ScenarioResult
       scenario,
       metric:
         'Redis round trips (pipeline flushes + commands outside a pipeline, counted on the client): ' +
-        `ours ${describePerCall(result.traffic.ours)}; baseline ${describePerCall(result.traffic.baseline)}`,
+        `ours ${describePerCall(result.traffic.ours)}, ${describeWaits(result.traffic.ours)}; baseline ` +
+        `${describePerCall(result.traffic.baseline)}`,
       ours: formatCount(ours),
       baseline: formatCount(base),
       ratio: ours / base,

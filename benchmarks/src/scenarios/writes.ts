@@ -10,7 +10,9 @@ import {
   countServerCommands,
   describePerCall,
   describeServerCommands,
+  describeWaits,
   medianTrips,
+  medianWaits,
   type PerCallTraffic,
   type ServerCommands,
 } from '../traffic'
@@ -245,6 +247,17 @@ export async function writes(ctx: BenchContext): Promise<ScenarioResult> {
         ratio: trips / rawTrips,
         budget: side === 'noIndex' ? undefined : ONE_ROUND_TRIP,
       })
+      const waits = medianWaits(traffic[side])
+      rows.push({
+        scenario,
+        metric:
+          'Redis round trips per write counted as waits (a command sent after one of the call\u2019s replies ' +
+          'arrived starts a new one; commands sent together share one, pipelined or not), median per call ' +
+          `(ours: ${describeWaits(traffic[side])})`,
+        ours: formatCount(waits),
+        baseline: formatCount(medianWaits(traffic.raw)),
+        ratio: waits / medianWaits(traffic.raw),
+      })
       const ourCommands = server[side]
       const rawCommands = server.raw
       if (ourCommands !== undefined && rawCommands !== undefined) {
@@ -294,7 +307,9 @@ export async function writes(ctx: BenchContext): Promise<ScenarioResult> {
           'command); commands sent on their own in the same tick count one each. Each command is attributed ' +
           "to the call whose async context sent it (AsyncLocalStorage around ioredis's sendCommand), so the " +
           "layer's background key-index collection on the same client is not counted; the budget row takes " +
-          'the median call and shows every call. ' +
+          'the median call and shows every call. The "waits" rows count the other way (info): a call\u2019s ' +
+          'command sent after one of its replies arrived starts a new round trip, commands sent together share ' +
+          'one whether pipelined or not (what test/round-trips.test.ts in layer-redis counts). ' +
           (ctx.redisSpawned
             ? 'Commands (server side) = the INFO commandstats delta around each call on the throwaway server ' +
               '(commands run inside scripts and MULTI included, INFO itself left out), median of the calls.'
