@@ -9,7 +9,7 @@ export const LATENCY_BATCH = 100
 export function l1Plan(ctx: BenchContext): BatchPlan {
   return {
     warmupOps: scaled(ctx, 300_000),
-    rounds: Math.max(2, scaled(ctx, 30)),
+    rounds: Math.max(3, scaled(ctx, 30)),
     opsPerRound: scaled(ctx, 60_000),
     latencyBatches: scaled(ctx, 250),
     latencyBatchOps: LATENCY_BATCH,
@@ -35,7 +35,7 @@ export function compareL1(
       baseline: `${formatNs(bNs)} (${formatRate(1e9 / bNs)})`,
       ratio: paired.median,
       roundRange: paired.range,
-      budget: budgeted ? { text: '≤ 1.5× time', maxRatio: 1.5 } : undefined,
+      budget: budgeted ? { text: '≤ 1.3× time', maxRatio: 1.3 } : undefined,
     },
   ]
   if (!withPercentiles) return rows

@@ -1,4 +1,4 @@
-import { availableParallelism, cpus } from 'node:os'
+import { availableParallelism, cpus, loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import type { BenchContext } from './context'
 import { nowNs, sinceNs } from './measure'
@@ -15,11 +15,14 @@ import { freshnessL1 } from './scenarios/freshness-l1'
 import { l1Hit } from './scenarios/l1-hit'
 import { l2Concurrent } from './scenarios/l2-concurrent'
 import { l2Hit } from './scenarios/l2-hit'
+import { missAndDelete } from './scenarios/miss-delete'
 import { peersBus } from './scenarios/peers-bus'
 import { peersHits } from './scenarios/peers-hits'
+import { peersSet } from './scenarios/peers-set'
 import { peersTags } from './scenarios/peers-tags'
 import { peersWrites } from './scenarios/peers-writes'
 import { prefixInvalidation } from './scenarios/prefix-invalidation'
+import { redisMemory } from './scenarios/redis-memory'
 import { tagInvalidation } from './scenarios/tag-invalidation'
 import { writeBehind } from './scenarios/write-behind'
 import { writes } from './scenarios/writes'
@@ -32,18 +35,21 @@ const SCENARIOS = [
   { name: 'L1 hit', run: l1Hit },
   { name: 'L2 hit, 1 caller', run: l2Hit },
   { name: 'Writes, 1 caller', run: writes },
+  { name: 'getOrSet miss and delete', run: missAndDelete },
   { name: 'L2 hit, 100 concurrent', run: l2Concurrent },
   { name: 'Freshness options, L1 hit', run: freshnessL1 },
   { name: 'Hot-key expiry storm', run: expiryStorm },
   { name: 'Fleet stampede', run: fleetStampede },
   { name: 'Tag invalidation', run: tagInvalidation },
+  { name: 'Redis memory per entry', run: redisMemory },
   { name: 'Prefix invalidation', run: prefixInvalidation },
   { name: 'Write-behind vs synchronous database writes', run: writeBehind },
   { name: 'Bus propagation and cost', run: busPropagation },
   { name: 'Entity invalidation', run: entityInvalidation },
   // Against peer libraries (results/peers.md, peers.svg); BENCH_ONLY=peers runs only these.
   { name: 'Peers: hits', run: peersHits },
-  { name: 'Peers: set, stampede, memory', run: peersWrites },
+  { name: 'Peers: set throughput', run: peersSet },
+  { name: 'Peers: stampede, memory', run: peersWrites },
   { name: 'Peers: tag invalidation', run: peersTags },
   { name: 'Peers: bus propagation', run: peersBus },
 ] as const
@@ -64,6 +70,7 @@ function progress(line: string): void {
 async function main(): Promise<number> {
   const scale = parseScale(process.env.BENCH_SCALE)
   const started = new Date()
+  const loadAtStart = loadavg()[0]!
   const t0 = nowNs()
   const target = await getRedisTarget()
   const rows: Row[] = []
@@ -102,6 +109,7 @@ async function main(): Promise<number> {
         if (peer) {
           peerRows.push(...(result.peerRows ?? []))
           peerMethod.push(...result.method)
+          method.push(...(result.ownMethod ?? []))
         } else method.push(...result.method)
       } catch (error) {
         const message = error instanceof Error ? (error.stack ?? error.message) : String(error)
@@ -123,6 +131,11 @@ async function main(): Promise<number> {
       `${cpu}, ${availableParallelism()} cores available` +
         (target.spawned ? ' (shared with the redis-server)' : ''),
     ],
+    [
+      'Machine load',
+      `1-minute load average ${loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end ` +
+        `(${availableParallelism()} cores; above that, other processes compete for the CPU: wider round ranges)`,
+    ],
     ['Redis', `${version}, ${target.source}`],
     [
       'Payload',
@@ -134,7 +147,14 @@ async function main(): Promise<number> {
   if (failures.length > 0) facts.push(['FAILED scenarios', failures.map((f) => f.split('\n')[0]).join('; ')])
 
   const title = 'layercache benchmarks: ours vs raw lru-cache / ioredis'
-  // latest.md is the budget report: only rewritten when a budget scenario ran (not by BENCH_ONLY=peers).
+  // latest.md is the budget report: only rewritten when a budget scenario ran (not by BENCH_ONLY=peers;
+  // the budget row a peer scenario returns is then printed, not written).
+  if (!ranOwn && rows.length > 0) {
+    console.log(`\n${title}: rows of the peer scenarios (results/latest.md not rewritten)\n`)
+    console.log(textTable(rows))
+    console.log('')
+    console.log(summaryLine(rows))
+  }
   if (ranOwn) {
     console.log(`\n${title}`)
     for (const [k, v] of facts) console.log(`${k}: ${v}`)

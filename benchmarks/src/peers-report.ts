@@ -1,4 +1,5 @@
 // The peer comparison's own table (results/peers.md) and bar chart (results/peers.svg).
+import { pairedRatio } from './measure'
 import { LIBRARIES, LIBRARY_LABEL, type Library, PEERS } from './peers'
 import {
   formatNs,
@@ -24,6 +25,11 @@ export interface PeerRow {
    * figure (bytes, latency) as `{ value, higherIsBetter: false }`.
    */
   readonly compare?: { readonly value: number; readonly higherIsBetter: boolean; readonly what: string }
+  /**
+   * ops/s of each round, in round order, when every library of the scenario ran once in every round: the
+   * ratio to the best peer is then the median of the paired per-round ratios (with their range).
+   */
+  readonly perRound?: readonly number[] | undefined
   /** Set when the library cannot do this at all: the reason, shown instead of numbers. */
   readonly unsupported?: string | undefined
   /** Set when the library supports this but the run failed (the error, first line): no number shown. */
@@ -49,7 +55,10 @@ function compared(row: PeerRow): Compared | undefined {
  * This row against the best peer library of its scenario, oriented so that > 1 is better than the best
  * peer (for ops/s: ours / best; for lower-is-better figures: best / ours). NaN when nothing to compare.
  */
-export function ratioToBestPeer(row: PeerRow, all: readonly PeerRow[]): { ratio: number; best?: PeerRow } {
+export function ratioToBestPeer(
+  row: PeerRow,
+  all: readonly PeerRow[],
+): { ratio: number; best?: PeerRow; range?: readonly [number, number] } {
   const mine = compared(row)
   if (mine === undefined) return { ratio: Number.NaN }
   let best: PeerRow | undefined
@@ -65,6 +74,16 @@ export function ratioToBestPeer(row: PeerRow, all: readonly PeerRow[]): { ratio:
     }
   }
   if (best === undefined) return { ratio: Number.NaN }
+  // ops/s measured round by round for both: each round's ratio on its own (both saw the same machine
+  // load), then the median; the best peer is still the one with the best median round.
+  const mineRounds = row.compare === undefined ? row.perRound : undefined
+  const bestRounds = best.compare === undefined ? best.perRound : undefined
+  if (mineRounds !== undefined && bestRounds !== undefined && mineRounds.length === bestRounds.length) {
+    if (mineRounds.length > 0) {
+      const paired = pairedRatio(mineRounds, bestRounds)
+      return { ratio: paired.median, best, range: paired.range }
+    }
+  }
   return { ratio: mine.higherIsBetter ? mine.value / bestValue : bestValue / mine.value, best }
 }
 
@@ -89,10 +108,11 @@ function sortedRows(rows: readonly PeerRow[]): PeerRow[] {
 }
 
 function ratioCell(row: PeerRow, rows: readonly PeerRow[]): string {
-  const { ratio, best } = ratioToBestPeer(row, rows)
+  const { ratio, best, range } = ratioToBestPeer(row, rows)
   if (!Number.isFinite(ratio) || best === undefined) return ''
   if (best === row) return '1.00× (best peer)'
-  return `${formatRatio(ratio)} vs ${best.library}`
+  const spread = range === undefined ? '' : ` (rounds ${formatRatio(range[0])}–${formatRatio(range[1])})`
+  return `${formatRatio(ratio)}${spread} vs ${best.library}`
 }
 
 const HEADERS = ['Scenario', 'Library', 'ops/s', 'p50', 'p99', 'Other', 'vs best peer (>1 = better)', 'Notes']
@@ -151,7 +171,9 @@ export function peerMarkdown(header: ReportHeader, rows: readonly PeerRow[]): st
     '',
     '"vs best peer" divides by the best of bentocache, cache-manager and cacheable in that scenario ' +
       '(raw lru-cache / ioredis is a baseline, never the "best peer"), oriented so that above 1 is better: ' +
-      'for ops/s it is this / best, for lower-is-better figures (bytes, latency) best / this. ' +
+      'for ops/s it is this / best, for lower-is-better figures (bytes, latency) best / this. Where every ' +
+      'library ran once in every round and the figure is ops/s, it is the median of the paired per-round ' +
+      'ratios (range in brackets); the best peer is the one with the best median round. ' +
       '"not supported" means the library has no such feature; no number is shown for it. Every number ' +
       'above was measured in this run, on one shared machine: treat differences under ~20% as noise.',
     '',

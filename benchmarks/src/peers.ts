@@ -47,7 +47,7 @@ export const LIBRARY_SETUP: Record<Library, string> = {
   raw:
     'new LRUCache({ max, ttl: 60 s }) in front of ioredis (enableAutoPipelining): get = lru.get, else ' +
     "JSON.parse(await redis.get(k)) and lru.set; set = lru.set + redis.set(k, json, 'PX', ttl); getOrSet = " +
-    'naive cache-aside (no single-flight); tags = an in-process key list per tag, removed with one pipelined UNLINK',
+    'naive cache-aside (no single-flight); tags = an in-process key list per tag, removed with one pipeline of UNLINKs of 500 keys each',
 }
 
 const L1_TTL_MS = 60_000
@@ -280,11 +280,18 @@ async function buildRaw(o: PeerOptions): Promise<PeerCache> {
       const keys = byTag.get(tag)
       if (keys === undefined) return
       byTag.delete(tag)
+      // UNLINK in batches of 500 keys per command, all in one pipeline: the best raw approach.
       const pipe = client.pipeline()
+      let batch: string[] = []
       for (const key of keys) {
         lru?.delete(key)
-        pipe.unlink(o.prefix + key)
+        batch.push(o.prefix + key)
+        if (batch.length === 500) {
+          pipe.unlink(...batch)
+          batch = []
+        }
       }
+      if (batch.length > 0) pipe.unlink(...batch)
       await pipe.exec()
     },
     async close() {

@@ -32,6 +32,11 @@ export interface ScenarioResult {
   readonly method: readonly string[]
   /** Peer-library comparison rows (results/peers.md), from the peer scenarios only. */
   readonly peerRows?: readonly PeerRow[]
+  /**
+   * Method lines for the budget report (latest.md) from a peer scenario that also returns budget rows
+   * (`method` then goes to peers.md).
+   */
+  readonly ownMethod?: readonly string[]
 }
 
 export type Verdict = 'MET' | 'MISSED' | 'info'

@@ -57,6 +57,7 @@ export function rowsOf(
       scenario,
       library,
       opsPerSec: median(s.perRound),
+      perRound: s.perRound,
       p50Ns: percentileOf(s.latencies, 50),
       p99Ns: percentileOf(s.latencies, 99),
       ...extra?.(library),

@@ -92,6 +92,7 @@ async function l1Hits(ctx: BenchContext, method: string[]): Promise<PeerRow[]> {
             scenario,
             library,
             opsPerSec: 1e9 / median(s.perRound),
+            perRound: s.perRound.map((ns) => 1e9 / ns),
             p50Ns: sorted[Math.ceil(0.5 * sorted.length) - 1],
             p99Ns: sorted[Math.ceil(0.99 * sorted.length) - 1],
             note:

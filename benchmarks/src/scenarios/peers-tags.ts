@@ -99,6 +99,7 @@ export async function peersTags(ctx: BenchContext): Promise<ScenarioResult> {
         scenario,
         library,
         opsPerSec: 1e9 / med,
+        perRound: times.map((t) => 1e9 / t),
         p50Ns: med,
         p99Ns: Math.max(...times),
         note:
@@ -118,8 +119,8 @@ export async function peersTags(ctx: BenchContext): Promise<ScenarioResult> {
         'ioredis clients without auto-pipelining as in the budget scenario; ' +
         `re-seeded before every timed call, not timed), then one timed invalidation (${runs.join(', ')} per ` +
         'library, A B C / C B A): layercache invalidateByTag, bentocache deleteByTag({ tags }), cacheable ' +
-        '(tags: true) cache.tags.invalidateTag, raw: one pipelined UNLINK of the keys it recorded for the ' +
-        'tag (best case: knows its key list) plus lru.delete. ops/s = 1 / median time; p50 = median, ' +
+        '(tags: true) cache.tags.invalidateTag, raw: one pipeline of UNLINK commands of 500 of the keys it ' +
+        'recorded for the tag each (best case: knows its key list) plus lru.delete. ops/s = 1 / median time; p50 = median, ' +
         'p99 = the slowest round (few rounds). Semantics differ: bentocache and cacheable invalidate lazily ' +
         '(one write of a tag timestamp; the tagged entries stay in memory and Redis and are dropped when ' +
         'a later read finds them older than the tag, which costs that read an extra tag lookup); layercache ' +

@@ -4,42 +4,11 @@ import { makeKeys, PAYLOAD, type Product } from '../payload'
 import { buildPeer, LIBRARIES, type Library, withPeers } from '../peers'
 import type { PeerRow } from '../peers-report'
 import { formatCount, type ScenarioResult } from '../report'
-import { emptySamples, rowsOf, sleep, timeEachOp } from './peers-common'
+import { emptySamples, rowsOf, sleep } from './peers-common'
 
-const KEY_COUNT = 1000
 const L1_MAX = 10_000
 const STAMPEDE_CALLERS = 200
 const LOADER_MS = 10
-
-/** Sequential `set` through memory and Redis, each op timed. */
-async function tieredSet(ctx: BenchContext, method: string[]): Promise<PeerRow[]> {
-  const keys = makeKeys(KEY_COUNT)
-  return withPeers(
-    LIBRARIES,
-    { url: ctx.url, prefix: `${ctx.prefix}peers:set:`, tier: 'both', l1Max: L1_MAX },
-    async (peers) => {
-      const plan = {
-        warmupOps: scaled(ctx, 1000),
-        rounds: Math.max(2, scaled(ctx, 10)),
-        opsPerRound: scaled(ctx, 300),
-      }
-      const samples = await timeEachOp(LIBRARIES, plan, (library, i) =>
-        peers[library].set(keys[i % KEY_COUNT]!, PAYLOAD),
-      )
-      let missing = 0
-      for (const library of LIBRARIES)
-        for (const key of keys.slice(0, 50)) if ((await peers[library].get(key)) === undefined) missing++
-      if (missing > 0) throw new Error(`peer set scenario is invalid: ${missing} keys not readable after set`)
-      method.push(
-        `Tiered set: \`set(k, payload)\` into memory and Redis (default TTLs), ${plan.rounds} rounds × ` +
-          `${plan.opsPerRound} sequential awaited sets per library (A B C / C B A) after ` +
-          `${formatCount(plan.warmupOps)} warm-up sets, cycling ${KEY_COUNT} keys; each op timed ` +
-          '(p50/p99), ops/s = median round. Checked afterwards: keys read back.',
-      )
-      return rowsOf('Tiered set', samples)
-    },
-  )
-}
 
 /** N concurrent getOrSet calls on a key no tier has, with a slow loader: loader calls and time. */
 async function stampede(ctx: BenchContext, method: string[]): Promise<PeerRow[]> {
@@ -165,13 +134,9 @@ async function memoryPerEntry(ctx: BenchContext, method: string[]): Promise<Peer
   })
 }
 
-/** Peer comparison: writes, stampede protection and memory cost. */
+/** Peer comparison: stampede protection and memory cost (the tiered set is peers-set.ts). */
 export async function peersWrites(ctx: BenchContext): Promise<ScenarioResult> {
   const method: string[] = []
-  const peerRows = [
-    ...(await tieredSet(ctx, method)),
-    ...(await stampede(ctx, method)),
-    ...(await memoryPerEntry(ctx, method)),
-  ]
+  const peerRows = [...(await stampede(ctx, method)), ...(await memoryPerEntry(ctx, method))]
   return { rows: [], method, peerRows }
 }

@@ -54,7 +54,10 @@ function matchingKeys(count: number): string[] {
   return Array.from({ length: count }, (_, j) => `${PREFIX}${j}:${FIELDS[j % FIELDS.length]}`)
 }
 
-/** SCAN to completion, then one pipeline of UNLINK per key found; returns how many were unlinked. */
+/** Keys per UNLINK command of the baseline (DESIGN.md: raw baselines UNLINK in batches). */
+const UNLINK_BATCH = 500
+
+/** SCAN to completion, then one pipeline of UNLINKs of 500 found keys each; returns how many were unlinked. */
 async function scanAndUnlink(client: Redis, match: string): Promise<number> {
   const found: string[] = []
   let cursor = '0'
@@ -65,7 +68,7 @@ async function scanAndUnlink(client: Redis, match: string): Promise<number> {
   } while (cursor !== '0')
   if (found.length === 0) return 0
   const pipe = client.pipeline()
-  for (const key of found) pipe.unlink(key)
+  for (let i = 0; i < found.length; i += UNLINK_BATCH) pipe.unlink(...found.slice(i, i + UNLINK_BATCH))
   let unlinked = 0
   for (const [error, n] of (await pipe.exec()) ?? []) {
     if (error) throw error
@@ -273,7 +276,7 @@ function rowsOf(result: SizeResult): Row[] {
     const paired = pairedRatio(ns.ours, ns.baseline)
     rows.push({
       scenario,
-      metric: `time, ${what} vs SCAN MATCH COUNT ${SCAN_COUNT} + pipelined UNLINK, ${roundsText(result.rounds)}`,
+      metric: `time, ${what} vs SCAN MATCH COUNT ${SCAN_COUNT} + pipelined UNLINK (${UNLINK_BATCH} keys per command), ${roundsText(result.rounds)}`,
       ours: formatNs(median(ns.ours)),
       baseline: formatNs(median(ns.baseline)),
       ratio: paired.median,
@@ -366,7 +369,7 @@ export async function prefixInvalidation(ctx: BenchContext): Promise<ScenarioRes
         `ours = \`invalidateByPrefix('${PREFIX}')\` (M matches) and \`invalidateByPattern('${PATTERN}')\` ` +
         '(M/4 matches) on CacheStack([MemoryLayer, RedisLayer({ client })]) with the default key index; ' +
         `baseline = \`SCAN cursor MATCH <layer prefix>${PREFIX}* COUNT ${SCAN_COUNT}\` (for the pattern: ` +
-        `MATCH <layer prefix>${PATTERN}) to completion, then one pipeline of \`UNLINK key\` per key found, ` +
+        `MATCH <layer prefix>${PATTERN}) to completion, then one pipeline of \`UNLINK k1 … k${UNLINK_BATCH}\` commands (${UNLINK_BATCH} found keys each), ` +
         'on the same client and the same keys (Redis only: it does not know about L1; its keys are re-seeded as ' +
         'plain SETs); info, prefix only = the same stack with `RedisLayer({ keyIndex: false })` on the same ' +
         'Redis prefix (and its own L1 holding the same keys), which falls back to SCAN.',
