@@ -1,3 +1,4 @@
+export { connectionLost, connectionReady } from './connection-events'
 export { duplicateClient } from './duplicate-client'
 export { RedisUnavailableForTestsError } from './errors'
 export { freePort } from './free-port'
