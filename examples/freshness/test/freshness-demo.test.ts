@@ -8,7 +8,7 @@ describe('examples/freshness', () => {
     expect(summary.priceAfterRevalidation).toBe(120)
     expect(summary.answeredDuringOutage).toBeGreaterThan(10)
     // errorRetryAfter 100 ms over ~300 ms of requests: a handful of calls, not one per request.
-    expect(summary.callsDuringOutage).toBeLessThanOrEqual(5)
+    expect(summary.callsDuringOutage).toBeLessThanOrEqual(Math.floor(summary.outageMs / 100) + 1)
     expect(summary.answeredWithinSoftTimeout).toBe(true)
   })
 })

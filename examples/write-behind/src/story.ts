@@ -121,17 +121,24 @@ export async function runOrderStory(
 
   // 4. PostgreSQL goes away for 400 ms: checkout keeps answering, the writes wait in Redis.
   let retries = 0
+  let writerFailed!: () => void
+  const firstRetry = new Promise<void>((resolve) => {
+    writerFailed = resolve
+  })
   const stopCounting = checkout.writes.on('retry', ({ entries }) => {
     retries += entries.length
+    writerFailed()
   })
   const stopCountingPages = pages.writes.on('retry', ({ entries }) => {
     retries += entries.length
+    writerFailed()
   })
   db.down = true
   const during = await Promise.all(
     Array.from({ length: 50 }, (_, i) => checkout.placeOrder(`late-${i}`, 500)),
   )
-  await sleep(400)
+  // At least 400 ms, and until a consumer has met the outage (its batch failed and waits for a retry).
+  await Promise.all([sleep(400), firstRetry])
   db.down = false
   await waitForRows(db, 250)
   stopCounting()

@@ -9,9 +9,23 @@ import {
 import { describe, expect, it } from 'vitest'
 import { MemoryLayer } from './support/remote-layer'
 
-/** Resolves after the warmers' scheduled turn and the refills it started have settled. */
+/**
+ * Lets the warmers' scheduled turn and any refill it started run out (memory only, no timers: a few turns
+ * always suffice). Only for checking that nothing (more) was refilled; a refill that must happen is
+ * awaited with `rewarmed`.
+ */
 async function settle(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+}
+
+/** The stack's next 'rewarm' event: a warmer finished refilling its key (or failed to). */
+function rewarmed(cache: CacheStack): Promise<CacheEventMap['rewarm']> {
+  return new Promise((resolve) => {
+    const off = cache.on('rewarm', (event) => {
+      off()
+      resolve(event)
+    })
+  })
 }
 
 function counting<T>(value: () => T) {
@@ -34,21 +48,26 @@ describe('warmers', () => {
     await cache.getOrSet('homepage', home.loader, { tags: ['featured'] })
     expect(home.calls()).toBe(1)
 
+    let refilled = rewarmed(cache)
     await cache.delete('homepage')
-    await settle()
+    await refilled
     expect(home.calls()).toBe(2)
     expect(await cache.get('homepage')).toBe('home v2')
 
+    refilled = rewarmed(cache)
     await cache.invalidateByTag('featured')
-    await settle()
+    await refilled
     expect(await cache.get('homepage')).toBe('home v3')
 
+    refilled = rewarmed(cache)
     await cache.invalidateByPrefix('home')
-    await settle()
+    await refilled
     expect(await cache.get('homepage')).toBe('home v4')
 
+    refilled = rewarmed(cache)
     await cache.invalidateByPattern('*page')
-    await settle()
+    await refilled
+    await settle() // and no second refill follows
     expect(await cache.get('homepage')).toBe('home v5')
     expect(home.calls()).toBe(5)
     expect(cache.getStats().rewarmed).toBe(4)
@@ -60,9 +79,11 @@ describe('warmers', () => {
     cache.addWarmer('homepage', home.loader)
     await cache.set('homepage', 'home')
     await cache.set('other', 1)
+    const refilled = rewarmed(cache)
     await Promise.all([cache.delete('homepage'), cache.delete('homepage'), cache.invalidateByPrefix('h')])
     await cache.delete('other')
-    await settle()
+    await refilled
+    await settle() // and no second refill follows
     expect(home.calls()).toBe(1)
   })
 
@@ -74,9 +95,11 @@ describe('warmers', () => {
     await shop.set('product:1', { price: 10 })
     await shop.getOrSet('homepage', home.loader, { dependsOn: ['product:1'] })
     await cache.set('homepage', 'root page, not warmed')
+    const refilled = rewarmed(cache)
     await cache.delete('homepage')
     await shop.delete('product:1')
-    await settle()
+    await refilled
+    await settle() // and no second refill follows (the root key has no warmer)
     expect(home.calls()).toBe(2)
     expect(await shop.get('homepage')).toBe('home')
     stop()
@@ -90,8 +113,9 @@ describe('warmers', () => {
     const home = counting(() => 'home')
     cache.addWarmer('homepage', home.loader)
     await cache.getOrSet('homepage', home.loader)
+    const refilled = rewarmed(cache)
     await cache.bumpGeneration()
-    await settle()
+    await refilled
     expect(home.calls()).toBe(2)
     expect(await cache.get('homepage')).toBe('home')
   })
@@ -104,8 +128,10 @@ describe('warmers', () => {
       throw new Error('database down')
     })
     await cache.set('homepage', 'old')
+    const refilled = rewarmed(cache)
     await cache.delete('homepage')
-    await settle()
+    await refilled
+    await settle() // and no second attempt follows
     expect(events).toHaveLength(1)
     expect(events[0]?.key).toBe('homepage')
     expect(events[0]?.error).toEqual(new Error('database down'))
@@ -179,9 +205,11 @@ describe('invalidate(plan) and InvalidationRules', () => {
     }>(cache)
       .on('product.price-changed', (e) => ({ keys: [`product:${e.id}`], tags: [`category:${e.categoryId}`] }))
       .on('search.reindexed', (e) => ({ prefixes: [`search:${e.term}:`] }))
+    const refilled = rewarmed(cache)
     expect(await rules.handle('product.price-changed', { id: '123', categoryId: 'electronics' })).toBe(2)
     expect(await rules.handle('search.reindexed', { term: 'tv' })).toBe(2)
-    await settle()
+    await refilled
+    await settle() // and no second refill follows
     expect(home.calls()).toBe(1)
     expect(await cache.get('featured')).toBe('home page')
     expect(await cache.get('product:124')).toBeUndefined()

@@ -469,14 +469,19 @@ describe('bus options', () => {
   })
 
   it('a closed bus refuses to publish and stops applying', async () => {
-    const { instances } = await fleet('standalone', 2)
-    const [a, b] = instances as [Instance, Instance]
+    const { instances } = await fleet('standalone', 3)
+    const [a, b, c] = instances as [Instance, Instance, Instance]
     await b.bus.close()
     await expect(b.bus.publish([{ keys: ['x'] }])).rejects.toThrow(InvalidOptionError)
     await a.stack.set('x', 1)
     await b.stack.get('x')
-    await a.stack.delete('x')
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    await c.stack.get('x')
+    await a.stack.delete('x') // resolves once Redis took the PUBLISH: the message is on its way to all
+    // An open peer hears it; a round trip on b's subscriber connection comes back after anything Redis
+    // sent it before, so b has had every chance to hear it too.
+    await eventually(() => inMemory(c, 'x') === undefined, 'the open peer drops x')
+    await (b.subscriber as Redis).ping()
     expect(b.bus.stats.received).toBe(0)
+    expect(inMemory(b, 'x')).toBeDefined()
   })
 })

@@ -4,7 +4,7 @@
  * instead of hanging, and the engine works again once Redis is back.
  */
 import { LayerCacheError } from '@layercache/core'
-import { type RedisServerHandle, startRedisServer } from '@layercache/test-utils'
+import { connectionLost, type RedisServerHandle, startRedisServer } from '@layercache/test-utils'
 import { Redis } from 'ioredis'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { EntityCache } from '../src'
@@ -117,7 +117,7 @@ describe('entities with Redis killed', () => {
     timeout: 30_000,
   }, async () => {
     await server.kill()
-    await new Promise((resolve) => setTimeout(resolve, 50)) // let ioredis notice the closed socket
+    await connectionLost(client) // ioredis noticed the closed socket
     await expectDegraded()
     await server.restart()
     await new Promise<void>((resolve) =>

@@ -9,6 +9,7 @@ import {
   type LayerWriteOptions,
   WriteFencedError,
 } from '@layercache/core'
+import { eventually } from '@layercache/test-utils'
 import { useRedisAndCluster } from '@layercache/test-utils/redis-and-cluster'
 import calculateSlot from 'cluster-key-slot'
 import type { Redis } from 'ioredis'
@@ -707,11 +708,16 @@ describe.each(['standalone', 'cluster'] as const)('RedisKeyIndex on %s Redis', (
       const past = Date.now() - 2 * GC_GRACE_MS
       await indexedWrite(Array.from({ length: 50 }, (_, i) => ({ key: `old:${i}`, expiresAt: past })))
       expect(await sizes()).toEqual({ k: 51, kx: 51 })
-      // No write from here on: only reads, until the collector's tick has taken the expired entries.
-      while ((await sizes()).k > 1) {
-        expect((await layer.get('first'))?.value).toBe(1)
-        await new Promise((resolve) => setTimeout(resolve, 20))
-      }
+      // No write from here on: only reads, until the collector's tick has taken the expired entries. It
+      // ticks every second and tells no one, so time must pass: poll the index it cleans.
+      await eventually(
+        async () => {
+          expect((await layer.get('first'))?.value).toBe(1)
+          return (await sizes()).k === 1
+        },
+        "the collector's tick takes the expired entries",
+        { intervalMs: 20 },
+      )
       expect(await sizes()).toEqual({ k: 1, kx: 1 })
     })
 

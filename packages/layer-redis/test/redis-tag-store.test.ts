@@ -91,6 +91,8 @@ describe.each(['standalone', 'cluster'] as const)('RedisTagStore on %s Redis', (
       Date.now() - 120_000,
       async () => void (await raw.set(`${layer.prefix}old`, 'v', 'PX', 30)),
     )
+    // Time must pass: the old value's 30 ms PX lapses, so the member is one whose value really expired.
+    // (Collection goes by the member's score, so nothing below races this wait.)
     await new Promise((resolve) => setTimeout(resolve, 60))
     await store.write(
       'new',

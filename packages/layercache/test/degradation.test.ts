@@ -14,7 +14,7 @@ import {
 } from '@layercache/core'
 import { MemoryLayer } from '@layercache/layer-memory'
 import { RedisLayer } from '@layercache/layer-redis'
-import { spawnTestRedis, type TestRedis } from '@layercache/test-utils'
+import { connectionLost, spawnTestRedis, type TestRedis } from '@layercache/test-utils'
 import type { Redis } from 'ioredis'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 
@@ -60,8 +60,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 async function killRedis(): Promise<void> {
   await redis.server!.kill()
-  // Let ioredis notice the closed socket.
-  for (let i = 0; i < 100 && client.status === 'ready'; i++) await sleep(10)
+  await connectionLost(client) // ioredis noticed the closed socket
 }
 
 /** Misses on distinct keys until the breaker has opened (each one fails against the dead server). */

@@ -15,11 +15,13 @@ describe.each(['standalone', 'cluster'] as const)('a delete on another instance,
   it('fences a load that began before it: the old value is never written back', async () => {
     const { a, b, redisOnly } = setup(target)
     const { opened, open } = gate()
+    const began = gate()
     const loading = a.getOrSet('price:1', async () => {
+      began.open()
       await opened
       return 'old price'
     })
-    await new Promise((resolve) => setTimeout(resolve, 20)) // the load has begun (and snapshotted)
+    await began.opened // the loader runs only once the load's fence snapshot is in Redis
     await b.delete('price:1')
     open()
     expect(await loading).toBe('old price')
@@ -33,11 +35,13 @@ describe.each(['standalone', 'cluster'] as const)('a delete on another instance,
     await b.delete('price:1')
     expect(await a.getOrSet('price:1', () => 'new price')).toBe('new price')
     const { opened, open } = gate()
+    const began = gate()
     const loading = a.getOrSet('price:2', async () => {
+      began.open()
       await opened
       return 'p2'
     })
-    await new Promise((resolve) => setTimeout(resolve, 20))
+    await began.opened // the loader runs only once the load's fence snapshot is in Redis
     await b.delete('price:3')
     open()
     await loading

@@ -42,14 +42,19 @@ describe.each(['standalone', 'cluster'] as const)('tags set by the loader (ctx.s
     const gate = new Promise<void>((resolve) => {
       release = resolve
     })
+    let began!: () => void
+    const loaderRunning = new Promise<void>((resolve) => {
+      began = resolve
+    })
     const first = cache.getOrSet('product:9', async (ctx) => {
       loads++
+      began()
       await gate
       ctx.setTags(['category:garden'])
       return { id: 9, version: 1 }
     })
     // Any tag invalidation while the load runs: the load cannot know whether it was one of its tags.
-    while (loads === 0) await new Promise((resolve) => setImmediate(resolve))
+    await loaderRunning
     await other.invalidateByTag('category:garden')
     release()
     expect(await first).toEqual({ id: 9, version: 1 })

@@ -245,11 +245,16 @@ describe.each(['standalone', 'cluster'] as const)('generations shared through %s
     const gate = new Promise<void>((resolve) => {
       release = resolve
     })
+    let began!: () => void
+    const loaderRunning = new Promise<void>((resolve) => {
+      began = resolve
+    })
     const loading = b.getOrSet('page', async () => {
+      began()
       await gate
       return 'rendered-before-the-bump'
     })
-    await new Promise((resolve) => setTimeout(resolve, 20))
+    await loaderRunning // the load has begun: its loader is reading the old data
     await a.bumpGeneration()
     release()
     expect(await loading).toBe('rendered-before-the-bump')

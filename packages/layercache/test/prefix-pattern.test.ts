@@ -263,6 +263,7 @@ describe.each(TARGETS)('prefix and pattern invalidation, %s', (target) => {
     if (target !== 'memory only') {
       await a.set('g:short', 1, { ttl: 1 })
       await a.set('g:long', 2)
+      // Time must pass again: g:short's 1 ms TTL lapses in Redis (b's memory never held it).
       await new Promise((resolve) => setTimeout(resolve, 30))
       expect(await b.invalidateByPrefix('g:')).toBe(1)
     }

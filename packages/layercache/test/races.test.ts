@@ -19,7 +19,23 @@ function instance() {
   return { memory, layer, cache: new CacheStack([memory, layer]) }
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+/** A loader parked until `release()`; `started` resolves once the stack has called it. */
+function gatedLoader<T>(value: T) {
+  let release!: () => void
+  let markStarted!: () => void
+  const gate = new Promise<void>((resolve) => {
+    release = resolve
+  })
+  const started = new Promise<void>((resolve) => {
+    markStarted = resolve
+  })
+  const loader = async () => {
+    markStarted()
+    await gate
+    return value
+  }
+  return { loader, started, release }
+}
 /** A random short pause: none, a microtask, or a turn of the event loop (lets Redis replies in). */
 const jitter = () => {
   const roll = Math.random()
@@ -45,15 +61,9 @@ describe('invariant 1: an invalidation is never undone by a read or load that be
   it('a delete while the loader runs keeps the loaded value out of L1 and Redis', async () => {
     run++
     const { cache, memory, layer } = instance()
-    let release!: () => void
-    const gate = new Promise<void>((resolve) => {
-      release = resolve
-    })
-    const loading = cache.getOrSet('k', async () => {
-      await gate
-      return 'loaded-before-delete'
-    })
-    await sleep(5)
+    const { loader, started, release } = gatedLoader('loaded-before-delete')
+    const loading = cache.getOrSet('k', loader)
+    await started // the loader runs
     await cache.delete('k')
     release()
     expect(await loading).toBe('loaded-before-delete')
@@ -64,12 +74,11 @@ describe('invariant 1: an invalidation is never undone by a read or load that be
   it('a set during a load wins over the load', async () => {
     run++
     const { cache } = instance()
-    const loading = cache.getOrSet('k', async () => {
-      await sleep(20)
-      return 'stale'
-    })
-    await sleep(5)
+    const { loader, started, release } = gatedLoader('stale')
+    const loading = cache.getOrSet('k', loader)
+    await started // the loader runs
     await cache.set('k', 'fresh')
+    release()
     await loading
     expect(await cache.get('k')).toBe('fresh')
     expect(await instance().cache.get('k')).toBe('fresh')

@@ -1,4 +1,9 @@
-import { type RedisServerHandle, startRedisServer } from '@layercache/test-utils'
+import {
+  connectionLost,
+  connectionReady,
+  type RedisServerHandle,
+  startRedisServer,
+} from '@layercache/test-utils'
 import { Redis } from 'ioredis'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { CacheStack, LayerTimeoutError, LayerUnavailableError, MemoryLayer, RedisLayer } from '../src'
@@ -143,7 +148,7 @@ describe('with Redis stopped (process killed)', () => {
   it('hits answer from L1, misses fail fast with LayerUnavailableError, delete still clears L1 but rejects', async () => {
     await cache.set('warm', 'v')
     await server.kill()
-    await new Promise((resolve) => setTimeout(resolve, 50)) // let ioredis notice the closed socket
+    await connectionLost(client) // ioredis noticed the closed socket
     expect(await settledWithin(cache.get('warm'), 50)).toEqual({ value: 'v' })
 
     const miss = await settledWithin(cache.get('cold'), 150)
@@ -161,29 +166,15 @@ describe('with Redis stopped (process killed)', () => {
 
   it('recovers by itself when Redis comes back', async () => {
     await server.kill()
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    await connectionLost(client)
     await expect(cache.get('k')).rejects.toBeInstanceOf(LayerUnavailableError)
     await server.restart()
-    await waitFor(async () => {
-      await cache.set('k', 'after-restart')
-      return true
-    })
+    await connectionReady(client) // ioredis reconnected by itself: the cache works again at once
+    await cache.set('k', 'after-restart')
     const reader = new CacheStack([new RedisLayer({ client, prefix: 'faults' })])
     expect(await reader.get('k')).toBe('after-restart')
   })
 })
-
-async function waitFor(attempt: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    try {
-      if (await attempt()) return
-    } catch (error) {
-      if (Date.now() > deadline) throw error
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
 
 describe('with Redis restarted empty', () => {
   it('a load that began before the restart does not write back what a delete before it removed', async () => {
@@ -208,8 +199,10 @@ describe('with Redis restarted empty', () => {
       })
       await loaderStarted
       await peer.delete('row') // the database changed; the delete's fence counter is in Redis…
+      const lost = connectionLost(client)
       await server.restart() // …and lost with everything else
-      await waitFor(async () => client.status === 'ready' && (await client.ping()) === 'PONG')
+      await lost
+      await connectionReady(client)
       release()
       expect(await loading).toBe('read before the delete') // its caller still gets what it loaded
       const reader = new CacheStack([new RedisLayer({ client, prefix: 'faults' })])

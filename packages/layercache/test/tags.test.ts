@@ -72,15 +72,20 @@ describe.each(['memory only', 'standalone', 'cluster'] as const)('tag invalidati
     const gate = new Promise<void>((resolve) => {
       release = resolve
     })
+    let began!: () => void
+    const loaderRunning = new Promise<void>((resolve) => {
+      began = resolve
+    })
     const loading = a.getOrSet(
       'price:1',
       async () => {
+        began()
         await gate
         return 'old price'
       },
       { tags: ['price'] },
     )
-    await new Promise((resolve) => setTimeout(resolve, 5))
+    await loaderRunning // the load is in flight: its loader is running
     await a.invalidateByTag('price')
     release()
     expect(await loading).toBe('old price')
@@ -105,15 +110,20 @@ describe.each(['standalone', 'cluster'] as const)('tag invalidation across insta
     const gate = new Promise<void>((resolve) => {
       release = resolve
     })
+    let began!: () => void
+    const loaderRunning = new Promise<void>((resolve) => {
+      began = resolve
+    })
     const loading = a.getOrSet(
       'price:1',
       async () => {
+        began()
         await gate
         return 'read before the price change'
       },
       { tags: ['price'] },
     )
-    await new Promise((resolve) => setTimeout(resolve, 20))
+    await loaderRunning // the load is in flight (the loader runs after its fence snapshot is taken)
     await b.set('other', 1, { tags: ['price'] })
     expect(await b.invalidateByTag('price')).toBe(1)
     release()

@@ -1,10 +1,17 @@
 import { describe, expect, it } from 'vitest'
+import type { CacheEventMap, CacheStack } from '../src'
 import { useRedisTargets } from './support/redis-targets'
 
 const setup = useRedisTargets('warm')
 
-async function settle(): Promise<void> {
-  for (let i = 0; i < 10; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+/** The stack's next 'rewarm' event: a warmer finished refilling its key (or failed to). */
+function nextRewarm(stack: CacheStack): Promise<CacheEventMap['rewarm']> {
+  return new Promise((resolve) => {
+    const off = stack.on('rewarm', (event) => {
+      off()
+      resolve(event)
+    })
+  })
 }
 
 describe.each(['standalone', 'cluster'] as const)('warmers on %s Redis', (target) => {
@@ -13,8 +20,9 @@ describe.each(['standalone', 'cluster'] as const)('warmers on %s Redis', (target
     let version = 0
     a.addWarmer('homepage', () => `home v${++version}`, { tags: ['featured'] })
     await a.getOrSet('homepage', () => `home v${++version}`, { tags: ['featured'] })
+    const rewarmed = nextRewarm(a)
     await a.invalidateByTag('featured')
-    await settle()
+    expect(await rewarmed).toEqual({ key: 'homepage' })
     let loadedOnB = 0
     expect(
       await b.getOrSet('homepage', () => {

@@ -1,5 +1,7 @@
+export { connectionLost, connectionReady } from './connection-events'
 export { duplicateClient } from './duplicate-client'
 export { RedisUnavailableForTestsError } from './errors'
+export { eventually } from './eventually'
 export { freePort } from './free-port'
 export { type RedisClusterHandle, type StartRedisClusterOptions, startRedisCluster } from './redis-cluster'
 export { type RedisServerHandle, type StartRedisServerOptions, startRedisServer } from './redis-server'

@@ -490,6 +490,8 @@ describe('WriteBehind: back-pressure', () => {
     const waiting = queue.write('late', 'value').finally(() => {
       settled = true
     })
+    // Time must pass: nothing is to happen (the write keeps retrying a full queue every 20 ms), so the
+    // test watches a window; it can only pass wrongly, never fail wrongly, on a slow machine.
     await sleep(200)
     expect(settled).toBe(false)
     expect(await cache.get('late')).toBeUndefined()
@@ -569,6 +571,7 @@ describe('WriteBehind: shutdown', () => {
     expect(await streamState(client, queue)).toEqual({ length: 0, pending: 0 })
     // Stopped: a later write (from this or any instance) is left for the other consumers.
     await queue.write('after', 1)
+    // Time must pass: a consumer still running would poll (every 50 ms) within this window.
     await sleep(100)
     expect(seen).toHaveLength(40)
     expect(await client.xlen(queue.streamKey)).toBe(1)
@@ -620,7 +623,7 @@ describe('WriteBehind: shutdown', () => {
     queue.start()
     await queue.write('k', 1)
     await expect(queue.close({ drain: true, timeoutMs: 200 })).rejects.toBeInstanceOf(FlushTimeoutError)
-    await sleep(50) // a round that had started may finish
+    // close() settles only once a round that had started finished: from here the writer is not called.
     const callsAfterClose = calls
     await sleep(300) // a running consumer retries every 2 ms: it would call the writer again meanwhile
     expect(calls).toBe(callsAfterClose)
