@@ -19,7 +19,7 @@ import {
 } from '@layercache/core'
 import { LRUCache } from 'lru-cache'
 import { estimateBytes } from './size-estimate'
-import { copyValue, deepFreeze, type ValueProtection } from './value-protection'
+import { copyValue, deepFreeze, frozenCopy, type ValueProtection } from './value-protection'
 
 export interface MemoryLayerOptions {
   /** Layer name in stats and events. Default `memory`. */
@@ -40,7 +40,7 @@ const PROTECTIONS: readonly ValueProtection[] = ['freeze', 'clone', 'none']
 
 interface StoredEntry extends CacheEntry {
   readonly bytes: number
-  /** Every read gets a structured clone: `clone`, or a `freeze` value freezing cannot fully protect. */
+  /** Every read gets a copy: `clone`, or a `freeze` value freezing cannot fully protect. */
   readonly copyOnRead: boolean
 }
 
@@ -216,10 +216,13 @@ export class MemoryLayer implements LocalCacheLayer {
     if (value === null || typeof value !== 'object') return { value, copyOnRead: false }
     // `clone` must copy even an owned value: the caller that triggered the write gets that object back.
     if (this.protection === 'clone') return { value: copyValue(value), copyOnRead: true }
-    const kept = ownsValue ? value : copyValue(value)
-    if (deepFreeze(kept)) return { value: kept, copyOnRead: false }
+    if (!ownsValue) {
+      const frozen = frozenCopy(value)
+      return { value: frozen.value, copyOnRead: !frozen.sealed }
+    }
+    if (deepFreeze(value)) return { value, copyOnRead: false }
     // A Date, Map, Set or binary buffer inside stays mutable when frozen: keep a copy no caller holds (an
     // owned value goes back to the caller that triggered the write) and hand out copies of it.
-    return { value: ownsValue ? copyValue(kept) : kept, copyOnRead: true }
+    return { value: copyValue(value), copyOnRead: true }
   }
 }
