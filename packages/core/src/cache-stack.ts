@@ -328,7 +328,7 @@ export class CacheStack {
         mode = this.errorMode(options)
       }
       const hit = this.memoryHit(full)
-      if (hit !== undefined) return Promise.resolve(this.state.answerOf(hit) as T)
+      if (hit !== undefined) return hit as Promise<T | undefined>
       assertKey(key)
     } catch (error) {
       return Promise.reject(error)
@@ -521,10 +521,14 @@ export class CacheStack {
     const l1 = state.l1
     let fallback: CacheEntry | undefined
     if (l1 !== undefined) {
-      const entry = l1.get(full)
-      if (entry === undefined) {
+      const found = l1.peek(full)
+      if (found === undefined) {
         state.stats.layerMisses[0]!++
+      } else if (!l1.isEntry(found)) {
+        state.countHit(0, full)
+        return Promise.resolve(found as T)
       } else {
+        const entry = found
         const verdict = entry.freshUntil === undefined ? 'fresh' : judge(entry, plan.policy)
         if (verdict === 'fallback') {
           state.stats.layerMisses[0]!++
@@ -677,18 +681,27 @@ export class CacheStack {
     this.state.stats.reset()
   }
 
-  /** The hot path: an in-process first layer answers synchronously, and is counted either way. */
-  private memoryHit(full: string): CacheEntry | undefined {
+  /**
+   * The hot path: an in-process first layer answers synchronously, and is counted either way. Answers
+   * the promise a read returns, or undefined when memory has no fresh entry.
+   */
+  private memoryHit(full: string): Promise<unknown> | undefined {
     const state = this.state
     const l1 = state.l1
     if (l1 === undefined) return undefined
-    const entry = l1.get(full)
-    if (entry === undefined || (entry.freshUntil !== undefined && !isFresh(entry))) {
-      state.stats.layerMisses[0]!++
-      return undefined
+    const found = l1.peek(full)
+    if (found !== undefined) {
+      if (!l1.isEntry(found)) {
+        state.countHit(0, full)
+        return Promise.resolve(found)
+      }
+      if (found.freshUntil === undefined || isFresh(found)) {
+        state.countHit(0, full)
+        return Promise.resolve(state.answerOf(found))
+      }
     }
-    this.state.countHit(0, full)
-    return entry
+    state.stats.layerMisses[0]!++
+    return undefined
   }
 
   /** Validates a call's options and merges them over the stack's defaults. */

@@ -19,6 +19,7 @@ import {
 } from '@layercache/core'
 import { LRUCache } from 'lru-cache'
 import { estimateBytes } from './size-estimate'
+import { CopyingEntry, isMemoryEntry, keptBare, SharedEntry } from './stored-entry'
 import { copyValue, deepFreeze, frozenCopy, type ValueProtection } from './value-protection'
 
 export interface MemoryLayerOptions {
@@ -38,11 +39,8 @@ export interface MemoryLayerOptions {
 const OPTIONS = ['name', 'ttl', 'maxSize', 'maxBytes', 'maxEntryBytes', 'protection'] as const
 const PROTECTIONS: readonly ValueProtection[] = ['freeze', 'clone', 'none']
 
-interface StoredEntry extends CacheEntry {
-  readonly bytes: number
-  /** Every read gets a copy: `clone`, or a `freeze` value freezing cannot fully protect. */
-  readonly copyOnRead: boolean
-}
+/** What the LRU holds per key: a MemoryEntry, or the bare value of a plain entry (see MemoryEntry). */
+type Stored = NonNullable<unknown>
 
 /** A value as the layer keeps it, and whether reads must copy it. */
 interface Protected {
@@ -56,7 +54,7 @@ export class MemoryLayer implements LocalCacheLayer {
   readonly local = true as const
   readonly ttl: number | undefined
   readonly protection: ValueProtection
-  private readonly lru: LRUCache<string, StoredEntry>
+  private readonly lru: LRUCache<string, Stored>
   private readonly measure: boolean
   /** Tags of the entries held, so tag invalidation finds them; kept in step with the LRU by `dispose`. */
   private readonly tagIndex: MemoryTagIndex
@@ -85,15 +83,14 @@ export class MemoryLayer implements LocalCacheLayer {
     this.maxKeys = max
     // Bounded like the LRU itself; an entry the index had to forget is dropped rather than left untracked.
     this.tagIndex = new MemoryTagIndex({ maxKeys: max, onEvict: (key) => this.lru.delete(key) })
-    this.lru = new LRUCache<string, StoredEntry>({
-      dispose: (entry, key) => {
-        if (entry.tags !== undefined) this.tagIndex.delete(key)
+    this.lru = new LRUCache<string, Stored>({
+      dispose: (stored, key) => {
+        if (isMemoryEntry(stored) && stored.tags !== undefined) this.tagIndex.delete(key)
         this.keyTrie?.delete(key)
       },
       max,
       ...(maxBytes !== undefined ? { maxSize: maxBytes } : {}),
       ...(maxEntryBytes !== undefined ? { maxEntrySize: maxEntryBytes } : {}),
-      ...(this.measure ? { sizeCalculation: (entry: StoredEntry) => entry.bytes } : {}),
       ...(this.ttl !== undefined ? { ttl: this.ttl } : {}),
       ttlAutopurge: false,
       // Expire by the same clock as `expiresAt`, so memory and lower layers agree on when an entry is gone.
@@ -113,9 +110,23 @@ export class MemoryLayer implements LocalCacheLayer {
   }
 
   get(key: string): CacheEntry | undefined {
-    const entry = this.lru.get(key)
-    if (entry === undefined || !entry.copyOnRead) return entry
-    return { ...entry, value: copyValue(entry.value) }
+    const status: LRUCache.Status<string, Stored> = {}
+    const stored = this.lru.get(key, { status })
+    if (stored === undefined || isMemoryEntry(stored)) return stored
+    // A bare value: lru-cache started its TTL on the same clock as ours (`perf: Date`).
+    return SharedEntry.around(stored, status.ttl ? status.start! + status.ttl : 0)
+  }
+
+  /**
+   * The hot path of a hit (see LocalCacheLayer.peek): what the LRU holds, a plain entry's bare value or
+   * another entry, which isEntry tells apart.
+   */
+  peek(key: string): unknown {
+    return this.lru.get(key)
+  }
+
+  isEntry(found: unknown): found is CacheEntry {
+    return isMemoryEntry(found)
   }
 
   getMany(keys: readonly string[]): (CacheEntry | undefined)[] {
@@ -180,30 +191,27 @@ export class MemoryLayer implements LocalCacheLayer {
 
   private prepare(key: string, entry: CacheEntry, options: LayerWriteOptions | undefined): () => void {
     const { value, copyOnRead } = this.protect(entry.value, options?.ownsValue === true)
-    const bytes = this.measure ? estimateBytes(value) + key.length * 2 + 64 : 0
+    const size = this.measure ? estimateBytes(value) + key.length * 2 + 64 : undefined
     const ttl = effectiveTtl(options?.ttl, this.ttl)
+    const setOptions = ttl === undefined && size === undefined ? undefined : { ttl, size }
+    const bare = keptBare(entry, value, copyOnRead)
     const stillValid = options?.stillValid
     return () => {
       if (stillValid !== undefined && !stillValid()) return
-      const expiresAt = ttl === undefined ? 0 : Date.now() + ttl
-      // Every field spelled out (undefined when unused) keeps all stored entries one shape for V8.
-      const stored: StoredEntry = {
-        value,
-        expiresAt,
-        tags: entry.tags,
-        freshUntil: entry.freshUntil,
-        createdAt: entry.createdAt,
-        loadMs: entry.loadMs,
-        absent: entry.absent,
-        bytes,
-        copyOnRead,
-      }
-      this.lru.set(key, stored, ttl === undefined ? undefined : { ttl })
+      const stored = bare ? (value as Stored) : this.entryOf(value, copyOnRead, ttl, entry)
+      this.lru.set(key, stored, setOptions)
       if (this.keyTrie === undefined && entry.tags === undefined) return
       if (!this.lru.has(key)) return
       this.keyTrie?.add(key)
       if (entry.tags !== undefined && entry.tags.length > 0) this.tagIndex.set(key, entry.tags)
     }
+  }
+
+  private entryOf(value: unknown, copyOnRead: boolean, ttl: number | undefined, entry: CacheEntry): Stored {
+    const Entry = copyOnRead ? CopyingEntry : SharedEntry
+    const expiresAt = ttl === undefined ? 0 : Date.now() + ttl
+    const { tags, freshUntil, createdAt, loadMs, absent } = entry
+    return new Entry(value, expiresAt, tags, freshUntil, createdAt, loadMs, absent)
   }
 
   private protect(value: unknown, ownsValue: boolean): Protected {
