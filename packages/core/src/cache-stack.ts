@@ -4,7 +4,7 @@ import type { CacheEventListener, CacheEventName } from './events'
 import { buildEntry, FRESHNESS_OPTIONS, type FreshnessOptions, judge, resolveFreshness } from './freshness'
 import { type TagMatchMode, validatePattern } from './invalidation'
 import { DEPENDENCY_TAG, dependencyTag, Invalidator } from './invalidator'
-import type { CacheLayer, LayerWrite } from './layer'
+import type { CacheLayer, LayerWrite, LocalCacheLayer } from './layer'
 import type { Loader } from './load-runner'
 import { type LoadPlan, scopeTags } from './plan'
 import { type CacheStackOptions, LAYER_ERROR_MODES, type LayerErrorMode, StackState } from './stack-state'
@@ -101,6 +101,11 @@ const WRAP_OPTIONS = ['keyResolver', ...GET_OR_SET_OPTIONS] as const
 function hitPathKey(key: unknown): string {
   if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) return assertKey(key)
   return key
+}
+
+/** What a hit on `entry` (an in-process layer's) answers: its value, or undefined for a cached "absent". */
+function resolvedAnswer(state: StackState, l1: LocalCacheLayer, entry: CacheEntry): Promise<unknown> {
+  return entry.absent === undefined ? l1.resolved(entry) : Promise.resolve(state.answerOf(entry))
 }
 
 function normalizeNamespace(prefix: unknown): string {
@@ -536,7 +541,7 @@ export class CacheStack {
         } else {
           state.countHit(0, full)
           if (verdict !== 'fresh') state.loads.refreshInBackground(full, key, loader, plan, entry, verdict)
-          return Promise.resolve(state.answerOf(entry) as T)
+          return resolvedAnswer(state, l1, entry) as Promise<T>
         }
       }
     }
@@ -697,7 +702,7 @@ export class CacheStack {
       }
       if (found.freshUntil === undefined || isFresh(found)) {
         state.countHit(0, full)
-        return Promise.resolve(state.answerOf(found))
+        return resolvedAnswer(state, l1, found)
       }
     }
     state.stats.layerMisses[0]!++

@@ -19,7 +19,7 @@ import {
 } from '@layercache/core'
 import { LRUCache } from 'lru-cache'
 import { estimateBytes } from './size-estimate'
-import { CopyingEntry, isMemoryEntry, keptBare, SharedEntry } from './stored-entry'
+import { CopyingEntry, isMemoryEntry, keptBare, type MemoryEntry, SharedEntry } from './stored-entry'
 import { copyValue, deepFreeze, frozenCopy, type ValueProtection } from './value-protection'
 
 export interface MemoryLayerOptions {
@@ -127,6 +127,10 @@ export class MemoryLayer implements LocalCacheLayer {
 
   isEntry(found: unknown): found is CacheEntry {
     return isMemoryEntry(found)
+  }
+
+  resolved(entry: CacheEntry): Promise<unknown> {
+    return (entry as MemoryEntry).resolved()
   }
 
   getMany(keys: readonly string[]): (CacheEntry | undefined)[] {

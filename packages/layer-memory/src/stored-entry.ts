@@ -19,6 +19,9 @@ export abstract class MemoryEntry implements CacheEntry {
     readonly loadMs: number | undefined,
     readonly absent: boolean | undefined,
   ) {}
+
+  /** A resolved promise of `value` for a hit (see LocalCacheLayer.resolved). */
+  abstract resolved(): Promise<unknown>
 }
 
 const ENTRY = MemoryEntry.prototype
@@ -34,6 +37,9 @@ export function isMemoryEntry(stored: unknown): stored is MemoryEntry {
 
 /** An entry whose value every reader may share. */
 export class SharedEntry extends MemoryEntry {
+  /** Made on the first hit, then handed to every reader; frozen, so none can change it for the next. */
+  private answer: Promise<unknown> | undefined = undefined
+
   constructor(
     readonly value: unknown,
     expiresAt: number,
@@ -44,6 +50,11 @@ export class SharedEntry extends MemoryEntry {
     absent: boolean | undefined,
   ) {
     super(expiresAt, tags, freshUntil, createdAt, loadMs, absent)
+  }
+
+  resolved(): Promise<unknown> {
+    if (this.answer === undefined) this.answer = Object.freeze(Promise.resolve(this.value))
+    return this.answer
   }
 
   /** The entry around a bare value, expiring at `expiresAt`. */
@@ -71,6 +82,10 @@ export class CopyingEntry extends MemoryEntry {
 
   get value(): unknown {
     return copyValue(this.kept)
+  }
+
+  resolved(): Promise<unknown> {
+    return Promise.resolve(this.value)
   }
 }
 

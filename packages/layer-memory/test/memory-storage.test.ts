@@ -141,3 +141,37 @@ describe('MemoryLayer storage: plain entries are kept as their bare value', () =
     )
   })
 })
+
+describe('MemoryLayer resolved answers', () => {
+  it('hands every hit on a kept entry the same frozen promise of its value', async () => {
+    const layer = new MemoryLayer()
+    write(layer, 'k', { value: { n: 1 }, expiresAt: 0, tags: ['t'] })
+    const entry = layer.peek('k') as CacheEntry
+    const first = layer.resolved(entry)
+    expect(layer.resolved(layer.peek('k') as CacheEntry)).toBe(first)
+    expect(Object.isFrozen(first)).toBe(true)
+    expect(await first).toBe(entry.value)
+  })
+
+  it('hands each read of an entry copied on read its own copy', async () => {
+    const layer = new MemoryLayer({ protection: 'clone' })
+    write(layer, 'k', { n: 1 })
+    const found = layer.peek('k')
+    expect(layer.isEntry(found)).toBe(true)
+    const [a, b] = await Promise.all([
+      layer.resolved(found as CacheEntry),
+      layer.resolved(found as CacheEntry),
+    ])
+    expect(a).toEqual({ n: 1 })
+    expect(a).not.toBe(b)
+  })
+
+  it('a reader cannot tamper with the promise the next reader gets', async () => {
+    const cache = new CacheStack([new MemoryLayer()], { staleWhileRevalidate: 1000, ttl: 60_000 })
+    await cache.getOrSet('k', () => ({ n: 1 }))
+    const hit = cache.getOrSet('k', () => ({ n: 2 }))
+    expect(() => Object.defineProperty(hit, 'then', { value: () => 'tampered' })).toThrow(TypeError)
+    expect(await cache.getOrSet('k', () => ({ n: 3 }))).toEqual({ n: 1 })
+    expect(await cache.get('k')).toEqual({ n: 1 })
+  })
+})
