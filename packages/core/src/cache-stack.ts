@@ -99,8 +99,11 @@ const WRAP_OPTIONS = ['keyResolver', ...GET_OR_SET_OPTIONS] as const
  * L1 hit about 8% in `pnpm bench`.
  */
 function hitPathKey(key: unknown): string {
-  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) return assertKey(key)
-  return key
+  return isHitPathKey(key) ? key : assertKey(key)
+}
+
+function isHitPathKey(key: unknown): key is string {
+  return typeof key === 'string' && key.length !== 0 && key.length <= MAX_KEY_LENGTH
 }
 
 /** What a hit on `entry` (an in-process layer's) answers: its value, or undefined for a cached "absent". */
@@ -321,11 +324,18 @@ export class CacheStack {
     return this.state.userLayers
   }
 
-  // Not `async`: a miss hands back the read-through's own promise instead of wrapping it in another.
+  // Not `async`: a hit answers with a resolved promise and no async frame, a miss hands back the
+  // read-through's own promise instead of wrapping it in another.
   get<T = unknown>(key: string, options?: ReadOptions): Promise<T | undefined> {
-    const state = this.state
+    // The hot path, kept small so it inlines into callers: no options, a key memory can hold.
+    if (options === undefined && isHitPathKey(key)) {
+      const full = this.fullKey(key)
+      const hit = this.memoryHit(full)
+      if (hit !== undefined) return hit as Promise<T | undefined>
+      return this.readBelowMemory<T>(key, full, this.state.onLayerError, options)
+    }
     let full: string
-    let mode = state.onLayerError
+    let mode = this.state.onLayerError
     try {
       full = this.fullKey(hitPathKey(key))
       if (options !== undefined) {
@@ -334,13 +344,28 @@ export class CacheStack {
       }
       const hit = this.memoryHit(full)
       if (hit !== undefined) return hit as Promise<T | undefined>
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.readBelowMemory<T>(key, full, mode, options)
+  }
+
+  /** `get` after a memory miss: the rest of key validation, then the layers below. */
+  private readBelowMemory<T>(
+    key: string,
+    full: string,
+    mode: LayerErrorMode,
+    options: ReadOptions | undefined,
+  ): Promise<T | undefined> {
+    try {
       assertKey(key)
     } catch (error) {
       return Promise.reject(error)
     }
+    const state = this.state
     // A new instance learns the fleet's generation before its first remote read (keys depend on it).
     if (state.generations?.pending) return state.generations.ready.then(() => this.get<T>(key, options))
-    return this.state.reads.readThrough(full, state.l1 === undefined ? 0 : 1, mode, false) as Promise<
+    return state.reads.readThrough(full, state.l1 === undefined ? 0 : 1, mode, false) as Promise<
       T | undefined
     >
   }
@@ -513,7 +538,10 @@ export class CacheStack {
    */
   // Not `async`: a memory hit answers with a resolved promise and no async frame, like `get`.
   getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
-    const state = this.state
+    // The hot path, kept small so it inlines into callers: no options, a key memory can hold.
+    if (options === undefined && isHitPathKey(key) && typeof loader === 'function') {
+      return this.getOrLoad(key, this.fullKey(key), loader, this.defaultPlan, options)
+    }
     let full: string
     let plan: LoadPlan
     try {
@@ -523,6 +551,18 @@ export class CacheStack {
     } catch (error) {
       return Promise.reject(error)
     }
+    return this.getOrLoad(key, full, loader, plan, options)
+  }
+
+  /** getOrSet once its arguments are checked: a memory hit, judged for freshness, or a load. */
+  private getOrLoad<T>(
+    key: string,
+    full: string,
+    loader: Loader<T>,
+    plan: LoadPlan,
+    options: GetOrSetOptions | undefined,
+  ): Promise<T> {
+    const state = this.state
     const l1 = state.l1
     let fallback: CacheEntry | undefined
     if (l1 !== undefined) {
