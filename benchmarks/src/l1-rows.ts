@@ -35,7 +35,7 @@ export function compareL1(
       baseline: `${formatNs(bNs)} (${formatRate(1e9 / bNs)})`,
       ratio: paired.median,
       roundRange: paired.range,
-      budget: budgeted ? { text: '≤ 1.5× time', maxRatio: 1.5 } : undefined,
+      budget: budgeted ? { text: '≤ 1.3× time', maxRatio: 1.3 } : undefined,
     },
   ]
   if (!withPercentiles) return rows
