@@ -66,7 +66,7 @@ export class MemoryLayer implements LocalCacheLayer {
   private readonly maxKeys: number
   /**
    * How many MemoryEntry objects the LRU may hold (never fewer than it does): while there are none, isEntry
-   * answers without looking at the value, which is a tenth of a plain hit.
+   * answers without looking at the value (about 4 ns of a ~75 ns plain hit).
    */
   private entriesHeld = 0
 
