@@ -12,6 +12,7 @@ import { entityInvalidation } from './scenarios/entity-invalidation'
 import { expiryStorm } from './scenarios/expiry-storm'
 import { fleetStampede } from './scenarios/fleet-stampede'
 import { freshnessL1 } from './scenarios/freshness-l1'
+import { l1Heap } from './scenarios/l1-heap'
 import { l1Hit } from './scenarios/l1-hit'
 import { l2Concurrent } from './scenarios/l2-concurrent'
 import { l2Hit } from './scenarios/l2-hit'
@@ -38,6 +39,7 @@ const SCENARIOS = [
   { name: 'getOrSet miss and delete', run: missAndDelete },
   { name: 'L2 hit, 100 concurrent', run: l2Concurrent },
   { name: 'Freshness options, L1 hit', run: freshnessL1 },
+  { name: 'Heap per L1 entry', run: l1Heap },
   { name: 'Hot-key expiry storm', run: expiryStorm },
   { name: 'Fleet stampede', run: fleetStampede },
   { name: 'Tag invalidation', run: tagInvalidation },

@@ -34,6 +34,7 @@ export async function l1Breakdown(ctx: BenchContext): Promise<void> {
 
   const variants = [
     { name: 'raw: async k => lru.get(k)', op: async (k: string) => lru.get(k) },
+    { name: 'async k => memoryLayer.peek(k) (the hot path read)', op: async (k: string) => memory.peek(k) },
     { name: 'async k => memoryLayer.get(k)?.value', op: async (k: string) => memory.get(k)?.value },
     {
       name: 'async k => memoryLayer.get(assertKey(k))?.value',
@@ -45,6 +46,7 @@ export async function l1Breakdown(ctx: BenchContext): Promise<void> {
     { name: 'floor: async k => k', op: async (k: string) => k },
     { name: 'floor: sync k => k (no await)', op: (k: string) => k, awaited: false },
     { name: 'sync: lru.get(k) (no await)', op: (k: string) => lru.get(k), awaited: false },
+    { name: 'sync: memoryLayer.peek(k) (no await)', op: (k: string) => memory.peek(k), awaited: false },
     { name: 'sync: memoryLayer.get(k) (no await)', op: (k: string) => memory.get(k), awaited: false },
     { name: 'sync: assertKey(k)', op: (k: string) => assertKey(k), awaited: false },
     { name: 'sync: same check as a char-code loop', op: (k: string) => keyCheckLoop(k), awaited: false },

@@ -4,7 +4,7 @@ import type { CacheEventListener, CacheEventName } from './events'
 import { buildEntry, FRESHNESS_OPTIONS, type FreshnessOptions, judge, resolveFreshness } from './freshness'
 import { type TagMatchMode, validatePattern } from './invalidation'
 import { DEPENDENCY_TAG, dependencyTag, Invalidator } from './invalidator'
-import type { CacheLayer, LayerWrite } from './layer'
+import type { CacheLayer, LayerWrite, LocalCacheLayer } from './layer'
 import type { Loader } from './load-runner'
 import { type LoadPlan, scopeTags } from './plan'
 import { type CacheStackOptions, LAYER_ERROR_MODES, type LayerErrorMode, StackState } from './stack-state'
@@ -99,8 +99,16 @@ const WRAP_OPTIONS = ['keyResolver', ...GET_OR_SET_OPTIONS] as const
  * L1 hit about 8% in `pnpm bench`.
  */
 function hitPathKey(key: unknown): string {
-  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) return assertKey(key)
-  return key
+  return isHitPathKey(key) ? key : assertKey(key)
+}
+
+function isHitPathKey(key: unknown): key is string {
+  return typeof key === 'string' && key.length !== 0 && key.length <= MAX_KEY_LENGTH
+}
+
+/** What a hit on `entry` (an in-process layer's) answers: its value, or undefined for a cached "absent". */
+function resolvedAnswer(state: StackState, l1: LocalCacheLayer, entry: CacheEntry): Promise<unknown> {
+  return entry.absent === undefined ? l1.resolved(entry) : Promise.resolve(state.answerOf(entry))
 }
 
 function normalizeNamespace(prefix: unknown): string {
@@ -316,11 +324,18 @@ export class CacheStack {
     return this.state.userLayers
   }
 
-  // Not `async`: a miss hands back the read-through's own promise instead of wrapping it in another.
+  // Not `async`: a hit answers with a resolved promise and no async frame, a miss hands back the
+  // read-through's own promise instead of wrapping it in another.
   get<T = unknown>(key: string, options?: ReadOptions): Promise<T | undefined> {
-    const state = this.state
+    // The hot path, kept small so it inlines into callers: no options, a key memory can hold.
+    if (options === undefined && isHitPathKey(key)) {
+      const full = this.fullKey(key)
+      const hit = this.memoryHit(full)
+      if (hit !== undefined) return hit as Promise<T | undefined>
+      return this.readBelowMemory<T>(key, full, this.state.onLayerError, options)
+    }
     let full: string
-    let mode = state.onLayerError
+    let mode = this.state.onLayerError
     try {
       full = this.fullKey(hitPathKey(key))
       if (options !== undefined) {
@@ -328,14 +343,29 @@ export class CacheStack {
         mode = this.errorMode(options)
       }
       const hit = this.memoryHit(full)
-      if (hit !== undefined) return Promise.resolve(this.state.answerOf(hit) as T)
+      if (hit !== undefined) return hit as Promise<T | undefined>
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.readBelowMemory<T>(key, full, mode, options)
+  }
+
+  /** `get` after a memory miss: the rest of key validation, then the layers below. */
+  private readBelowMemory<T>(
+    key: string,
+    full: string,
+    mode: LayerErrorMode,
+    options: ReadOptions | undefined,
+  ): Promise<T | undefined> {
+    try {
       assertKey(key)
     } catch (error) {
       return Promise.reject(error)
     }
+    const state = this.state
     // A new instance learns the fleet's generation before its first remote read (keys depend on it).
     if (state.generations?.pending) return state.generations.ready.then(() => this.get<T>(key, options))
-    return this.state.reads.readThrough(full, state.l1 === undefined ? 0 : 1, mode, false) as Promise<
+    return state.reads.readThrough(full, state.l1 === undefined ? 0 : 1, mode, false) as Promise<
       T | undefined
     >
   }
@@ -512,7 +542,10 @@ export class CacheStack {
    */
   // Not `async`: a memory hit answers with a resolved promise and no async frame, like `get`.
   getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
-    const state = this.state
+    // The hot path, kept small so it inlines into callers: no options, a key memory can hold.
+    if (options === undefined && isHitPathKey(key) && typeof loader === 'function') {
+      return this.getOrLoad(key, this.fullKey(key), loader, this.defaultPlan, options)
+    }
     let full: string
     let plan: LoadPlan
     try {
@@ -522,13 +555,29 @@ export class CacheStack {
     } catch (error) {
       return Promise.reject(error)
     }
+    return this.getOrLoad(key, full, loader, plan, options)
+  }
+
+  /** getOrSet once its arguments are checked: a memory hit, judged for freshness, or a load. */
+  private getOrLoad<T>(
+    key: string,
+    full: string,
+    loader: Loader<T>,
+    plan: LoadPlan,
+    options: GetOrSetOptions | undefined,
+  ): Promise<T> {
+    const state = this.state
     const l1 = state.l1
     let fallback: CacheEntry | undefined
     if (l1 !== undefined) {
-      const entry = l1.get(full)
-      if (entry === undefined) {
+      const found = l1.peek(full)
+      if (found === undefined) {
         state.stats.layerMisses[0]!++
+      } else if (!l1.isEntry(found)) {
+        state.countHit(0, full)
+        return Promise.resolve(found as T)
       } else {
+        const entry = found
         const verdict = entry.freshUntil === undefined ? 'fresh' : judge(entry, plan.policy)
         if (verdict === 'fallback') {
           state.stats.layerMisses[0]!++
@@ -536,7 +585,7 @@ export class CacheStack {
         } else {
           state.countHit(0, full)
           if (verdict !== 'fresh') state.loads.refreshInBackground(full, key, loader, plan, entry, verdict)
-          return Promise.resolve(state.answerOf(entry) as T)
+          return resolvedAnswer(state, l1, entry) as Promise<T>
         }
       }
     }
@@ -681,18 +730,27 @@ export class CacheStack {
     this.state.stats.reset()
   }
 
-  /** The hot path: an in-process first layer answers synchronously, and is counted either way. */
-  private memoryHit(full: string): CacheEntry | undefined {
+  /**
+   * The hot path: an in-process first layer answers synchronously, and is counted either way. Answers
+   * the promise a read returns, or undefined when memory has no fresh entry.
+   */
+  private memoryHit(full: string): Promise<unknown> | undefined {
     const state = this.state
     const l1 = state.l1
     if (l1 === undefined) return undefined
-    const entry = l1.get(full)
-    if (entry === undefined || (entry.freshUntil !== undefined && !isFresh(entry))) {
-      state.stats.layerMisses[0]!++
-      return undefined
+    const found = l1.peek(full)
+    if (found !== undefined) {
+      if (!l1.isEntry(found)) {
+        state.countHit(0, full)
+        return Promise.resolve(found)
+      }
+      if (found.freshUntil === undefined || isFresh(found)) {
+        state.countHit(0, full)
+        return resolvedAnswer(state, l1, found)
+      }
     }
-    this.state.countHit(0, full)
-    return entry
+    state.stats.layerMisses[0]!++
+    return undefined
   }
 
   /** Validates a call's options and merges them over the stack's defaults. */

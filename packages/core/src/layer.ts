@@ -109,6 +109,21 @@ export interface InvalidateKeysOptions {
 export interface LocalCacheLayer extends CacheLayer {
   readonly local: true
   get(key: string): CacheEntry | undefined
+  /**
+   * The hot path of a hit: undefined when nothing live is held, else either the entry (as `get` answers
+   * it) or the bare value of a plain entry (fresh, not negative, nothing else to know), told apart by
+   * `isEntry`. Lets a layer keep plain entries as their value alone, and answer them without building an
+   * entry per read.
+   */
+  peek(key: string): unknown
+  /** Whether `found`, an answer of `peek`, is an entry (else it is a bare value). */
+  isEntry(found: unknown): found is CacheEntry
+  /**
+   * A resolved promise of `entry.value`, for a hit on an entry `peek` answered with. The layer may keep it
+   * with the entry and hand the same (frozen) promise to every reader: a hit then allocates nothing and
+   * skips resolving a promise with an object, which looks up a `then` on it.
+   */
+  resolved(entry: CacheEntry): Promise<unknown>
   getMany(keys: readonly string[]): (CacheEntry | undefined)[]
   prepareWrites(writes: readonly LayerWrite[]): () => void
   delete(key: string): void

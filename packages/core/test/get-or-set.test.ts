@@ -90,6 +90,32 @@ describe('getOrSet', () => {
     expect(remote.peek('k')).toBe('recovered')
   })
 
+  it('answers a bad key or loader with a rejection, never a synchronous throw, cached key or not', async () => {
+    const { cache } = twoLayers()
+    await cache.set('k', 'cached')
+    const calls: [string, () => Promise<unknown>, new (...args: never[]) => Error][] = [
+      ['get, a number key', () => cache.get(1 as never), InvalidKeyError],
+      ['get, a control character', () => cache.get('bad\nkey'), InvalidKeyError],
+      ['get, an empty key', () => cache.get(''), InvalidKeyError],
+      ['getOrSet, a number key', () => cache.getOrSet(1 as never, () => 1), InvalidKeyError],
+      ['getOrSet, a control character', () => cache.getOrSet('bad\nkey', () => 1), InvalidKeyError],
+      [
+        'getOrSet, no loader on a cached key',
+        () => cache.getOrSet('k', undefined as never),
+        InvalidOptionError,
+      ],
+      ['getOrSet, no loader on a missing key', () => cache.getOrSet('m', 'x' as never), InvalidOptionError],
+    ]
+    for (const [name, call, type] of calls) {
+      let promise: Promise<unknown> | undefined
+      expect(() => {
+        promise = call()
+      }, name).not.toThrow()
+      await expect(promise, name).rejects.toBeInstanceOf(type)
+    }
+    expect(await cache.getOrSet('k', () => 'loaded')).toBe('cached')
+  })
+
   it('turns a synchronously throwing loader into a rejection, not a synchronous throw', async () => {
     const { cache } = twoLayers()
     const failure = new Error('sync boom')

@@ -2,26 +2,105 @@ import { InvalidValueError } from '@layercache/core'
 
 /**
  * How a MemoryLayer keeps callers from corrupting cached values by mutating what they got back:
- * - `freeze` (default): a structured clone of the caller's value is deep-frozen once on write; every
- *   read returns that shared frozen object for free. Mutations throw in strict mode. A value holding a
- *   Date, Map, Set or binary data (whose contents freezing cannot reach) is handed out as a structured
- *   clone on each read instead, so no caller can change what the next one gets.
- * - `clone`: a structured clone on write and on every read. Full isolation, costs a copy per hit.
+ * - `freeze` (default): a deep copy of the caller's value is deep-frozen once on write; every read returns
+ *   that shared frozen object for free. Mutations throw in strict mode. A value holding a Date, Map, Set
+ *   or binary data (whose contents freezing cannot reach) is handed out as a structured clone on each
+ *   read instead, so no caller can change what the next one gets.
+ * - `clone`: a deep copy on write and on every read. Full isolation, costs a copy per hit.
  * - `none`: values are stored and returned by reference. Fastest; a caller that mutates a result
  *   changes the cached value for everyone.
  */
 export type ValueProtection = 'freeze' | 'clone' | 'none'
 
+/** A deep copy of `value` that nothing outside the layer references (see copyPlainData for what it shares). */
 export function copyValue<T>(value: T): T {
   if (value === null || typeof value !== 'object') return value
   try {
-    return structuredClone(value)
+    const plain = copyPlainData(value, false, new Map())
+    return (plain === NOT_PLAIN ? structuredClone(value) : plain) as T
   } catch (error) {
-    throw new InvalidValueError(
-      `Value cannot be copied into the memory layer (${(error as Error).message}); ` +
-        "store plain data, or use protection: 'none'",
-    )
+    throw notCopyable(error)
   }
+}
+
+/** A deep-frozen deep copy of `value`, and whether freezing sealed all of it (see deepFreeze). */
+export function frozenCopy(value: unknown): { readonly value: unknown; readonly sealed: boolean } {
+  if (value === null || typeof value !== 'object') return { value, sealed: true }
+  let cloned: unknown
+  try {
+    // Plain data is frozen as it is copied, in one walk, and nothing in it escapes freezing.
+    const plain = copyPlainData(value, true, new Map())
+    if (plain !== NOT_PLAIN) return { value: plain, sealed: true }
+    cloned = structuredClone(value)
+  } catch (error) {
+    throw notCopyable(error)
+  }
+  return { value: cloned, sealed: deepFreeze(cloned) }
+}
+
+function notCopyable(error: unknown): InvalidValueError {
+  return new InvalidValueError(
+    `Value cannot be copied into the memory layer (${(error as Error).message}); ` +
+      "store plain data, or use protection: 'none'",
+  )
+}
+
+const NOT_PLAIN: unique symbol = Symbol('not plain data')
+
+/**
+ * A deep copy of plain data: objects whose prototype is Object.prototype and arrays without holes, down
+ * to primitives. Strings and other primitives are shared, not copied (they are immutable): that makes it
+ * several times faster than structuredClone and smaller, since a structured clone holds a second copy of
+ * every string while the original lives. Otherwise it copies what structuredClone would: own enumerable
+ * string-keyed properties (getters read once) and array elements; a part met twice stays one shared
+ * part, cycles included. Array properties that are not elements are left out, as JSON leaves them out.
+ *
+ * Answers NOT_PLAIN as soon as it meets anything else (a Date, Map, class instance, function, a hole in
+ * an array, ...): the caller then copies the whole value with structuredClone, which copies what it can
+ * (sparse arrays without walking their length) and refuses the rest.
+ */
+function copyPlainData(value: object, freeze: boolean, copies: Map<object, unknown>): unknown {
+  const known = copies.get(value)
+  if (known !== undefined) return known
+  const proto: unknown = Object.getPrototypeOf(value)
+  if (proto === Array.prototype && Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!(i in value)) return NOT_PLAIN
+    const array = value.slice()
+    copies.set(value, array)
+    for (let i = 0; i < array.length; i++) {
+      const part = copyPart(array[i], freeze, copies)
+      if (part === NOT_PLAIN) return NOT_PLAIN
+      // Primitives come back as they were: not writing them keeps a copy-on-write element store shared.
+      if (part !== array[i]) array[i] = part
+    }
+    return freeze ? Object.freeze(array) : array
+  }
+  if (proto !== Object.prototype) return NOT_PLAIN
+  // Built by adding properties, not by spreading: a spread copy gets a V8 property layout of its own,
+  // which freezing then duplicates (several hundred bytes per object); added properties share layouts.
+  const object: Record<string, unknown> = {}
+  copies.set(value, object)
+  for (const key of Object.keys(value)) {
+    const part = copyPart((value as Record<string, unknown>)[key], freeze, copies)
+    if (part === NOT_PLAIN) return NOT_PLAIN
+    // An own "__proto__" property (JSON.parse makes them) must stay a property, not become the prototype.
+    if (key === '__proto__') {
+      Object.defineProperty(object, key, {
+        value: part,
+        writable: true,
+        enumerable: true,
+        configurable: true,
+      })
+    } else {
+      object[key] = part
+    }
+  }
+  return freeze ? Object.freeze(object) : object
+}
+
+function copyPart(part: unknown, freeze: boolean, copies: Map<object, unknown>): unknown {
+  if (typeof part === 'object') return part === null ? part : copyPlainData(part, freeze, copies)
+  return typeof part === 'function' || typeof part === 'symbol' ? NOT_PLAIN : part
 }
 
 /**
