@@ -4,6 +4,7 @@
  */
 
 import type { IndexShard } from './index-layout'
+import { LuaScript } from './lua-script'
 import type { SlotTask } from './slot-pipelines'
 
 /** A task running one of these scripts on `shard` (its three structures as KEYS), for execBySlotOwner. */
@@ -98,3 +99,146 @@ for i = 1, #ARGV, 2 do
   end
 end
 return removed`
+
+// One Redis only (it names keys of many slots). Removes keys, each with everything that lets an
+// invalidation or a load find it, in one atomic step: its index entries in every place it may be, its tag
+// memberships, its value, and (deletes) a bump of its fence counter. Nobody ever sees a key half-removed,
+// so nothing is marked pending. A key with a recorded tag whose set is not among KEYS is left untouched
+// and answered with its recorded tags: the caller declares those sets and asks again.
+// KEYS: the values (n), then m index shards as (k, kx, kt) triplets, then T tag sets, of which the
+// first B are left by every key (the sets an invalidation read), then, when counting deletes, the n fence
+// counters.
+// ARGV: n, m, T, B, count deletes (1/0), fence counter ttl (ms), the T tags (of the sets, in order),
+// then the keys in groups that share their places: per group its key count, its place count and its
+// places (shard numbers, 1..m).
+// Returns {status, i, tags, i, tags...}: status has a character per key, '1' removed (a value was there),
+// '0' removed (no value), '2' untouched; then each untouched key's number and recorded tags (NUL-joined).
+// Order: values first, then index entries and memberships, then counters: a Redis at maxmemory refuses
+// an INCR only before a script's first write (UNLINK, ZREM free memory), so the counters always move.
+export const REMOVE = new LuaScript(`
+local n, m, T, B = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local setOf = {}
+for i = 1, T do setOf[ARGV[6 + i]] = n + 3 * m + i end
+local base = n + 3 * m + B
+-- Per recorded text: false when one of its tags has no declared set, else its tags outside the base
+-- sets (an empty table when it has none).
+local split = {}
+local function extraOf(text)
+  local extra = split[text]
+  if extra == nil then
+    extra = {}
+    local from = 1
+    while true do
+      local stop = string.find(text, '\\0', from, true)
+      local s = setOf[string.sub(text, from, (stop or 0) - 1)]
+      if not s then extra = false break end
+      if s > base then extra[#extra + 1] = s end
+      if not stop then break end
+      from = stop + 1
+    end
+    split[text] = extra
+  end
+  return extra
+end
+local recorded, untouched, groups = {}, {}, {}
+local at, first, tagged, extras, any = 7 + T, 1, false, false, false
+while first <= n do
+  local count, pc = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+  local last, places = first + count - 1, {}
+  for p = 1, pc do places[p] = n + 3 * tonumber(ARGV[at + 1 + p]) - 2 end
+  at = at + 2 + pc
+  for _, s in ipairs(places) do
+    local texts = redis.call('HMGET', KEYS[s + 2], unpack(KEYS, first, last))
+    for j = 1, count do
+      local text = texts[j]
+      if text then
+        local i = first + j - 1
+        text = recorded[i] and (recorded[i] .. '\\0' .. text) or text
+        recorded[i] = text
+        tagged = true
+        local extra = extraOf(text)
+        if not extra then untouched[i] = true any = true
+        elseif #extra > 0 then extras = true end
+      end
+    end
+  end
+  groups[#groups + 1] = {first, last, places}
+  first = last + 1
+end
+local status
+if not any then
+  -- Every key goes: ranges of KEYS, no tables.
+  local found = redis.call('EXISTS', unpack(KEYS, 1, n))
+  if found == n or found == 0 then
+    redis.call('UNLINK', unpack(KEYS, 1, n))
+    status = string.rep(found == 0 and '0' or '1', n)
+  else
+    local each = {}
+    for i = 1, n do each[i] = redis.call('UNLINK', KEYS[i]) == 1 and '1' or '0' end
+    status = table.concat(each)
+  end
+  for _, group in ipairs(groups) do
+    for _, s in ipairs(group[3]) do
+      redis.call('ZREM', KEYS[s], unpack(KEYS, group[1], group[2]))
+      redis.call('ZREM', KEYS[s + 1], unpack(KEYS, group[1], group[2]))
+      if tagged then redis.call('HDEL', KEYS[s + 2], unpack(KEYS, group[1], group[2])) end
+    end
+  end
+  for b = 1, B do redis.call('ZREM', KEYS[n + 3 * m + b], unpack(KEYS, 1, n)) end
+else
+  local all, each = {}, {}
+  for i = 1, n do
+    if untouched[i] then each[i] = '2' else all[#all + 1] = KEYS[i] end
+  end
+  if #all > 0 then
+    local found = redis.call('EXISTS', unpack(all))
+    for i = 1, n do
+      if not untouched[i] then
+        if found == #all then each[i] = '1' elseif found == 0 then each[i] = '0'
+        else each[i] = redis.call('UNLINK', KEYS[i]) == 1 and '1' or '0' end
+      end
+    end
+    if found == #all or found == 0 then redis.call('UNLINK', unpack(all)) end
+    for _, group in ipairs(groups) do
+      local keys = {}
+      for i = group[1], group[2] do if not untouched[i] then keys[#keys + 1] = KEYS[i] end end
+      if #keys > 0 then
+        for _, s in ipairs(group[3]) do
+          redis.call('ZREM', KEYS[s], unpack(keys))
+          redis.call('ZREM', KEYS[s + 1], unpack(keys))
+          redis.call('HDEL', KEYS[s + 2], unpack(keys))
+        end
+      end
+    end
+    for b = 1, B do redis.call('ZREM', KEYS[n + 3 * m + b], unpack(all)) end
+  end
+  status = table.concat(each)
+end
+if extras then
+  local bySet = {}
+  for i = 1, n do
+    if recorded[i] and not untouched[i] then
+      for _, s in ipairs(extraOf(recorded[i])) do
+        local list = bySet[s]
+        if list then list[#list + 1] = KEYS[i] else bySet[s] = {KEYS[i]} end
+      end
+    end
+  end
+  for s, list in pairs(bySet) do redis.call('ZREM', KEYS[s], unpack(list)) end
+end
+if ARGV[5] == '1' then
+  local c = n + 3 * m + T
+  for i = 1, n do
+    if not untouched[i] then
+      redis.call('INCR', KEYS[c + i])
+      redis.call('PEXPIRE', KEYS[c + i], ARGV[6])
+    end
+  end
+end
+local reply = {status}
+if any then
+  for i = 1, n do
+    if untouched[i] then reply[#reply + 1] = i reply[#reply + 1] = recorded[i] end
+  end
+end
+return reply`)

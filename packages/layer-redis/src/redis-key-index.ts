@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { InvalidOptionError, indexPrefixOf, type KeyMatch, keyMatcher } from '@layercache/core'
 import type { Redis } from 'ioredis'
+import type { PlaceGroup } from './atomic-removal'
 import { DEFAULT_KNOWN_KEYS_SHARDS, type IndexShard, NEVER, slotTagOf, TAG_SEPARATOR } from './index-layout'
 import {
   FORGET_RANGE_SCRIPT,
@@ -571,16 +572,27 @@ export class RedisKeyIndex {
    * included (callers filter by prefix).
    */
   async pending(): Promise<{ full: string; tags: readonly string[] }[]> {
-    if (!this.enabled) return []
+    const read = await this.pendingRead()
+    return read.parse(await this.onShards('key index pending', read.tasks))
+  }
+
+  /**
+   * The read of pending(), as tasks (one per shard) to send in a pipeline after the caller's own commands,
+   * and how to parse their replies. A standalone removal never leaves keys pending (AtomicRemoval); this
+   * finds those of removals in steps (a Cluster's, keys whose tags writers kept changing, instances of
+   * earlier versions).
+   */
+  async pendingRead(): Promise<PendingRead> {
+    if (!this.enabled) return { tasks: [], parse: () => [] }
     const shards = this.collectable(await this.known.current())
-    const replies = await this.onShards(
-      'key index pending',
-      shards.map((shard) => shardScript(shard, PENDING_SCRIPT, [])),
-    )
-    return replies.flatMap((reply) => {
-      const [keys, tags] = reply[0] as [string[], (string | null)[]]
-      return keys.map((full, i) => ({ full, tags: tags[i] ? tags[i]!.split(TAG_SEPARATOR) : [] }))
-    })
+    return {
+      tasks: shards.map((shard) => shardScript(shard, PENDING_SCRIPT, [])),
+      parse: (replies) =>
+        replies.flatMap((reply) => {
+          const [keys, tags] = reply[0] as [string[], (string | null)[]]
+          return keys.map((full, i) => ({ full, tags: tags[i] ? tags[i]!.split(TAG_SEPARATOR) : [] }))
+        }),
+    }
   }
 
   private async forgetIn(byShard: ReadonlyMap<IndexShard, readonly string[]>): Promise<void> {
@@ -607,6 +619,34 @@ export class RedisKeyIndex {
       })
     }
     return this.mergeTags(fulls.length, owners, await this.onShards('key index tags', tasks))
+  }
+
+  /**
+   * `at` (indexes into `fulls`) grouped by the list of shards each key's entries may be in: its shard,
+   * plus its shards in draining layouts and the legacy set while those exist (AtomicRemoval). Without an
+   * index, one group with no places.
+   */
+  async groupByPlaces(fulls: readonly string[], at: readonly number[]): Promise<PlaceGroup[]> {
+    if (!this.enabled) return [{ places: [], keys: [...at] }]
+    const current = this.known.current()
+    const view = current instanceof Promise ? await current : current
+    const groups = new Map<IndexShard | string, PlaceGroup>()
+    // The usual case, one place per key, grouped by the shard object without a list per key.
+    const single = view.draining.length === 0 && !this.known.hasLegacy
+    for (const i of at) {
+      const full = fulls[i]!
+      let places: IndexShard[] | undefined
+      let id: IndexShard | string
+      if (single) id = this.known.writeShard(view, full)
+      else {
+        places = this.known.placesOf(view, full)
+        id = places.map((shard) => shard.keysKey).join('\n')
+      }
+      const group = groups.get(id)
+      if (group !== undefined) group.keys.push(i)
+      else groups.set(id, { places: places ?? [id as IndexShard], keys: [i] })
+    }
+    return [...groups.values()]
   }
 
   /** Key indexes grouped by every shard their entries may be in. */
@@ -838,6 +878,13 @@ export class RedisKeyIndex {
 function parseLogState(counter: unknown, idMember: unknown): [number, string | null] {
   const first = (idMember as string[])[0]
   return [counter === null ? 0 : Number(counter), first === undefined ? null : first]
+}
+
+/** A read of the pending removals to send with other commands (RedisKeyIndex.pendingRead). */
+export interface PendingRead {
+  readonly tasks: readonly SlotTask[]
+  /** The tasks' own replies (as cut by queueTasks or returned by execBySlotOwner) → the pending keys. */
+  parse(replies: readonly unknown[][]): { full: string; tags: readonly string[] }[]
 }
 
 /** Writes of one batch that go to one shard; `at`: their positions in the batch. */

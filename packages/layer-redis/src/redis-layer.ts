@@ -22,6 +22,7 @@ import {
   WriteFencedError,
 } from '@layercache/core'
 import type { Cluster, Redis } from 'ioredis'
+import { AtomicRemoval } from './atomic-removal'
 import { ConnectionGuard } from './connection-guard'
 import { DeadlineQueue } from './deadline-queue'
 import {
@@ -39,8 +40,8 @@ import { FENCE_AND_UNLINK_SCRIPT, NodeLossRecovery } from './node-loss'
 import { groupBySlotOwner } from './pipeline-groups'
 import { RedisGeneration } from './redis-generation'
 import type { PipelineLike, RedisClient, RedisIO } from './redis-io'
-import { DELETE_FENCE_MS, RedisKeyIndex } from './redis-key-index'
-import { RedisTagStore } from './redis-tag-store'
+import { DELETE_FENCE_MS, type PendingRead, RedisKeyIndex } from './redis-key-index'
+import { RedisTagStore, tagSetPrefixOf } from './redis-tag-store'
 import {
   COMPRESSED_MARKER,
   jsonSerializer,
@@ -160,6 +161,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
   private readonly generation = new RedisGeneration(this)
   private readonly fencedWriter: FencedWriter
   private readonly nodeLoss: NodeLossRecovery
+  private readonly atomicRemoval: AtomicRemoval
 
   constructor(options: RedisLayerOptions) {
     assertKnownOptions(options, OPTIONS, 'RedisLayer')
@@ -200,6 +202,12 @@ export class RedisLayer implements CacheLayer, RedisIO {
     const connection = this.connection
     this.fencedWriter = new FencedWriter(this, this.keyIndex, this.tagStore, () => connection.losses)
     this.nodeLoss = new NodeLossRecovery(this, this.keyIndex, () => connection.losses)
+    this.atomicRemoval = new AtomicRemoval(
+      this,
+      this.keyIndex,
+      (tag) => this.tagStore.tagSetKey(tag),
+      DELETE_FENCE_MS,
+    )
   }
 
   get(key: string): Promise<CacheEntry | undefined> {
@@ -371,24 +379,57 @@ export class RedisLayer implements CacheLayer, RedisIO {
   }
 
   /**
-   * Removes keys with their index entries and tag memberships, in the order that keeps concurrent writers
-   * and invalidators safe: (1) the index entries are taken out and the keys marked pending, (2) the
-   * memberships go, (3) the values are unlinked, (4) the keys are no longer pending. A writer whose entry
-   * or membership disappears before its check unlinks its own value, and one that checked earlier wrote
-   * before the unlink; another invalidation that no longer finds an entry or membership finds the key
-   * pending, so it never resolves while a value it covers is still there. `read` holds memberships the
-   * caller read (a tag invalidation's own sets, by set key). `countDeletes` bumps the keys' fence counters
-   * in step (1) (plain deletes on one Redis, whose write-backs check everything in one script). On a
-   * Cluster every removal bumps them in step (3), in one script with the unlink and after the entries and
-   * memberships went: a write-back (FencedWriter) whose load began before the bump is refused, and one
-   * that began after it recorded its entries after they were removed, so none is left untracked.
-   * Returns, per key, whether a value was removed.
+   * Removes keys with their index entries and tag memberships; returns, per key, whether a value was
+   * removed. `read` holds memberships the caller read (a tag invalidation's own sets, by set key): every
+   * key leaves those sets. `countDeletes` bumps the keys' fence counters (plain deletes), so a write-back
+   * whose load began before is refused.
+   *
+   * On one Redis each chunk of keys goes in one atomic script (AtomicRemoval): index entries, memberships,
+   * value and counter together, so no writer, load or other remover ever sees a key half-removed. Keys
+   * whose tags writers kept changing under it are left to the multi-step removal below (removeInSteps),
+   * which is also the Cluster's, where a key's entries live in other slots than its value.
    */
   async removeKeys(
     operation: string,
     fulls: readonly string[],
     read: ReadonlyMap<string, readonly string[]> = new Map(),
     countDeletes = false,
+  ): Promise<boolean[]> {
+    if (this.isCluster || fulls.length === 0) return this.removeInSteps(operation, fulls, read, countDeletes)
+    const setPrefix = tagSetPrefixOf(this.prefix)
+    const tags = [...read.keys()].map((setKey) => setKey.slice(setPrefix.length))
+    const { removed, left } = await this.atomicRemoval.remove(operation, fulls, tags, countDeletes)
+    if (left.length > 0) {
+      const rest = await this.removeInSteps(
+        operation,
+        left.map((i) => fulls[i]!),
+        read,
+        countDeletes,
+      )
+      left.forEach((i, j) => {
+        removed[i] = rest[j]!
+      })
+    }
+    return removed
+  }
+
+  /**
+   * The removal in steps, in the order that keeps concurrent writers and invalidators safe: (1) the index
+   * entries are taken out and the keys marked pending, (2) the memberships go, (3) the values are unlinked,
+   * (4) the keys are no longer pending. A writer whose entry or membership disappears before its check
+   * unlinks its own value, and one that checked earlier wrote before the unlink; another invalidation that
+   * no longer finds an entry or membership finds the key pending, so it never resolves while a value it
+   * covers is still there. `countDeletes` bumps the keys' fence counters in step (1) on one Redis, whose
+   * write-backs check everything in one script. On a Cluster every removal bumps them in step (3), in one
+   * script with the unlink and after the entries and memberships went: a write-back (FencedWriter) whose
+   * load began before the bump is refused, and one that began after it recorded its entries after they
+   * were removed, so none is left untracked.
+   */
+  private async removeInSteps(
+    operation: string,
+    fulls: readonly string[],
+    read: ReadonlyMap<string, readonly string[]>,
+    countDeletes: boolean,
   ): Promise<boolean[]> {
     // On a Cluster the counters move with the unlink instead (see unlinkEach). A counter a full Redis
     // refuses (INCR needs memory; the removals free it) must not leave the value there once its index
@@ -426,6 +467,11 @@ export class RedisLayer implements CacheLayer, RedisIO {
   /** Keys another invalidation is removing right now (see removeKeys), with their recorded tags. */
   pendingRemovals(): Promise<{ full: string; tags: readonly string[] }[]> {
     return this.keyIndex.pending()
+  }
+
+  /** The same read, to send after other commands of one pipeline (see RedisKeyIndex.pendingRead). */
+  pendingRead(): Promise<PendingRead> {
+    return this.keyIndex.pendingRead()
   }
 
   /**

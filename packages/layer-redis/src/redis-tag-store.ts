@@ -1,5 +1,8 @@
 import { InvalidOptionError, type TagMatchMode } from '@layercache/core'
-import type { RedisIO } from './redis-io'
+import type { Redis } from 'ioredis'
+import type { Pipe, RedisIO } from './redis-io'
+import type { PendingRead } from './redis-key-index'
+import { queueTasks } from './slot-pipelines'
 
 /** What the tag store needs of its layer besides Redis I/O (the key index's view of keys and removal). */
 export interface TagStoreHost extends RedisIO {
@@ -7,6 +10,8 @@ export interface TagStoreHost extends RedisIO {
   readonly tagCounterKey: string
   recordedTags(fulls: readonly string[]): Promise<(readonly string[] | undefined)[]>
   pendingRemovals(): Promise<{ full: string; tags: readonly string[] }[]>
+  /** The same read, to queue on a pipeline of one Redis after other commands (RedisKeyIndex.pendingRead). */
+  pendingRead(): Promise<PendingRead>
   removeKeys(
     operation: string,
     fulls: readonly string[],
@@ -40,16 +45,19 @@ export interface TaggedWrite {
  * - writer: (0) snapshot the epochs (at the start of the load, or now), (1) add the memberships,
  *   (2) write the value, (3) read the epochs and the memberships again and unlink the value if an epoch
  *   moved since (0) or a membership is gone;
- * - invalidator: INCR the epochs, read the members, remove their memberships (and other index entries),
- *   then unlink them. A writer whose membership it removed before that writer's step 3 unlinks its own
- *   value; one whose step 3 came first wrote before the unlink. The first version removed nothing and
- *   relied on expiry alone; before that, one removed memberships *after* the unlink and left live,
- *   untracked values (the race tests caught it 155 times in 300 iterations).
+ * - invalidator: INCR the epochs, read the members (and the keys other removals have pending), then
+ *   remove each with its memberships and other index entries: on one Redis in one atomic script per
+ *   chunk of keys (nothing is ever half-removed), on a Cluster memberships first, then the unlink. There,
+ *   a writer whose membership it removed before that writer's step 3 unlinks its own value; one whose
+ *   step 3 came first wrote before the unlink. The first version removed nothing and relied on expiry
+ *   alone; before that, one removed memberships *after* the unlink and left live, untracked values (the
+ *   race tests caught it 155 times in 300 iterations).
  *
  * Every interleaving ends with the value gone or never written, or with a membership the next
  * invalidation finds; the only cost of a race is an over-invalidation. Deletes remove memberships the
- * same way (before the unlink); members whose value expired are collected by score (their expiry, plus
- * a grace for clock skew) on the next write of the tag, and the set expires with its longest member.
+ * same way (with the value, or before it on a Cluster); members whose value expired are collected by
+ * score (their expiry, plus a grace for clock skew) on the next write of the tag, and the set expires
+ * with its longest member.
  */
 /** Where a RedisLayer with `prefix` keeps its tag sets: `P~t:<tag>`. */
 export function tagSetPrefixOf(prefix: string): string {
@@ -217,28 +225,12 @@ export class RedisTagStore {
       throw new InvalidOptionError(`Invalid tag match mode ${String(mode)}: expected 'any' or 'all'`)
     }
     if (tags.length === 0) return []
-    const counter = this.layer.tagCounterKey
-    await this.layer.pipelineByKey(
-      'tag invalidation',
-      [...tags.map((tag) => this.epochKey(tag)), counter],
-      (pipe, key) => {
-        pipe.incr(key)
-        // Bounded like everything else in Redis: a load running longer than this is fenced by the
-        // epoch's disappearance, except one that began before the tag's first invalidation. The counter
-        // of all tag invalidations (for loads whose tags were not known when they began) never expires.
-        if (key !== counter) pipe.pexpire(key, EPOCH_TTL_MS)
-      },
-    )
     const setKeys = tags.map((tag) => this.tagSetKey(tag))
-    const memberLists = (await this.layer.pipelineByKey('tag members', setKeys, (pipe, setKey) =>
-      pipe.zrange(setKey, 0, -1),
-    )) as string[][]
+    const [memberLists, pendingRemovals] = await this.bumpAndRead(tags, setKeys)
     const members = mode === 'any' ? union(memberLists) : intersection(memberLists)
-    // Read after the members: a key another invalidation took out of these sets before we read them is
-    // still pending until its value is gone.
     const prefix = this.layer.prefix
     const listed = new Set(members)
-    const pending = (await this.layer.pendingRemovals())
+    const pending = pendingRemovals
       .filter(({ full, tags: carried }) => {
         if (listed.has(full) || !full.startsWith(prefix)) return false
         return mode === 'any'
@@ -248,8 +240,8 @@ export class RedisTagStore {
       .map(({ full }) => full)
     const victims = pending.length === 0 ? members : [...members, ...pending]
     if (victims.length === 0) return []
-    // The memberships read here go before the values (with every other index entry of the victims), so a
-    // writer that re-added one meanwhile either finds it gone in its check or wrote before the unlink.
+    // Every victim leaves the sets read here with its value and every other index entry (RedisLayer
+    // removeKeys): in one script per chunk on one Redis, memberships before values on a Cluster.
     const chosen = mode === 'any' ? undefined : new Set(victims)
     const read = new Map<string, string[]>(
       setKeys.map((setKey, i) => {
@@ -261,6 +253,43 @@ export class RedisTagStore {
     // Members whose value was already gone (expired, or invalidated before) are not counted.
     const prefixLength = this.layer.prefix.length
     return victims.filter((_, i) => unlinked[i]).map((fullKey) => fullKey.slice(prefixLength))
+  }
+
+  /**
+   * Bumps the tags' epochs and the counter of all tag invalidations (so write-backs in flight are refused
+   * from now on), then reads the members of the tags' sets, then the keys other removals are taking out
+   * right now (see RedisKeyIndex.pending): a key another invalidation took out of these sets before we read
+   * them is still pending there until its value is gone. One pipeline on one Redis, whose commands run in
+   * that order; on a Cluster one round trip per step.
+   */
+  private async bumpAndRead(
+    tags: readonly string[],
+    setKeys: readonly string[],
+  ): Promise<[string[][], { full: string; tags: readonly string[] }[]]> {
+    const counter = this.layer.tagCounterKey
+    const bump = (pipe: Pipe, key: string) => {
+      pipe.incr(key)
+      // Bounded like everything else in Redis: a load running longer than this is fenced by the
+      // epoch's disappearance, except one that began before the tag's first invalidation. The counter
+      // of all tag invalidations (for loads whose tags were not known when they began) never expires.
+      if (key !== counter) pipe.pexpire(key, EPOCH_TTL_MS)
+    }
+    const bumped = [...tags.map((tag) => this.epochKey(tag)), counter]
+    if (!this.layer.isCluster) {
+      const pending = await this.layer.pendingRead()
+      const pipe = (this.layer.client as Redis).pipeline()
+      for (const key of bumped) bump(pipe, key)
+      const from = pipe.length
+      for (const setKey of setKeys) pipe.zrange(setKey, 0, -1)
+      const cut = queueTasks(pipe, pending.tasks)
+      const replies = await this.layer.execPipeline('tag invalidation', pipe)
+      return [replies.slice(from, from + setKeys.length) as string[][], pending.parse(cut(replies))]
+    }
+    await this.layer.pipelineByKey('tag invalidation', bumped, bump)
+    const memberLists = (await this.layer.pipelineByKey('tag members', setKeys, (pipe, setKey) =>
+      pipe.zrange(setKey, 0, -1),
+    )) as string[][]
+    return [memberLists, await this.layer.pendingRemovals()]
   }
 }
 
