@@ -63,6 +63,22 @@ local keys = redis.call('ZRANGE', KEYS[4], 0, -1)
 if #keys == 0 then return {{}, {}} end
 return {keys, redis.call('HMGET', KEYS[3], unpack(keys))}`
 
+// One Redis only: the pending removals of many shards at once (KEYS: each shard's kp then kt), as
+// {keys, tags} of all of them.
+export const PENDING_ALL_SCRIPT = `
+local all, tags = {}, {}
+for s = 1, #KEYS, 2 do
+  local keys = redis.call('ZRANGE', KEYS[s], 0, -1)
+  if #keys > 0 then
+    local found = redis.call('HMGET', KEYS[s + 1], unpack(keys))
+    for i, key in ipairs(keys) do
+      all[#all + 1] = key
+      tags[#all] = found[i]
+    end
+  end
+end
+return {all, tags}`
+
 // Removes up to ARGV[3] entries in the lex range [ARGV[1], ARGV[2]] (a layer's keys in a shared index);
 // returns how many.
 export const FORGET_RANGE_SCRIPT = `

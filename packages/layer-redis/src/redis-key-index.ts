@@ -7,6 +7,7 @@ import {
   FORGET_RANGE_SCRIPT,
   FORGET_SCRIPT,
   GC_SCRIPT,
+  PENDING_ALL_SCRIPT,
   PENDING_SCRIPT,
   RELEASE_SCRIPT,
   shardScript,
@@ -585,8 +586,22 @@ export class RedisKeyIndex {
   async pendingRead(): Promise<PendingRead> {
     if (!this.enabled) return { tasks: [], parse: () => [] }
     const shards = this.collectable(await this.known.current())
+    // One Redis: one script for every shard (an invalidation of one key should not cost 16 scripts).
+    const tasks: SlotTask[] = this.layer.isCluster
+      ? shards.map((shard) => shardScript(shard, PENDING_SCRIPT, []))
+      : [
+          {
+            slotKey: shards[0]!.keysKey,
+            add: (pipe) =>
+              pipe.eval(
+                PENDING_ALL_SCRIPT,
+                shards.length * 2,
+                ...shards.flatMap((shard) => [shard.pendingKey, shard.tagsKey]),
+              ),
+          },
+        ]
     return {
-      tasks: shards.map((shard) => shardScript(shard, PENDING_SCRIPT, [])),
+      tasks,
       parse: (replies) =>
         replies.flatMap((reply) => {
           const [keys, tags] = reply[0] as [string[], (string | null)[]]
