@@ -229,10 +229,11 @@ export class RedisTagStore {
     const [memberLists, pendingRemovals] = await this.bumpAndRead(tags, setKeys)
     const members = mode === 'any' ? union(memberLists) : intersection(memberLists)
     const prefix = this.layer.prefix
-    const listed = new Set(members)
+    // Built only when there are pending removals (on one Redis, only removals in steps leave any).
+    const listed = pendingRemovals.length === 0 ? undefined : new Set(members)
     const pending = pendingRemovals
       .filter(({ full, tags: carried }) => {
-        if (listed.has(full) || !full.startsWith(prefix)) return false
+        if (listed!.has(full) || !full.startsWith(prefix)) return false
         return mode === 'any'
           ? tags.some((tag) => carried.includes(tag))
           : tags.every((tag) => carried.includes(tag))
