@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis'
 import { type IndexShard, TAG_SEPARATOR } from './index-layout'
 import { REMOVE } from './index-scripts'
 import type { RedisIO } from './redis-io'
@@ -69,7 +68,9 @@ export class AtomicRemoval {
     let todo = fulls.map((_, i) => i)
     for (let round = 0; round < ROUNDS && todo.length > 0; round++) {
       const calls = plan(await this.index.groupByPlaces(fulls, todo))
-      const replies = await this.send(
+      // One round trip: one command, or one pipeline (NOSCRIPT answers sent again with EVAL).
+      const replies = await REMOVE.runAll(
+        this.io,
         operation,
         calls.map((call) => this.encode(call, fulls, base, learnt, countDeletes)),
       )
@@ -144,23 +145,6 @@ export class AtomicRemoval {
       ...groupArgs,
     ]
     return { keys, args }
-  }
-
-  /** One script alone with EVALSHA; several in one pipeline, the first an EVAL (it loads the script). */
-  private async send(
-    operation: string,
-    calls: readonly { keys: string[]; args: (string | number)[] }[],
-  ): Promise<unknown[]> {
-    if (calls.length === 1) {
-      const { keys, args } = calls[0]!
-      return [await this.io.command(operation, (client) => REMOVE.run(client, keys, args))]
-    }
-    const pipe = (this.io.client as Redis).pipeline()
-    calls.forEach(({ keys, args }, c) => {
-      if (c === 0) pipe.eval(REMOVE.source, keys.length, ...keys, ...args)
-      else pipe.evalsha(REMOVE.sha, keys.length, ...keys, ...args)
-    })
-    return this.io.execPipeline(operation, pipe)
   }
 }
 
