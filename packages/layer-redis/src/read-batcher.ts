@@ -31,8 +31,8 @@ interface Waiter {
 }
 
 /**
- * Sends concurrent reads together. A read while none of this layer's reads is in flight goes out at once
- * as a GET, so a lone caller waits for nothing. Otherwise it joins the batch being collected, sent from
+ * Sends concurrent reads together. A read while no read command of this layer awaits its reply goes out
+ * at once as a GET, so a lone caller waits for nothing. Otherwise it joins the batch being collected, sent from
  * setImmediate (after the I/O callbacks of this turn of the event loop, so callers started by different
  * requests still share it; process.nextTick would only gather one callback's reads): one command per
  * distinct key, shared by every caller of that key, and the distinct keys as one MGET (per slot on a
@@ -45,7 +45,7 @@ interface Waiter {
 export class ReadBatcher<R> {
   /** The batch being collected, by key (first caller of each key); undefined once sent. */
   private batch: Map<string, Waiter> | undefined
-  /** Commands sent and not yet answered or timed out. */
+  /** Commands sent whose reply has not come back. */
   private inFlight = 0
   private resolveNext: ((answer: Answer) => void) | undefined
   private rejectNext: ((error: unknown) => void) | undefined
@@ -58,26 +58,46 @@ export class ReadBatcher<R> {
   constructor(private readonly host: ReadBatcherHost<R>) {}
 
   read(full: string): Promise<CacheEntry | undefined> {
-    const answer = new Promise<CacheEntry | undefined>(this.capture)
-    const waiter: Waiter = { full, resolve: this.resolveNext!, reject: this.rejectNext!, next: undefined }
     let batch = this.batch
     if (batch === undefined) {
-      if (this.inFlight === 0) {
-        const refused = this.host.refusal()
-        if (refused === undefined) this.sendOne(waiter)
-        else waiter.reject(refused)
-        return answer
-      }
+      if (this.inFlight === 0) return this.readAlone(full)
       batch = new Map()
       this.batch = batch
       setImmediate(this.flush)
     }
+    const answer = new Promise<CacheEntry | undefined>(this.capture)
+    const waiter: Waiter = { full, resolve: this.resolveNext!, reject: this.rejectNext!, next: undefined }
     const first = batch.get(full)
     if (first === undefined) batch.set(full, waiter)
     else {
       waiter.next = first.next
       first.next = waiter
     }
+    return answer
+  }
+
+  /** A GET sent at once, with no more bookkeeping than one command needs (the one-caller hot path). */
+  private readAlone(full: string): Promise<CacheEntry | undefined> {
+    const host = this.host
+    const refused = host.refusal()
+    if (refused !== undefined) return Promise.reject(refused)
+    const answer = new Promise<CacheEntry | undefined>(this.capture)
+    const resolve = this.resolveNext!
+    const reject = this.rejectNext!
+    const pending = host.deadlines.add('get', reject)
+    this.get(full).then(
+      (reply) => {
+        if (!this.replied(pending)) return
+        try {
+          resolve(host.decode(reply, full))
+        } catch (error) {
+          reject(error)
+        }
+      },
+      (error: unknown) => {
+        if (this.replied(pending)) reject(host.failure(error, full))
+      },
+    )
     return answer
   }
 
@@ -113,16 +133,13 @@ export class ReadBatcher<R> {
 
   private sendOne(first: Waiter): void {
     const host = this.host
-    const pending = this.track((error) => rejectEach(first, () => error))
-    const sent: Promise<R | null> = host.binary
-      ? (host.client.getBuffer(first.full) as Promise<R | null>)
-      : (host.client.get(first.full) as Promise<R | null>)
-    sent.then(
+    const pending = host.deadlines.add('get', (error) => rejectEach(first, () => error))
+    this.get(first.full).then(
       (reply) => {
-        if (this.settle(pending)) this.answer(first, reply)
+        if (this.replied(pending)) this.answer(first, reply)
       },
       (error: unknown) => {
-        if (this.settle(pending)) rejectEach(first, () => host.failure(error, first.full))
+        if (this.replied(pending)) rejectEach(first, () => host.failure(error, first.full))
       },
     )
   }
@@ -136,16 +153,17 @@ export class ReadBatcher<R> {
   private sendMany(firsts: readonly Waiter[]): void {
     const host = this.host
     const fulls = firsts.map((first) => first.full)
-    const pending = this.track((error) => {
+    const pending = host.deadlines.add('get', (error) => {
       for (const first of firsts) rejectEach(first, () => error)
     })
+    this.inFlight++
     const pipe = host.client.pipeline()
     if (host.binary) pipe.mgetBuffer(fulls)
     else pipe.mget(fulls)
     pipe.exists(fulls)
     execChecked(pipe).then(
       ([values, existing]) => {
-        if (!this.settle(pending)) return
+        if (!this.replied(pending)) return
         const replies = values as (R | null)[]
         let found = 0
         for (const reply of replies) if (reply !== null) found++
@@ -156,26 +174,26 @@ export class ReadBatcher<R> {
         })
       },
       (error: unknown) => {
-        if (!this.settle(pending)) return
+        if (!this.replied(pending)) return
         for (const first of firsts) rejectEach(first, () => host.failure(error, undefined))
       },
     )
   }
 
-  /** Counts a command in flight until it settles: answered (settle) or timed out (`timedOut`). */
-  private track(timedOut: (error: unknown) => void): Pending {
+  private get(full: string): Promise<R | null> {
+    const client = this.host.client
     this.inFlight++
-    return this.host.deadlines.add('get', (error) => {
-      this.inFlight--
-      timedOut(error)
-    })
+    return (this.host.binary ? client.getBuffer(full) : client.get(full)) as Promise<R | null>
   }
 
-  /** Marks a command answered; false when its deadline passed first (its callers were rejected then). */
-  private settle(pending: Pending): boolean {
+  /**
+   * Books a command's reply; false when its deadline passed first (its callers were rejected then). A
+   * command counts as in flight until Redis answers it, timed out or not: Redis is still busy with it.
+   */
+  private replied(pending: Pending): boolean {
+    this.inFlight--
     if (pending.settled) return false
     pending.settled = true
-    this.inFlight--
     return true
   }
 
