@@ -1,6 +1,6 @@
 import { coarseNow, LayerTimeoutError } from '@layercache/core'
 
-interface Pending {
+export interface Pending {
   readonly deadline: number
   readonly operation: string
   settled: boolean

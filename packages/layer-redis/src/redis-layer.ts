@@ -38,6 +38,7 @@ import { assertShardCount, TAG_SEPARATOR } from './index-layout'
 import { normalizePrefix, scanPattern } from './key-prefix'
 import { FENCE_AND_UNLINK_SCRIPT, NodeLossRecovery } from './node-loss'
 import { groupBySlotOwner } from './pipeline-groups'
+import { type Answer, ReadBatcher } from './read-batcher'
 import { RedisGeneration } from './redis-generation'
 import type { PipelineLike, RedisClient, RedisIO } from './redis-io'
 import { DELETE_FENCE_MS, type PendingRead, RedisKeyIndex } from './redis-key-index'
@@ -82,8 +83,6 @@ interface PreparedWrite {
   readonly encoded: EncodedValue
   readonly stillValid: (() => boolean) | undefined
 }
-
-type DecodedReply = CacheEntry | undefined | Promise<CacheEntry | undefined>
 
 export interface RedisLayerOptions {
   /** An ioredis client: `new Redis(...)` (standalone or Sentinel) or `new Cluster(...)`. You own its lifecycle. */
@@ -154,6 +153,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
   private readonly stringReads: boolean
   private readonly connection: ConnectionGuard
   private readonly deadlines: DeadlineQueue
+  private readonly reads: ReadBatcher<string> | ReadBatcher<Buffer>
   private readonly tagStore = new RedisTagStore(this)
   private readonly keyIndex: RedisKeyIndex
   /** As given in the options (undefined: the default, or a tagIndex's). */
@@ -188,6 +188,8 @@ export class RedisLayer implements CacheLayer, RedisIO {
     this.decoder = new EntryDecoder(this.name, readers, this.maxValueBytes)
     this.stringReads = this.serializer === jsonSerializer && this.compression === undefined
     this.deadlines = new DeadlineQueue(this.name, this.commandTimeout)
+    this.connection = new ConnectionGuard(client, this.name)
+    this.reads = this.stringReads ? this.readBatcher(false) : this.readBatcher(true)
     if (options.keyIndex !== undefined && typeof options.keyIndex !== 'boolean') {
       throw new InvalidOptionError('RedisLayer: keyIndex must be a boolean')
     }
@@ -198,7 +200,6 @@ export class RedisLayer implements CacheLayer, RedisIO {
     this.keyIndex = new RedisKeyIndex(this, options.keyIndex ?? true, {
       knownKeysShards: this.knownKeysShards,
     })
-    this.connection = new ConnectionGuard(client, this.name)
     const connection = this.connection
     this.fencedWriter = new FencedWriter(this, this.keyIndex, this.tagStore, () => connection.losses)
     this.nodeLoss = new NodeLossRecovery(this, this.keyIndex, () => connection.losses)
@@ -210,11 +211,9 @@ export class RedisLayer implements CacheLayer, RedisIO {
     )
   }
 
+  /** Batched: see ReadBatcher. */
   get(key: string): Promise<CacheEntry | undefined> {
-    const full = this.prefix + key
-    return this.stringReads
-      ? this.run('get', full, this.sendGet, this.decodeText)
-      : this.run('get', full, this.sendGetBuffer, this.decodeBinary)
+    return this.reads.read(this.prefix + key)
   }
 
   async getMany(keys: readonly string[]): Promise<(CacheEntry | undefined)[]> {
@@ -568,11 +567,27 @@ export class RedisLayer implements CacheLayer, RedisIO {
     return this.execPipeline(operation, pipe)
   }
 
+  /** Reads as strings (JSON without compression: one copy less than Buffer + toString) or as Buffers. */
+  private readBatcher(binary: boolean): ReadBatcher<string> | ReadBatcher<Buffer> {
+    const shared = {
+      client: this.client,
+      isCluster: this.isCluster,
+      binary,
+      deadlines: this.deadlines,
+      refusal: () => this.connection.refusal('get'),
+      // A GET of a key holding another type: Redis answered, the entry is corrupt.
+      failure: (error: unknown, full: string | undefined) =>
+        (full !== undefined && this.decoder.wrongType(full, error)) || this.asUnavailable('get', error),
+    }
+    return binary
+      ? new ReadBatcher<Buffer>({ ...shared, decode: this.decodeBinary })
+      : new ReadBatcher<string>({ ...shared, decode: this.decodeText })
+  }
+
   // Created once, so a read allocates no closures of its own.
-  private readonly sendGet = (full: string) => this.client.get(full)
   private readonly sendGetBuffer = (full: string) => this.client.getBuffer(full)
 
-  private readonly decodeText = (text: string | null, full: string): DecodedReply => {
+  private readonly decodeText = (text: string | null, full: string): Answer => {
     if (text === null) return undefined
     // A value written by an instance with another serializer: read it again in binary.
     return text.charCodeAt(0) === JSON_MARKER
@@ -580,7 +595,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
       : this.run('get', full, this.sendGetBuffer, this.decodeBinary)
   }
 
-  private readonly decodeBinary = (data: Buffer | null, full: string): DecodedReply =>
+  private readonly decodeBinary = (data: Buffer | null, full: string): Answer =>
     data === null ? undefined : this.decoder.decode(data, full)
 
   private async commit(prepared: readonly PreparedWrite[]): Promise<void> {

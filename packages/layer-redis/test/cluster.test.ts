@@ -109,4 +109,37 @@ describe('RedisLayer on a local Redis Cluster (3 masters)', () => {
     expect(corrupt.at(-1)).toBe(`${all[3]} wrong-type`)
     expect(cache.getStats()).toMatchObject({ corruptEntries: 7, errors: 0 })
   })
+
+  it('concurrent gets: one MGET per slot the batch holds two keys or more of, a key of another type reported', async () => {
+    const p = prefix()
+    const tagged = Array.from({ length: 8 }, (_, i) => `{user:1}:f${i}`)
+    const spread = keys(20)
+    await new CacheStack([new RedisLayer({ client, prefix: p })]).mset(
+      [...tagged, ...spread].map((key) => ({ key, value: { key } })),
+    )
+    await client.rpush(`${p}{user:1}:list`, 'x')
+    const cache = new CacheStack([new RedisLayer({ client, prefix: p })])
+    const corrupt: string[] = []
+    cache.on('corruptEntry', ({ key, reason }) => corrupt.push(`${reason} ${key}`))
+    const mgets = async () => {
+      const infos = await Promise.all(client.nodes('master').map((node) => node.info('commandstats')))
+      return infos.reduce((sum, info) => sum + Number(/^cmdstat_mget:calls=(\d+)/m.exec(info)?.[1] ?? 0), 0)
+    }
+    const before = await mgets()
+    // The first get goes out alone at once; the others are batched.
+    const batch = [...tagged, '{user:1}:list', '{user:1}:missing', ...spread, ...tagged]
+    const answers = await Promise.all(['opener', ...batch].map((key) => cache.get(key)))
+    expect(answers).toEqual([
+      undefined,
+      ...batch.map((key) => (key.endsWith(':list') || key.endsWith(':missing') ? undefined : { key })),
+    ])
+    expect(corrupt).toEqual(['wrong-type {user:1}:list'])
+    const perSlot = new Map<number, number>()
+    for (const key of new Set(batch)) {
+      const slot = calculateSlot(`${p}${key}`)
+      perSlot.set(slot, (perSlot.get(slot) ?? 0) + 1)
+    }
+    expect(perSlot.get(calculateSlot(`${p}${tagged[0]}`))).toBe(10)
+    expect((await mgets()) - before).toBe([...perSlot.values()].filter((count) => count > 1).length)
+  })
 })
