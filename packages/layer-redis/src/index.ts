@@ -18,7 +18,7 @@ export {
 } from './index-layout'
 export { escapeGlob, normalizePrefix, scanPattern } from './key-prefix'
 export { LAYOUT_WARNING, LEGACY_WARNING } from './known-keys-layout'
-export { LuaScript } from './lua-script'
+export { LuaScript, type ScriptCall } from './lua-script'
 export {
   type MigrateTagIndexOptions,
   type MigrateTagIndexProgress,
@@ -28,6 +28,7 @@ export {
 } from './migrate-tag-index'
 export { generationKeyOf } from './redis-generation'
 export type { PipelineLike, RedisIO } from './redis-io'
+export type { PendingRead } from './redis-key-index'
 export { type RedisClient, RedisLayer, type RedisLayerOptions } from './redis-layer'
 export { tagSetPrefixOf } from './redis-tag-store'
 export { COMPRESSED_MARKER, jsonSerializer, msgpackSerializer, type Serializer } from './serializer'
