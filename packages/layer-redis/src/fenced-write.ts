@@ -1,5 +1,7 @@
+import { coarseNow, LayerTimeoutError } from '@layercache/core'
 import { type IndexShard, NEVER, TAG_SEPARATOR } from './index-layout'
 import { LuaScript } from './lua-script'
+import type { RedisClock } from './redis-clock'
 import type { RedisIO } from './redis-io'
 import { DELETE_FENCE_MS, LOG_KEEP, type LoadFence, RedisKeyIndex } from './redis-key-index'
 import { membershipCutOff, type RedisTagStore, setTtlOf, type TagEpochs } from './redis-tag-store'
@@ -40,12 +42,12 @@ const LOG_ROUNDS = 4
 // KEYS: value, then (indexed) the shard's k, kx, kt, then each tag's set, then the key's fence counter; a
 // write-back then adds the log, the tag counter and each tag's epoch.
 // ARGV: payload, ttl ('' none), expiry score, indexed (1/0), tags joined ('' none), tag count, membership
-// cut-off, set ttl ('' persist); a plain set then adds how long its fence counter bump lives; a
-// write-back its fence counter seen ('' none), log id seen
+// cut-off, set ttl ('' persist); a plain set then adds how long its fence counter bump lives and its
+// deadline ('' none); a write-back its fence counter seen ('' none), log id seen
 // ('' none), log position seen, tag invalidations seen ('' none) and each tag's epoch seen ('' for a tag
 // the load could not know when it began: then the tag counter must not have moved).
-// Returns {1, tags recorded before ('' none)} written; a write-back also {0} refused, or {2, log id,
-// newest, entries} to be matched by the client.
+// Returns {1, tags recorded before ('' none)} written; a plain set also {3} past its deadline; a
+// write-back also {0} refused, or {2, log id, newest, entries} to be matched by the client.
 const WRITE_BODY = `
 local recorded = ''
 if indexed then
@@ -68,15 +70,23 @@ end
 if ARGV[2] == '' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
 return {1, recorded}`
 
+/** Lua returning `refusal` when the server's clock is past `deadline` (ms, '' none). */
+export const LATE_CHECK = (deadline: string, refusal: string) => `if ${deadline} ~= '' then
+  local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(${deadline}) then return ${refusal} end
+end`
+
 const WRITE_HEAD = `
 local indexed = ARGV[4] == '1'
 local tags = tonumber(ARGV[6])
 local sets = indexed and 4 or 1`
 
-// A plain set (a new value): never refused. It bumps the key's fence counter (the last of KEYS; ARGV[9]:
-// how long it lives), so that a load of the key that began before it, on any instance, does not write
-// its older value back over this one.
+// A plain set (a new value): refused only when it reaches Redis after its deadline (ARGV[10], in this
+// server's ms, '' none: see RedisClock), when its caller had already been told it failed. It bumps the
+// key's fence counter (the last of KEYS; ARGV[9]: how long it lives), so that a load of the key that
+// began before it, on any instance, does not write its older value back over this one.
 const WRITE = new LuaScript(`${WRITE_HEAD}
+${LATE_CHECK('ARGV[10]', '{3}')}
 redis.call('INCR', KEYS[#KEYS])
 redis.call('PEXPIRE', KEYS[#KEYS], ARGV[9])${WRITE_BODY}`)
 
@@ -147,6 +157,7 @@ export class FencedWriter {
     private readonly tagStore: RedisTagStore,
     /** The client's lost connections so far (see RedisFence.losses). */
     private readonly losses: () => number,
+    private readonly clock: RedisClock,
   ) {}
 
   /** Returns the keys whose write was refused. On a Cluster every item must carry a fence. */
@@ -168,12 +179,14 @@ export class FencedWriter {
     const known = this.keyIndex.writeShards(items.map((item) => item.full))
     const shards = known instanceof Promise ? await known : known
     const now = Date.now()
-    const calls = items.map((item, i) => this.writeCall(item, shards[i], now))
     const plain: number[] = []
     const loads: number[] = []
     items.forEach((item, i) => {
       ;(item.fence === undefined ? plain : loads).push(i)
     })
+    // When the layer gives up on the plain sets' pipeline, taken before it is sent (so never later).
+    const giveUpAt = coarseNow() + this.layer.timeoutOf(plain.length)
+    const calls = items.map((item, i) => this.writeCall(item, shards[i], now, giveUpAt))
     const replies: WriteReply[] = new Array(items.length)
     const send = (script: LuaScript, indexes: number[]) =>
       indexes.length === 0
@@ -193,6 +206,11 @@ export class FencedWriter {
     await Promise.all([send(WRITE, plain), send(WRITE_BACK, loads)])
     const refused: string[] = []
     const drops: Promise<unknown>[] = []
+    if (plain.some((i) => replies[i]![0] === 3)) {
+      // Redis judged a set late while we were still waiting for it: its clock moved since we read it.
+      this.clock.moved()
+      throw new LayerTimeoutError(this.layer.name, 'set', this.layer.timeoutOf(plain.length))
+    }
     for (let i = 0; i < items.length; i++) {
       const item = items[i]!
       let reply = replies[i]!
@@ -210,7 +228,8 @@ export class FencedWriter {
         reply = (await WRITE_BACK.runAll(this.layer, 'write-back', [calls[i]!]))[0] as WriteReply
       }
       if (reply[0] === 0) refused.push(item.key)
-      else if (reply[1] !== '') drops.push(this.dropMemberships(item, reply[1], shards[i]!.tagsKey))
+      else if (reply[0] === 1 && reply[1] !== '')
+        drops.push(this.dropMemberships(item, reply[1], shards[i]!.tagsKey))
     }
     if (drops.length > 0) await Promise.all(drops)
     return refused
@@ -221,6 +240,7 @@ export class FencedWriter {
     item: FencedItem,
     shard: IndexShard | undefined,
     now: number,
+    giveUpAt: number,
   ): { keys: string[]; args: (string | number | Buffer)[] } {
     const tags = item.tags ?? []
     const fence = item.fence
@@ -238,7 +258,7 @@ export class FencedWriter {
       tags.length === 0 ? '' : (setTtlOf(item.expiresAt, now) ?? ''),
     ]
     keys.push(this.keyIndex.deletionKey(item.full))
-    if (fence === undefined) args.push(DELETE_FENCE_MS)
+    if (fence === undefined) args.push(DELETE_FENCE_MS, this.clock.deadlineOf(item.full, giveUpAt) ?? '')
     else {
       keys.push(this.keyIndex.logKey, this.keyIndex.tagCounterKey)
       for (const tag of tags) keys.push(this.tagStore.epochKey(tag))
@@ -339,5 +359,8 @@ export class FencedWriter {
   }
 }
 
-/** WRITE's reply: {1, recorded tags} written, {0} refused, {2, log id, newest, entries} to be matched. */
-type WriteReply = [1, string] | [0] | [2, string, string, string[]]
+/**
+ * WRITE's reply: {1, recorded tags} written, {0} refused, {2, log id, newest, entries} to be matched, {3}
+ * past its deadline.
+ */
+type WriteReply = [1, string] | [0] | [2, string, string, string[]] | [3]

@@ -22,6 +22,8 @@ export interface RedisIO {
   readonly prefix: string
   readonly client: RedisClient
   readonly isCluster: boolean
+  /** How long (ms) the layer waits for a pipeline of `commands` commands (one: a single command). */
+  timeoutOf(commands: number): number
   /** One command under the layer's timeout and error mapping. */
   command<T>(operation: string, send: (client: RedisClient) => Promise<T>): Promise<T>
   /** Sends a pipeline (or MULTI) and returns every reply, throwing the first per-command error. */

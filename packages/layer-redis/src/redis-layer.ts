@@ -7,6 +7,7 @@ import {
   type CacheEntry,
   type CacheLayer,
   type CommitWrite,
+  coarseNow,
   effectiveTtl,
   type InvalidateKeysOptions,
   InvalidKeyError,
@@ -33,12 +34,13 @@ import {
   encodeEntry,
   readMaxValueBytes,
 } from './envelope-codec'
-import { type FencedItem, FencedWriter, type RedisFence } from './fenced-write'
+import { type FencedItem, FencedWriter, LATE_CHECK, type RedisFence } from './fenced-write'
 import { assertShardCount, TAG_SEPARATOR } from './index-layout'
 import { normalizePrefix, scanPattern } from './key-prefix'
 import { FENCE_AND_UNLINK_SCRIPT, NodeLossRecovery } from './node-loss'
 import { groupBySlotOwner } from './pipeline-groups'
 import { type Answer, ReadBatcher } from './read-batcher'
+import { RedisClock } from './redis-clock'
 import { RedisGeneration } from './redis-generation'
 import type { PipelineLike, RedisClient, RedisIO } from './redis-io'
 import { DELETE_FENCE_MS, type PendingRead, RedisKeyIndex } from './redis-key-index'
@@ -57,7 +59,10 @@ export type { RedisClient } from './redis-io'
 // A plain write where its index entries cannot share its script (a Cluster): SETs the value (KEYS[1],
 // ARGV[1], ttl ARGV[2] or '') and bumps its fence counter (KEYS[2], same slot, living ARGV[3] ms), so a
 // load of the key that began before it, on any instance, does not write its older value back over it.
+// Answers 0 without writing when it runs past its deadline (ARGV[4], this server's ms, '' none: see
+// RedisClock): its caller was told it failed.
 const SET_AND_FENCE = `
+${LATE_CHECK('ARGV[4]', '0')}
 redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 if ARGV[2] == '' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
@@ -160,6 +165,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
   private readonly knownKeysShards: number | undefined
   private readonly generation = new RedisGeneration(this)
   private readonly fencedWriter: FencedWriter
+  private readonly clock: RedisClock
   private readonly nodeLoss: NodeLossRecovery
   private readonly atomicRemoval: AtomicRemoval
 
@@ -201,7 +207,14 @@ export class RedisLayer implements CacheLayer, RedisIO {
       knownKeysShards: this.knownKeysShards,
     })
     const connection = this.connection
-    this.fencedWriter = new FencedWriter(this, this.keyIndex, this.tagStore, () => connection.losses)
+    this.clock = new RedisClock(client, () => connection.losses)
+    this.fencedWriter = new FencedWriter(
+      this,
+      this.keyIndex,
+      this.tagStore,
+      () => connection.losses,
+      this.clock,
+    )
     this.nodeLoss = new NodeLossRecovery(this, this.keyIndex, () => connection.losses)
     this.atomicRemoval = new AtomicRemoval(
       this,
@@ -688,7 +701,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
    * `pipe` when given (a standalone Redis), else one pipeline per slot owner (a Cluster).
    */
   private async sendSets(items: readonly FencedItem[], pipe?: ReturnType<Redis['pipeline']>): Promise<void> {
-    const add = (to: ReturnType<Redis['pipeline']>, item: FencedItem) =>
+    const add = (to: ReturnType<Redis['pipeline']>, item: FencedItem, deadline: number | '') =>
       to.eval(
         SET_AND_FENCE,
         2,
@@ -697,16 +710,28 @@ export class RedisLayer implements CacheLayer, RedisIO {
         item.payload,
         item.ttl ?? '',
         DELETE_FENCE_MS,
+        deadline,
       )
     if (pipe !== undefined) {
-      for (const item of items) add(pipe, item)
+      for (const item of items) add(pipe, item, '')
       return
     }
-    await this.pipelineByKey(
-      items.length === 1 ? 'set' : 'setMany',
-      items.map((item) => item.full),
-      (to, _full, i) => add(to, items[i]!),
+    const fulls = items.map((item) => item.full)
+    // Each pipeline's deadline, taken before it is sent: when the layer gives up on it (per slot owner).
+    const giveUpAt = new Array<number>(items.length)
+    for (const group of groupBySlotOwner(this.client as Cluster, fulls)) {
+      const at = coarseNow() + this.timeoutOf(group.length)
+      for (const i of group) giveUpAt[i] = at
+    }
+    const operation = items.length === 1 ? 'set' : 'setMany'
+    const replies = await this.pipelineByKey(operation, fulls, (to, full, i) =>
+      add(to, items[i]!, this.clock.deadlineOf(full, giveUpAt[i]!) ?? ''),
     )
+    if (replies.some((reply) => reply !== 1)) {
+      // A server judged a set late while we were still waiting for it: its clock moved since we read it.
+      this.clock.moved()
+      throw new LayerTimeoutError(this.name, operation, this.commandTimeout)
+    }
   }
 
   /**
@@ -741,6 +766,12 @@ export class RedisLayer implements CacheLayer, RedisIO {
     return out
   }
 
+  timeoutOf(commands: number): number {
+    return commands > LONG_PIPELINE
+      ? this.commandTimeout * Math.ceil(commands / LONG_PIPELINE)
+      : this.commandTimeout
+  }
+
   async execPipeline(operation: string, pipe: PipelineLike): Promise<unknown[]> {
     return (await this.execPipelineSettled(operation, pipe)).map(([error, reply]) => {
       if (error) throw this.asUnavailable(operation, error)
@@ -765,7 +796,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
   private async runLong(operation: string, pipe: PipelineLike): Promise<[Error | null, unknown][] | null> {
     const failure = this.connection.refusal(operation)
     if (failure) throw failure
-    const timeoutMs = this.commandTimeout * Math.ceil(pipe.length / LONG_PIPELINE)
+    const timeoutMs = this.timeoutOf(pipe.length)
     try {
       return await bounded(
         pipe.exec(),
