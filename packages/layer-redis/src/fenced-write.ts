@@ -138,8 +138,9 @@ return 1`
  * - One Redis: one script per write checks (write-backs only) and writes the value, its index entries and
  *   its tag memberships together (WRITE), a batch of writes in one pipeline: one round trip. Invalidators
  *   bump epochs or log first and look for keys after, so a write-back ordered before that bump is found
- *   and removed, and one ordered after is refused. A plain set is never refused: one that lands after an
- *   invalidation read its keys is simply newer than it. Memberships of tags an overwrite no longer
+ *   and removed, and one ordered after is refused. A plain set is never refused by an invalidation (only
+ *   past its deadline: see RedisClock): one that lands after an invalidation read its keys is simply
+ *   newer than it. Memberships of tags an overwrite no longer
  *   carries go in a second step (DROP_MEMBERSHIPS), only when there are some: until then an invalidation
  *   of such a tag removes the new value too, which over-invalidates and never leaves a stale value.
  * - Cluster (the state lives in several slots): (1) index the key and record its memberships, (2) check
