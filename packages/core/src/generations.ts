@@ -42,6 +42,12 @@ export function generationPrefix(generation: number): string {
   return `g${generation}:`
 }
 
+/** The generation a stored key or scope (`g<n>:…`) lives in; undefined when it names none. */
+export function generationOf(stored: string): number | undefined {
+  const match = /^g(\d{1,16}):/.exec(stored)
+  return match === null ? undefined : Number(match[1])
+}
+
 /**
  * The stack's current generation. Every key lives under `g<n>:`; bumping moves the whole stack to fresh,
  * empty key space at once. With a shared layer (Redis) the number lives there, so every instance moves
@@ -199,6 +205,17 @@ export class Generations {
     if (!(generation > this.current)) return false
     this.reread()
     return true
+  }
+
+  /**
+   * A bus message names a stored key or scope (`g<n>:…`) of another instance: when it lives in a newer
+   * generation than this one, this instance missed a move (a bump whose reply was lost announces
+   * nothing), and what its memory holds under the old names is not what the message invalidated. Taken
+   * as a hint (see `hinted`); true when the caller should drop memory.
+   */
+  named(stored: string): boolean {
+    const generation = generationOf(stored)
+    return generation !== undefined && this.hinted(generation)
   }
 
   private reread(): void {

@@ -132,4 +132,20 @@ describe('Generations', () => {
     expect(await raced).toBeUndefined()
     expect(generations.current).toBe(2)
   })
+
+  it('a stored key or scope of a newer generation is a hint; of this one or an older one, nothing', async () => {
+    const { source, reads, answerNext } = sharedSource()
+    const generations = new Generations(3, source, undefined, noHooks)
+    answerNext(3)
+    await generations.ready
+    expect(generations.named('g3:user:1')).toBe(false)
+    expect(generations.named('g2:user:1')).toBe(false)
+    expect(generations.named('user:1')).toBe(false)
+    expect(reads()).toBe(0)
+    expect(generations.named('g4:tenant:')).toBe(true)
+    expect(reads()).toBe(1) // read from the shared layer, never taken from the message
+    answerNext(4)
+    await settled()
+    expect(generations.current).toBe(4)
+  })
 })
