@@ -77,6 +77,10 @@ export class BusLink implements BusListener {
     for (const operation of operations) {
       if ('keys' in operation) {
         state.gate.forget(operation.keys)
+        // Keys stored in a newer generation than this instance's: it missed a move, and its memory holds
+        // the same keys under the old generation's names, which the line above did not reach.
+        const first = operation.keys[0]
+        if (first !== undefined && state.generations?.named(first)) state.forgetLocalMemory()
       } else if ('generation' in operation) {
         // A hint to read the shared generation again, never a number to adopt: the message may be
         // unsigned. Until that read answers, what memory holds may be of the old generation: drop it.
@@ -84,6 +88,8 @@ export class BusLink implements BusListener {
       } else {
         // A group invalidation cannot name what is in flight: fence all of it, as a local one does.
         state.gate.forgetAll()
+        // A scope in a newer generation: as for keys above, memory under the old names is dropped.
+        if ('match' in operation && state.generations?.named(operation.match.scope)) state.forgetLocalMemory()
         for (const layer of this.local) {
           if ('tags' in operation) {
             if (layer.invalidateTags === undefined) layer.clear()

@@ -181,7 +181,7 @@ export class CacheStack {
    */
   async invalidateByPrefix(prefix: string): Promise<number> {
     const checked = assertKeyPrefix(prefix)
-    await this.state.generations?.verify()
+    await this.state.generations?.confirm()
     const scope = this.state.keyspace + this.prefix + checked
     const count = await this.invalidator.matching({ scope })
     if (this.state.events.listening('invalidate')) {
@@ -197,7 +197,7 @@ export class CacheStack {
    */
   async invalidateByPattern(pattern: string): Promise<number> {
     const checked = validatePattern(pattern)
-    await this.state.generations?.verify()
+    await this.state.generations?.confirm()
     const scope = this.state.keyspace + this.prefix
     const count = await this.invalidator.matching({ scope, pattern: checked })
     if (this.state.events.listening('invalidate')) {

@@ -37,9 +37,11 @@ export interface LatencyHandle {
   idle(): Promise<void>
   /**
    * Holds back the next command named one of `names` (e.g. publish, spublish), whatever its delay, until
-   * `release()`; `reached` resolves once it was issued. For faults timed to a command.
+   * `release()`; `reached` resolves once it was issued. For faults timed to a command. `args`, when given,
+   * must also accept the command's arguments (as ioredis holds them: keys and values, strings or Buffers),
+   * e.g. to hold the GET of one key and not another.
    */
-  holdNext(names: readonly string[]): CommandHold
+  holdNext(names: readonly string[], args?: (args: readonly unknown[]) => boolean): CommandHold
   /** Puts the original sendCommand back on every connection. */
   remove(): void
 }
@@ -54,6 +56,7 @@ type SendCommand = (command: TrackedCommand, stream?: unknown, node?: unknown) =
 
 interface TrackedCommand {
   readonly name: string
+  readonly args: readonly unknown[]
   readonly promise: Promise<unknown>
 }
 
@@ -74,7 +77,13 @@ class Latency implements LatencyHandle {
   readonly #idleWaiters: (() => void)[] = []
   readonly #detach: (() => void)[] = []
   #hold:
-    | { names: readonly string[]; reached: () => void; held: (() => void)[]; released: boolean }
+    | {
+        names: readonly string[]
+        args: ((args: readonly unknown[]) => boolean) | undefined
+        reached: () => void
+        held: (() => void)[]
+        released: boolean
+      }
     | undefined
 
   constructor(
@@ -112,12 +121,12 @@ class Latency implements LatencyHandle {
     }
   }
 
-  holdNext(names: readonly string[]): CommandHold {
+  holdNext(names: readonly string[], args?: (args: readonly unknown[]) => boolean): CommandHold {
     let reached = () => {}
     const promise = new Promise<void>((resolve) => {
       reached = resolve
     })
-    const hold = { names, reached, held: [] as (() => void)[], released: false }
+    const hold = { names, args, reached, held: [] as (() => void)[], released: false }
     this.#hold = hold
     return {
       reached: promise,
@@ -133,6 +142,7 @@ class Latency implements LatencyHandle {
   #held(command: TrackedCommand, send: () => void): boolean {
     const hold = this.#hold
     if (hold === undefined || hold.released || !hold.names.includes(command.name)) return false
+    if (hold.args !== undefined && !hold.args(command.args)) return false
     this.#hold = undefined
     hold.held.push(send)
     hold.reached()
