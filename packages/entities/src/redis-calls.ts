@@ -33,7 +33,7 @@ export class RedisCalls {
   /** One script (EVALSHA, loading it with EVAL the first time a server has not seen it). */
   run<T>(operation: string, call: ScriptCall): Promise<T> {
     const { script, keys, args } = call
-    return this.bound(operation, async () => (await script.run(this.client, keys, args)) as T)
+    return this.bound(operation, async (expired) => (await script.run(this.client, keys, args, expired)) as T)
   }
 
   /**
@@ -63,11 +63,20 @@ export class RedisCalls {
     return this.bound(operation, () => send(this.client))
   }
 
-  private bound<T>(operation: string, work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` under the timeout. `expired` aborts when the timeout rejects the call: work that would
+   * send another command after that (a script sent again after NOSCRIPT) must not, since the caller was
+   * told the call failed and a write sent now could land after an invalidation that resolved meanwhile.
+   */
+  private bound<T>(operation: string, work: (expired: AbortSignal) => Promise<T>): Promise<T> {
     const refusal = this.connection.refusal(operation)
     if (refusal !== undefined) return Promise.reject(refusal)
-    const timedOut = () => new LayerTimeoutError(ENTITY_LAYER, operation, this.timeoutMs)
-    return bounded(work(), this.timeoutMs, timedOut).catch((error: unknown) => {
+    const deadline = new AbortController()
+    const timedOut = () => {
+      deadline.abort()
+      return new LayerTimeoutError(ENTITY_LAYER, operation, this.timeoutMs)
+    }
+    return bounded(work(deadline.signal), this.timeoutMs, timedOut).catch((error: unknown) => {
       throw asUnavailable(ENTITY_LAYER, operation, error)
     })
   }

@@ -17,15 +17,23 @@ export class LuaScript {
     this.sha = createHash('sha1').update(source).digest('hex')
   }
 
+  /**
+   * EVALSHA, and EVAL when the server answers NOSCRIPT. `signal`: the caller's deadline. Once it aborted,
+   * the caller has already been told the call failed, so a NOSCRIPT answer ends the call instead of
+   * sending the script again: that EVAL would be a new command, sent after the failure was reported, and
+   * a write could land after an invalidation that resolved meanwhile (a server that forgot its scripts
+   * answers NOSCRIPT only once it runs again: after a pause, a restart, a failover to a replica).
+   */
   async run(
     client: Redis | Cluster,
     keys: readonly string[],
     args: readonly (string | number | Buffer)[],
+    signal?: AbortSignal,
   ): Promise<unknown> {
     try {
       return await client.evalsha(this.sha, keys.length, ...keys, ...args)
     } catch (error) {
-      if (!isNoScript(error)) throw error
+      if (!isNoScript(error) || signal?.aborted) throw error
       return client.eval(this.source, keys.length, ...keys, ...args)
     }
   }
