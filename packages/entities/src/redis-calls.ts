@@ -1,5 +1,5 @@
 import { asUnavailable, bounded, LayerTimeoutError } from '@layercache/core'
-import { ConnectionGuard, execBySlotOwner, LuaScript } from '@layercache/layer-redis'
+import { type CallDeadline, ConnectionGuard, execBySlotOwner, LuaScript } from '@layercache/layer-redis'
 import type { Cluster, Redis } from 'ioredis'
 
 /** The name entity errors carry as their layer (stats and messages). */
@@ -33,7 +33,10 @@ export class RedisCalls {
   /** One script (EVALSHA, loading it with EVAL the first time a server has not seen it). */
   run<T>(operation: string, call: ScriptCall): Promise<T> {
     const { script, keys, args } = call
-    return this.bound(operation, async (expired) => (await script.run(this.client, keys, args, expired)) as T)
+    return this.bound(
+      operation,
+      async (deadline) => (await script.run(this.client, keys, args, deadline)) as T,
+    )
   }
 
   /**
@@ -63,20 +66,16 @@ export class RedisCalls {
     return this.bound(operation, () => send(this.client))
   }
 
-  /**
-   * Runs `work` under the timeout. `expired` aborts when the timeout rejects the call: work that would
-   * send another command after that (a script sent again after NOSCRIPT) must not, since the caller was
-   * told the call failed and a write sent now could land after an invalidation that resolved meanwhile.
-   */
-  private bound<T>(operation: string, work: (expired: AbortSignal) => Promise<T>): Promise<T> {
+  /** Runs `work` under the timeout; `work` sees the deadline expire when the timeout rejects the call. */
+  private bound<T>(operation: string, work: (deadline: CallDeadline) => Promise<T>): Promise<T> {
     const refusal = this.connection.refusal(operation)
     if (refusal !== undefined) return Promise.reject(refusal)
-    const deadline = new AbortController()
+    const deadline = { expired: false }
     const timedOut = () => {
-      deadline.abort()
+      deadline.expired = true
       return new LayerTimeoutError(ENTITY_LAYER, operation, this.timeoutMs)
     }
-    return bounded(work(deadline.signal), this.timeoutMs, timedOut).catch((error: unknown) => {
+    return bounded(work(deadline), this.timeoutMs, timedOut).catch((error: unknown) => {
       throw asUnavailable(ENTITY_LAYER, operation, error)
     })
   }
