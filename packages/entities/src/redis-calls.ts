@@ -30,6 +30,15 @@ export class RedisCalls {
     this.connection = new ConnectionGuard(client, ENTITY_LAYER)
   }
 
+  /**
+   * Connections the client lost so far (a Cluster: any node's). An epoch read before a loss cannot fence a
+   * write sent after it: Redis may have restarted empty, losing the epochs invalidations moved meanwhile
+   * (a missing epoch reads as 0, like one never moved).
+   */
+  get losses(): number {
+    return this.connection.losses
+  }
+
   /** One script (EVALSHA, loading it with EVAL the first time a server has not seen it). */
   run<T>(operation: string, call: ScriptCall): Promise<T> {
     const { script, keys, args } = call

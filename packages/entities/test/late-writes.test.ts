@@ -6,11 +6,17 @@
  *
  * The way the write got through: the server had forgotten its scripts (a restart, a failover to a replica,
  * SCRIPT FLUSH), so it answered the write's EVALSHA with NOSCRIPT once it was resumed, and the script runner
- * sent the script again with EVAL, after setEntity had rejected and after the invalidation ran. Each target
- * gets servers of its own: the test pauses them.
+ * sent the script again with EVAL, after setEntity had rejected and after the invalidation ran.
+ *
+ * Also: a load's write-back after Redis restarted empty. The epochs an invalidation moved before the restart
+ * are gone, and a missing epoch reads as 0, the epoch of a row never written: a load that read 0 before
+ * wrote its row back over the invalidation. Each target gets servers of its own: the tests pause and
+ * restart them.
  */
 import { LayerTimeoutError } from '@layercache/core'
 import {
+  connectionLost,
+  connectionReady,
   type RedisClusterHandle,
   type RedisServerHandle,
   startRedisCluster,
@@ -19,7 +25,7 @@ import {
 import { type Cluster, Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { EntityCache } from '../src'
-import { type AnyClient, post, redisKeys, schemas } from './support/fixtures'
+import { type AnyClient, gate, type Post, post, redisKeys, schemas } from './support/fixtures'
 
 const TIMEOUT = 200
 
@@ -41,6 +47,8 @@ interface Target {
   readonly invalidator: AnyClient
   /** The server holding `key`, and the writer's own connection to it. */
   owner(key: string): Promise<{ server: RedisServerHandle; writerConnection: Redis }>
+  /** Restarts the server holding `key` without its data; resolves once both clients reach it again. */
+  restartEmpty(key: string): Promise<void>
 }
 
 async function open(target: 'standalone' | 'cluster'): Promise<Target> {
@@ -66,7 +74,30 @@ async function open(target: 'standalone' | 'cluster'): Promise<Target> {
     }
     throw new Error(`no master serves ${key}`)
   }
-  return { writer, invalidator, owner }
+  const restartEmpty = async (key: string) => {
+    const { server: node } = await owner(key)
+    if (target === 'standalone') {
+      const lost = [writer, invalidator].map((client) => connectionLost(client as Redis))
+      await node.restart()
+      await Promise.all(lost)
+      await Promise.all([writer, invalidator].map((client) => connectionReady(client as Redis)))
+      return
+    }
+    await node.restart()
+    await cluster.ready()
+    for (const client of [writer, invalidator]) {
+      for (;;) {
+        try {
+          await client.exists(key)
+          break
+        } catch {
+          // The client finds the node again; the next attempt goes out once it has.
+          await new Promise((resolve) => setImmediate(resolve))
+        }
+      }
+    }
+  }
+  return { writer, invalidator, owner, restartEmpty }
 }
 
 /** Resolves once the writer has its answer to every EVALSHA it sent so far (a NOSCRIPT one included). */
@@ -123,6 +154,76 @@ describe.each(['standalone', 'cluster'] as const)('late writes on %s', (target) 
     expect(await invalidator.get(keys.row(1))).toBeNull()
     expect(await invalidatorCache.getEntity('post', 1)).toBeUndefined()
     writerCache.close()
+    invalidatorCache.close()
+  })
+})
+
+describe.each(['standalone', 'cluster'] as const)('loads across a restart on %s', (target) => {
+  it('a load that read before Redis restarted empty does not write back over an invalidation before it', {
+    timeout: 60_000,
+  }, async () => {
+    const { writer, invalidator, restartEmpty } = await open(target)
+    const keyPrefix = `restart${++n}`
+    const loaderCache = new EntityCache({ redis: writer, keyPrefix, ...schemas() })
+    const invalidatorCache = new EntityCache({ redis: invalidator, keyPrefix, ...schemas() })
+    const keys = redisKeys(loaderCache.keyPrefix)
+    const entered = gate()
+    const release = gate()
+    // Row 1 was never written: its epoch is missing, which reads as 0.
+    const loading = loaderCache.getOrLoadEntity<Post>('post', 1, async () => {
+      entered.open()
+      await release.promise
+      return post(1, 1, 1, 'read before the invalidation')
+    })
+    await entered.promise // the loader runs only once the row and its epoch were read
+    expect(await invalidatorCache.invalidateEntity('post', 1)).toBe(0) // moves the row's epoch…
+    await restartEmpty(keys.row(1)) // …which the restart loses
+    release.open()
+    expect((await loading)?.title).toBe('read before the invalidation') // the answer stands
+    expect(await invalidator.get(keys.row(1))).toBeNull()
+    expect(await invalidatorCache.getEntity('post', 1)).toBeUndefined()
+    loaderCache.close()
+    invalidatorCache.close()
+  })
+})
+
+// One Redis: every epoch and counter the rebuild and the plain list load check is lost with it (on a
+// Cluster they live on several masters, and one restarted master leaves the others' fences standing).
+describe('list loads across a restart on standalone', () => {
+  it('a list rebuild and a plain list load that read before Redis restarted empty are not written', {
+    timeout: 60_000,
+  }, async () => {
+    const { writer, invalidator, restartEmpty } = await open('standalone')
+    const keyPrefix = `restartlists${++n}`
+    const loaderCache = new EntityCache({ redis: writer, keyPrefix, ...schemas() })
+    const invalidatorCache = new EntityCache({ redis: invalidator, keyPrefix, ...schemas() })
+    const keys = redisKeys(loaderCache.keyPrefix)
+    const release = gate()
+    const entered = [gate(), gate()]
+    const slowly =
+      <T>(i: number, rows: T) =>
+      async () => {
+        entered[i]!.open()
+        await release.promise
+        return rows
+      }
+    const rebuild = loaderCache.getListPage<Post>(
+      'feed',
+      { userId: 1 },
+      { load: slowly(0, [post(1), post(2)]) },
+    )
+    const plain = loaderCache.getOrLoadList<Post>('userPosts', { userId: 1 }, slowly(1, [post(2)]))
+    await Promise.all(entered.map((g) => g.promise)) // both read what they check before loading
+    // The database dropped row 2: the row leaves the lists, the plain list is dropped.
+    await invalidatorCache.invalidateEntity('post', 2)
+    await invalidatorCache.deleteList('userPosts', { userId: 1 })
+    await restartEmpty(keys.list('feed', 'userId=1'))
+    release.open()
+    await Promise.all([rebuild, plain]) // they answer what they loaded
+    expect(await invalidator.exists(keys.loaded('feed', 'userId=1'))).toBe(0)
+    expect(await invalidator.zscore(keys.list('feed', 'userId=1'), '2')).toBeNull()
+    expect(await invalidator.get(keys.plain('userPosts', 'userId=1'))).toBeNull()
+    loaderCache.close()
     invalidatorCache.close()
   })
 })
