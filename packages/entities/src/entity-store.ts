@@ -27,7 +27,10 @@ export interface StoredRow {
   readonly json: string | undefined
   /** Its invalidation epoch when read: a write-back of a load that began then carries it. */
   readonly epoch: number
-  /** The client's lost connections before the read (RedisCalls.losses): a write-back after another is refused. */
+  /**
+   * The client's lost connections before the read (RedisCalls.losses): a write-back is refused once
+   * another was lost.
+   */
   readonly losses: number
 }
 
@@ -285,12 +288,12 @@ export class EntityStore {
   }
 
   /**
-   * Writes a rebuilt list unless something overtook the rebuild: the list changed since `listEpoch`, or
-   * a row of the type was invalidated since `counter`, or the client lost a connection since `losses`
-   * (before both were read: the epochs may be gone with a restart); then nothing is written. Rows invalidated or
-   * rewritten after their epoch was read are not written: `leftOut` names the ids kept out of the list
-   * (invalidated), `refused` the rows not written (invalidated or rewritten), so the caller does not
-   * answer with them either.
+   * Writes a rebuilt list unless something overtook the rebuild: the list changed since `listEpoch`, a
+   * row of the type was invalidated since `counter`, or the client lost a connection since `losses`
+   * (counted before both were read: a restart may have taken the epochs). Then nothing is written. Rows
+   * invalidated or rewritten after their epoch was read are not written: `leftOut` names the ids kept out
+   * of the list (invalidated), `refused` the rows not written (invalidated or rewritten), so the caller
+   * does not answer with them either.
    */
   async writeRebuilt(
     list: CheckedIndexedList,

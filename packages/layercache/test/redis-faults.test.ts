@@ -105,7 +105,7 @@ describe('with Redis paused (SIGSTOP: connection open, no answers)', () => {
     }
   })
 
-  it('a set that timed out is not sent again when Redis answers NOSCRIPT: a delete that resolved after it keeps the key gone', async () => {
+  it('a set that timed out is not sent again on NOSCRIPT: a later delete that resolved keeps the key gone', async () => {
     // Another instance on a connection of its own.
     const otherClient = new Redis(server.url)
     const other = new CacheStack([new RedisLayer({ client: otherClient, prefix: 'faults' })])
@@ -118,7 +118,8 @@ describe('with Redis paused (SIGSTOP: connection open, no answers)', () => {
       return answer
     }
     try {
-      await cache.set('price', 'first') // this layer's first write reads the key layout; the next is one script
+      // This layer's first write reads the key layout; the next one is a single script.
+      await cache.set('price', 'first')
       // Redis forgets its scripts (a restart, a replica promoted); the other instance's delete loads its
       // script again, so only the set's script is unknown there.
       await client.script('FLUSH')
