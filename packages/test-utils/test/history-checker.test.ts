@@ -46,6 +46,26 @@ function history() {
       })
       return this
     },
+    /** An update that wrote the database (at `start`) and then failed. */
+    failed(
+      instance: string,
+      kind: Extract<Op, { type: 'update' }>['kind'],
+      rows: string[],
+      versions: number[],
+      start: number,
+      end: number,
+    ) {
+      rows.forEach((row, i) => {
+        dbWrites.push({ row, version: versions[i]!, at: start })
+        current[row] = Math.max(current[row] ?? 0, versions[i]!)
+      })
+      call(instance, { type: 'update', kind, rows, keys: rows }, start, end, {
+        ok: false,
+        error: 'LayerTimeoutError',
+        versions,
+      })
+      return this
+    },
     read(instance: string, row: string, observed: number | null | string, start: number, end: number) {
       const op: Op = { type: 'read', kind: 'get', keys: [row], rows: [row], loader: { before: 0, after: 0 } }
       call(instance, op, start, end, { ok: true, observed: [observed] })
@@ -154,6 +174,32 @@ describe('history checker model', () => {
         .read('i0', 'a:1', 1, 20, 21)
         .check(),
     ).toEqual(['a'])
+  })
+
+  it('a failed overwrite during a stall may be applied until B after it, also after later updates', () => {
+    // setEntity failed while Redis was paused (its database write stands); Redis ran it once resumed,
+    // after another instance's invalidation it had received later (model: "Failed overwrites may still land").
+    const during = history()
+      .pause(0, 500)
+      .failed('i2', 'setEntity', ['row:4'], [9], 10, 410)
+      .update('i0', 'invalidateEntity', ['row:4'], [10], 420, 520)
+      .read('i0', 'row:4', 9, 530, 531)
+      .read('i1', 'row:4', 9, 700, 701)
+    expect(during.check()).toEqual([])
+    // An update that began once the stall and B were over came after it: its floor stands.
+    const after = history()
+      .pause(0, 500)
+      .failed('i2', 'setEntity', ['row:4'], [9], 10, 410)
+      .update('i0', 'invalidateEntity', ['row:4'], [10], 420, 520)
+      .update('i0', 'delete', ['row:4'], [11], 500 + B + 1, 700)
+      .read('i0', 'row:4', 9, 710, 711)
+    expect(after.check()).toEqual(['a'])
+    // Without a stall a failed write is no excuse: Redis ran it before what was sent after it failed.
+    const calm = history()
+      .failed('i2', 'setEntity', ['row:4'], [9], 10, 410)
+      .update('i0', 'invalidateEntity', ['row:4'], [10], 420, 520)
+      .read('i0', 'row:4', 9, 530, 531)
+    expect(calm.check()).toEqual(['a'])
   })
 
   it('(c): after quiescence nothing or the current version', () => {

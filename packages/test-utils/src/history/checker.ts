@@ -31,6 +31,17 @@
 //     older version back afterwards, unless a strong update of the row began after that loader began and
 //     counts for the read (below). Such a weak update sets the floor to the smallest version those
 //     loaders read instead of its own.
+//   - Failed overwrites may still land (docs/consistency.md, Limits). A weak update W that failed after
+//     its database write, while Redis was stalled (a pause or a restart overlapped W), may still be
+//     applied by Redis after W failed, until the stall ended plus lateWriteMs: Redis had received it and
+//     runs it when it runs again, not necessarily before what other connections sent later (it reads
+//     its clients a slice at a time, and a connection with a backlog waits for the next slice), or ioredis
+//     sends it again once it reconnected. So for every update U of the row that began before that
+//     deadline and resolved after W began, W's version may be what the row holds after U: U's floor is
+//     the smaller of the two. An update that began after the deadline is unaffected. The runner repairs
+//     such rows at the end as it repairs failed ones, so (c) still asks for the current version. (What the
+//     library does not do, and the entity tests check on their own, is send anything for a call after it
+//     failed: a script answered NOSCRIPT after the timeout is not sent again.)
 //
 // Floor. For a read R of row r on instance I, floor(R, r) is the largest version(U, r) over resolved
 // updates U covering r that count for R:
@@ -56,7 +67,7 @@
 //   all (foreign).
 
 import type { LoadReport, Observed } from './instance'
-import type { CallRecord, History, Observation } from './recorder'
+import type { CallRecord, FaultRecord, History, Observation } from './recorder'
 import { describeOp, WEAK_UPDATES } from './workload'
 
 export type CheckName = 'a' | 'b' | 'c' | 'd' | 'phantom' | 'foreign'
@@ -89,6 +100,43 @@ export interface CheckOptions {
   readonly silentBoundMs?: number
   /** How far loader times taken in worker processes may be off the driver's clock, ms. Default 2. */
   readonly clockSlackMs?: number
+  /** How long after a stall ended a write that failed during it may still be applied, ms. Default B. */
+  readonly lateWriteMs?: number
+}
+
+/** A failed overwrite Redis may still apply (see the model: "Failed overwrites may still land"). */
+export interface LateWrite {
+  readonly call: CallRecord
+  readonly row: string
+  readonly version: number
+  /** Until when it may be applied: the end of the stall it overlapped, plus lateWriteMs. */
+  readonly until: number
+}
+
+/** The failed overwrites of a history that Redis may still apply after they failed, and until when. */
+export function lateWritesOf(
+  calls: readonly CallRecord[],
+  faults: readonly FaultRecord[],
+  lateWriteMs: number,
+): LateWrite[] {
+  const late: LateWrite[] = []
+  for (const call of calls) {
+    const outcome = call.outcome
+    if (call.op.type !== 'update' || outcome?.ok !== false || call.end === undefined) continue
+    if (!WEAK_UPDATES.has(call.op.kind) || call.op.repair === true) continue
+    let stallEnd: number | undefined
+    for (const fault of faults) {
+      if (fault.kind !== 'pause' && fault.kind !== 'restart-empty') continue
+      const end = fault.end ?? Number.POSITIVE_INFINITY
+      if (fault.start <= call.end && end >= call.start) stallEnd = Math.max(stallEnd ?? end, end)
+    }
+    if (stallEnd === undefined) continue
+    call.op.rows.forEach((row, i) => {
+      const version = outcome.versions?.[i]
+      if (version !== undefined) late.push({ call, row, version, until: stallEnd! + lateWriteMs })
+    })
+  }
+  return late
 }
 
 interface UpdateFact {
@@ -103,6 +151,8 @@ interface Floor {
   readonly by?: UpdateFact
   /** The loaders that lowered a weak update's floor. */
   readonly lwwLoads?: readonly LoadReport[]
+  /** The failed overwrites that lowered it. */
+  readonly lateWrites?: readonly LateWrite[]
 }
 
 export const CHECK_TITLES: Readonly<Record<CheckName, string>> = {
@@ -118,6 +168,7 @@ export class HistoryChecker {
   readonly #updates = new Map<string, UpdateFact[]>()
   readonly #loads = new Map<string, LoadReport[]>()
   readonly #writes = new Map<string, { version: number; at: number }[]>()
+  readonly #lateWrites = new Map<string, LateWrite[]>()
   readonly #slack: number
   readonly #processes: ReadonlySet<string>
 
@@ -141,6 +192,10 @@ export class HistoryChecker {
     }
     for (const load of history.loads) this.#list(this.#loads, load.row).push(load)
     for (const write of history.dbWrites) this.#list(this.#writes, write.row).push(write)
+    const lateWriteMs = options.lateWriteMs ?? options.busBoundMs
+    for (const late of lateWritesOf(history.calls, history.faults, lateWriteMs)) {
+      this.#list(this.#lateWrites, late.row).push(late)
+    }
   }
 
   check(): Violation[] {
@@ -186,7 +241,20 @@ export class HistoryChecker {
         )
         for (const load of lwwLoads) version = Math.min(version, load.version)
       }
-      if (version > best.version) best = { version, by: fact, ...(lwwLoads?.length ? { lwwLoads } : {}) }
+      // A failed overwrite that began before this update resolved and may land after it began.
+      const lateWrites = (this.#lateWrites.get(row) ?? []).filter(
+        (late) =>
+          late.version < fact.version && late.call.start < fact.call.end! && fact.call.start < late.until,
+      )
+      for (const late of lateWrites) version = Math.min(version, late.version)
+      if (version > best.version) {
+        best = {
+          version,
+          by: fact,
+          ...(lwwLoads?.length ? { lwwLoads } : {}),
+          ...(lateWrites.length > 0 ? { lateWrites } : {}),
+        }
+      }
     }
     return best
   }
@@ -415,11 +483,20 @@ export class HistoryChecker {
   #around(row: string, from: number, to: number, focus?: CallRecord, floor?: Floor): string[] {
     const lines: { at: number; text: string }[] = []
     const lower = Number.isFinite(from) ? from : to - 500
+    const lateCalls = new Set((floor?.lateWrites ?? []).map((late) => late.call))
     for (const call of this.history.calls) {
       const end = call.end ?? Number.POSITIVE_INFINITY
       if (!call.op.rows.includes(row) || end < lower || call.start > to) continue
       const mark =
-        call === focus ? '>>' : call === floor?.by?.call ? '**' : call.raced !== undefined ? ' ~' : '  '
+        call === focus
+          ? '>>'
+          : call === floor?.by?.call
+            ? '**'
+            : lateCalls.has(call)
+              ? 'lo'
+              : call.raced !== undefined
+                ? ' ~'
+                : '  '
       const outcome = call.outcome
       const index = call.op.rows.indexOf(row)
       let result = 'pending'

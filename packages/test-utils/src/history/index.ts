@@ -7,6 +7,8 @@ export {
   countByCheck,
   formatViolations,
   HistoryChecker,
+  type LateWrite,
+  lateWritesOf,
   type Violation,
 } from './checker'
 export { historyNow } from './clock'
