@@ -5,6 +5,7 @@ import {
   type CallRecord,
   checkHistory,
   type History,
+  LATE_WRITE_MS,
   type Observation,
   type Op,
   type OpOutcome,
@@ -86,6 +87,10 @@ function history() {
     },
     pause(start: number, end: number) {
       faults.push({ kind: 'pause', detail: 'test', start, end })
+      return this
+    },
+    restart(start: number, end: number) {
+      faults.push({ kind: 'restart-empty', detail: 'test', start, end })
       return this
     },
     observe(instance: string, row: string, observed: number | null) {
@@ -176,7 +181,7 @@ describe('history checker model', () => {
     ).toEqual(['a'])
   })
 
-  it('a failed overwrite during a stall may be applied until B after it, also after later updates', () => {
+  it('a failed overwrite around a stall may be applied until LATE_WRITE_MS after, also after later updates', () => {
     // setEntity failed while Redis was paused (its database write stands); Redis ran it once resumed,
     // after another instance's invalidation it had received later (model: "Failed overwrites may still land").
     const during = history()
@@ -184,15 +189,23 @@ describe('history checker model', () => {
       .failed('i2', 'setEntity', ['row:4'], [9], 10, 410)
       .update('i0', 'invalidateEntity', ['row:4'], [10], 420, 520)
       .read('i0', 'row:4', 9, 530, 531)
-      .read('i1', 'row:4', 9, 700, 701)
+      .read('i0', 'row:4', 9, 5000, 5001)
     expect(during.check()).toEqual([])
-    // An update that began once the stall and B were over came after it: its floor stands.
+    // Shortly after a restart (a Cluster recovering: ioredis retries on CLUSTERDOWN), the same.
+    const recovering = history()
+      .restart(0, 100)
+      .failed('p0', 'set', ['a:1'], [5], 1000, 1500)
+      .update('p0', 'delete', ['a:1'], [6], 1500, 1510)
+      .read('p0', 'a:1', 5, 1520, 1521)
+    expect(recovering.check()).toEqual([])
+    // An update that began once that was over came after it: its floor stands.
+    const late = 500 + LATE_WRITE_MS
     const after = history()
       .pause(0, 500)
       .failed('i2', 'setEntity', ['row:4'], [9], 10, 410)
       .update('i0', 'invalidateEntity', ['row:4'], [10], 420, 520)
-      .update('i0', 'delete', ['row:4'], [11], 500 + B + 1, 700)
-      .read('i0', 'row:4', 9, 710, 711)
+      .update('i0', 'delete', ['row:4'], [11], late + 1, late + 10)
+      .read('i0', 'row:4', 9, late + 20, late + 21)
     expect(after.check()).toEqual(['a'])
     // Without a stall a failed write is no excuse: Redis ran it before what was sent after it failed.
     const calm = history()

@@ -32,16 +32,18 @@
 //     counts for the read (below). Such a weak update sets the floor to the smallest version those
 //     loaders read instead of its own.
 //   - Failed overwrites may still land (docs/consistency.md, Limits). A weak update W that failed after
-//     its database write, while Redis was stalled (a pause or a restart overlapped W), may still be
-//     applied by Redis after W failed, until the stall ended plus lateWriteMs: Redis had received it and
-//     runs it when it runs again, not necessarily before what other connections sent later (it reads
-//     its clients a slice at a time, and a connection with a backlog waits for the next slice), or ioredis
-//     sends it again once it reconnected. So for every update U of the row that began before that
-//     deadline and resolved after W began, W's version may be what the row holds after U: U's floor is
-//     the smaller of the two. An update that began after the deadline is unaffected. The runner repairs
-//     such rows at the end as it repairs failed ones, so (c) still asks for the current version. (What the
-//     library does not do, and the entity tests check on their own, is send anything for a call after it
-//     failed: a script answered NOSCRIPT after the timeout is not sent again.)
+//     its database write, around a stall (a pause or a restart in progress while W ran, or ended less
+//     than lateWriteMs before W began), may still be applied by Redis after W failed, until lateWriteMs
+//     after W ended or the stall did, whichever is later. Redis had received it and runs it when it runs
+//     again, not necessarily before what other connections sent later (it reads each connection a slice
+//     at a time, and one with a backlog waits for the next slice); ioredis sends it again after a
+//     reconnect; on a Cluster that is recovering, ioredis retries it on CLUSTERDOWN or TRYAGAIN every
+//     100 ms, up to 16 times (lateWriteMs, 2 s by default, covers that). So for every update U of the
+//     row that began before that deadline and resolved after W began, W's version may be what the row
+//     holds after U: U's floor is the smaller of the two. An update that began after the deadline is
+//     unaffected. The runner repairs such rows at the end as it repairs failed ones, so (c) still asks
+//     for the current version. (What the library must not do, and its own tests check, is send anything
+//     for a call after it failed: a script answered NOSCRIPT after the timeout is not sent again.)
 //
 // Floor. For a read R of row r on instance I, floor(R, r) is the largest version(U, r) over resolved
 // updates U covering r that count for R:
@@ -100,16 +102,19 @@ export interface CheckOptions {
   readonly silentBoundMs?: number
   /** How far loader times taken in worker processes may be off the driver's clock, ms. Default 2. */
   readonly clockSlackMs?: number
-  /** How long after a stall ended a write that failed during it may still be applied, ms. Default B. */
+  /** How long after it failed (or after the stall around it) a write may still be applied, ms. Default 2000. */
   readonly lateWriteMs?: number
 }
+
+/** See the model, "Failed overwrites may still land": ioredis's Cluster retries (16 × 100 ms) and slack. */
+export const LATE_WRITE_MS = 2000
 
 /** A failed overwrite Redis may still apply (see the model: "Failed overwrites may still land"). */
 export interface LateWrite {
   readonly call: CallRecord
   readonly row: string
   readonly version: number
-  /** Until when it may be applied: the end of the stall it overlapped, plus lateWriteMs. */
+  /** Until when it may be applied: lateWriteMs after it failed or the stall around it ended. */
   readonly until: number
 }
 
@@ -128,12 +133,14 @@ export function lateWritesOf(
     for (const fault of faults) {
       if (fault.kind !== 'pause' && fault.kind !== 'restart-empty') continue
       const end = fault.end ?? Number.POSITIVE_INFINITY
-      if (fault.start <= call.end && end >= call.start) stallEnd = Math.max(stallEnd ?? end, end)
+      if (fault.start <= call.end && end + lateWriteMs >= call.start)
+        stallEnd = Math.max(stallEnd ?? end, end)
     }
     if (stallEnd === undefined) continue
+    const until = Math.max(stallEnd, call.end) + lateWriteMs
     call.op.rows.forEach((row, i) => {
       const version = outcome.versions?.[i]
-      if (version !== undefined) late.push({ call, row, version, until: stallEnd! + lateWriteMs })
+      if (version !== undefined) late.push({ call, row, version, until })
     })
   }
   return late
@@ -192,7 +199,7 @@ export class HistoryChecker {
     }
     for (const load of history.loads) this.#list(this.#loads, load.row).push(load)
     for (const write of history.dbWrites) this.#list(this.#writes, write.row).push(write)
-    const lateWriteMs = options.lateWriteMs ?? options.busBoundMs
+    const lateWriteMs = options.lateWriteMs ?? LATE_WRITE_MS
     for (const late of lateWritesOf(history.calls, history.faults, lateWriteMs)) {
       this.#list(this.#lateWrites, late.row).push(late)
     }

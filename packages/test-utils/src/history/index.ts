@@ -7,6 +7,7 @@ export {
   countByCheck,
   formatViolations,
   HistoryChecker,
+  LATE_WRITE_MS,
   type LateWrite,
   lateWritesOf,
   type Violation,

@@ -13,7 +13,14 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Cluster, Redis } from 'ioredis'
 import { forkWorker, type WorkerHandle } from '../worker-process'
-import { type CheckName, countByCheck, HistoryChecker, lateWritesOf, type Violation } from './checker'
+import {
+  type CheckName,
+  countByCheck,
+  HistoryChecker,
+  LATE_WRITE_MS,
+  lateWritesOf,
+  type Violation,
+} from './checker'
 import { historyNow } from './clock'
 import { RecordDatabase } from './database'
 import { FaultInjector, type FaultOptions } from './faults'
@@ -548,18 +555,18 @@ export async function runHistory(options: RunHistoryOptions): Promise<HistoryRun
       }
     }
     await quiesce(silentBoundMs + 5000)
-    // A failed overwrite may still be applied until a while after the stall it overlapped (see the model):
-    // the repairs begin after that, so that they come after it.
+    // A failed overwrite may still be applied until a while after it failed around a stall (see the
+    // model): the repairs begin after that, so that they come after it.
     const lateUntil = Math.max(
       0,
-      ...lateWritesOf(recorder.calls, recorder.faults, busBoundMs)
+      ...lateWritesOf(recorder.calls, recorder.faults, LATE_WRITE_MS)
         .map((late) => late.until)
         .filter(Number.isFinite),
     )
     if (lateUntil > historyNow()) await sleep(lateUntil - historyNow())
     const repairer = slots[0]!.driver
     for (let attempt = 0; attempt < 5; attempt++) {
-      const repairs = repairsNeeded(recorder, db, busBoundMs)
+      const repairs = repairsNeeded(recorder, db, LATE_WRITE_MS)
       if (repairs.length === 0) break
       for (const op of repairs) await runOp(slots[0]!, op)
       log(
