@@ -16,7 +16,7 @@ import {
   normalizePrefix,
 } from '@layercache/layer-redis'
 import type { Cluster, Redis } from 'ioredis'
-import { EntityStore, type RebuiltRow, type StoredRow } from './entity-store'
+import { EntityStore, type ReadFence, type RebuiltRow, type StoredRow } from './entity-store'
 import { l1 } from './key-layout'
 import { type ListParams, paramsKey } from './params-key'
 import { RedisCalls } from './redis-calls'
@@ -217,7 +217,8 @@ export class EntityCache {
             }
             return row
           },
-          (row, epoch) => this.store.writeRowsFenced(entity, [{ id: key, json: encode(row, type), epoch }]),
+          (row, { epoch, losses }) =>
+            this.store.writeRowsFenced(entity, [{ id: key, json: encode(row, type), epoch, losses }]),
         ),
       { ttl: entity.ttl },
     )
@@ -308,7 +309,7 @@ export class EntityCache {
           return { items, total: read.total }
         }
         if (load === undefined) return undefined
-        const rows = (await this.rebuild(list, pk, params, load, read.epoch)) as T[]
+        const rows = (await this.rebuild(list, pk, params, load, read)) as T[]
         const items = rows.slice(offset, offset + limit)
         ctx.setTags([listTag, ...items.map((row) => l1.entityTag(list.entity.type, list.entity.idOf(row)))])
         return { items, total: rows.length }
@@ -385,7 +386,7 @@ export class EntityCache {
         (await this.throughRedis<T[]>(
           () => this.store.readPlain(name, pk),
           async () => this.checkedItems(name, await load(params)),
-          (items, epoch) => this.store.writePlain(name, pk, encode(items, name), list.ttl, epoch),
+          (items, fence) => this.store.writePlain(name, pk, encode(items, name), list.ttl, fence),
         )) as T[],
       { ttl: list.ttl, tags: [l1.listTag(name, pk)] },
     )
@@ -531,12 +532,13 @@ export class EntityCache {
 
   /**
    * A read-through to Redis: the stored value, else `load`'s, written back unless the value's epoch moved
-   * since the read (or the load outlasted the fence window). While Redis is unavailable, `load` alone.
+   * since the read, the client lost a connection since, or the load outlasted the fence window. While
+   * Redis is unavailable, `load` alone.
    */
   private async throughRedis<T>(
     read: () => Promise<StoredRow>,
     load: () => Promise<T | undefined>,
-    writeBack: (value: T, epoch: number) => Promise<unknown>,
+    writeBack: (value: T, fence: ReadFence) => Promise<unknown>,
   ): Promise<T | undefined> {
     let stored: StoredRow
     try {
@@ -549,7 +551,7 @@ export class EntityCache {
     const startedAt = performance.now()
     const value = await load()
     if (value !== undefined && inWindow(startedAt, this.store.fenceMs)) {
-      await fillQuietly(writeBack(value, stored.epoch))
+      await fillQuietly(writeBack(value, stored))
     }
     return value
   }
@@ -568,11 +570,11 @@ export class EntityCache {
       entity,
       missing.map((i) => ids[i]!),
     )
-    const toLoad: { index: number; epoch: number }[] = []
+    const toLoad: ({ index: number } & ReadFence)[] = []
     missing.forEach((index, j) => {
       const row = stored[j]!
       if (row.json !== undefined) found[index] = JSON.parse(row.json) as T
-      else toLoad.push({ index, epoch: row.epoch })
+      else toLoad.push({ index, epoch: row.epoch, losses: row.losses })
     })
     if (toLoad.length === 0 || entity.load === undefined) return found
     const startedAt = performance.now()
@@ -580,12 +582,12 @@ export class EntityCache {
     if (!Array.isArray(loaded)) throw new InvalidValueError(`${entity.type} load must return an array`)
     const byId = new Map<string, unknown>()
     for (const row of loaded) if (row !== undefined && row !== null) byId.set(entity.idOf(row), row)
-    const writes: { id: string; json: string; epoch: number }[] = []
-    for (const { index, epoch } of toLoad) {
+    const writes: ({ id: string; json: string } & ReadFence)[] = []
+    for (const { index, epoch, losses } of toLoad) {
       const row = byId.get(ids[index]!)
       if (row === undefined) continue
       found[index] = row as T
-      writes.push({ id: ids[index]!, json: encode(row, entity.type), epoch })
+      writes.push({ id: ids[index]!, json: encode(row, entity.type), epoch, losses })
     }
     if (writes.length > 0 && inWindow(startedAt, this.store.fenceMs)) {
       await fillQuietly(this.store.writeRowsFenced(entity, writes))
@@ -599,14 +601,15 @@ export class EntityCache {
    *
    * A caller joining a rebuild in flight takes its rows only if they were written: rows that were not
    * may hold a row invalidated before this caller began (its page would bring the row back into L1),
-   * so it rebuilds again, from its own read of the list's epoch.
+   * so it rebuilds again, from its own read of the list's epoch (`since`: that epoch, and the connection
+   * losses before it was read).
    */
   private async rebuild(
     list: CheckedIndexedList,
     pk: string,
     params: ListParams,
     load: (params: ListParams) => Promise<readonly unknown[]> | readonly unknown[],
-    listEpoch: number,
+    since: ReadFence,
   ): Promise<readonly unknown[]> {
     const flightKey = `${list.name}\u0000${pk}`
     const inFlight = this.rebuilds.get(flightKey)
@@ -614,7 +617,7 @@ export class EntityCache {
       const shared = await inFlight
       if (shared.written) return shared.rows
     }
-    const work = this.rebuildOnce(list, pk, params, load, listEpoch)
+    const work = this.rebuildOnce(list, pk, params, load, since)
     if (!this.rebuilds.has(flightKey)) {
       this.rebuilds.set(flightKey, work)
       void work.then(
@@ -630,7 +633,7 @@ export class EntityCache {
     pk: string,
     params: ListParams,
     load: (params: ListParams) => Promise<readonly unknown[]> | readonly unknown[],
-    listEpoch: number,
+    since: ReadFence,
   ): Promise<{ rows: readonly unknown[]; written: boolean }> {
     const counter = await this.store.readCounter(list.entity)
     const startedAt = performance.now()
@@ -643,7 +646,9 @@ export class EntityCache {
     }
     const ordered = [...byId.values()].sort((a, b) => b.score - a.score).slice(0, list.maxSize)
     if (!inWindow(startedAt, this.store.fenceMs)) return { rows: ordered.map((e) => e.row), written: false }
-    const outcome = await fillQuietly(this.store.writeRebuilt(list, pk, ordered, listEpoch, counter))
+    const outcome = await fillQuietly(
+      this.store.writeRebuilt(list, pk, ordered, since.epoch, counter, since.losses),
+    )
     if (outcome === undefined) return { rows: ordered.map((e) => e.row), written: false }
     const { leftOut, refused } = outcome
     if (leftOut.size === 0 && refused.size === 0) {

@@ -27,6 +27,17 @@ export interface StoredRow {
   readonly json: string | undefined
   /** Its invalidation epoch when read: a write-back of a load that began then carries it. */
   readonly epoch: number
+  /**
+   * The client's lost connections before the read (RedisCalls.losses): a write-back is refused once
+   * another was lost.
+   */
+  readonly losses: number
+}
+
+/** What a write-back of a load checks: the epoch it read, and the connection losses before that read. */
+export interface ReadFence {
+  readonly epoch: number
+  readonly losses: number
 }
 
 export interface InvalidationOutcome {
@@ -37,9 +48,10 @@ export interface InvalidationOutcome {
   readonly lists: readonly string[]
 }
 
-export type PageRead =
+export type PageRead = { readonly losses: number } & (
   | { readonly cached: false; readonly epoch: number }
   | { readonly cached: true; readonly epoch: number; readonly total: number; readonly ids: readonly string[] }
+)
 
 /** A row of a rebuilt list, checked and ordered. */
 export interface RebuiltRow {
@@ -72,6 +84,7 @@ export class EntityStore {
   // ---------------------------------------------------------------- rows
 
   async readRows(entity: CheckedEntity, ids: readonly string[]): Promise<StoredRow[]> {
+    const losses = this.calls.losses
     const replies = await this.calls.runMany<[string | null, number]>(
       'read rows',
       ids.map((id) => {
@@ -79,22 +92,28 @@ export class EntityStore {
         return { script: READ_FENCED, keys: [k.value, k.epoch], args: [] }
       }),
     )
-    return replies.map(([json, epoch]) => ({ json: json ?? undefined, epoch: Number(epoch) }))
+    return replies.map(([json, epoch]) => ({ json: json ?? undefined, epoch: Number(epoch), losses }))
   }
 
-  /** Writes rows a load produced, each only if its epoch has not moved since `epoch` was read. */
+  /**
+   * Writes rows a load produced, each only if its epoch has not moved since `epoch` was read; refused
+   * without a command when the client lost a connection since (`losses`).
+   */
   async writeRowsFenced(
     entity: CheckedEntity,
-    rows: readonly { id: string; json: string; epoch: number }[],
+    rows: readonly ({ id: string; json: string } & ReadFence)[],
   ): Promise<boolean[]> {
+    const losses = this.calls.losses
+    const sent = rows.filter((row) => row.losses === losses)
     const replies = await this.calls.runMany<number>(
       'write rows',
-      rows.map(({ id, json, epoch }) => {
+      sent.map(({ id, json, epoch }) => {
         const k = this.keys.entity(entity.type, id)
         return { script: WRITE_FENCED, keys: [k.value, k.epoch], args: [json, entity.ttl, epoch] }
       }),
     )
-    return replies.map((reply) => Number(reply) === 1)
+    let next = 0
+    return rows.map((row) => row.losses === losses && Number(replies[next++]) === 1)
   }
 
   /** Writes a row (or, `onlyIfExists`, refreshes it only if cached); re-scores it in the lists holding it. */
@@ -248,6 +267,7 @@ export class EntityStore {
 
   async readPage(list: CheckedIndexedList, params: string, first: number, last: number): Promise<PageRead> {
     const lk = this.keys.indexedList(list.name, params)
+    const losses = this.calls.losses
     const reply = await this.calls.run<unknown[]>('read list page', {
       script: READ_PAGE,
       keys: [lk.list, lk.loaded, lk.epoch],
@@ -255,8 +275,8 @@ export class EntityStore {
     })
     const total = Number(reply[0])
     const epoch = Number(reply[1])
-    if (total < 0) return { cached: false, epoch }
-    return { cached: true, epoch, total, ids: (reply[2] as unknown[]).map(String) }
+    if (total < 0) return { cached: false, epoch, losses }
+    return { cached: true, epoch, losses, total, ids: (reply[2] as unknown[]).map(String) }
   }
 
   /** The type's invalidation counter (rebuilds read it before loading and again before writing). */
@@ -268,11 +288,12 @@ export class EntityStore {
   }
 
   /**
-   * Writes a rebuilt list unless something overtook the rebuild: the list changed since `listEpoch`, or
-   * a row of the type was invalidated since `counter` (then nothing is written). Rows invalidated or
-   * rewritten after their epoch was read are not written: `leftOut` names the ids kept out of the list
-   * (invalidated), `refused` the rows not written (invalidated or rewritten), so the caller does not
-   * answer with them either.
+   * Writes a rebuilt list unless something overtook the rebuild: the list changed since `listEpoch`, a
+   * row of the type was invalidated since `counter`, or the client lost a connection since `losses`
+   * (counted before both were read: a restart may have taken the epochs). Then nothing is written. Rows
+   * invalidated or rewritten after their epoch was read are not written: `leftOut` names the ids kept out
+   * of the list (invalidated), `refused` the rows not written (invalidated or rewritten), so the caller
+   * does not answer with them either.
    */
   async writeRebuilt(
     list: CheckedIndexedList,
@@ -280,6 +301,7 @@ export class EntityStore {
     rows: readonly RebuiltRow[],
     listEpoch: number,
     counter: number,
+    losses: number,
   ): Promise<{ written: boolean; leftOut: ReadonlySet<string>; refused: ReadonlySet<string> }> {
     const lk = this.keys.indexedList(list.name, params)
     const entity = list.entity
@@ -306,7 +328,7 @@ export class EntityStore {
         )
       ).map((row) => row.epoch)
     }
-    if ((await this.readCounter(entity)) !== counter) {
+    if ((await this.readCounter(entity)) !== counter || this.calls.losses !== losses) {
       return { written: false, leftOut: new Set(), refused: new Set() }
     }
     const [filled, rowsWritten] = await Promise.all([
@@ -317,7 +339,7 @@ export class EntityStore {
       }),
       this.writeRowsFenced(
         entity,
-        rows.map((row, i) => ({ id: row.id, json: row.json, epoch: epochs[i]! })),
+        rows.map((row, i) => ({ id: row.id, json: row.json, epoch: epochs[i]!, losses })),
       ),
     ])
     const refused = new Set(rows.filter((_, i) => !rowsWritten[i]).map((row) => row.id))
@@ -338,23 +360,25 @@ export class EntityStore {
 
   async readPlain(name: string, params: string): Promise<StoredRow> {
     const k = this.keys.plainList(name, params)
+    const losses = this.calls.losses
     const [json, epoch] = await this.calls.run<[string | null, number]>('read list', {
       script: READ_FENCED,
       keys: [k.value, k.epoch],
       args: [],
     })
-    return { json: json ?? undefined, epoch: Number(epoch) }
+    return { json: json ?? undefined, epoch: Number(epoch), losses }
   }
 
+  /** Stores a plain list; with `fence` (a load's write-back), only if nothing moved since its read. */
   async writePlain(
     name: string,
     params: string,
     json: string,
     ttl: number,
-    epoch?: number,
+    fence?: ReadFence,
   ): Promise<boolean> {
     const k = this.keys.plainList(name, params)
-    if (epoch === undefined) {
+    if (fence === undefined) {
       await this.calls.run('write list', {
         script: WRITE_AND_BUMP,
         keys: [k.value, k.epoch],
@@ -362,10 +386,11 @@ export class EntityStore {
       })
       return true
     }
+    if (fence.losses !== this.calls.losses) return false
     const reply = await this.calls.run<number>('write list', {
       script: WRITE_FENCED,
       keys: [k.value, k.epoch],
-      args: [json, ttl, epoch],
+      args: [json, ttl, fence.epoch],
     })
     return Number(reply) === 1
   }

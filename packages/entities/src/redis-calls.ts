@@ -1,5 +1,5 @@
 import { asUnavailable, bounded, LayerTimeoutError } from '@layercache/core'
-import { ConnectionGuard, execBySlotOwner, LuaScript } from '@layercache/layer-redis'
+import { type CallDeadline, ConnectionGuard, execBySlotOwner, LuaScript } from '@layercache/layer-redis'
 import type { Cluster, Redis } from 'ioredis'
 
 /** The name entity errors carry as their layer (stats and messages). */
@@ -30,10 +30,22 @@ export class RedisCalls {
     this.connection = new ConnectionGuard(client, ENTITY_LAYER)
   }
 
+  /**
+   * Connections the client lost so far (a Cluster: any node's). An epoch read before a loss cannot fence a
+   * write sent after it: Redis may have restarted empty, losing the epochs invalidations moved meanwhile
+   * (a missing epoch reads as 0, like one never moved).
+   */
+  get losses(): number {
+    return this.connection.losses
+  }
+
   /** One script (EVALSHA, loading it with EVAL the first time a server has not seen it). */
   run<T>(operation: string, call: ScriptCall): Promise<T> {
     const { script, keys, args } = call
-    return this.bound(operation, async () => (await script.run(this.client, keys, args)) as T)
+    return this.bound(
+      operation,
+      async (deadline) => (await script.run(this.client, keys, args, deadline)) as T,
+    )
   }
 
   /**
@@ -63,11 +75,16 @@ export class RedisCalls {
     return this.bound(operation, () => send(this.client))
   }
 
-  private bound<T>(operation: string, work: () => Promise<T>): Promise<T> {
+  /** Runs `work` under the timeout; `work` sees the deadline expire when the timeout rejects the call. */
+  private bound<T>(operation: string, work: (deadline: CallDeadline) => Promise<T>): Promise<T> {
     const refusal = this.connection.refusal(operation)
     if (refusal !== undefined) return Promise.reject(refusal)
-    const timedOut = () => new LayerTimeoutError(ENTITY_LAYER, operation, this.timeoutMs)
-    return bounded(work(), this.timeoutMs, timedOut).catch((error: unknown) => {
+    const deadline = { expired: false }
+    const timedOut = () => {
+      deadline.expired = true
+      return new LayerTimeoutError(ENTITY_LAYER, operation, this.timeoutMs)
+    }
+    return bounded(work(deadline), this.timeoutMs, timedOut).catch((error: unknown) => {
       throw asUnavailable(ENTITY_LAYER, operation, error)
     })
   }

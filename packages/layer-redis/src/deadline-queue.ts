@@ -1,9 +1,12 @@
 import { coarseNow, LayerTimeoutError } from '@layercache/core'
+import type { CallDeadline } from './redis-io'
 
-export interface Pending {
+export interface Pending extends CallDeadline {
   readonly deadline: number
   readonly operation: string
   settled: boolean
+  /** Rejected by its timeout (then `settled` too). */
+  expired: boolean
   reject: ((error: unknown) => void) | undefined
 }
 
@@ -30,6 +33,7 @@ export class DeadlineQueue {
       deadline: coarseNow() + this.timeoutMs,
       operation,
       settled: false,
+      expired: false,
       reject,
     }
     this.queue.push(pending)
@@ -67,6 +71,7 @@ export class DeadlineQueue {
       if (!pending.settled) {
         if (pending.deadline > now) break
         pending.settled = true
+        pending.expired = true
         pending.reject?.(new LayerTimeoutError(this.layer, pending.operation, this.timeoutMs))
       }
       pending.reject = undefined

@@ -27,7 +27,7 @@ export {
   migrateTagIndex,
 } from './migrate-tag-index'
 export { generationKeyOf } from './redis-generation'
-export type { PipelineLike, RedisIO } from './redis-io'
+export type { CallDeadline, PipelineLike, RedisIO } from './redis-io'
 export type { PendingRead } from './redis-key-index'
 export { type RedisClient, RedisLayer, type RedisLayerOptions } from './redis-layer'
 export { tagSetPrefixOf } from './redis-tag-store'

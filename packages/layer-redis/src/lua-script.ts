@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { asUnavailable } from '@layercache/core'
 import type { Cluster, Redis } from 'ioredis'
-import type { RedisIO } from './redis-io'
+import type { CallDeadline, RedisIO } from './redis-io'
 
 /** One run of a script: its keys and arguments. */
 export interface ScriptCall {
@@ -17,15 +17,23 @@ export class LuaScript {
     this.sha = createHash('sha1').update(source).digest('hex')
   }
 
+  /**
+   * EVALSHA, and EVAL when the server answers NOSCRIPT, unless the call's `deadline` expired meanwhile:
+   * the caller has been told the call failed, so the NOSCRIPT answer ends it. That EVAL would be a new
+   * command, sent after the failure was reported, and a write could land after an invalidation that
+   * resolved in between (a server that forgot its scripts, restarted or a replica promoted, answers
+   * NOSCRIPT only when it runs the command: after a pause, that is after the caller's timeout).
+   */
   async run(
     client: Redis | Cluster,
     keys: readonly string[],
     args: readonly (string | number | Buffer)[],
+    deadline?: CallDeadline,
   ): Promise<unknown> {
     try {
       return await client.evalsha(this.sha, keys.length, ...keys, ...args)
     } catch (error) {
-      if (!isNoScript(error)) throw error
+      if (!isNoScript(error) || deadline?.expired) throw error
       return client.eval(this.source, keys.length, ...keys, ...args)
     }
   }
@@ -39,7 +47,7 @@ export class LuaScript {
   async runAll(io: RedisIO, operation: string, calls: readonly ScriptCall[]): Promise<unknown[]> {
     if (calls.length === 1) {
       const { keys, args } = calls[0]!
-      return [await io.command(operation, (client) => this.run(client, keys, args))]
+      return [await io.command(operation, (client, deadline) => this.run(client, keys, args, deadline))]
     }
     const out: unknown[] = new Array(calls.length)
     let todo = calls.map((_, i) => i)

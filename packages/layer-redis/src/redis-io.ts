@@ -4,6 +4,16 @@ export type RedisClient = Redis | Cluster
 
 export type Pipe = ReturnType<Redis['pipeline']>
 
+/**
+ * A call's deadline as the code sending its commands sees it: `expired` turns true once the call's timeout
+ * rejected it. Whatever would send another command for the call after that (a script sent again after
+ * NOSCRIPT) must not: the caller was told the call failed, and a write sent then could land after an
+ * invalidation that resolved meanwhile.
+ */
+export interface CallDeadline {
+  readonly expired: boolean
+}
+
 /** A pipeline or MULTI that can be sent. */
 export interface PipelineLike {
   readonly length: number
@@ -24,8 +34,8 @@ export interface RedisIO {
   readonly isCluster: boolean
   /** How long (ms) the layer waits for a pipeline of `commands` commands (one: a single command). */
   timeoutOf(commands: number): number
-  /** One command under the layer's timeout and error mapping. */
-  command<T>(operation: string, send: (client: RedisClient) => Promise<T>): Promise<T>
+  /** One command under the layer's timeout and error mapping; `send` gets the call's deadline. */
+  command<T>(operation: string, send: (client: RedisClient, deadline: CallDeadline) => Promise<T>): Promise<T>
   /** Sends a pipeline (or MULTI) and returns every reply, throwing the first per-command error. */
   execPipeline(operation: string, pipe: PipelineLike): Promise<unknown[]>
   /** Sends a pipeline and returns each command's [error, reply], for callers that handle errors per command. */

@@ -42,7 +42,7 @@ import { groupBySlotOwner } from './pipeline-groups'
 import { type Answer, ReadBatcher } from './read-batcher'
 import { RedisClock } from './redis-clock'
 import { RedisGeneration } from './redis-generation'
-import type { PipelineLike, RedisClient, RedisIO } from './redis-io'
+import type { CallDeadline, PipelineLike, RedisClient, RedisIO } from './redis-io'
 import { DELETE_FENCE_MS, type PendingRead, RedisKeyIndex } from './redis-key-index'
 import { RedisTagStore, tagSetPrefixOf } from './redis-tag-store'
 import {
@@ -569,8 +569,11 @@ export class RedisLayer implements CacheLayer, RedisIO {
   }
 
   /** One command under the layer's timeout and error mapping (for the layer's index helpers). */
-  command<T>(operation: string, send: (client: RedisClient) => Promise<T>): Promise<T> {
-    return this.run(operation, '', () => send(this.client))
+  command<T>(
+    operation: string,
+    send: (client: RedisClient, deadline: CallDeadline) => Promise<T>,
+  ): Promise<T> {
+    return this.run(operation, '', (_, deadline) => send(this.client, deadline))
   }
 
   /** One pipeline whose keys all live in one slot (the key index's); returns every reply. */
@@ -815,14 +818,14 @@ export class RedisLayer implements CacheLayer, RedisIO {
   private run<T, R = T>(
     operation: string,
     key: string,
-    command: (key: string) => Promise<T>,
+    command: (key: string, deadline: CallDeadline) => Promise<T>,
     decode?: (reply: T, key: string) => R | PromiseLike<R>,
   ): Promise<R> {
     const failure = this.connection.refusal(operation)
     if (failure) return Promise.reject(failure)
     return new Promise<R>((resolve, reject) => {
       const pending = this.deadlines.add(operation, reject)
-      command(key).then(
+      command(key, pending).then(
         (reply) => {
           if (pending.settled) return
           pending.settled = true

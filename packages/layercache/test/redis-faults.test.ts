@@ -104,6 +104,47 @@ describe('with Redis paused (SIGSTOP: connection open, no answers)', () => {
       server.resume()
     }
   })
+
+  it('a set that timed out is not sent again on NOSCRIPT: a later delete that resolved keeps the key gone', async () => {
+    // Another instance on a connection of its own.
+    const otherClient = new Redis(server.url)
+    const other = new CacheStack([new RedisLayer({ client: otherClient, prefix: 'faults' })])
+    // Resolves once this client has the answer to every EVALSHA it sent so far (NOSCRIPT ones included).
+    const evalsha = client.evalsha.bind(client) as (...args: unknown[]) => Promise<unknown>
+    const answers: Promise<unknown>[] = []
+    ;(client as unknown as { evalsha: typeof evalsha }).evalsha = (...args) => {
+      const answer = evalsha(...args)
+      answers.push(answer.catch(() => undefined))
+      return answer
+    }
+    try {
+      // This layer's first write reads the key layout; the next one is a single script.
+      await cache.set('price', 'first')
+      // Redis forgets its scripts (a restart, a replica promoted); the other instance's delete loads its
+      // script again, so only the set's script is unknown there.
+      await client.script('FLUSH')
+      await other.delete('price')
+      let deleted: Promise<void>
+      server.pause()
+      try {
+        await expect(cache.set('price', 'old')).rejects.toBeInstanceOf(LayerTimeoutError)
+        // Issued after the set failed: it waits on its socket behind the set's EVALSHA.
+        deleted = other.delete('price')
+        await new Promise((resolve) => setImmediate(resolve))
+      } finally {
+        server.resume()
+      }
+      await deleted
+      // The set's EVALSHA was answered (NOSCRIPT); anything sent after that answer went out before this
+      // macrotask, and has run once a PING sent behind it is answered.
+      await Promise.all(answers)
+      await new Promise((resolve) => setImmediate(resolve))
+      await client.ping()
+      expect(await other.get('price')).toBeUndefined()
+    } finally {
+      otherClient.disconnect()
+    }
+  })
 })
 
 describe('long pipelines (a large invalidation) with Redis paused', () => {

@@ -5,6 +5,7 @@ import {
   type CallRecord,
   checkHistory,
   type History,
+  LATE_WRITE_MS,
   type Observation,
   type Op,
   type OpOutcome,
@@ -46,6 +47,26 @@ function history() {
       })
       return this
     },
+    /** An update that wrote the database (at `start`) and then failed. */
+    failed(
+      instance: string,
+      kind: Extract<Op, { type: 'update' }>['kind'],
+      rows: string[],
+      versions: number[],
+      start: number,
+      end: number,
+    ) {
+      rows.forEach((row, i) => {
+        dbWrites.push({ row, version: versions[i]!, at: start })
+        current[row] = Math.max(current[row] ?? 0, versions[i]!)
+      })
+      call(instance, { type: 'update', kind, rows, keys: rows }, start, end, {
+        ok: false,
+        error: 'LayerTimeoutError',
+        versions,
+      })
+      return this
+    },
     read(instance: string, row: string, observed: number | null | string, start: number, end: number) {
       const op: Op = { type: 'read', kind: 'get', keys: [row], rows: [row], loader: { before: 0, after: 0 } }
       call(instance, op, start, end, { ok: true, observed: [observed] })
@@ -66,6 +87,10 @@ function history() {
     },
     pause(start: number, end: number) {
       faults.push({ kind: 'pause', detail: 'test', start, end })
+      return this
+    },
+    restart(start: number, end: number) {
+      faults.push({ kind: 'restart-empty', detail: 'test', start, end })
       return this
     },
     observe(instance: string, row: string, observed: number | null) {
@@ -154,6 +179,47 @@ describe('history checker model', () => {
         .read('i0', 'a:1', 1, 20, 21)
         .check(),
     ).toEqual(['a'])
+  })
+
+  it('a failed overwrite around a stall may be applied until LATE_WRITE_MS after, also after later updates', () => {
+    // setEntity failed while Redis was paused (its database write stands); Redis ran it once resumed,
+    // after another instance's invalidation it had received later (model: "Failed overwrites may still land").
+    const during = history()
+      .pause(0, 500)
+      .failed('i2', 'setEntity', ['row:4'], [9], 10, 410)
+      .update('i0', 'invalidateEntity', ['row:4'], [10], 420, 520)
+      .read('i0', 'row:4', 9, 530, 531)
+      .read('i0', 'row:4', 9, 5000, 5001)
+    expect(during.check()).toEqual([])
+    // Shortly after a restart (a Cluster recovering: ioredis retries on CLUSTERDOWN), the same.
+    const recovering = history()
+      .restart(0, 100)
+      .failed('p0', 'setEntity', ['row:1'], [5], 1000, 1500)
+      .update('p0', 'invalidateEntity', ['row:1'], [6], 1500, 1510)
+      .read('p0', 'row:1', 5, 1520, 1521)
+    expect(recovering.check()).toEqual([])
+    // A plain set carries its deadline: Redis refuses it once it failed, stall or not.
+    const plain = history()
+      .pause(0, 500)
+      .failed('p0', 'set', ['a:1'], [5], 10, 410)
+      .update('p0', 'delete', ['a:1'], [6], 420, 520)
+      .read('p0', 'a:1', 5, 530, 531)
+    expect(plain.check()).toEqual(['a'])
+    // An update that began once that was over came after it: its floor stands.
+    const late = 500 + LATE_WRITE_MS
+    const after = history()
+      .pause(0, 500)
+      .failed('i2', 'setEntity', ['row:4'], [9], 10, 410)
+      .update('i0', 'invalidateEntity', ['row:4'], [10], 420, 520)
+      .update('i0', 'delete', ['row:4'], [11], late + 1, late + 10)
+      .read('i0', 'row:4', 9, late + 20, late + 21)
+    expect(after.check()).toEqual(['a'])
+    // Without a stall a failed write is no excuse: Redis ran it before what was sent after it failed.
+    const calm = history()
+      .failed('i2', 'setEntity', ['row:4'], [9], 10, 410)
+      .update('i0', 'invalidateEntity', ['row:4'], [10], 420, 520)
+      .read('i0', 'row:4', 9, 530, 531)
+    expect(calm.check()).toEqual(['a'])
   })
 
   it('(c): after quiescence nothing or the current version', () => {

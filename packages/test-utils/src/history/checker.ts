@@ -31,6 +31,21 @@
 //     older version back afterwards, unless a strong update of the row began after that loader began and
 //     counts for the read (below). Such a weak update sets the floor to the smallest version those
 //     loaders read instead of its own.
+//   - Failed entity overwrites may still land (docs/consistency.md, Limits). A plain set or mset carries
+//     its deadline and Redis refuses it past it, so a failed one never lands after its caller was told it
+//     failed. EntityCache's writes carry none yet: an entity overwrite W (LATE_LANDING) that failed after
+//     its database write, around a stall (a pause or a restart in progress while W ran, or ended less
+//     than lateWriteMs before W began), may still be applied by Redis after W failed, until lateWriteMs
+//     after W ended or the stall did, whichever is later. Redis had received it and runs it when it runs
+//     again, not necessarily before what other connections sent later (it reads each connection a slice
+//     at a time, and one with a backlog waits for the next slice); ioredis sends it again after a
+//     reconnect; on a Cluster that is recovering, ioredis retries it on CLUSTERDOWN or TRYAGAIN every
+//     100 ms, up to 16 times (lateWriteMs, 2 s by default, covers that). So for every update U of the
+//     row that began before that deadline and resolved after W began, W's version may be what the row
+//     holds after U: U's floor is the smaller of the two. An update that began after the deadline is
+//     unaffected. The runner repairs such rows at the end as it repairs failed ones, so (c) still asks
+//     for the current version. (What the library must not do, and its own tests check, is send anything
+//     for a call after it failed: a script answered NOSCRIPT after the timeout is not sent again.)
 //
 // Floor. For a read R of row r on instance I, floor(R, r) is the largest version(U, r) over resolved
 // updates U covering r that count for R:
@@ -56,7 +71,7 @@
 //   all (foreign).
 
 import type { LoadReport, Observed } from './instance'
-import type { CallRecord, History, Observation } from './recorder'
+import type { CallRecord, FaultRecord, History, Observation } from './recorder'
 import { describeOp, WEAK_UPDATES } from './workload'
 
 export type CheckName = 'a' | 'b' | 'c' | 'd' | 'phantom' | 'foreign'
@@ -89,6 +104,51 @@ export interface CheckOptions {
   readonly silentBoundMs?: number
   /** How far loader times taken in worker processes may be off the driver's clock, ms. Default 2. */
   readonly clockSlackMs?: number
+  /** How long after it failed (or after the stall around it) a write may still be applied, ms. Default 2000. */
+  readonly lateWriteMs?: number
+}
+
+/** See the model, "Failed overwrites may still land": ioredis's Cluster retries (16 × 100 ms) and slack. */
+export const LATE_WRITE_MS = 2000
+
+/** A failed overwrite Redis may still apply (see the model: "Failed overwrites may still land"). */
+export interface LateWrite {
+  readonly call: CallRecord
+  readonly row: string
+  readonly version: number
+  /** Until when it may be applied: lateWriteMs after it failed or the stall around it ended. */
+  readonly until: number
+}
+
+/** Overwrites Redis may still apply after their call failed: those without a deadline (entity writes). */
+const LATE_LANDING: ReadonlySet<string> = new Set(['setEntity', 'updateEntityIfExists'])
+
+/** The failed overwrites of a history that Redis may still apply after they failed, and until when. */
+export function lateWritesOf(
+  calls: readonly CallRecord[],
+  faults: readonly FaultRecord[],
+  lateWriteMs: number,
+): LateWrite[] {
+  const late: LateWrite[] = []
+  for (const call of calls) {
+    const outcome = call.outcome
+    if (call.op.type !== 'update' || outcome?.ok !== false || call.end === undefined) continue
+    if (!LATE_LANDING.has(call.op.kind) || call.op.repair === true) continue
+    let stallEnd: number | undefined
+    for (const fault of faults) {
+      if (fault.kind !== 'pause' && fault.kind !== 'restart-empty') continue
+      const end = fault.end ?? Number.POSITIVE_INFINITY
+      if (fault.start <= call.end && end + lateWriteMs >= call.start)
+        stallEnd = Math.max(stallEnd ?? end, end)
+    }
+    if (stallEnd === undefined) continue
+    const until = Math.max(stallEnd, call.end) + lateWriteMs
+    call.op.rows.forEach((row, i) => {
+      const version = outcome.versions?.[i]
+      if (version !== undefined) late.push({ call, row, version, until })
+    })
+  }
+  return late
 }
 
 interface UpdateFact {
@@ -103,6 +163,8 @@ interface Floor {
   readonly by?: UpdateFact
   /** The loaders that lowered a weak update's floor. */
   readonly lwwLoads?: readonly LoadReport[]
+  /** The failed overwrites that lowered it. */
+  readonly lateWrites?: readonly LateWrite[]
 }
 
 export const CHECK_TITLES: Readonly<Record<CheckName, string>> = {
@@ -118,6 +180,7 @@ export class HistoryChecker {
   readonly #updates = new Map<string, UpdateFact[]>()
   readonly #loads = new Map<string, LoadReport[]>()
   readonly #writes = new Map<string, { version: number; at: number }[]>()
+  readonly #lateWrites = new Map<string, LateWrite[]>()
   readonly #slack: number
   readonly #processes: ReadonlySet<string>
 
@@ -141,6 +204,10 @@ export class HistoryChecker {
     }
     for (const load of history.loads) this.#list(this.#loads, load.row).push(load)
     for (const write of history.dbWrites) this.#list(this.#writes, write.row).push(write)
+    const lateWriteMs = options.lateWriteMs ?? LATE_WRITE_MS
+    for (const late of lateWritesOf(history.calls, history.faults, lateWriteMs)) {
+      this.#list(this.#lateWrites, late.row).push(late)
+    }
   }
 
   check(): Violation[] {
@@ -186,7 +253,20 @@ export class HistoryChecker {
         )
         for (const load of lwwLoads) version = Math.min(version, load.version)
       }
-      if (version > best.version) best = { version, by: fact, ...(lwwLoads?.length ? { lwwLoads } : {}) }
+      // A failed overwrite that began before this update resolved and may land after it began.
+      const lateWrites = (this.#lateWrites.get(row) ?? []).filter(
+        (late) =>
+          late.version < fact.version && late.call.start < fact.call.end! && fact.call.start < late.until,
+      )
+      for (const late of lateWrites) version = Math.min(version, late.version)
+      if (version > best.version) {
+        best = {
+          version,
+          by: fact,
+          ...(lwwLoads?.length ? { lwwLoads } : {}),
+          ...(lateWrites.length > 0 ? { lateWrites } : {}),
+        }
+      }
     }
     return best
   }
@@ -415,11 +495,20 @@ export class HistoryChecker {
   #around(row: string, from: number, to: number, focus?: CallRecord, floor?: Floor): string[] {
     const lines: { at: number; text: string }[] = []
     const lower = Number.isFinite(from) ? from : to - 500
+    const lateCalls = new Set((floor?.lateWrites ?? []).map((late) => late.call))
     for (const call of this.history.calls) {
       const end = call.end ?? Number.POSITIVE_INFINITY
       if (!call.op.rows.includes(row) || end < lower || call.start > to) continue
       const mark =
-        call === focus ? '>>' : call === floor?.by?.call ? '**' : call.raced !== undefined ? ' ~' : '  '
+        call === focus
+          ? '>>'
+          : call === floor?.by?.call
+            ? '**'
+            : lateCalls.has(call)
+              ? 'lo'
+              : call.raced !== undefined
+                ? ' ~'
+                : '  '
       const outcome = call.outcome
       const index = call.op.rows.indexOf(row)
       let result = 'pending'

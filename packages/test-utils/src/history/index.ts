@@ -7,6 +7,9 @@ export {
   countByCheck,
   formatViolations,
   HistoryChecker,
+  LATE_WRITE_MS,
+  type LateWrite,
+  lateWritesOf,
   type Violation,
 } from './checker'
 export { historyNow } from './clock'

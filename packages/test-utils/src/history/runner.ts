@@ -13,7 +13,14 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Cluster, Redis } from 'ioredis'
 import { forkWorker, type WorkerHandle } from '../worker-process'
-import { type CheckName, countByCheck, HistoryChecker, type Violation } from './checker'
+import {
+  type CheckName,
+  countByCheck,
+  HistoryChecker,
+  LATE_WRITE_MS,
+  lateWritesOf,
+  type Violation,
+} from './checker'
 import { historyNow } from './clock'
 import { RecordDatabase } from './database'
 import { FaultInjector, type FaultOptions } from './faults'
@@ -548,9 +555,18 @@ export async function runHistory(options: RunHistoryOptions): Promise<HistoryRun
       }
     }
     await quiesce(silentBoundMs + 5000)
+    // A failed overwrite may still be applied until a while after it failed around a stall (see the
+    // model): the repairs begin after that, so that they come after it.
+    const lateUntil = Math.max(
+      0,
+      ...lateWritesOf(recorder.calls, recorder.faults, LATE_WRITE_MS)
+        .map((late) => late.until)
+        .filter(Number.isFinite),
+    )
+    if (lateUntil > historyNow()) await sleep(lateUntil - historyNow())
     const repairer = slots[0]!.driver
     for (let attempt = 0; attempt < 5; attempt++) {
-      const repairs = repairsNeeded(recorder, db)
+      const repairs = repairsNeeded(recorder, db, LATE_WRITE_MS)
       if (repairs.length === 0) break
       for (const op of repairs) await runOp(slots[0]!, op)
       log(
@@ -636,11 +652,24 @@ function currentOf(db: RecordDatabase): Record<string, number> {
 
 /**
  * Updates to run at the end so that every row's last database write was followed by an invalidation that
- * resolved: a delete of every row whose current version was written by an update that failed or hung.
+ * resolved: a delete of every row whose current version was written by an update that failed or hung, and
+ * of every row a failed overwrite may have been applied to after the updates that followed it (the model:
+ * "Failed overwrites may still land") unless an update began after that.
  */
-function repairsNeeded(recorder: Recorder, db: RecordDatabase): UpdateOp[] {
+function repairsNeeded(recorder: Recorder, db: RecordDatabase, lateWriteMs: number): UpdateOp[] {
   const stale: string[] = []
+  for (const late of lateWritesOf(recorder.calls, recorder.faults, lateWriteMs)) {
+    const overtaken = recorder.calls.some(
+      (call) =>
+        call.op.type === 'update' &&
+        call.outcome?.ok === true &&
+        call.start > late.until &&
+        call.op.rows.includes(late.row),
+    )
+    if (!overtaken && !stale.includes(late.row)) stale.push(late.row)
+  }
   for (const [row, version] of db.snapshot()) {
+    if (stale.includes(row)) continue
     const wrote = recorder.calls.find(
       (call) =>
         call.op.type === 'update' &&
