@@ -7,6 +7,7 @@ import {
   type CacheEntry,
   type CacheLayer,
   type CommitWrite,
+  checkClientReplies,
   effectiveTtl,
   type InvalidateKeysOptions,
   InvalidKeyError,
@@ -169,6 +170,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
     if (!client || typeof client !== 'object' || typeof client.get !== 'function') {
       throw new InvalidOptionError('RedisLayer: `client` must be an ioredis Redis or Cluster instance')
     }
+    checkClientReplies(client, 'RedisLayer')
     if (options.name !== undefined && (typeof options.name !== 'string' || options.name === '')) {
       throw new InvalidOptionError('RedisLayer: name must be a non-empty string')
     }
