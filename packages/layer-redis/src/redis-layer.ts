@@ -201,6 +201,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
     }
     this.keyIndex = new RedisKeyIndex(this, options.keyIndex ?? true, {
       knownKeysShards: this.knownKeysShards,
+      maxEntryTtl: this.ttl,
     })
     const connection = this.connection
     this.fencedWriter = new FencedWriter(this, this.keyIndex, this.tagStore, () => connection.losses)
