@@ -9,9 +9,10 @@ import {
 import type { Cluster, Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { CacheStack, MemoryLayer, RedisInvalidationBus, RedisLayer, RedisTagIndex } from '../src'
-import { runCliProcess } from './support/cli-process'
+import { runCliInProcess, runCliProcess } from './support/cli-process'
 
-const cli = (...args: string[]) => runCliProcess({}, ...args)
+/** Most calls run in this process; the ones that set environment variables run the bin (runCliProcess). */
+const cli = runCliInProcess
 
 const SECRET = 'cli-test-secret-0123456789'
 /** How long to poll for a bus message to reach the instance (a bound, not a measurement). */
