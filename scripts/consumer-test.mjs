@@ -234,6 +234,18 @@ async function smoke(lc, Redis, url) {
   const b = new CacheStack([memoryB, new RedisLayer({ client: redis, prefix: 'ct' })], { invalidationBus: busB, ttl: 60_000 })
   await Promise.all([busA.ready, busB.ready])
   const check = (ok, what) => { if (!ok) throw new Error('consumer smoke: ' + what) }
+  // ioredis 6 speaks RESP3 by default, with replies in the RESP2 shapes ('legacy'): all of this runs on it.
+  // Its replyMapping 'resp3' changes the shapes we read: refused where the client is handed over.
+  if (redis.options.protocol === 3) check(String(await redis.call('CLIENT', 'INFO')).includes('resp=3'), 'ioredis 6 did not speak RESP3')
+  const resp3 = new Redis(url, { lazyConnect: true, protocol: 3, replyMapping: 'resp3' })
+  try {
+    new RedisLayer({ client: resp3 })
+    check(false, 'a client with replyMapping "resp3" was accepted')
+  } catch (error) {
+    check(error instanceof lc.UnsupportedClientError && error.code === 'UNSUPPORTED_CLIENT', 'a "resp3" client: ' + error)
+  } finally {
+    resp3.disconnect()
+  }
   // Two buses that start together flush (and fence loads in flight) until each has heard the other:
   // announce deletes from both until each stack applied one of the other's.
   const heard = new Set()

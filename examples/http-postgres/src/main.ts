@@ -40,6 +40,8 @@ const client = redis.client
 console.log(`Using ${redis.description}.`)
 const pool = await connectPostgres()
 const run = `${process.pid}_${Date.now().toString(36)}`
+const cachePrefix = `example-products-${run}:`
+redis.removeOnClose(cachePrefix) // every key of the run, the layer's own included, goes on exit
 const db = new ProductsDb(pool, `example_products_${run}`)
 db.readDelayMs = Number(process.env.READ_DELAY_MS ?? 20) // a busy database: every SELECT takes 20 ms more
 await db.createAndSeed()
@@ -47,7 +49,7 @@ console.log(`Seeded ${db.seeded} products into PostgreSQL table ${db.table}.`)
 const service = await startProductService({
   redis: client,
   db,
-  cachePrefix: `example-products-${run}`,
+  cachePrefix,
   port: Number(process.env.PORT ?? 0),
 })
 console.log(`The product service listens on ${service.url}.`)
@@ -57,7 +59,6 @@ let cleaning: Promise<void> | undefined
 function cleanUp(): Promise<void> {
   cleaning ??= (async () => {
     await service.close()
-    await service.cache.invalidateByPrefix('').catch(() => {})
     await db.drop()
     await pool.end()
     await redis.close()

@@ -78,9 +78,10 @@ const waitUntil = async (done: () => Promise<boolean>, what: string) => {
 export async function runInvalidationStory(
   client: Redis | undefined,
   log: (line: string) => void = console.log,
+  /** The RedisLayer prefix: every key the story writes starts with it. */
+  prefix = `shop-demo-${process.pid}-${Date.now()}:`,
 ): Promise<StorySummary> {
   const db = new CatalogDb()
-  const prefix = `shop-demo-${process.pid}-${Date.now()}`
   const memory = new MemoryLayer({ ttl: 60_000 })
   const layers = (withMemory: boolean): CacheLayer[] => [
     ...(withMemory ? [memory] : []),

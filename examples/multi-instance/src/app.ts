@@ -12,6 +12,8 @@ import {
 import { ProductDatabase } from './product-database'
 
 const name = process.env.APP_NAME ?? `app-${process.pid}`
+// Where this fleet's keys and channels live (one per run: runs sharing a Redis never meet).
+const shop = process.env.SHOP_PREFIX ?? 'shop:'
 const redisUrl = process.env.REDIS_URL
 // Started by main.ts, which always sets it; new Redis(undefined) would quietly use 127.0.0.1:6379.
 if (redisUrl === undefined) throw new Error('REDIS_URL is not set')
@@ -19,19 +21,19 @@ const redis = new Redis(redisUrl)
 const bus = new RedisInvalidationBus({
   publisher: redis,
   subscriber: new Redis(redisUrl), // a subscribed connection cannot send commands: a second one
-  channel: 'shop:invalidation',
+  channel: `${shop}invalidation`,
   signingSecret: process.env.LAYERCACHE_INVALIDATION_SECRET,
 })
 const memory = new MemoryLayer({ ttl: 60_000, maxSize: 10_000 })
-const coordinator = new RedisSingleFlightCoordinator({ client: redis, prefix: 'shop:sf:' })
+const coordinator = new RedisSingleFlightCoordinator({ client: redis, prefix: `${shop}sf:` })
 const cache = new CacheStack(
-  [memory, new RedisLayer({ client: redis, ttl: 3_600_000, prefix: 'shop:cache:' })],
+  [memory, new RedisLayer({ client: redis, ttl: 3_600_000, prefix: `${shop}cache:` })],
   {
     invalidationBus: bus,
     singleFlightCoordinator: coordinator, // one database read per key for the whole fleet
   },
 )
-const db = new ProductDatabase(redis)
+const db = new ProductDatabase(redis, shop)
 let databaseReads = 0
 
 interface Product {

@@ -13,14 +13,23 @@ export interface AppProcess {
 
 const APP = new URL('./app.ts', import.meta.url)
 
-/** Starts `count` app processes on one Redis, all with the same bus secret; resolves once all listen. */
-export async function startFleet(redisUrl: string, count: number): Promise<AppProcess[]> {
+/**
+ * Starts `count` app processes on one Redis, all with the same bus secret and key prefix (`shop`);
+ * resolves once all listen.
+ */
+export async function startFleet(redisUrl: string, count: number, shop: string): Promise<AppProcess[]> {
   const secret = process.env.LAYERCACHE_INVALIDATION_SECRET ?? randomBytes(24).toString('base64url')
   return Promise.all(
     Array.from({ length: count }, (_, i) => {
       const name = `app-${String.fromCharCode(97 + i)}`
       const child = fork(APP, [], {
-        env: { ...process.env, APP_NAME: name, REDIS_URL: redisUrl, LAYERCACHE_INVALIDATION_SECRET: secret },
+        env: {
+          ...process.env,
+          APP_NAME: name,
+          REDIS_URL: redisUrl,
+          SHOP_PREFIX: shop,
+          LAYERCACHE_INVALIDATION_SECRET: secret,
+        },
         execArgv: ['--conditions=@layercache/source', '--import', 'tsx'],
       })
       const heard: unknown[] = []

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto'
+import { removePrefix } from '@layercache/test-utils/example-redis'
 import { Redis } from 'ioredis'
 import { type AppProcess, startFleet, stopFleet } from './fleet'
 import { ProductDatabase } from './product-database'
@@ -29,17 +31,18 @@ async function waitUntil(condition: () => boolean, timeoutMs = 5000): Promise<vo
 export async function runMultiInstanceStory(
   redisUrl: string,
   log: (line: string) => void = console.log,
+  /** Where the fleet keeps its keys and channels; removed at the end, so unique to the run. */
+  shop = `shop-${randomBytes(4).toString('hex')}:`,
 ): Promise<StorySummary> {
   const redis = new Redis(redisUrl)
   let apps: AppProcess[] = []
   try {
-    const db = new ProductDatabase(redis)
+    const db = new ProductDatabase(redis, shop)
     await db.seed([
       { id: '1', name: 'Espresso machine', price: 10 },
       { id: '2', name: 'Grinder', price: 99 },
     ])
-    await redis.del('shop:cache:product:1', 'shop:cache:product:2', 'shop:db:reads')
-    apps = await startFleet(redisUrl, 3)
+    apps = await startFleet(redisUrl, 3, shop)
     log(`Started ${apps.map((app) => `${app.name} (port ${app.port})`).join(', ')}, sharing one Redis.`)
 
     const servedBefore: unknown[] = []
@@ -99,7 +102,8 @@ export async function runMultiInstanceStory(
     }
   } finally {
     await stopFleet(apps)
-    await redis.del('shop:db:products', 'shop:db:reads', 'shop:cache:product:1', 'shop:cache:product:2')
+    // Everything of the run: the products, the cache (the layer's own keys included), leases, the bus.
+    await removePrefix(redis, shop)
     redis.disconnect()
   }
 }

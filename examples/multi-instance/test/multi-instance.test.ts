@@ -12,7 +12,8 @@ afterAll(() => redis.close())
 describe('examples/multi-instance', () => {
   it('a price change on one app process reaches the memory of the two others', async () => {
     const lines: string[] = []
-    const summary = await runMultiInstanceStory(redis.url, (line) => lines.push(line))
+    const shop = `${redis.keyPrefix}shop:`
+    const summary = await runMultiInstanceStory(redis.url, (line) => lines.push(line), shop)
     expect(summary.apps).toEqual(['app-a', 'app-b', 'app-c'])
     expect(summary.servedBefore).toEqual(['memory', 'memory', 'memory'])
     expect(summary.heardBy).toEqual(['app-b', 'app-c'])
@@ -21,5 +22,8 @@ describe('examples/multi-instance', () => {
     expect(summary.stampedeRequests).toBe(150)
     expect(summary.stampedeDatabaseReads).toBe(1)
     expect(lines.length).toBeGreaterThan(5)
+    // The run leaves nothing in Redis: products, cache (the layer's own keys too), leases, bus epoch.
+    const client = redis.createClient()
+    expect(await client.keys(`${shop}*`)).toEqual([])
   }, 60_000)
 })

@@ -45,6 +45,8 @@ const client = redis.client
 console.log(`Using ${redis.description}.`)
 const pool = await connectPostgres()
 const run = `${process.pid}_${Date.now().toString(36)}`
+const cachePrefix = `example-tenants-${run}:`
+redis.removeOnClose(cachePrefix) // every key of the run, the layer's own included, goes on exit
 const db = new TenantsDb(pool, `example_tenant_items_${run}`)
 await db.createAndSeed()
 console.log(
@@ -57,7 +59,7 @@ console.log(
 const service = await startTenantService({
   redis: client,
   db,
-  cachePrefix: `example-tenants-${run}`,
+  cachePrefix,
   port: Number(process.env.PORT ?? 0),
 })
 console.log(`The catalog service listens on ${service.url}.`)
@@ -67,7 +69,6 @@ let cleaning: Promise<void> | undefined
 function cleanUp(): Promise<void> {
   cleaning ??= (async () => {
     await service.close()
-    await service.cache.invalidateByPrefix('').catch(() => {})
     await db.drop()
     await pool.end()
     await redis.close()

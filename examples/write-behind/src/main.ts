@@ -13,19 +13,21 @@ const client = redis.client
 console.log(`Using ${redis.description}.`)
 const pool = await connectPostgres()
 const run = `${process.pid}_${Date.now().toString(36)}`
-const shop = await openShop(client, pool, {
+const names = {
   table: `example_orders_${run}`,
   queue: `example-orders-${run}`,
   cachePrefix: `example-orders-${run}:`,
-})
+}
+// Every key of the run goes on exit: the cache's (the layer's own included) and the queue's streams.
+redis.removeOnClose(names.cachePrefix)
+redis.removeOnClose(`lc:wb:{${names.queue}}`)
+const shop = await openShop(client, pool, names)
 
 // The demo leaves nothing behind: its table, its queue and its cache entries go.
 let cleaning: Promise<void> | undefined
 function cleanUp(): Promise<void> {
   cleaning ??= (async () => {
     await shop.db.drop()
-    await client.del(shop.checkout.writes.streamKey, shop.checkout.writes.deadLetterKey)
-    await shop.checkout.cache.invalidateByPrefix('')
     await pool.end()
     await redis.close()
   })()

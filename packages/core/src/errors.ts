@@ -24,8 +24,23 @@ export class InvalidTtlError extends LayerCacheError {
 }
 
 export class InvalidOptionError extends LayerCacheError {
-  constructor(message: string) {
-    super('INVALID_OPTION', message)
+  constructor(message: string, code = 'INVALID_OPTION') {
+    super(code, message)
+  }
+}
+
+/**
+ * A Redis client whose replies do not have the shapes layercache reads, refused when it is handed over
+ * (see checkClientReplies): ioredis 6's `replyMapping: 'resp3'`, or `stringNumbers: true`. `option` is
+ * the client option at fault (`redisOptions.` in front for a Cluster's). RESP3 on the wire with ioredis
+ * 6's default `replyMapping: 'legacy'` is supported.
+ */
+export class UnsupportedClientError extends InvalidOptionError {
+  readonly option: string
+
+  constructor(message: string, option: string) {
+    super(message, 'UNSUPPORTED_CLIENT')
+    this.option = option
   }
 }
 

@@ -16,6 +16,7 @@ export {
   type WrapOptions,
 } from './cache-stack'
 export type { CircuitState } from './circuit-breaker'
+export { checkClientReplies } from './client-replies'
 export { coarseNow } from './coarse-clock'
 export type {
   BusListener,
@@ -56,6 +57,7 @@ export {
   LoaderTimeoutError,
   OversizedValueError,
   SerializationError,
+  UnsupportedClientError,
   WriteFencedError,
 } from './errors'
 export { type CacheEventListener, type CacheEventMap, type CacheEventName, CacheEvents } from './events'

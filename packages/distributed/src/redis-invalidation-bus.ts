@@ -6,6 +6,7 @@ import {
   type BusListener,
   type BusOperation,
   bounded,
+  checkClientReplies,
   type InvalidationBus,
   InvalidationBusError,
   InvalidOptionError,
@@ -116,6 +117,7 @@ function checkClient(value: unknown, name: string): RedisClient {
   if (client === null || typeof client !== 'object' || typeof client.publish !== 'function') {
     throw new InvalidOptionError(`RedisInvalidationBus: ${name} must be an ioredis Redis or Cluster client`)
   }
+  checkClientReplies(value, 'RedisInvalidationBus', name)
   return value as RedisClient
 }
 

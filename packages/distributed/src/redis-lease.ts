@@ -46,11 +46,15 @@ export class RedisLease implements SingleFlightLease {
 
   async release(result?: SingleFlightResult): Promise<boolean> {
     if (this.released) return false
+    // A lease this holder already stopped trusting (a renewal found another value, or none got through for
+    // a lease period) answers false even if Redis still had it when released: its load went on as if it
+    // were lost (no write-back) and is counted as such, whatever the delete finds.
+    const trusted = this.held
     this.released = true
     this.stopRenewing()
     const held = await this.owner.release(this, result)
     if (!held) this.markLost()
-    return held
+    return held && trusted
   }
 
   /** No more renewals (released, lost, or the coordinator closing: the lease then expires in Redis). */

@@ -4,6 +4,7 @@ import {
   assertPositiveInteger,
   asUnavailable,
   bounded,
+  checkClientReplies,
   InvalidOptionError,
   LayerTimeoutError,
   LayerUnavailableError,
@@ -120,6 +121,7 @@ function checkClient(value: unknown, name: string): RedisClient {
       `RedisSingleFlightCoordinator: ${name} must be an ioredis Redis or Cluster client`,
     )
   }
+  checkClientReplies(value, 'RedisSingleFlightCoordinator', name)
   return value as RedisClient
 }
 

@@ -2,6 +2,7 @@ import {
   assertKnownOptions,
   assertPositiveInteger,
   CacheStack,
+  checkClientReplies,
   InvalidOperationError,
   InvalidOptionError,
   InvalidValueError,
@@ -142,6 +143,7 @@ export class EntityCache {
     if (redis === undefined || redis === null || typeof redis.evalsha !== 'function') {
       throw new InvalidOptionError('EntityCache: redis must be an ioredis Redis or Cluster')
     }
+    checkClientReplies(redis, 'EntityCache', 'redis client')
     const prefix = normalizePrefix(options.keyPrefix)
     if (options.entities === null || typeof options.entities !== 'object') {
       throw new InvalidOptionError('EntityCache: entities must be an object of entity schemas')

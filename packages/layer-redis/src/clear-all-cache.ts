@@ -3,6 +3,7 @@ import {
   assertPositiveInteger,
   asUnavailable,
   bounded,
+  checkClientReplies,
   InvalidKeyError,
   InvalidOperationError,
   InvalidOptionError,
@@ -78,6 +79,7 @@ export async function clearAllCache(options: ClearAllCacheOptions): Promise<Clea
   if (!client || typeof client !== 'object' || typeof client.scan !== 'function') {
     throw new InvalidOptionError('clearAllCache: `client` must be an ioredis Redis or Cluster instance')
   }
+  checkClientReplies(client, 'clearAllCache')
   if (typeof options.keyPrefix !== 'string') {
     throw new InvalidOptionError(
       "clearAllCache: `keyPrefix` is required: the prefix to wipe, or '' to FLUSHDB the whole database",

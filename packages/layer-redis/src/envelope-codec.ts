@@ -15,6 +15,7 @@ import {
   COMPRESSED_MARKER,
   jsonMismatch,
   jsonSerializer,
+  msgpackSerializer,
   type Serializer,
   serializeOrThrow,
 } from './serializer'
@@ -293,6 +294,26 @@ export function decodeStored(
   maxValueBytes = DEFAULT_MAX_VALUE_BYTES,
 ): CacheEntry | undefined | Promise<CacheEntry | undefined> {
   return new EntryDecoder('redis', serializers, maxValueBytes).decode(data, key)
+}
+
+/** How many leading bytes of a stored value looksLikeEntry needs. */
+export const ENTRY_HEAD_BYTES = 32
+
+/** A JSON envelope starts `[<format version>,<expiresAt>,<tags: null or an array>`. */
+const JSON_HEAD = /^\[\d+,-?[\d.e+]+,(null|\[)/
+
+/**
+ * Whether a Redis string whose first ENTRY_HEAD_BYTES bytes are `head` looks like a value a RedisLayer
+ * wrote, for tools that meet keys by SCAN (the CLI's stats without a key index): a JSON envelope, a
+ * msgpack one (marker, then a 4- or 5-element array), or a compressed one (the marker alone: what
+ * follows is deflated). A value of a custom serializer is not recognised. A heuristic: another
+ * application's string can look like one, but a counter, a JSON document or plain text does not.
+ */
+export function looksLikeEntry(head: Buffer): boolean {
+  const marker = head.length > 0 ? String.fromCharCode(head[0]!) : ''
+  if (marker === jsonSerializer.id) return JSON_HEAD.test(head.toString('latin1'))
+  if (marker === msgpackSerializer.id) return head[1] === 0x94 || head[1] === 0x95
+  return marker === COMPRESSED_MARKER && head.length > 1
 }
 
 /** The entry an envelope holds; undefined for a newer format, null when it is not an envelope at all. */

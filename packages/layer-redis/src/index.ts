@@ -5,7 +5,12 @@ export {
   clearAllCache,
 } from './clear-all-cache'
 export { ConnectionGuard } from './connection-guard'
-export { type CompressionOptions, decodeStored } from './envelope-codec'
+export {
+  type CompressionOptions,
+  decodeStored,
+  ENTRY_HEAD_BYTES,
+  looksLikeEntry,
+} from './envelope-codec'
 export {
   DEFAULT_KNOWN_KEYS_SHARDS,
   type IndexShard,

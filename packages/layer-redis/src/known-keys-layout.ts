@@ -11,12 +11,25 @@ import type { RedisIO } from './redis-io'
 import { execBySlotOwner } from './slot-pipelines'
 
 // The recorded layout, recorded first (ARGV[1]) when there is none. Only a missing record is written: a
-// full Redis (noeviction) refuses any SET, even one NX would skip, and reading must still work then.
+// full Redis (noeviction) refuses any SET, even one NX would skip, and reading must still work then
+// (PEXPIRE and PERSIST need no memory). ARGV[2]: how long the record must live from now ('' for ever):
+// never shortened (GT), and a record some instance keeps for ever stays so (GT leaves a key without TTL).
 const READ_OR_RECORD_SCRIPT = `
 local text = redis.call('GET', KEYS[1])
-if text then return text end
-redis.call('SET', KEYS[1], ARGV[1])
-return ARGV[1]`
+if not text then
+  text = ARGV[1]
+  redis.call('SET', KEYS[1], text)
+  if ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+elseif ARGV[2] == '' then redis.call('PERSIST', KEYS[1])
+else redis.call('PEXPIRE', KEYS[1], ARGV[2], 'GT') end
+return text`
+
+/**
+ * How long the layout record outlives a value written under it, beyond the value's own TTL: an instance
+ * re-reads (and so extends) the record at least every LAYOUT_RECHECK_MS while it writes, so this leaves
+ * a wide margin for re-reads that failed.
+ */
+const RECORD_MARGIN_MS = 60 * 60_000
 
 type Pipe = ReturnType<RedisIO['client']['pipeline']>
 
@@ -74,6 +87,8 @@ export class KnownKeysLayout {
     /** Where the shards live: the layer prefix, or a RedisTagIndex's own. */
     readonly prefix: string,
     readonly configured: number,
+    /** The longest a value indexed under this layout lives (undefined: for ever): the record outlives it. */
+    private readonly maxEntryTtl?: number | undefined,
   ) {
     this.key = layoutKeyOf(prefix)
     this.legacy = legacyShardOf(layer.prefix)
@@ -166,7 +181,7 @@ export class KnownKeysLayout {
       [
         {
           slotKey: this.key,
-          add: (pipe) => pipe.eval(READ_OR_RECORD_SCRIPT, 1, this.key, ours),
+          add: (pipe) => pipe.eval(READ_OR_RECORD_SCRIPT, 1, this.key, ours, this.recordLifetime()),
         },
         { slotKey: this.legacy.keysKey, add: (pipe) => pipe.exists(this.legacy.keysKey) },
         ...(ownKey === undefined ? [] : [{ slotKey: ownKey, add: (pipe: Pipe) => pipe.get(ownKey) }]),
@@ -215,6 +230,19 @@ export class KnownKeysLayout {
     const view: LayoutView = { counts, signature, shards: shards!, draining, all: [...byKey.values()] }
     this.view = view
     return view
+  }
+
+  /**
+   * How long the record must live from now ('' for ever). It says in which shards entries are: were it
+   * gone while values indexed under it live, an instance configured with fewer shards would record its
+   * own count and never look in the others, so an invalidation would miss their keys. Every instance
+   * extends it at each re-read by the longest its values live (plus a margin): it expires only once no
+   * instance has written for that long, when every value written under it has expired too.
+   */
+  private recordLifetime(): string {
+    return this.maxEntryTtl === undefined
+      ? ''
+      : String(this.maxEntryTtl + LAYOUT_RECHECK_MS + RECORD_MARGIN_MS)
   }
 
   private warnOnce(about: string, message: string): void {

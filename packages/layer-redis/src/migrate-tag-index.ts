@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import {
   assertKnownOptions,
   assertPositiveInteger,
+  checkClientReplies,
   InvalidOptionError,
   LayerCacheError,
 } from '@layercache/core'
@@ -137,6 +138,7 @@ export async function migrateTagIndex(options: MigrateTagIndexOptions): Promise<
   if (!client || typeof client !== 'object' || typeof client.get !== 'function') {
     throw new InvalidOptionError('migrateTagIndex: `client` must be an ioredis Redis or Cluster instance')
   }
+  checkClientReplies(client, 'migrateTagIndex')
   if (typeof options.prefix !== 'string') {
     throw new InvalidOptionError('migrateTagIndex: `prefix` must be the index prefix (a string)')
   }

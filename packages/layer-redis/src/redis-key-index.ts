@@ -45,6 +45,13 @@ const SCAN_COUNT = 1000
 const SEQ_MEMBER = '#'
 /** How long a delete's counter outlives it: loads running longer than this cannot see that delete. */
 export const DELETE_FENCE_MS = 10 * 60_000
+/**
+ * How long the log outlives its last entry. A load that began before the log existed and is still running
+ * when it expires again would miss the entries (a load that saw the log is refused when it is gone), so
+ * this must exceed every fence window: it is far longer than DELETE_FENCE_MS, which already bounds the
+ * loads that are fenced at all. See docs/internals/invalidation-design.md, "Keys that expire".
+ */
+export const LOG_TTL_MS = 24 * 60 * 60_000
 
 // Appends one entry and trims what a fence could still need (the counter member '#' carries the newest
 // score). A new log gets a random id (member '!<id>', score 0), so positions from a log that was lost
@@ -56,6 +63,7 @@ end
 local seq = redis.call('ZINCRBY', KEYS[1], 1, '${SEQ_MEMBER}')
 redis.call('ZADD', KEYS[1], seq, seq .. '|' .. ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], 1, '(' .. (tonumber(seq) - ${LOG_KEEP - 1}))
+redis.call('PEXPIRE', KEYS[1], ${LOG_TTL_MS})
 return seq`
 
 /** Callbacks run once a client ends for good: one listener per client however many layers share it. */
@@ -109,6 +117,11 @@ export interface KeyIndexOptions {
   readonly knownKeysShards?: number | undefined
   /** Entries read per shard and page of an index range. Default 100. */
   readonly scanCount?: number | undefined
+  /**
+   * The longest any value this layer writes lives (its `ttl`), which the recorded layout must outlive;
+   * undefined: values may live for ever, and so does the record.
+   */
+  readonly maxEntryTtl?: number | undefined
 }
 
 /**
@@ -123,7 +136,8 @@ export interface KeyIndexOptions {
  *   structures share a slot, so the collection and removal scripts may touch all of them on a Cluster.
  *   `P` is the layer prefix, or a RedisTagIndex's own; `P~{P}layout` records the shard counts (see
  *   KnownKeysLayout), and the single set `P~{P}k` of earlier versions is still read until migrated.
- * - `P~{P}log`: the last LOG_KEEP group invalidations, scored by a counter Redis assigns (layer prefix).
+ * - `P~{P}log`: the last LOG_KEEP group invalidations, scored by a counter Redis assigns (layer prefix);
+ *   it expires LOG_TTL_MS after the last one.
  * - `P~d:<key>`: a counter each delete of the key bumps (expiring after DELETE_FENCE_MS).
  *
  * Per shard, writer: (1) index the key in its shard, (2) SET, (3) check its entries in that shard are
@@ -197,6 +211,7 @@ export class RedisKeyIndex {
       this.layer,
       options.prefix ?? this.layer.prefix,
       options.knownKeysShards ?? DEFAULT_KNOWN_KEYS_SHARDS,
+      options.maxEntryTtl,
     )
   }
 

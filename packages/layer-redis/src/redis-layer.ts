@@ -7,6 +7,7 @@ import {
   type CacheEntry,
   type CacheLayer,
   type CommitWrite,
+  checkClientReplies,
   coarseNow,
   effectiveTtl,
   type InvalidateKeysOptions,
@@ -175,6 +176,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
     if (!client || typeof client !== 'object' || typeof client.get !== 'function') {
       throw new InvalidOptionError('RedisLayer: `client` must be an ioredis Redis or Cluster instance')
     }
+    checkClientReplies(client, 'RedisLayer')
     if (options.name !== undefined && (typeof options.name !== 'string' || options.name === '')) {
       throw new InvalidOptionError('RedisLayer: name must be a non-empty string')
     }
@@ -205,6 +207,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
     }
     this.keyIndex = new RedisKeyIndex(this, options.keyIndex ?? true, {
       knownKeysShards: this.knownKeysShards,
+      maxEntryTtl: this.ttl,
     })
     const connection = this.connection
     this.clock = new RedisClock(client, () => connection.losses)

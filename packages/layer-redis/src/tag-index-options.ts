@@ -1,4 +1,9 @@
-import { assertKnownOptions, assertPositiveInteger, InvalidOptionError } from '@layercache/core'
+import {
+  assertKnownOptions,
+  assertPositiveInteger,
+  checkClientReplies,
+  InvalidOptionError,
+} from '@layercache/core'
 import type { Cluster, Redis } from 'ioredis'
 import { assertShardCount, DEFAULT_KNOWN_KEYS_SHARDS } from './index-layout'
 import { normalizePrefix } from './key-prefix'
@@ -40,6 +45,7 @@ export function readTagIndexOptions(options: unknown, where: string): TagIndexCo
   if (!client || typeof client !== 'object' || typeof client.get !== 'function') {
     throw new InvalidOptionError(`${where}: \`client\` must be an ioredis Redis or Cluster instance`)
   }
+  checkClientReplies(client, where)
   if (typeof given.prefix !== 'string' || given.prefix === '') {
     throw new InvalidOptionError(
       `${where}: \`prefix\` must be a non-empty string (the index's own place in Redis)`,

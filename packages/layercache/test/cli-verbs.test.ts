@@ -2,15 +2,17 @@ import {
   freePort,
   getTestRedis,
   type RedisClusterHandle,
+  spawnTestRedis,
   startRedisCluster,
   type TestRedis,
 } from '@layercache/test-utils'
 import type { Cluster, Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { CacheStack, MemoryLayer, RedisInvalidationBus, RedisLayer, RedisTagIndex } from '../src'
-import { runCliProcess } from './support/cli-process'
+import { runCliInProcess, runCliProcess } from './support/cli-process'
 
-const cli = (...args: string[]) => runCliProcess({}, ...args)
+/** Most calls run in this process; the ones that set environment variables run the bin (runCliProcess). */
+const cli = runCliInProcess
 
 const SECRET = 'cli-test-secret-0123456789'
 /** How long to poll for a bus message to reach the instance (a bound, not a measurement). */
@@ -188,6 +190,49 @@ describe('layercache stats, keys and inspect (standalone)', () => {
     expect(keys.code).toBe(0)
     expect(keys.stdout).toBe('product:1\nproduct:10\nproduct:11\n')
     expect(keys.stderr).toContain('by SCAN (no key index)')
+  })
+
+  it('without --key-prefix and an index, stats counts only layercache entries, not every key of the database', {
+    timeout: 60_000,
+  }, async () => {
+    // A database of its own: the test Redis may be shared, and this looks at every key.
+    const own = await spawnTestRedis()
+    try {
+      const raw = own.createClient()
+      // Another application's keys, some of them JSON: none is a cache entry.
+      await raw.set('session:1', 'abc')
+      await raw.set('visits', '42')
+      await raw.set('doc', '{"a":1}')
+      await raw.set('numbers', '[1,2,3]')
+      await raw.hset('user:9', 'name', 'Ada')
+      await raw.rpush('jobs', 'a', 'b')
+      // The cache writes without a prefix and without an index (json, msgpack, compressed)…
+      const compressed = { threshold: 200 } // every third product is larger than that
+      await seed(
+        new CacheStack([new RedisLayer({ client: raw, keyIndex: false, compression: compressed })]),
+        6,
+      )
+      expect((await raw.getrangeBuffer('product:3', 0, 0)).toString()).toBe('Z')
+      await new CacheStack([new RedisLayer({ client: raw, keyIndex: false, serializer: 'msgpack' })]).set(
+        'one',
+        1,
+      )
+      const run = await cli('stats', '--redis', own.url, '--json')
+      expect(run.stderr).toBe('')
+      expect(run.code).toBe(0)
+      const stats = JSON.parse(run.stdout)
+      expect(stats.keys).toMatchObject({ count: 7, source: 'scan', otherKeys: 6 })
+
+      const text = await cli('stats', '--redis', own.url)
+      expect(text.code).toBe(0)
+      expect(text.stdout).toContain(
+        'keys: 7 (no known-keys index: counted by SCAN of the keys under the prefix that hold layercache ' +
+          'entries; 6 other keys there are not)',
+      )
+      expect(text.stdout).toContain('if your RedisLayer has a prefix, pass it with --key-prefix')
+    } finally {
+      await own.close()
+    }
   })
 
   it('inspect decodes the stored envelope: value, tags, PTTL, freshness, size, encoding', {

@@ -10,6 +10,7 @@ import {
 } from '@layercache/test-utils'
 import type { Cluster, Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { runCliInProcess } from './support/cli-process'
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url))
 const CLI = 'packages/layercache/src/cli.ts'
@@ -20,10 +21,11 @@ interface Run {
   readonly stderr: string
 }
 
-/** Runs the CLI from source, as `node --conditions=@layercache/source --import tsx …/cli.ts …`. */
-function cli(...args: string[]): Promise<Run> {
-  return cliWithEnv({}, ...args)
-}
+/**
+ * Runs the CLI in this process (support/cli-process.ts); cliWithEnv runs the bin from source, as
+ * `node --conditions=@layercache/source --import tsx …/cli.ts …`.
+ */
+const cli: (...args: string[]) => Promise<Run> = runCliInProcess
 
 /** The same, with `env` added to the environment (e.g. NODE_ENV). */
 function cliWithEnv(env: Record<string, string>, ...args: string[]): Promise<Run> {

@@ -120,6 +120,12 @@ function serializeError(error: unknown): SerializedError {
   }
 }
 
+/** With LAYERCACHE_TEST_IOREDIS set (scripts/test-ioredis6.mjs), the worker loads that ioredis too. */
+function ioredisOverride(): string[] {
+  if (!process.env.LAYERCACHE_TEST_IOREDIS) return []
+  return ['--import', new URL('./ioredis-override.mjs', import.meta.url).href]
+}
+
 function tsxLoader(): string {
   // Absolute, so the worker's cwd does not matter; tsx is a root devDependency of the monorepo.
   try {
@@ -412,7 +418,7 @@ export async function forkWorker<Api, Init = unknown>(
   const child = fork(path, [], {
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env },
-    execArgv: ['--conditions=@layercache/source', '--import', tsxLoader()],
+    execArgv: ['--conditions=@layercache/source', '--import', tsxLoader(), ...ioredisOverride()],
     serialization: 'advanced',
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   })

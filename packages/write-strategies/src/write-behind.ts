@@ -9,6 +9,7 @@ import {
   assertTtl,
   bounded,
   type CacheStack,
+  checkClientReplies,
   InvalidOptionError,
   InvalidValueError,
   LayerCacheError,
@@ -209,6 +210,7 @@ export class WriteBehind<T = unknown> {
     if (!options.client || typeof options.client.xadd !== 'function') {
       throw new InvalidOptionError('WriteBehind: `client` must be an ioredis Redis or Cluster instance')
     }
+    checkClientReplies(options.client, 'WriteBehind')
     if (typeof options.writer !== 'function') {
       throw new InvalidOptionError('WriteBehind: `writer` must be a function')
     }

@@ -14,13 +14,15 @@ import { hasIndex, type IndexView, lexRange, readIndexView, sourcesOf } from './
 import { parseOptions, redisCommand } from './redis-command'
 import { redactUrl } from './redis-connection'
 import { mastersOf, type NodeInfo, nodeInfo } from './redis-info'
-import { scanCacheKeys, scanMasters, tagSetPattern } from './scan-keys'
+import { countEntries, scanMasters, tagSetPattern } from './scan-keys'
 
 const USAGE = `Usage: layercache stats --redis <url> [--key-prefix <p>] [options]
 
 What a layercache deployment holds in Redis under a key prefix: its cache keys (counted in the sharded
-known-keys index; with no index, by SCAN, and it says so), its tags, the index layout, the shared
-generation, the dependency mark, and the Redis version, mode and memory (INFO). Reads only.
+known-keys index; with no index, by SCAN of the keys under the prefix that hold layercache entries, and
+it says so and how many others it met), its tags, the index layout, the shared generation, the
+dependency mark, and the Redis version, mode and memory (INFO). Reads only. Without --key-prefix it
+looks at the cache whose RedisLayer has no prefix: pass the prefix your RedisLayer uses.
 
 Options:
 ${CACHE_USAGE}
@@ -72,6 +74,11 @@ export interface CacheStats {
     /** Cache keys under the prefix (index entries: a key that expired in the last minute may count). */
     readonly count: number
     readonly source: 'index' | 'scan'
+    /**
+     * Keys under the prefix (besides the cache's own `~` keys) that are not layercache entries: another
+     * application's, or a prefix that is not the cache's. Counted by SCAN only (null with an index).
+     */
+    readonly otherKeys: number | null
     /** Index entries whose key expired and that wait for collection (own index only). */
     readonly expiredAwaitingCollection: number | null
     /** Keys of the current (or --generation) generation, when the stack has generations. */
@@ -106,17 +113,19 @@ async function sum(values: Promise<number>[]): Promise<number> {
   return (await Promise.all(values)).reduce((a, b) => a + b, 0)
 }
 
-async function countKeys(client: RedisClient, view: IndexView, keyPrefix: string, within: string) {
+/** Cache keys under `keyPrefix + within`, and (by SCAN only) how many other keys are there. */
+async function countKeys(
+  client: RedisClient,
+  view: IndexView,
+  keyPrefix: string,
+  within: string,
+): Promise<{ entries: number; others: number | null }> {
   if (hasIndex(view)) {
     const [from, to] = lexRange(keyPrefix + within)
-    return sum(sourcesOf(view).map((shard) => client.zlexcount(shard.keysKey, from, to)))
+    const entries = await sum(sourcesOf(view).map((shard) => client.zlexcount(shard.keysKey, from, to)))
+    return { entries, others: null }
   }
-  let count = 0
-  await scanCacheKeys(client, keyPrefix, within, (fulls) => {
-    count += fulls.length
-    return undefined
-  })
-  return count
+  return countEntries(client, keyPrefix, within)
 }
 
 /** Distinct tags of the indexed keys under the prefix (the index records each key's tags). */
@@ -180,10 +189,11 @@ export async function collectStats(client: RedisClient, location: CacheLocation)
       usedMemory: nodes.reduce((total, node) => total + node.usedMemory, 0),
     },
     keys: {
-      count,
+      count: count.entries,
       source: indexed ? 'index' : 'scan',
+      otherKeys: count.others,
       expiredAwaitingCollection: expired ?? null,
-      inGeneration: counted === undefined ? null : { generation: counted, count: inGeneration! },
+      inGeneration: counted === undefined ? null : { generation: counted, count: inGeneration!.entries },
     },
     tags,
     index: {
@@ -215,15 +225,20 @@ function describe(stats: CacheStats, url: string): string {
         `${limit}, policy ${node.maxmemoryPolicy}${ratio}; ${node.dbsize} keys in the database`,
     )
   }
+  const others =
+    keys.otherKeys === null || keys.otherKeys === 0 ? '' : `; ${keys.otherKeys} other keys there are not`
   const source =
     keys.source === 'index'
       ? 'counted in the known-keys index'
-      : 'no known-keys index: counted by SCAN of every key under the prefix'
+      : `no known-keys index: counted by SCAN of the keys under the prefix that hold layercache entries${others}`
   const expired =
     keys.expiredAwaitingCollection === null || keys.expiredAwaitingCollection === 0
       ? ''
       : `; ${keys.expiredAwaitingCollection} of them expired and wait for collection`
   lines.push(`keys: ${keys.count} (${source}${expired})`)
+  if (keys.source === 'scan' && stats.keyPrefix === '') {
+    lines.push('  no key index without a prefix: if your RedisLayer has a prefix, pass it with --key-prefix')
+  }
   if (keys.inGeneration !== null) {
     lines.push(`  in generation ${keys.inGeneration.generation}: ${keys.inGeneration.count}`)
   }

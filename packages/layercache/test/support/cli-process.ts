@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { runCli } from '../../src/cli/run-cli'
 
 const ROOT = fileURLToPath(new URL('../../../..', import.meta.url))
 const CLI = 'packages/layercache/src/cli.ts'
@@ -32,4 +33,26 @@ export function runCliProcess(env: Record<string, string | undefined>, ...args: 
     child.on('error', reject)
     child.on('close', (code) => resolve({ code, stdout, stderr }))
   })
+}
+
+/**
+ * Runs the CLI in this process (`runCli` with its output captured), as the bin would, a second faster
+ * than a process of its own (node, tsx and the sources loaded again every time). What a process adds —
+ * the bin's exit code, environment variables read at start, nothing left running — is covered by the
+ * tests that use runCliProcess.
+ */
+export async function runCliInProcess(...args: string[]): Promise<CliRun> {
+  let stdout = ''
+  let stderr = ''
+  const io = {
+    out: { write: (text: string) => (stdout += text) },
+    err: { write: (text: string) => (stderr += text) },
+  }
+  try {
+    return { code: await runCli(args, io), stdout, stderr }
+  } catch (error) {
+    // What src/cli.ts does with an error no command handled.
+    stderr += `layercache: ${error instanceof Error ? (error.stack ?? error.message) : error}\n`
+    return { code: 1, stdout, stderr }
+  }
 }
