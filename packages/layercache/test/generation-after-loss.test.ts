@@ -1,23 +1,8 @@
-import { getTestRedis, type TestRedis } from '@layercache/test-utils'
-import type { Redis } from 'ioredis'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { expect, it } from 'vitest'
 import { CacheStack, MemoryLayer, RedisInvalidationBus, RedisLayer } from '../src'
+import { useStandaloneRedis } from './support/standalone-redis'
 
-let redis: TestRedis
-const clients: Redis[] = []
-const client = () => {
-  const created = redis.createClient()
-  clients.push(created)
-  return created
-}
-
-beforeAll(async () => {
-  redis = await getTestRedis()
-})
-afterAll(async () => {
-  for (const created of clients) created.disconnect()
-  await redis.close()
-})
+const { client, redis } = useStandaloneRedis()
 
 /** `promise`, or a rejection saying what did not happen within `ms`. */
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -31,7 +16,7 @@ function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
 it('an instance that may have missed a message reads the shared generation again at once', async () => {
   // Found by the history checker: a generation move announced in a message this instance could not place
   // left it on the old generation until its next remote call.
-  const prefix = `${redis.keyPrefix}genloss`
+  const prefix = `${redis().keyPrefix}genloss`
   const silent = new CacheStack([new RedisLayer({ client: client(), prefix })], { generation: 1 })
   const subscriber = client()
   const bus = new RedisInvalidationBus({ publisher: client(), subscriber, channel: `${prefix}:bus` })

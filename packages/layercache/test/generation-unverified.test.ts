@@ -10,10 +10,9 @@
  *   - the bus messages of later invalidations name the new generation's keys, which never match what the
  *     lagging instance holds in memory under the old generation's names.
  */
-import { eventually, getTestRedis, type TestRedis } from '@layercache/test-utils'
+import { eventually } from '@layercache/test-utils'
 import { injectLatency, Prng } from '@layercache/test-utils/history'
-import type { Redis } from 'ioredis'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { expect, it } from 'vitest'
 import {
   CacheStack,
   generationKeyOf,
@@ -22,22 +21,9 @@ import {
   RedisInvalidationBus,
   RedisLayer,
 } from '../src'
+import { useStandaloneRedis } from './support/standalone-redis'
 
-let redis: TestRedis
-const clients: Redis[] = []
-const client = () => {
-  const created = redis.createClient()
-  clients.push(created)
-  return created
-}
-
-beforeAll(async () => {
-  redis = await getTestRedis()
-})
-afterAll(async () => {
-  for (const created of clients) created.disconnect()
-  await redis.close()
-})
+const { client, redis } = useStandaloneRedis()
 
 /**
  * The held command times out after this (the test waits for the rejection, never with a sleep of its
@@ -46,7 +32,7 @@ afterAll(async () => {
 const COMMAND_TIMEOUT = 1000
 
 function fleet(name: string) {
-  const prefix = `${redis.keyPrefix}${name}`
+  const prefix = `${redis().keyPrefix}${name}`
   const channel = `${prefix}:bus`
   const buses: RedisInvalidationBus[] = []
   const stacks: CacheStack[] = []

@@ -1,24 +1,9 @@
-import { getTestRedis, type TestRedis } from '@layercache/test-utils'
 import { injectLatency, Prng } from '@layercache/test-utils/history'
-import type { Redis } from 'ioredis'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { expect, it } from 'vitest'
 import { CacheStack, MemoryLayer, RedisInvalidationBus, RedisLayer } from '../src'
+import { useStandaloneRedis } from './support/standalone-redis'
 
-let redis: TestRedis
-const clients: Redis[] = []
-const client = () => {
-  const created = redis.createClient()
-  clients.push(created)
-  return created
-}
-
-beforeAll(async () => {
-  redis = await getTestRedis()
-})
-afterAll(async () => {
-  for (const created of clients) created.disconnect()
-  await redis.close()
-})
+const { client, redis } = useStandaloneRedis()
 
 async function instance(prefix: string, channel: string, broadcast: boolean) {
   const data = client()
@@ -37,7 +22,7 @@ it("a set's own instance never answers an older value once the set resolved (a r
   // Found by the history checker (Cluster SEED=1033): the memory copy the set wrote first was dropped by
   // another instance's broadcast, a read here fetched that instance's (older) value from Redis before
   // this set's SET landed, and copied it into memory, where it outlived the set.
-  const prefix = `${redis.keyPrefix}overwrite`
+  const prefix = `${redis().keyPrefix}overwrite`
   const channel = `${prefix}:bus`
   const a = await instance(prefix, channel, false)
   const b = await instance(prefix, channel, true)
