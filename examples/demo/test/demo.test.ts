@@ -1,21 +1,13 @@
-import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { runProcess } from '@layercache/test-utils'
 import { describe, expect, it } from 'vitest'
 import { runDemo } from '../src/demo'
 
 const root = fileURLToPath(new URL('../../..', import.meta.url))
 
-/** Runs a command at the repository root; resolves with its exit code and output. */
-function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (data) => (stdout += data))
-    child.stderr.on('data', (data) => (stderr += data))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
+/** Runs a command at the repository root. */
+function run(command: string, args: string[], env: Record<string, string> = {}) {
+  return runProcess(command, args, { cwd: root, env })
 }
 
 describe('pnpm demo', () => {

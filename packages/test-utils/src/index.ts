@@ -6,6 +6,7 @@ export { freePort } from './free-port'
 export { type RedisClusterHandle, type StartRedisClusterOptions, startRedisCluster } from './redis-cluster'
 export { type RedisServerHandle, type StartRedisServerOptions, startRedisServer } from './redis-server'
 export type { RedisSource } from './redis-source'
+export { type ProcessRun, runProcess } from './run-process'
 export { type StartTcpProxyOptions, startTcpProxy, type TcpProxyHandle } from './tcp-proxy'
 export { getTestRedis, spawnTestRedis, type TestRedis } from './test-redis'
 export {

@@ -26,6 +26,12 @@ function history() {
   const call = (instance: string, op: Op, start: number, end: number | undefined, outcome?: OpOutcome) => {
     calls.push({ id: ++id, instance, op, start, end, deadline: start + 1000, outcome })
   }
+  const writeDatabase = (rows: string[], versions: number[], at: number) => {
+    rows.forEach((row, i) => {
+      dbWrites.push({ row, version: versions[i]!, at })
+      current[row] = Math.max(current[row] ?? 0, versions[i]!)
+    })
+  }
   return {
     /** An update of `rows` to `versions` (the database write at `start`). */
     update(
@@ -36,10 +42,7 @@ function history() {
       start: number,
       end: number,
     ) {
-      rows.forEach((row, i) => {
-        dbWrites.push({ row, version: versions[i]!, at: start })
-        current[row] = Math.max(current[row] ?? 0, versions[i]!)
-      })
+      writeDatabase(rows, versions, start)
       call(instance, { type: 'update', kind, rows, keys: rows }, start, end, {
         ok: true,
         versions,
@@ -56,10 +59,7 @@ function history() {
       start: number,
       end: number,
     ) {
-      rows.forEach((row, i) => {
-        dbWrites.push({ row, version: versions[i]!, at: start })
-        current[row] = Math.max(current[row] ?? 0, versions[i]!)
-      })
+      writeDatabase(rows, versions, start)
       call(instance, { type: 'update', kind, rows, keys: rows }, start, end, {
         ok: false,
         error: 'LayerTimeoutError',
