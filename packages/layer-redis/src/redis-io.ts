@@ -40,11 +40,14 @@ export interface RedisIO {
   execPipeline(operation: string, pipe: PipelineLike): Promise<unknown[]>
   /** Sends a pipeline and returns each command's [error, reply], for callers that handle errors per command. */
   execPipelineSettled(operation: string, pipe: PipelineLike): Promise<[Error | null, unknown][]>
-  /** Commands key by key, one pipeline per slot owner; the reply of each key's last command, in order. */
+  /**
+   * Commands key by key, one pipeline per slot owner; the reply of each key's last command, in order.
+   * `add` also learns how many keys share the key's pipeline.
+   */
   pipelineByKey(
     operation: string,
     keys: readonly string[],
-    add: (pipe: Pipe, key: string, index: number) => void,
+    add: (pipe: Pipe, key: string, index: number, keysInPipe: number) => void,
   ): Promise<unknown[]>
   /** One pipeline whose keys all live in one slot. */
   onIndexNode(operation: string, add: (pipe: Pipe) => void): Promise<unknown[]>

@@ -698,41 +698,32 @@ export class RedisLayer implements CacheLayer, RedisIO {
         expiresAt: item.expiresAt,
         tags: item.tags,
       })),
-      (pipe) => this.sendSets(items, pipe),
+      () => this.sendSets(items),
     )
   }
 
   /**
-   * SET with PX for each item, with its fence counter bumped in the same step (SET_AND_FENCE): queued on
-   * `pipe` when given (a standalone Redis), else one pipeline per slot owner (a Cluster).
+   * SET with PX for each item, with its fence counter bumped in the same step (SET_AND_FENCE), one
+   * pipeline per slot owner (a Cluster: on one Redis every write is FencedWriter's script).
    */
-  private async sendSets(items: readonly FencedItem[], pipe?: ReturnType<Redis['pipeline']>): Promise<void> {
-    const add = (to: ReturnType<Redis['pipeline']>, item: FencedItem, deadline: number | '') =>
-      to.eval(
+  private async sendSets(items: readonly FencedItem[]): Promise<void> {
+    const operation = items.length === 1 ? 'set' : 'setMany'
+    const fulls = items.map((item) => item.full)
+    const replies = await this.pipelineByKey(operation, fulls, (pipe, full, i, keysInPipe) => {
+      const item = items[i]!
+      // When the layer gives up on this pipeline (one command per key), taken before it is sent.
+      const deadline = this.clock.deadlineOf(full, coarseNow() + this.timeoutOf(keysInPipe)) ?? ''
+      pipe.eval(
         SET_AND_FENCE,
         2,
-        item.full,
-        this.keyIndex.deletionKey(item.full),
+        full,
+        this.keyIndex.deletionKey(full),
         item.payload,
         item.ttl ?? '',
         DELETE_FENCE_MS,
         deadline,
       )
-    if (pipe !== undefined) {
-      for (const item of items) add(pipe, item, '')
-      return
-    }
-    const fulls = items.map((item) => item.full)
-    // Each pipeline's deadline, taken before it is sent: when the layer gives up on it (per slot owner).
-    const giveUpAt = new Array<number>(items.length)
-    for (const group of groupBySlotOwner(this.client as Cluster, fulls)) {
-      const at = coarseNow() + this.timeoutOf(group.length)
-      for (const i of group) giveUpAt[i] = at
-    }
-    const operation = items.length === 1 ? 'set' : 'setMany'
-    const replies = await this.pipelineByKey(operation, fulls, (to, full, i) =>
-      add(to, items[i]!, this.clock.deadlineOf(full, giveUpAt[i]!) ?? ''),
-    )
+    })
     if (replies.some((reply) => reply !== 1)) {
       // A server judged a set late while we were still waiting for it: its clock moved since we read it.
       this.clock.moved()
@@ -748,7 +739,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
   async pipelineByKey(
     operation: string,
     keys: readonly string[],
-    add: (pipe: ReturnType<Redis['pipeline']>, key: string, index: number) => void,
+    add: (pipe: ReturnType<Redis['pipeline']>, key: string, index: number, keysInPipe: number) => void,
   ): Promise<unknown[]> {
     const out: unknown[] = new Array(keys.length)
     if (keys.length === 0) return out
@@ -760,7 +751,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
         const pipe = this.client.pipeline()
         const lastReply: number[] = []
         for (const i of group) {
-          add(pipe, keys[i]!, i)
+          add(pipe, keys[i]!, i, group.length)
           lastReply.push(pipe.length - 1)
         }
         const replies = await this.execPipeline(operation, pipe)
