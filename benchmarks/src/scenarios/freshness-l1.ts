@@ -7,11 +7,11 @@ import { makeKeys, PAYLOAD, type Product } from '../payload'
 import { formatCount, type ScenarioResult } from '../report'
 
 const KEY_COUNT = 1000
-const L1_TTL_MS = 60_000
+export const L1_TTL_MS = 60_000
 const L1_MAX = 10_000
 
 /** Every read-side freshness option on (the ones a fresh L1 hit has to look at), plus jitter. */
-const FRESHNESS: CacheStackOptions = {
+export const FRESHNESS: CacheStackOptions = {
   ttl: L1_TTL_MS,
   staleWhileRevalidate: 10_000,
   staleIfError: 60_000,

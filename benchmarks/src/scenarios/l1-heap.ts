@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { CacheStack, type CacheStackOptions, MemoryLayer, RedisLayer } from 'layercache'
+import { CacheStack, MemoryLayer, RedisLayer } from 'layercache'
 import { LRUCache } from 'lru-cache'
 import { type BenchContext, REDIS_TTL_MS, scaled } from '../context'
 import { median, pairedRatio } from '../measure'
 import { makeKeys, PAYLOAD, PAYLOAD_JSON } from '../payload'
 import { formatCount, type Row, type ScenarioResult } from '../report'
+// Every read-side freshness option on, as in the freshness scenario: entries carry their metadata.
+import { FRESHNESS, L1_TTL_MS } from './freshness-l1'
 
-const L1_TTL_MS = 60_000
 const SMALL_VALUE = 'in stock'
 
 /** How the values of one fill are made: one per key, as the scenario's row describes. */
@@ -41,16 +42,6 @@ const VALUES: readonly ValueKind[] = [
     budgeted: false,
   },
 ]
-
-/** Every read-side freshness option on, as in the freshness scenario: entries carry their metadata. */
-const FRESHNESS: CacheStackOptions = {
-  ttl: L1_TTL_MS,
-  staleWhileRevalidate: 10_000,
-  staleIfError: 60_000,
-  refreshAhead: 0.9,
-  earlyExpiration: 1,
-  jitter: 0.1,
-}
 
 /**
  * One way of holding the entries. `create` builds an empty holder (not measured: lru-cache allocates its
