@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import {
   freePort,
   getTestRedis,
@@ -10,16 +8,9 @@ import {
 } from '@layercache/test-utils'
 import type { Cluster, Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runCliInProcess } from './support/cli-process'
+import { type CliRun, runCliInProcess, runCliProcess } from './support/cli-process'
 
-const ROOT = fileURLToPath(new URL('../../..', import.meta.url))
-const CLI = 'packages/layercache/src/cli.ts'
-
-interface Run {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
+type Run = CliRun
 
 /**
  * Runs the CLI in this process (support/cli-process.ts); cliWithEnv runs the bin from source, as
@@ -27,30 +18,8 @@ interface Run {
  */
 const cli: (...args: string[]) => Promise<Run> = runCliInProcess
 
-/** The same, with `env` added to the environment (e.g. NODE_ENV). */
-function cliWithEnv(env: Record<string, string>, ...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--conditions=@layercache/source', '--import', 'tsx', CLI, ...args],
-      {
-        cwd: ROOT,
-        env: { ...process.env, ...env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    )
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk
-    })
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk
-    })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+/** The same in a process of its own, with `env` added to the environment (e.g. NODE_ENV). */
+const cliWithEnv = runCliProcess
 
 /** The single-set index of earlier versions, written raw: `count` keys (values and index entries). */
 async function writeLegacy(client: Redis | Cluster, prefix: string, count: number): Promise<void> {
