@@ -1,3 +1,4 @@
+import { type BusContext, channels, observe, observed, type UnverifiedMessage } from './diagnostics'
 import type { BusListener, BusOperation, InvalidationBus, UnverifiedReason } from './distribution'
 import { InvalidationBusError, InvalidOptionError } from './errors'
 import type { CacheEvents } from './events'
@@ -13,6 +14,8 @@ export interface BusLinkHost {
   readonly generations: Generations | undefined
   readonly stats: StatsCollector
   readonly events: CacheEvents
+  /** The stack's name, for traces. */
+  readonly name: string
   /** Drops every in-process layer's entries (an unverified flush). */
   forgetLocalMemory(): void
 }
@@ -57,7 +60,13 @@ export class BusLink implements BusListener {
    * Tells the other instances; resolves once the message left. A failure is thrown as
    * InvalidationBusError (the change itself already happened in the shared layers).
    */
-  async announce(operations: readonly BusOperation[]): Promise<void> {
+  announce(operations: readonly BusOperation[]): Promise<void> {
+    if (!observed(channels.busPublish)) return this.publish(operations)
+    const context: BusContext = { operation: 'bus.publish', cache: this.state.name, operations }
+    return observe(channels.busPublish, context, () => this.publish(operations))
+  }
+
+  private async publish(operations: readonly BusOperation[]): Promise<void> {
     const stats = this.state.stats
     try {
       await this.bus.publish(operations)
@@ -72,7 +81,23 @@ export class BusLink implements BusListener {
     }
   }
 
-  apply(operations: readonly BusOperation[]): void {
+  apply(operations: readonly BusOperation[], message?: { readonly sentAt?: number | undefined }): void {
+    if (!observed(channels.busReceive)) return this.applyNow(operations)
+    const context: BusContext = {
+      operation: 'bus.receive',
+      cache: this.state.name,
+      operations,
+      sentAt: message?.sentAt,
+      receivedAt: Date.now(),
+    }
+    // Applying is synchronous; observe() is promise-shaped, so it runs here and only the reporting waits.
+    void observe(channels.busReceive, context, () => {
+      this.applyNow(operations)
+      return Promise.resolve()
+    })
+  }
+
+  private applyNow(operations: readonly BusOperation[]): void {
     const state = this.state
     for (const operation of operations) {
       if ('keys' in operation) {
@@ -117,6 +142,9 @@ export class BusLink implements BusListener {
     void state.generations?.verify()
     state.stats.unverifiedFlushes++
     if (state.events.listening('unverified')) state.events.emit('unverified', { reason, detail })
+    if (channels.unverified.hasSubscribers) {
+      channels.unverified.publish({ cache: state.name, reason, detail } satisfies UnverifiedMessage)
+    }
   }
 
   close(): void {

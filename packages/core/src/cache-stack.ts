@@ -1,3 +1,10 @@
+import {
+  type CacheOperationContext,
+  channels,
+  type InvalidationContext,
+  observe,
+  observed,
+} from './diagnostics'
 import { type CacheEntry, isFresh } from './entry'
 import { InvalidOptionError } from './errors'
 import type { CacheEventListener, CacheEventName } from './events'
@@ -157,7 +164,20 @@ export class CacheStack {
   }
 
   /** Like invalidateByTag for several tags: keys carrying `any` of them, or `all` of them. */
-  async invalidateByTags(tags: readonly string[], mode: TagMatchMode = 'any'): Promise<number> {
+  invalidateByTags(tags: readonly string[], mode: TagMatchMode = 'any'): Promise<number> {
+    if (!observed(channels.invalidate)) return this.invalidateByTagsNow(tags, mode)
+    const context = this.invalidationContext(
+      'tags',
+      Array.isArray(tags) ? scopeTags(tags, this.prefix) : undefined,
+    )
+    return observe(
+      channels.invalidate,
+      context,
+      async () => (context.count = await this.invalidateByTagsNow(tags, mode)),
+    )
+  }
+
+  private async invalidateByTagsNow(tags: readonly string[], mode: TagMatchMode = 'any'): Promise<number> {
     const checked = assertTags(tags, Number.POSITIVE_INFINITY)
     if (checked === undefined) throw new InvalidOptionError('invalidateByTags needs at least one tag')
     assertOneOf(mode, TAG_MODES, 'tag match mode')
@@ -179,7 +199,17 @@ export class CacheStack {
    * many were removed; `''` clears the whole namespace. Served by an index (a trie in memory, an ordered
    * set in Redis), so the cost follows the matches, not the keyspace.
    */
-  async invalidateByPrefix(prefix: string): Promise<number> {
+  invalidateByPrefix(prefix: string): Promise<number> {
+    if (!observed(channels.invalidate)) return this.invalidateByPrefixNow(prefix)
+    const context = this.invalidationContext('prefix', [this.prefix + String(prefix)])
+    return observe(
+      channels.invalidate,
+      context,
+      async () => (context.count = await this.invalidateByPrefixNow(prefix)),
+    )
+  }
+
+  private async invalidateByPrefixNow(prefix: string): Promise<number> {
     const checked = assertKeyPrefix(prefix)
     await this.state.generations?.confirm()
     const scope = this.state.keyspace + this.prefix + checked
@@ -195,7 +225,17 @@ export class CacheStack {
    * characters, `?`: exactly one; nothing else is special) and returns how many were removed. The
    * namespace is matched literally in front of the pattern, so it never reaches another tenant.
    */
-  async invalidateByPattern(pattern: string): Promise<number> {
+  invalidateByPattern(pattern: string): Promise<number> {
+    if (!observed(channels.invalidate)) return this.invalidateByPatternNow(pattern)
+    const context = this.invalidationContext('pattern', [this.prefix + String(pattern)])
+    return observe(
+      channels.invalidate,
+      context,
+      async () => (context.count = await this.invalidateByPatternNow(pattern)),
+    )
+  }
+
+  private async invalidateByPatternNow(pattern: string): Promise<number> {
     const checked = validatePattern(pattern)
     await this.state.generations?.confirm()
     const scope = this.state.keyspace + this.prefix
@@ -211,7 +251,13 @@ export class CacheStack {
    * dependents), tags, prefixes and patterns, in that order. Everything is validated before anything is
    * removed. Returns the number of keys given plus what each group invalidation removed.
    */
-  async invalidate(plan: InvalidationPlan): Promise<number> {
+  invalidate(plan: InvalidationPlan): Promise<number> {
+    if (!observed(channels.invalidate)) return this.invalidateNow(plan)
+    const context = this.invalidationContext('plan', [])
+    return observe(channels.invalidate, context, async () => (context.count = await this.invalidateNow(plan)))
+  }
+
+  private async invalidateNow(plan: InvalidationPlan): Promise<number> {
     assertKnownOptions(plan, INVALIDATION_PLAN, 'invalidate')
     if (plan === undefined)
       throw new InvalidOptionError('invalidate expects { keys?, tags?, prefixes?, patterns? }')
@@ -242,7 +288,13 @@ export class CacheStack {
    * number; keys of the old one are never read again (and, with `generationCleanup`, are removed in
    * batches in the background). Needs the `generation` option.
    */
-  async bumpGeneration(): Promise<number> {
+  bumpGeneration(): Promise<number> {
+    if (!observed(channels.invalidate)) return this.bumpGenerationNow()
+    const context = this.invalidationContext('generation', [])
+    return observe(channels.invalidate, context, async () => (context.count = await this.bumpGenerationNow()))
+  }
+
+  private async bumpGenerationNow(): Promise<number> {
     const generations = this.state.generations
     if (generations === undefined) {
       throw new InvalidOptionError('bumpGeneration needs the CacheStack option `generation`')
@@ -280,7 +332,17 @@ export class CacheStack {
   }
 
   /** Moves `name` to its next version (Redis INCR) and returns it. */
-  async bumpKeyVersion(name: string): Promise<number> {
+  bumpKeyVersion(name: string): Promise<number> {
+    if (!observed(channels.invalidate)) return this.bumpKeyVersionNow(name)
+    const context = this.invalidationContext('version', [this.prefix + String(name)])
+    return observe(
+      channels.invalidate,
+      context,
+      async () => (context.count = await this.bumpKeyVersionNow(name)),
+    )
+  }
+
+  private async bumpKeyVersionNow(name: string): Promise<number> {
     const next = await this.state.keyVersions.bump(this.prefix + assertKey(name, 'version name'))
     if (this.state.events.listening('invalidate')) {
       this.state.events.emit('invalidate', { kind: 'version', name: this.prefix + name, version: next })
@@ -327,13 +389,24 @@ export class CacheStack {
   // Not `async`: a hit answers with a resolved promise and no async frame, a miss hands back the
   // read-through's own promise instead of wrapping it in another.
   get<T = unknown>(key: string, options?: ReadOptions): Promise<T | undefined> {
-    // The hot path, kept small so it inlines into callers: no options, a key memory can hold.
-    if (options === undefined && isHitPathKey(key)) {
+    // The hot path, kept small so it inlines into callers: no options, a key memory can hold, no tracer.
+    if (options === undefined && isHitPathKey(key) && !channels.get.hasSubscribers) {
       const full = this.fullKey(key)
       const hit = this.memoryHit(full)
       if (hit !== undefined) return hit as Promise<T | undefined>
-      return this.readBelowMemory<T>(key, full, this.state.onLayerError, options)
+      return this.readBelowMemory<T>(key, full, this.state.onLayerError, options, undefined)
     }
+    if (!channels.get.hasSubscribers) return this.readAll<T>(key, options, undefined)
+    const context = this.operationContext('get', key, 1)
+    return observe(channels.get, context, () => this.readAll<T>(key, options, context))
+  }
+
+  /** `get` with options, an unusual key or a tracer: the same steps, each checked. */
+  private readAll<T>(
+    key: string,
+    options: ReadOptions | undefined,
+    context: CacheOperationContext | undefined,
+  ): Promise<T | undefined> {
     let full: string
     let mode = this.state.onLayerError
     try {
@@ -343,11 +416,14 @@ export class CacheStack {
         mode = this.errorMode(options)
       }
       const hit = this.memoryHit(full)
-      if (hit !== undefined) return hit as Promise<T | undefined>
+      if (hit !== undefined) {
+        if (context !== undefined) this.answeredByMemory(context)
+        return hit as Promise<T | undefined>
+      }
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.readBelowMemory<T>(key, full, mode, options)
+    return this.readBelowMemory<T>(key, full, mode, options, context)
   }
 
   /** `get` after a memory miss: the rest of key validation, then the layers below. */
@@ -356,18 +432,66 @@ export class CacheStack {
     full: string,
     mode: LayerErrorMode,
     options: ReadOptions | undefined,
+    context: CacheOperationContext | undefined,
   ): Promise<T | undefined> {
     try {
       assertKey(key)
     } catch (error) {
       return Promise.reject(error)
     }
+    if (context === undefined && channels.operationDone.hasSubscribers) {
+      // Metrics time what goes past memory (the tracer, when there is one, already wraps the call).
+      const timed = this.operationContext('get', key, 1)
+      return observe(channels.get, timed, () => this.readBelowMemory<T>(key, full, mode, options, timed))
+    }
     const state = this.state
     // A new instance learns the fleet's generation before its first remote read (keys depend on it).
-    if (state.generations?.pending) return state.generations.ready.then(() => this.get<T>(key, options))
-    return state.reads.readThrough(full, state.l1 === undefined ? 0 : 1, mode, false) as Promise<
-      T | undefined
-    >
+    if (state.generations?.pending) {
+      return state.generations.ready.then(() => {
+        const moved = this.fullKey(key)
+        const hit = this.memoryHit(moved)
+        if (hit === undefined) return this.readBelowMemory<T>(key, moved, mode, options, context)
+        if (context !== undefined) this.answeredByMemory(context)
+        return hit as Promise<T | undefined>
+      })
+    }
+    return state.reads.readThrough(
+      full,
+      state.l1 === undefined ? 0 : 1,
+      mode,
+      false,
+      true,
+      context,
+    ) as Promise<T | undefined>
+  }
+
+  /** A traced call's context, before anything is checked (a bad key is reported as given). */
+  private operationContext(
+    operation: CacheOperationContext['operation'],
+    key: unknown,
+    keyCount: number,
+  ): CacheOperationContext {
+    const state = this.state
+    return {
+      operation,
+      cache: state.name,
+      key: typeof key === 'string' ? this.fullKey(key) : String(key),
+      keyCount,
+      generation: state.generations?.current,
+    }
+  }
+
+  private invalidationContext(
+    kind: InvalidationContext['kind'],
+    target: readonly string[] | undefined,
+  ): InvalidationContext {
+    return { operation: 'invalidate', kind, cache: this.state.name, target: target ?? [] }
+  }
+
+  /** A traced read answered from the in-process layer. */
+  private answeredByMemory(context: CacheOperationContext): void {
+    context.layer = this.state.l1!.name
+    context.hit = true
   }
 
   async has(key: string, options?: ReadOptions): Promise<boolean> {
@@ -394,7 +518,12 @@ export class CacheStack {
     return false
   }
 
-  async set<T>(key: string, value: T, options?: SetOptions): Promise<void> {
+  set<T>(key: string, value: T, options?: SetOptions): Promise<void> {
+    if (!observed(channels.set)) return this.setNow(key, value, options)
+    return observe(channels.set, this.operationContext('set', key, 1), () => this.setNow(key, value, options))
+  }
+
+  private async setNow<T>(key: string, value: T, options?: SetOptions): Promise<void> {
     assertKey(key)
     assertKnownOptions(options, SET_OPTIONS, 'set')
     const ttl = assertTtl(options?.ttl) ?? this.state.defaultTtl
@@ -407,7 +536,14 @@ export class CacheStack {
     )
   }
 
-  async mset<T>(entries: readonly MsetEntry<T>[]): Promise<void> {
+  mset<T>(entries: readonly MsetEntry<T>[]): Promise<void> {
+    if (!observed(channels.mset)) return this.msetNow(entries)
+    const first = Array.isArray(entries) ? entries[0]?.key : undefined
+    const context = this.operationContext('mset', first, Array.isArray(entries) ? entries.length : 0)
+    return observe(channels.mset, context, () => this.msetNow(entries))
+  }
+
+  private async msetNow<T>(entries: readonly MsetEntry<T>[]): Promise<void> {
     if (!Array.isArray(entries))
       throw new InvalidOptionError('mset expects an array of { key, value, ttl?, tags? }')
     // Validate everything before touching any layer: a rejected call changes nothing.
@@ -433,7 +569,12 @@ export class CacheStack {
   }
 
   /** Removes the key from every layer, and every entry that depends on it (`dependsOn`), transitively. */
-  async delete(key: string): Promise<void> {
+  delete(key: string): Promise<void> {
+    if (!observed(channels.delete)) return this.deleteNow(key)
+    return observe(channels.delete, this.operationContext('delete', key, 1), () => this.deleteNow(key))
+  }
+
+  private async deleteNow(key: string): Promise<void> {
     assertKey(key)
     await this.inGeneration(async () => {
       const full = this.fullKey(key)
@@ -444,7 +585,14 @@ export class CacheStack {
     })
   }
 
-  async mdelete(keys: readonly string[]): Promise<void> {
+  mdelete(keys: readonly string[]): Promise<void> {
+    if (!observed(channels.delete)) return this.mdeleteNow(keys)
+    const many = Array.isArray(keys)
+    const context = this.operationContext('delete', many ? keys[0] : undefined, many ? keys.length : 0)
+    return observe(channels.delete, context, () => this.mdeleteNow(keys))
+  }
+
+  private async mdeleteNow(keys: readonly string[]): Promise<void> {
     if (!Array.isArray(keys)) throw new InvalidOptionError('mdelete expects an array of keys')
     for (const key of keys) assertKey(key)
     await this.inGeneration(async () => {
@@ -471,7 +619,21 @@ export class CacheStack {
     return [...(scoped ?? []), ...dependencies]
   }
 
-  async mget<T = unknown>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]> {
+  mget<T = unknown>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]> {
+    if (!observed(channels.mget)) return this.mgetNow<T>(keys, options)
+    const many = Array.isArray(keys)
+    const context = this.operationContext('mget', many ? keys[0] : undefined, many ? keys.length : 0)
+    return observe(channels.mget, context, async () => {
+      const values = await this.mgetNow<T>(keys, options)
+      context.hit = values.every((value) => value !== undefined)
+      return values
+    })
+  }
+
+  private async mgetNow<T = unknown>(
+    keys: readonly string[],
+    options?: ReadOptions,
+  ): Promise<(T | undefined)[]> {
     if (!Array.isArray(keys)) throw new InvalidOptionError('mget expects an array of keys')
     for (const key of keys) assertKey(key)
     assertKnownOptions(options, READ_OPTIONS, 'mget')
@@ -542,10 +704,27 @@ export class CacheStack {
    */
   // Not `async`: a memory hit answers with a resolved promise and no async frame, like `get`.
   getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
-    // The hot path, kept small so it inlines into callers: no options, a key memory can hold.
-    if (options === undefined && isHitPathKey(key) && typeof loader === 'function') {
-      return this.getOrLoad(key, this.fullKey(key), loader, this.defaultPlan, options)
+    // The hot path, kept small so it inlines into callers: no options, a key memory can hold, no tracer.
+    if (
+      options === undefined &&
+      isHitPathKey(key) &&
+      typeof loader === 'function' &&
+      !channels.getOrSet.hasSubscribers
+    ) {
+      return this.getOrLoad(key, this.fullKey(key), loader, this.defaultPlan, options, undefined)
     }
+    if (!channels.getOrSet.hasSubscribers) return this.checkedGetOrSet(key, loader, options, undefined)
+    const context = this.operationContext('getOrSet', key, 1)
+    return observe(channels.getOrSet, context, () => this.checkedGetOrSet(key, loader, options, context))
+  }
+
+  /** getOrSet with options, an unusual key or a tracer: arguments checked first. */
+  private checkedGetOrSet<T>(
+    key: string,
+    loader: Loader<T>,
+    options: GetOrSetOptions | undefined,
+    context: CacheOperationContext | undefined,
+  ): Promise<T> {
     let full: string
     let plan: LoadPlan
     try {
@@ -555,7 +734,7 @@ export class CacheStack {
     } catch (error) {
       return Promise.reject(error)
     }
-    return this.getOrLoad(key, full, loader, plan, options)
+    return this.getOrLoad(key, full, loader, plan, options, context)
   }
 
   /** getOrSet once its arguments are checked: a memory hit, judged for freshness, or a load. */
@@ -565,6 +744,7 @@ export class CacheStack {
     loader: Loader<T>,
     plan: LoadPlan,
     options: GetOrSetOptions | undefined,
+    context: CacheOperationContext | undefined,
   ): Promise<T> {
     const state = this.state
     const l1 = state.l1
@@ -575,6 +755,7 @@ export class CacheStack {
         state.stats.layerMisses[0]!++
       } else if (!l1.isEntry(found)) {
         state.countHit(0, full)
+        if (context !== undefined) this.answeredByMemory(context)
         return Promise.resolve(found as T)
       } else {
         const entry = found
@@ -584,12 +765,23 @@ export class CacheStack {
           fallback = entry
         } else {
           state.countHit(0, full)
+          if (context !== undefined) {
+            this.answeredByMemory(context)
+            if (verdict === 'revalidate') context.stale = 'revalidate'
+          }
           if (verdict !== 'fresh') state.loads.refreshInBackground(full, key, loader, plan, entry, verdict)
           return resolvedAnswer(state, l1, entry) as Promise<T>
         }
       }
     }
-    return this.loadMissing(key, full, loader, plan, fallback, options)
+    if (context === undefined && channels.operationDone.hasSubscribers) {
+      // Metrics time what goes past memory (the tracer, when there is one, already wraps the call).
+      const timed = this.operationContext('getOrSet', key, 1)
+      return observe(channels.getOrSet, timed, () =>
+        this.loadMissing(key, full, loader, plan, fallback, options, timed),
+      )
+    }
+    return this.loadMissing(key, full, loader, plan, fallback, options, context)
   }
 
   /** getOrSet past the memory layer: joins a load in flight or starts one. */
@@ -600,20 +792,34 @@ export class CacheStack {
     plan: LoadPlan,
     fallback: CacheEntry | undefined,
     options: GetOrSetOptions | undefined,
+    context: CacheOperationContext | undefined,
   ): Promise<T> {
     const state = this.state
     assertKey(key)
     if (state.generations?.pending) {
       await state.generations.ready
-      return this.getOrSet(key, loader, options)
+      return this.checkedGetOrSet(key, loader, options, context)
     }
     const inFlight = state.flights.get(full)
     if (inFlight !== undefined) {
       state.stats.coalesced++
       if (state.events.listening('coalesced')) state.events.emit('coalesced', { key: full })
+      if (context !== undefined) context.coalesced = true
       return inFlight as Promise<T>
     }
-    return state.loads.startLoad(full, key, loader, plan, fallback, 'load')
+    if (context === undefined) return state.loads.startLoad(full, key, loader, plan, fallback, 'load')
+    const load = state.loads.newTrace(full, 'miss')
+    const value = await state.loads.startLoad(full, key, loader, plan, fallback, 'load', load)
+    // What answered this caller (a stale answer was not the loader's, whatever the load did next).
+    if (load.layer !== undefined) {
+      context.layer = load.layer
+      context.hit = true
+    }
+    if (load.degraded) context.degraded = true
+    if (load.stale !== undefined) context.stale = load.stale
+    else if (load.layer === undefined && load.loaded) context.loaded = true
+    if (load.writeBack === 'fenced') context.fenced = true
+    return value
   }
 
   /**

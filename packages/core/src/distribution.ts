@@ -23,8 +23,11 @@ export type UnverifiedReason = 'subscribed' | 'reconnect' | 'gap' | 'heartbeat'
 
 /** What a CacheStack hands to the bus to hear about other instances' invalidations. */
 export interface BusListener {
-  /** Another instance's invalidations, in the order it made them. */
-  apply(operations: readonly BusOperation[]): void
+  /**
+   * Another instance's invalidations, in the order it made them. `sentAt`: the sender's wall clock when
+   * it sent them (ms since the epoch), when the bus knows it: only for the bus-lag metric.
+   */
+  apply(operations: readonly BusOperation[], message?: { readonly sentAt?: number | undefined }): void
   /**
    * Messages may have been lost (connection dropped, a sender's sequence skipped, heartbeat missing): the
    * in-process layers must be treated as unverified and flushed.

@@ -18,6 +18,25 @@ export {
 export type { CircuitState } from './circuit-breaker'
 export { checkClientReplies } from './client-replies'
 export { coarseNow } from './coarse-clock'
+export {
+  type BusContext,
+  type CacheOperationContext,
+  type CacheOperationName,
+  type CircuitMessage,
+  channels as diagnosticsChannels,
+  type InvalidationContext,
+  type InvalidationKind,
+  type LoadContext,
+  type LoadTrigger,
+  type OperationDone,
+  observe,
+  observed,
+  PLAIN_CHANNELS,
+  type StaleReason,
+  TRACING_CHANNELS,
+  type UnverifiedMessage,
+  type WriteBehindFlushContext,
+} from './diagnostics'
 export type {
   BusListener,
   BusOperation,

@@ -1,3 +1,4 @@
+import { channels, type LoadContext as LoadTrace, type LoadTrigger, observe, observed } from './diagnostics'
 import type { SingleFlightCoordinator, SingleFlightLease } from './distribution'
 import { type CacheEntry, isFresh } from './entry'
 import type { ErrorThrottle } from './error-throttle'
@@ -20,6 +21,8 @@ export interface LoadRunnerHost extends FleetHost {
   readonly flights: Map<string, Promise<unknown>>
   readonly errorThrottle: ErrorThrottle
   readonly coordinator: SingleFlightCoordinator | undefined
+  /** The stack's name, for traces. */
+  readonly name: string
   answerOf(entry: CacheEntry): unknown
   countMiss(full: string): void
   countStale(full: string, reason: 'revalidate' | 'error' | 'timeout'): void
@@ -86,9 +89,17 @@ export class LoadRunner {
     plan: LoadPlan,
     current: CacheEntry | undefined,
     mode: 'load' | 'background' | 'force',
+    trace?: LoadTrace,
+    trigger?: LoadTrigger,
   ): Promise<T> {
     const state = this.state
     const answer = new Answer<T>()
+    if (trace === undefined && observed(channels.load)) {
+      trace = this.newTrace(
+        full,
+        mode === 'load' ? 'miss' : mode === 'force' ? 'force' : (trigger ?? 'stale'),
+      )
+    }
     if (mode === 'background' && current !== undefined) {
       answer.resolve((current.absent === true ? undefined : current.value) as T)
     }
@@ -97,11 +108,18 @@ export class LoadRunner {
       // An invalidation may have detached this flight and a newer one may own the key now.
       if (state.flights.get(full) === answer.promise) state.flights.delete(full)
     }
-    this.runLoad(full, key, loader, plan, current, mode, answer, detach).then(detach, (error: unknown) => {
+    const run = () => this.runLoad(full, key, loader, plan, current, mode, answer, detach, trace)
+    const running = trace === undefined ? run() : observe(channels.load, trace, run)
+    running.then(detach, (error: unknown) => {
       detach()
       answer.reject(error)
     })
     return answer.promise
+  }
+
+  /** A load's trace record, for a caller that reports what answered it (see CacheStack's getOrSet). */
+  newTrace(key: string, trigger: LoadTrigger): LoadTrace {
+    return { operation: 'load', cache: this.state.name, key, trigger }
   }
 
   /** Serves `current` as it is and refreshes it in the background, once, unless a load is already running. */
@@ -120,7 +138,8 @@ export class LoadRunner {
     if (state.flights.has(full) || state.errorThrottle.blocked(full)) return
     this.state.countRefresh(full, verdict)
     // Its outcome is in stats and events; nobody awaits it.
-    this.startLoad(full, key, loader, plan, current, 'background').catch(() => {})
+    const trigger = verdict === 'revalidate' ? 'stale' : verdict
+    this.startLoad(full, key, loader, plan, current, 'background', undefined, trigger).catch(() => {})
   }
 
   /**
@@ -139,6 +158,7 @@ export class LoadRunner {
     mode: 'load' | 'background' | 'force',
     answer: Answer<T>,
     detach: () => void,
+    trace: LoadTrace | undefined,
   ): Promise<void> {
     const state = this.state
     const policy = plan.policy
@@ -158,7 +178,7 @@ export class LoadRunner {
       const from = state.l1 === undefined ? 0 : 1
       const below = from < state.layers.length
       if (!force && below) {
-        const lower = await this.state.reads.readThrough(full, from, plan.mode, true)
+        const lower = await this.state.reads.readThrough(full, from, plan.mode, true, true, trace)
         // Another instance may already have refreshed it: a newer entry below wins over the one we hold.
         if (
           lower !== undefined &&
@@ -172,6 +192,7 @@ export class LoadRunner {
           if (verdict !== 'fallback') {
             // Served now and refreshed by this very load, as an L1 hit with this verdict would be.
             if (!answer.settled) {
+              if (trace !== undefined && verdict === 'revalidate') trace.stale = 'revalidate'
               if (verdict === 'revalidate') this.state.countStale(full, 'revalidate')
               else state.stats.earlyRefreshes++
               this.state.countRefresh(full, verdict)
@@ -186,13 +207,16 @@ export class LoadRunner {
       const stillValid = () => gate.allows(full, ticket)
       const canFallBack = usableOnError(fallback, policy)
       if (canFallBack && state.errorThrottle.blocked(full)) {
-        this.serveStale(answer, full, fallback!, 'error')
+        this.serveStale(answer, full, fallback!, 'error', trace)
         return
       }
       // An explicit refresh() recomputes whatever the fleet is doing; the rest takes turns.
       if (this.fleet !== undefined && !force && below) {
         const refreshing = mode === 'background' || answer.settled
-        const turn = await this.fleet.turn(full, refreshing, () => this.lookBelow(full, from, plan, current))
+        const turn = await this.fleet.turn(full, refreshing, () =>
+          this.lookBelow(full, from, plan, current, trace),
+        )
+        if (trace !== undefined && turn !== 'skip' && !('lease' in turn)) trace.waitedForFleet = true
         if (turn === 'skip') return
         if ('found' in turn) {
           answer.resolve(state.answerOf(turn.found) as T)
@@ -219,12 +243,14 @@ export class LoadRunner {
       const started = performance.now()
       try {
         const standIn = canFallBack ? fallback : undefined
-        value = await this.callLoader(full, loader, context, policy, standIn, stillValid, answer)
+        if (trace !== undefined) trace.loaded = true
+        value = await this.callLoader(full, loader, context, policy, standIn, stillValid, answer, trace)
       } catch (error) {
+        if (trace !== undefined) trace.loaderError = error
         if (error instanceof LoaderTimeoutError) detach()
         if (canFallBack || answer.settled) state.errorThrottle.failed(full, policy.errorRetryAfter)
         if (canFallBack && stillValid()) {
-          this.serveStale(answer, full, fallback!, 'error')
+          this.serveStale(answer, full, fallback!, 'error', trace)
           return
         }
         answer.reject(error)
@@ -232,11 +258,13 @@ export class LoadRunner {
       }
       state.errorThrottle.forget(full)
       const loadMs = performance.now() - started
+      if (trace !== undefined) trace.loaderMs = loadMs
       // A lease lost during the load may have a newer holder already: its value must not be overwritten.
       const outcome =
         lease === undefined || lease.held
           ? await this.writeLoaded(full, value, context, plan, loadMs, ticket, fenceMap)
           : 'skipped'
+      if (trace !== undefined) trace.writeBack = outcome
       // What may now be cached here (a layer that failed in bypass mode leaves it in the others).
       const landed = outcome === 'written' || outcome === 'failed'
       if (lease !== undefined) {
@@ -265,8 +293,9 @@ export class LoadRunner {
     from: number,
     plan: LoadPlan,
     current: CacheEntry | undefined,
+    trace: LoadTrace | undefined,
   ): Promise<CacheEntry | undefined> {
-    const entry = await this.state.reads.readThrough(full, from, plan.mode, true, false)
+    const entry = await this.state.reads.readThrough(full, from, plan.mode, true, false, trace)
     if (entry === undefined || !isFresh(entry)) return undefined
     if (current !== undefined && (entry.createdAt ?? 0) <= (current.createdAt ?? 0)) return undefined
     return entry
@@ -285,6 +314,7 @@ export class LoadRunner {
     fallback: CacheEntry | undefined,
     fallbackValid: () => boolean,
     answer: Answer<T>,
+    trace: LoadTrace | undefined,
   ): Promise<T> {
     const state = this.state
     state.stats.loaderCalls++
@@ -299,7 +329,7 @@ export class LoadRunner {
           state.stats.softTimeouts++
           if (state.events.listening('timeout')) state.events.emit('timeout', { key: full, kind: 'soft' })
           // Invalidated meanwhile: there is no stale value any more, so wait for the loader.
-          if (fallbackValid()) this.serveStale(answer, full, fallback, 'timeout')
+          if (fallbackValid()) this.serveStale(answer, full, fallback, 'timeout', trace)
         }, policy.softTimeout)
       }
       let value: T
@@ -386,8 +416,15 @@ export class LoadRunner {
   }
 
   /** Answers with a stale entry standing in for a failed or slow load (a no-op once answered). */
-  private serveStale<T>(answer: Answer<T>, full: string, entry: CacheEntry, reason: 'error' | 'timeout') {
+  private serveStale<T>(
+    answer: Answer<T>,
+    full: string,
+    entry: CacheEntry,
+    reason: 'error' | 'timeout',
+    trace: LoadTrace | undefined,
+  ) {
     if (answer.settled) return
+    if (trace !== undefined) trace.stale = reason
     this.state.countStale(full, reason)
     answer.resolve(this.state.answerOf(entry) as T)
   }

@@ -19,6 +19,13 @@ export interface ReadThroughHost {
   readonly layerFailed: LayerFailed
 }
 
+/** Where a traced read records which layer answered and whether a failing layer was passed over. */
+export interface ReadTrace {
+  layer?: string
+  hit?: boolean
+  degraded?: boolean
+}
+
 /** Reads down the layers, books hits and misses, and back-fills faster layers through the write gate. */
 export class ReadThrough {
   constructor(private readonly state: ReadThroughHost) {}
@@ -29,13 +36,21 @@ export class ReadThrough {
    * stale or not, to judge it. Cached values are never undefined, so undefined means "nothing usable".
    * `countMiss` false: a load looking again (its miss was counted by its first read).
    */
-  readThrough(full: string, from: number, mode: LayerErrorMode, asEntry: false): Promise<unknown>
+  readThrough(
+    full: string,
+    from: number,
+    mode: LayerErrorMode,
+    asEntry: false,
+    countMiss?: boolean,
+    trace?: ReadTrace,
+  ): Promise<unknown>
   readThrough(
     full: string,
     from: number,
     mode: LayerErrorMode,
     asEntry: true,
     countMiss?: boolean,
+    trace?: ReadTrace,
   ): Promise<CacheEntry | undefined>
   readThrough(
     full: string,
@@ -43,10 +58,11 @@ export class ReadThrough {
     mode: LayerErrorMode,
     asEntry: boolean,
     countMiss = true,
+    trace?: ReadTrace,
   ): Promise<unknown> {
     return from === this.state.layers.length - 1
-      ? this.readLastLayer(full, from, mode, asEntry, countMiss)
-      : this.readLayers(full, from, mode, asEntry, countMiss)
+      ? this.readLastLayer(full, from, mode, asEntry, countMiss, trace)
+      : this.readLayers(full, from, mode, asEntry, countMiss, trace)
   }
 
   /** The common case (L1 missed, one layer left): one promise reaction instead of an async frame. */
@@ -56,6 +72,7 @@ export class ReadThrough {
     mode: LayerErrorMode,
     asEntry: boolean,
     countMiss: boolean,
+    trace: ReadTrace | undefined,
   ): Promise<unknown> {
     const gate = this.state.gate
     const ticket = gate.open()
@@ -68,7 +85,7 @@ export class ReadThrough {
     return Promise.resolve(reply).then(
       (entry) => {
         try {
-          const found = this.acceptRead(full, index, entry, ticket, !asEntry)
+          const found = this.acceptRead(full, index, entry, ticket, !asEntry, trace)
           if (found === undefined) {
             if (countMiss) this.state.countMiss(full)
             return undefined
@@ -82,7 +99,7 @@ export class ReadThrough {
         gate.close()
         // An entry the layer holds but cannot use is a miss in every error mode: the layer answered.
         if (error instanceof CorruptEntryError) this.corruptRead(index, full, error)
-        else this.state.layerFailed(index, 'get', full, error, mode)
+        else this.layerFailed(index, full, error, mode, trace)
         if (countMiss) this.state.countMiss(full)
         return undefined
       },
@@ -95,6 +112,7 @@ export class ReadThrough {
     mode: LayerErrorMode,
     asEntry: boolean,
     countMiss: boolean,
+    trace: ReadTrace | undefined,
   ): Promise<unknown> {
     const state = this.state
     const layers = state.layers
@@ -106,10 +124,10 @@ export class ReadThrough {
           entry = await this.remoteGet(i, full)
         } catch (error) {
           if (error instanceof CorruptEntryError) this.corruptRead(i, full, error)
-          else this.state.layerFailed(i, 'get', full, error, mode)
+          else this.layerFailed(i, full, error, mode, trace)
           continue
         }
-        const found = this.acceptRead(full, i, entry, ticket, !asEntry)
+        const found = this.acceptRead(full, i, entry, ticket, !asEntry, trace)
         if (found !== undefined) return asEntry ? found : this.state.answerOf(found)
       }
       if (countMiss) this.state.countMiss(full)
@@ -133,6 +151,18 @@ export class ReadThrough {
       })
       return error.entries.slice()
     })
+  }
+
+  /** A layer's failed read, reported (and rethrown unless bypassed); a traced read notes it carried on. */
+  private layerFailed(
+    index: number,
+    full: string,
+    error: unknown,
+    mode: LayerErrorMode,
+    trace: ReadTrace | undefined,
+  ): void {
+    this.state.layerFailed(index, 'get', full, error, mode)
+    if (trace !== undefined) trace.degraded = true
   }
 
   /** A read that found an entry the layer could not use: a miss of that layer, counted as corrupt. */
@@ -159,12 +189,17 @@ export class ReadThrough {
     entry: CacheEntry | undefined,
     ticket: number,
     freshOnly: boolean,
+    trace: ReadTrace | undefined,
   ): CacheEntry | undefined {
     if (entry === undefined || (freshOnly && entry.freshUntil !== undefined && !isFresh(entry))) {
       this.state.stats.layerMisses[index]!++
       return undefined
     }
     this.state.countHit(index, full)
+    if (trace !== undefined) {
+      trace.layer = this.state.layers[index]!.name
+      trace.hit = true
+    }
     if (index > 0) this.state.gate.backfill(full, entry, index, ticket)
     return entry
   }

@@ -1,5 +1,6 @@
 import { BusLink, readBusOption } from './bus-link'
 import { type CircuitState, type GracefulDegradationOptions, readDegradationOption } from './circuit-breaker'
+import { type CircuitMessage, channels } from './diagnostics'
 import type { InvalidationBus, SingleFlightCoordinator } from './distribution'
 import type { CacheEntry } from './entry'
 import { ErrorThrottle } from './error-throttle'
@@ -35,6 +36,11 @@ export type { GracefulDegradationOptions, LayerErrorMode }
 export const LAYER_ERROR_MODES: readonly LayerErrorMode[] = ['throw', 'bypass']
 
 export interface CacheStackOptions extends FreshnessOptions {
+  /**
+   * What this stack is called in traces and metrics (`cache` on every diagnostics_channel message, the
+   * `cache` label / attribute of the exporters). Default 'default'.
+   */
+  readonly name?: string
   /** Default entry lifetime in ms when a call gives none; each layer still caps it with its own ttl. */
   readonly ttl?: number
   /** Default reaction to a failing remote layer. Default `throw` (`bypass` with gracefulDegradation). */
@@ -69,6 +75,7 @@ export interface CacheStackOptions extends FreshnessOptions {
 }
 
 export const STACK_OPTIONS = [
+  'name',
   'ttl',
   'onLayerError',
   'generation',
@@ -121,6 +128,8 @@ export class StackState {
   readonly bus: BusLink | undefined
   /** Present with the singleFlightCoordinator option: one loader per key across every instance. */
   readonly coordinator: SingleFlightCoordinator | undefined
+  /** The `name` option: how traces and metrics tell this stack from others in the process. */
+  readonly name: string
 
   constructor(layers: readonly CacheLayer[], options: CacheStackOptions) {
     assertKnownOptions(options, STACK_OPTIONS, 'CacheStack')
@@ -146,6 +155,7 @@ export class StackState {
       }
       for (const layer of users) layer.useTagIndex!(options.tagIndex)
     }
+    this.name = readNameOption(options.name)
     this.defaultTtl = assertTtl(options.ttl, 'CacheStack ttl')
     this.coordinator = readCoordinatorOption(options.singleFlightCoordinator)
     const degradation = readDegradationOption(options.gracefulDegradation)
@@ -314,6 +324,9 @@ export class StackState {
 
   private circuitMoved(layer: string, state: CircuitState): void {
     if (state === 'open') this.stats.circuitOpens++
+    if (channels.circuit.hasSubscribers) {
+      channels.circuit.publish({ cache: this.name, layer, state } satisfies CircuitMessage)
+    }
     if (this.events.listening('circuit')) this.events.emit('circuit', { layer, state })
   }
 
@@ -336,4 +349,12 @@ export class StackState {
       this.events.emit('refresh', { key: full, reason: verdict === 'revalidate' ? 'stale' : verdict })
     }
   }
+}
+
+function readNameOption(name: unknown): string {
+  if (name === undefined) return 'default'
+  if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
+    throw new InvalidOptionError('CacheStack name must be a non-empty string of at most 200 characters')
+  }
+  return name
 }

@@ -81,6 +81,8 @@ export interface DecodedBody {
   readonly lost: boolean
   /** The sender's join epoch when it signed; undefined from a sender of an earlier release. */
   readonly epoch: number | undefined
+  /** The sender's wall clock when it sent (ms since the epoch), for the bus-lag metric only. */
+  readonly sentAt: number | undefined
 }
 
 /** Parses a body's JSON; undefined when anything is missing or of the wrong type. */
@@ -92,12 +94,13 @@ export function decodeBody(text: string): DecodedBody | undefined {
     return undefined
   }
   if (body === null || typeof body !== 'object') return undefined
-  const { s, q, o, l, e } = body
+  const { s, q, o, l, e, t } = body
   const lost = l === 1
+  const sentAt = typeof t === 'number' && Number.isFinite(t) ? t : undefined
   if (typeof s !== 'string') return undefined
   if (typeof q !== 'number' || !Number.isSafeInteger(q) || q < 1) return undefined
   if (e !== undefined && !isEpoch(e)) return undefined
-  if (o === null) return { sender: s, sequence: q, operations: null, lost, epoch: e }
+  if (o === null) return { sender: s, sequence: q, operations: null, lost, epoch: e, sentAt }
   if (!Array.isArray(o)) return undefined
   const operations: BusOperation[] = []
   for (const wire of o) {
@@ -105,7 +108,7 @@ export function decodeBody(text: string): DecodedBody | undefined {
     if (operation === undefined) return undefined
     operations.push(operation)
   }
-  return { sender: s, sequence: q, operations, lost, epoch: e }
+  return { sender: s, sequence: q, operations, lost, epoch: e, sentAt }
 }
 
 /**

@@ -430,7 +430,7 @@ export class RedisInvalidationBus implements InvalidationBus {
     const body: WireBody = {
       s: this.id,
       q: sequence,
-      t: Date.now(), // for logs only
+      t: Date.now(), // for logs and the bus-lag metric only: nothing is refused for it
       n: randomBytes(12).toString('base64url'),
       e: this.epoch,
       o: operations,
@@ -513,7 +513,7 @@ export class RedisInvalidationBus implements InvalidationBus {
     this.counters.received++
     for (const listener of this.listeners) {
       try {
-        listener.apply(body.operations)
+        listener.apply(body.operations, { sentAt: body.sentAt })
       } catch (error) {
         this.emitError(error)
       }

@@ -10,11 +10,15 @@ import {
   bounded,
   type CacheStack,
   checkClientReplies,
+  diagnosticsChannels,
   InvalidOptionError,
   InvalidValueError,
   LayerCacheError,
   LayerUnavailableError,
+  observe,
+  observed,
   type SetOptions,
+  type WriteBehindFlushContext,
 } from '@layercache/core'
 import type { Cluster, Redis } from 'ioredis'
 
@@ -505,19 +509,35 @@ export class WriteBehind<T = unknown> {
   }
 
   /** Hands readable entries to the writer; acknowledges and removes them on success. */
-  private async writeBatch(all: readonly { streamId: string; entry: WriteBehindEntry<T> }[]) {
-    if (all.length === 0) return true
+  private writeBatch(all: readonly { streamId: string; entry: WriteBehindEntry<T> }[]): Promise<boolean> {
+    if (all.length === 0) return Promise.resolve(true)
     let batch = all
     if (this.options.coalesce) {
       const newest = new Map<string, (typeof all)[number]>()
       for (const item of all) newest.set(item.entry.key, item)
       batch = [...newest.values()]
     }
+    if (!observed(diagnosticsChannels.writeBehindFlush)) return this.writeNow(all, batch, undefined)
+    const context: WriteBehindFlushContext = {
+      operation: 'writeBehind.flush',
+      queue: this.queue,
+      received: all.length,
+      count: batch.length,
+    }
+    return observe(diagnosticsChannels.writeBehindFlush, context, () => this.writeNow(all, batch, context))
+  }
+
+  private async writeNow(
+    all: readonly { streamId: string; entry: WriteBehindEntry<T> }[],
+    batch: readonly { streamId: string; entry: WriteBehindEntry<T> }[],
+    context: WriteBehindFlushContext | undefined,
+  ): Promise<boolean> {
     const started = performance.now()
     try {
       await this.options.writer(batch.map((item) => item.entry))
     } catch (error) {
-      await this.failed(all, error)
+      if (context !== undefined) context.outcome = 'failed'
+      await this.failed(all, error, context)
       return false
     }
     await this.acknowledge(all.map((item) => item.streamId))
@@ -526,6 +546,7 @@ export class WriteBehind<T = unknown> {
     this.counters.written += batch.length
     this.counters.batches++
     this.counters.lastFlushMs = ms
+    if (context !== undefined) context.outcome = 'written'
     this.emit('flush', { count: batch.length, ms })
     return true
   }
@@ -533,10 +554,15 @@ export class WriteBehind<T = unknown> {
   private async failed(
     items: readonly { streamId: string; entry: WriteBehindEntry<T> }[],
     error: unknown,
+    context?: WriteBehindFlushContext,
   ): Promise<void> {
     const { maxAttempts } = this.options
     const exhausted = items.filter((item) => item.entry.attempt >= maxAttempts)
     const again = items.filter((item) => item.entry.attempt < maxAttempts)
+    if (context !== undefined) {
+      context.retried = again.length
+      context.deadLettered = exhausted.length
+    }
     for (const { streamId, entry } of items) this.failures.set(streamId, entry.attempt)
     if (again.length > 0) {
       const retryInMs = this.retryDelay(again)
