@@ -82,7 +82,10 @@ export class BusLink implements BusListener {
   }
 
   apply(operations: readonly BusOperation[], message?: { readonly sentAt?: number | undefined }): void {
-    if (!observed(channels.busReceive)) return this.applyNow(operations)
+    if (!observed(channels.busReceive)) {
+      this.applyNow(operations)
+      return
+    }
     const context: BusContext = {
       operation: 'bus.receive',
       cache: this.state.name,
