@@ -9,6 +9,7 @@ import { type CacheEntry, isFresh } from './entry'
 import { InvalidOptionError } from './errors'
 import type { CacheEventListener, CacheEventName } from './events'
 import { buildEntry, FRESHNESS_OPTIONS, type FreshnessOptions, judge, resolveFreshness } from './freshness'
+import { GuardedLayer } from './guarded-layer'
 import { type TagMatchMode, validatePattern } from './invalidation'
 import { DEPENDENCY_TAG, dependencyTag, Invalidator } from './invalidator'
 import type { CacheLayer, LayerWrite, LocalCacheLayer } from './layer'
@@ -927,9 +928,26 @@ export class CacheStack {
     this.state.events.off(name, listener)
   }
 
-  /** Counters for the whole stack (shared by every namespace view). */
+  /**
+   * Counters for the whole stack (shared by every namespace view). With `gracefulDegradation`, each
+   * remote layer's entry also says where its circuit breaker is.
+   */
   getStats(): CacheStats {
-    return this.state.stats.snapshot()
+    const snapshot = this.state.stats.snapshot()
+    const layers = this.state.layers
+    if (!layers.some((layer) => layer instanceof GuardedLayer)) return snapshot
+    return {
+      ...snapshot,
+      layers: snapshot.layers.map((stats, i) => {
+        const layer = layers[i]
+        return layer instanceof GuardedLayer ? { ...stats, circuit: layer.circuit } : stats
+      }),
+    }
+  }
+
+  /** The stack's `name` option ('default' when not given): the `cache` of its traces and metrics. */
+  get name(): string {
+    return this.state.name
   }
 
   resetStats(): void {

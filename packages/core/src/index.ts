@@ -112,6 +112,24 @@ export {
   type MaybePromise,
 } from './layer'
 export type { LoaderContext } from './loader-context'
+export {
+  ALL_METRICS,
+  HISTOGRAMS,
+  type Labels,
+  type MetricDefinition,
+  type MetricKind,
+  type ObservableQueue,
+  type Observation,
+  observationsOf,
+  prometheusName,
+  type Sample,
+  STACK_METRICS,
+  stackSamples,
+  statsSamples,
+  subscribeObservations,
+  WRITE_BEHIND_METRICS,
+  writeBehindSamples,
+} from './metrics-model'
 export type { CacheStats, LayerStats } from './stats'
 export {
   assertCacheableValue,

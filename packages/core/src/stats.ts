@@ -1,8 +1,11 @@
+import type { CircuitState } from './circuit-breaker'
 export interface LayerStats {
   readonly name: string
   readonly hits: number
   readonly misses: number
   readonly errors: number
+  /** A remote layer's circuit breaker, with `gracefulDegradation` (absent otherwise). */
+  readonly circuit?: CircuitState
 }
 
 export interface CacheStats {

@@ -226,6 +226,19 @@ export class RedisKeyIndex {
   }
 
   /**
+   * How many keys the index holds (ZCARD of every shard; counts keys whose values already expired until
+   * the background collection removes them). For the key-index size metric; 0 without the index.
+   */
+  async size(): Promise<number> {
+    if (!this.enabled) return 0
+    const shards = await this.shards()
+    const counts = await Promise.all(
+      shards.map((shard) => this.layer.command('key index size', (client) => client.zcard(shard.keysKey))),
+    )
+    return counts.reduce((sum, count) => sum + Number(count), 0)
+  }
+
+  /**
    * Set (for good) once any instance writes or loads an entry with `dependsOn`; until then invalidations
    * skip the dependency cascade, which costs two commands per removed key. A load sets it before its
    * loader runs, so an invalidation that saw it unset changed the data before that load read it.

@@ -337,6 +337,14 @@ export class RedisLayer implements CacheLayer, RedisIO {
     return this.command('counter', (client) => client.incr(`${this.prefix}~v:${name}`))
   }
 
+  /**
+   * How many keys this layer's key index holds (0 with `keyIndex: false`): what the key-index size metric
+   * of @layercache/opentelemetry and @layercache/prometheus reports. One ZCARD per index shard.
+   */
+  keyIndexSize(): Promise<number> {
+    return this.keyIndex.size()
+  }
+
   /** Records that entries with `dependsOn` exist (see RedisKeyIndex.markDependencies). */
   markDependencies(): Promise<void> {
     return this.keyIndex.markDependencies()
