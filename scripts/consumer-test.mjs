@@ -152,6 +152,18 @@ function checkTarball(pkg, unpacked) {
   return { importsIoredis }
 }
 
+// Peer dependencies besides ioredis (the exporters' @opentelemetry/api, prom-client): installed as a user
+// of those packages would, at the newest version their range allows.
+const otherPeers = [
+  ...new Set(
+    packages.flatMap((pkg) =>
+      Object.entries(pkg.manifest.peerDependencies ?? {})
+        .filter(([name]) => name !== 'ioredis' && !name.startsWith('@layercache/'))
+        .map(([name, range]) => `${name}@${range}`),
+    ),
+  ),
+]
+
 /** The first ```ts block after a "## Example" (package READMEs) or "## Quick start" (root) heading. */
 function readmeExample(markdown, heading = '## Example') {
   const at = markdown.indexOf(`\n${heading}\n`)
@@ -364,6 +376,7 @@ async function consumer(major, quickStart, typescriptVersion) {
       '--no-fund',
       '--loglevel=error',
       ...packages.map((pkg) => pkg.tarball),
+      ...otherPeers,
       `ioredis@${major}`,
       `typescript@${typescriptVersion}`,
       '@types/node@20',

@@ -493,6 +493,7 @@ export class CacheStack {
   private answeredByMemory(context: CacheOperationContext): void {
     context.layer = this.state.l1!.name
     context.hit = true
+    context.inProcess = true
   }
 
   async has(key: string, options?: ReadOptions): Promise<boolean> {

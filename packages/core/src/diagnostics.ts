@@ -57,6 +57,8 @@ export interface CacheOperationContext {
   readonly generation?: number | undefined
   /** The layer that answered a read (`get`, `getOrSet`): its `name`. Unset when no layer had it. */
   layer?: string
+  /** The in-process layer answered and nothing went further (not published on `operation.done`). */
+  inProcess?: boolean
   /** A read found a usable value in a layer (for `mget`: every key did). */
   hit?: boolean
   /** `getOrSet`: this caller's answer came from the loader (this call ran it, or joined it). */
@@ -237,7 +239,10 @@ export function observe<C extends object, T>(
   if (!timed) return promise
   return promise.then(
     (value) => {
-      done.publish({ context, durationMs: performance.now() - started } satisfies OperationDone)
+      // A memory hit is traced (a tracer wraps every call) but not timed: metrics count it in the stats.
+      if ((context as { inProcess?: boolean }).inProcess !== true) {
+        done.publish({ context, durationMs: performance.now() - started } satisfies OperationDone)
+      }
       return value
     },
     (error: unknown) => {

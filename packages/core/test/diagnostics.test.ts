@@ -260,6 +260,19 @@ describe('diagnostics channels', () => {
     expect(done[1]!.context).toMatchObject({ loaded: true, writeBack: 'written' })
   })
 
+  it('with a tracer as well, a memory hit is traced but still not timed on operation.done', async () => {
+    const { cache } = twoLayers()
+    await cache.set('m', 1)
+    const ended = traceAll()
+    const done = metricsOnly()
+    await cache.get('m')
+    await cache.getOrSet('m', () => 0)
+    expect(only(ended, TRACING_CHANNELS.get)[0]!.context).toMatchObject({ layer: 'memory', inProcess: true })
+    expect(done).toEqual([])
+    await cache.get('elsewhere')
+    expect(done.map((item) => item.context.operation)).toEqual(['get'])
+  })
+
   it('the name option is checked', () => {
     expect(() => new CacheStack([new MemoryLayer()], { name: '' })).toThrow(InvalidOptionError)
     expect(() => new CacheStack([new MemoryLayer()], { name: 42 as unknown as string })).toThrow(
