@@ -8,6 +8,7 @@ import { type PeerRow, peerMarkdown, peerSummary, peerSvg, peerTable } from './p
 import { getRedisTarget, redisVersion } from './redis-target'
 import { markdownReport, type Row, summaryLine, textTable, writeReport } from './report'
 import { busPropagation } from './scenarios/bus-propagation'
+import { diagnostics } from './scenarios/diagnostics'
 import { entityInvalidation } from './scenarios/entity-invalidation'
 import { expiryStorm } from './scenarios/expiry-storm'
 import { fleetStampede } from './scenarios/fleet-stampede'
@@ -48,6 +49,7 @@ const SCENARIOS = [
   { name: 'Write-behind vs synchronous database writes', run: writeBehind },
   { name: 'Bus propagation and cost', run: busPropagation },
   { name: 'Entity invalidation', run: entityInvalidation },
+  { name: 'Diagnostics channels', run: diagnostics },
   // Against peer libraries (results/peers.md, peers.svg); BENCH_ONLY=peers runs only these.
   { name: 'Peers: hits', run: peersHits },
   { name: 'Peers: set throughput', run: peersSet },

@@ -810,7 +810,7 @@ export class CacheStack {
       return inFlight as Promise<T>
     }
     if (context === undefined) return state.loads.startLoad(full, key, loader, plan, fallback, 'load')
-    const load = state.loads.newTrace(full, 'miss')
+    const load = state.loads.newTrace(full, 'miss', context)
     const value = await state.loads.startLoad(full, key, loader, plan, fallback, 'load', load)
     // What answered this caller (a stale answer was not the loader's, whatever the load did next).
     if (load.layer !== undefined) {

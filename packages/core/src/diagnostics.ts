@@ -100,6 +100,8 @@ export interface LoadContext {
   readonly cache: string
   readonly key: string
   readonly trigger: LoadTrigger
+  /** The traced getOrSet this load runs for (absent for background refreshes and untraced callers). */
+  readonly parent?: CacheOperationContext | undefined
   /** A layer below memory had a usable value: its name (the loader did not run). */
   layer?: string
   /** The loader ran (its duration is `loaderMs`). */

@@ -1,4 +1,11 @@
-import { channels, type LoadContext as LoadTrace, type LoadTrigger, observe, observed } from './diagnostics'
+import {
+  type CacheOperationContext,
+  channels,
+  type LoadContext as LoadTrace,
+  type LoadTrigger,
+  observe,
+  observed,
+} from './diagnostics'
 import type { SingleFlightCoordinator, SingleFlightLease } from './distribution'
 import { type CacheEntry, isFresh } from './entry'
 import type { ErrorThrottle } from './error-throttle'
@@ -118,8 +125,8 @@ export class LoadRunner {
   }
 
   /** A load's trace record, for a caller that reports what answered it (see CacheStack's getOrSet). */
-  newTrace(key: string, trigger: LoadTrigger): LoadTrace {
-    return { operation: 'load', cache: this.state.name, key, trigger }
+  newTrace(key: string, trigger: LoadTrigger, parent?: CacheOperationContext): LoadTrace {
+    return { operation: 'load', cache: this.state.name, key, trigger, parent }
   }
 
   /** Serves `current` as it is and refreshes it in the background, once, unless a load is already running. */

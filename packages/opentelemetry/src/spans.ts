@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks'
 import { tracingChannel } from 'node:diagnostics_channel'
 import type { OperationDone } from '@layercache/core'
 import { TRACING_CHANNELS } from '@layercache/core'
@@ -21,13 +20,12 @@ export interface SpanOptions {
 
 /**
  * Turns layercache's tracing channels into spans: one per call, named `layercache.<operation>`, a child of
- * whatever span is active when the call starts, or of the layercache call it runs inside (a load inside
- * a getOrSet, an invalidation inside `invalidate`). Attributes say what explains the result.
+ * whatever span is active when the call starts; a load is a child of the getOrSet it runs for. Attributes
+ * say what explains the result. No AsyncLocalStorage of its own: a load names its caller's context, so
+ * nesting costs a WeakMap lookup, not async hooks on every promise of the process.
  */
 export class SpanBridge {
   private readonly spans = new WeakMap<object, Span>()
-  /** The layercache span a nested call runs inside (layercache calls only: the user's code is not wrapped). */
-  private readonly current = new AsyncLocalStorage<Span>()
   private readonly unsubscribers: (() => void)[] = []
 
   constructor(
@@ -44,18 +42,16 @@ export class SpanBridge {
   private bridge(name: string): void {
     const channel = tracingChannel<unknown, Context>(name)
     const spanName = name.replace(':', '.')
-    // The span starts in the store transform: it runs before the call, outside the new store, so the
-    // enclosing layercache span (or the caller's active one) is the parent.
-    const open = (context: Context): Span => {
-      const parent = this.current.getStore()
+    const open = (context: Context): void => {
+      const caller =
+        'parent' in context && context.parent !== undefined ? this.spans.get(context.parent) : undefined
       const base = otelContext.active()
       const span = this.tracer.startSpan(
         spanName,
         { kind: SpanKind.INTERNAL, attributes: this.startAttributes(context) },
-        parent === undefined ? base : trace.setSpan(base, parent),
+        caller === undefined ? base : trace.setSpan(base, caller),
       )
       this.spans.set(context, span)
-      return span
     }
     const close = (context: Context) => {
       const span = this.spans.get(context)
@@ -74,7 +70,7 @@ export class SpanBridge {
     }
     const ignore = () => {}
     const handlers = {
-      start: ignore,
+      start: open,
       asyncStart: ignore,
       error: ignore,
       asyncEnd: close,
@@ -83,12 +79,8 @@ export class SpanBridge {
         if (context.error !== undefined) close(context)
       },
     }
-    channel.start.bindStore(this.current, open)
     channel.subscribe(handlers)
-    this.unsubscribers.push(() => {
-      channel.start.unbindStore(this.current)
-      channel.unsubscribe(handlers)
-    })
+    this.unsubscribers.push(() => channel.unsubscribe(handlers))
   }
 
   private startAttributes(context: Context): Attributes {
