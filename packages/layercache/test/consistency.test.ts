@@ -12,6 +12,8 @@
  *
  * See docs/contributing.md ("The history checker").
  */
+
+import { subscribe, tracingChannel, unsubscribe } from 'node:diagnostics_channel'
 import {
   formatViolations,
   type HistoryTarget,
@@ -23,7 +25,33 @@ import {
 import { afterAll, describe, expect, it } from 'vitest'
 import * as layercache from '../src'
 
-type Scenario = Omit<RunHistoryOptions, 'seed' | 'target' | 'library'> & { readonly topology: Topology }
+type Scenario = Omit<RunHistoryOptions, 'seed' | 'target' | 'library'> & {
+  readonly topology: Topology
+  /** Every diagnostics channel subscribed in this process while the history runs (issue 18). */
+  readonly observed?: boolean
+}
+
+/**
+ * Subscribes to every tracing channel and to operation.done, reading each context as an exporter would,
+ * so the traced code paths (context objects, tracePromise, timing) run under the checker. Returns the
+ * function that unsubscribes.
+ */
+function observeEverything(): () => void {
+  let seen = 0
+  const read = (context: object) => {
+    seen += Object.keys(context).length
+  }
+  const handlers = { start: read, end: read, asyncStart: read, asyncEnd: read, error: read }
+  const names = Object.values(layercache.TRACING_CHANNELS)
+  for (const name of names) tracingChannel(name).subscribe(handlers)
+  const done = (message: unknown) => read(message as object)
+  subscribe(layercache.PLAIN_CHANNELS.operationDone, done)
+  return () => {
+    for (const name of names) tracingChannel(name).unsubscribe(handlers)
+    unsubscribe(layercache.PLAIN_CHANNELS.operationDone, done)
+    if (seen === 0) throw new Error('the observed history published nothing')
+  }
+}
 
 const SCENARIOS: Readonly<Record<string, Scenario>> = {
   standalone: { topology: 'standalone' },
@@ -40,6 +68,12 @@ const SCENARIOS: Readonly<Record<string, Scenario>> = {
   },
   // The worker instance's Date.now runs 45 s ahead (more than the bus's old replay window).
   'clock-skew': { topology: 'standalone', clockOffsets: { 0: 45_000 } },
+  // A tracer and metrics listening must not change what any call returns.
+  'standalone-observed': {
+    topology: 'standalone',
+    observed: true,
+    faults: { kinds: ['pause', 'pubsub-kill'], gapMs: [200, 600] },
+  },
 }
 
 /** The bounded run inside `pnpm test`: seeds per scenario. */
@@ -49,6 +83,7 @@ const BOUNDED: Readonly<Record<string, readonly number[]>> = {
   cluster: [1, 2, 3, 4, 5, 6],
   'cluster-faults': [1, 2, 3],
   'clock-skew': [1, 2],
+  'standalone-observed': [1, 2, 3],
 }
 
 const env = process.env
@@ -81,7 +116,7 @@ describe('history checker: the model holds (issue 14)', () => {
     console.log(`[consistency] soak: ${soak} seeds per scenario from SEED_FROM=${seedFrom}`)
 
   for (const name of scenarios) {
-    const scenario = SCENARIOS[name]!
+    const { observed, ...scenario } = SCENARIOS[name]!
     const seeds = seedsOf(name)
     if (seeds.length === 0) continue // a soak-only scenario outside a soak
     it(
@@ -90,7 +125,13 @@ describe('history checker: the model holds (issue 14)', () => {
         const target = await targetFor(scenario.topology)
         const failed: string[] = []
         for (const seed of seeds) {
-          const run = await runHistory({ ...scenario, seed, target, library: layercache })
+          const stopObserving = observed ? observeEverything() : undefined
+          let run: Awaited<ReturnType<typeof runHistory>>
+          try {
+            run = await runHistory({ ...scenario, seed, target, library: layercache })
+          } finally {
+            stopObserving?.()
+          }
           const line =
             `[consistency] ${name} SEED=${seed}: ${run.summary.calls} calls, ${run.summary.faults} faults, ` +
             `${run.violations.length} violations ${JSON.stringify(run.counts)}, ${run.summary.durationMs.toFixed(0)} ms`
