@@ -43,16 +43,16 @@ export function parseScrape(text: string): Scrape {
   let current: (Family & { series: Series[] }) | undefined
   let pendingHelp: { name: string; help: string } | undefined
   const lines = text.split('\n')
-  lines.forEach((line, index) => {
+  for (const [index, line] of lines.entries()) {
     const fail = (why: string): never => {
       throw new Error(`scrape line ${index + 1}: ${why}: ${JSON.stringify(line)}`)
     }
-    if (line === '') return
+    if (line === '') continue
     if (line.startsWith('# HELP ')) {
       const [, name = '', help = ''] = /^# HELP (\S+) ?(.*)$/.exec(line) ?? fail('bad HELP')
       if (!NAME.test(name)) fail('bad metric name')
       pendingHelp = { name, help }
-      return
+      continue
     }
     if (line.startsWith('# TYPE ')) {
       const [, name = '', type = ''] = /^# TYPE (\S+) (\S+)$/.exec(line) ?? fail('bad TYPE')
@@ -65,19 +65,19 @@ export function parseScrape(text: string): Scrape {
         series: [],
       }
       families.push(current)
-      return
+      continue
     }
-    if (line.startsWith('#')) return
+    if (line.startsWith('#')) continue
     const match = /^([^{\s]+)(?:\{(.*)\})? (\S+)(?: (-?\d+))?$/.exec(line) ?? fail('bad sample')
     const [, sampleName = '', labelText = '', valueText = ''] = match
     if (!NAME.test(sampleName)) fail('bad metric name')
     const labels = parseLabels(labelText, fail)
     const value = parseValue(valueText, fail)
-    if (current === undefined) return fail('sample before any TYPE')
+    if (current === undefined) throw new Error(`scrape line ${index + 1}: sample before any TYPE`)
     if (current.type !== 'histogram') {
       if (sampleName !== current.name) fail(`sample outside its family ${current.name}`)
       current.series.push({ labels, value })
-      return
+      continue
     }
     const suffix = sampleName.slice(current.name.length)
     if (!sampleName.startsWith(current.name) || !['_bucket', '_sum', '_count'].includes(suffix)) {
@@ -105,7 +105,7 @@ export function parseScrape(text: string): Scrape {
       if (parts.sum === undefined) fail('histogram _count before its _sum')
       current.series.push({ labels: rest, value, buckets: parts.buckets, sum: parts.sum as number })
     }
-  })
+  }
 
   const family = (name: string) => families.find((candidate) => candidate.name === name)
   const matching = (name: string, labels: Record<string, string>) =>
