@@ -117,8 +117,8 @@ describe('Grafana dashboard', () => {
     expect(errors['__dashboard.check.ts']).toEqual([])
     // The check bites: a wrong top-level field and a wrong panel option are both reported.
     const reported = errors['__dashboard-broken.check.ts']!.join('\n')
-    expect(reported).toMatch(/'string' is not assignable to type 'DashboardCursorSync'/)
-    expect(reported).toMatch(/"middle"/)
+    expect(reported).toMatch(/'string' is not assignable to type 'DashboardCursorSync/)
+    expect(reported).toMatch(/'"middle"' is not assignable to type 'LegendPlacement'/)
   }, 120_000)
 
   it('only selects series the exporter defines, grouped by labels they have', () => {
