@@ -32,6 +32,8 @@ const dashboard = JSON.parse(text) as {
   templating: { list: Array<{ name: string; type: string; query?: unknown; datasource?: { uid: string } }> }
 }
 const panels = dashboard.panels.filter((panel) => panel.type !== 'row')
+// biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's variable syntax, not a JavaScript template
+const DATASOURCE = '${datasource}'
 
 /** Where each panel type's generated option types live in @grafana/schema. */
 const PANEL_TYPES: Record<string, { module: string; fieldConfig: boolean }> = {
@@ -53,6 +55,7 @@ function checkModule(json: { panels: PanelJson[] }): string {
         `import type { Options as Options${i}${fieldConfig ? `, FieldConfig as Field${i}` : ''} } ` +
         `from '@grafana/schema/dist/esm/raw/composable/${module}' // ${type}`,
     ),
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a TypeScript template literal type, in generated code
     'type Literal<T> = T extends string ? `${T}` : T extends readonly (infer U)[] ? Literal<U>[] : T extends object ? { [K in keyof T]: Literal<T[K]> } : T',
     `export const dashboard = ${JSON.stringify(json)} satisfies Literal<Dashboard>`,
   ]
@@ -173,7 +176,7 @@ describe('Grafana dashboard', () => {
     })
     expect(variables.find((variable) => variable.name === 'cache')).toMatchObject({
       type: 'query',
-      datasource: { uid: '${datasource}' },
+      datasource: { uid: DATASOURCE },
     })
     const ids = dashboard.panels.map((panel) => panel.id)
     expect(new Set(ids).size).toBe(ids.length)
@@ -190,9 +193,9 @@ describe('Grafana dashboard', () => {
     for (const panel of panels) {
       expect(Object.keys(PANEL_TYPES), panel.title).toContain(panel.type)
       expect(panel.description?.length ?? 0, panel.title).toBeGreaterThan(20)
-      expect(panel.datasource?.uid, panel.title).toBe('${datasource}')
+      expect(panel.datasource?.uid, panel.title).toBe(DATASOURCE)
       for (const target of panel.targets ?? []) {
-        expect(target.datasource?.uid).toBe('${datasource}')
+        expect(target.datasource?.uid).toBe(DATASOURCE)
         const filtersByQueue = target.expr.includes('write_behind')
         expect(target.expr, panel.title).toContain(filtersByQueue ? 'queue=~"$queue"' : 'cache=~"$cache"')
       }
