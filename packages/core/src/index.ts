@@ -120,6 +120,7 @@ export {
   type MetricKind,
   type ObservableQueue,
   type Observation,
+  type ObservationSubscription,
   observationsOf,
   prometheusName,
   type Sample,

@@ -243,16 +243,48 @@ function operationOutcome(
   return 'ok'
 }
 
+/** A subscription to the histogram observations (see subscribeObservations). */
+export interface ObservationSubscription {
+  /** Hands every observation still waiting to `observe` now (an exporter calls it when it collects). */
+  flush(): void
+  /** Flushes, then unsubscribes. */
+  stop(): void
+}
+
+/** Observations waiting past this many are handed over at once instead of after the current I/O turn. */
+const MAX_PENDING = 10_000
+
 /**
- * Subscribes `observe` to every histogram observation (`operation.done`); returns the function that
- * unsubscribes. What both exporters share of the channel side.
+ * Subscribes `observe` to every histogram observation (`operation.done`). What both exporters share of the
+ * channel side. A call only queues its message: decoding and the exporter's record (an SDK histogram
+ * costs microseconds per record) run in one batch on the next `setImmediate`, off the caller's path and
+ * while its next I/O is in flight, and at once when the exporter collects (`flush`).
  */
-export function subscribeObservations(observe: (observation: Observation) => void): () => void {
+export function subscribeObservations(observe: (observation: Observation) => void): ObservationSubscription {
+  let pending: OperationDone[] = []
+  let scheduled = false
+  const flush = () => {
+    scheduled = false
+    const batch = pending
+    pending = []
+    for (const done of batch) for (const observation of observationsOf(done)) observe(observation)
+  }
   const listener = (message: unknown) => {
-    for (const observation of observationsOf(message as OperationDone)) observe(observation)
+    pending.push(message as OperationDone)
+    if (pending.length >= MAX_PENDING) flush()
+    else if (!scheduled) {
+      scheduled = true
+      setImmediate(flush).unref()
+    }
   }
   subscribe(PLAIN_CHANNELS.operationDone, listener)
-  return () => unsubscribe(PLAIN_CHANNELS.operationDone, listener)
+  return {
+    flush,
+    stop() {
+      unsubscribe(PLAIN_CHANNELS.operationDone, listener)
+      flush()
+    },
+  }
 }
 
 const CIRCUIT_VALUES: Record<CircuitState, number> = { closed: 0, 'half-open': 1, open: 2 }

@@ -106,15 +106,25 @@ describe('metrics model', () => {
     expect(value('layercache.circuit.state', { layer: 'memory' })).toBeUndefined()
   })
 
-  it('subscribeObservations sees calls past memory and stops when unsubscribed', async () => {
+  it('subscribeObservations delivers after the I/O turn, at once on flush, and nothing after stop', async () => {
     const cache = new CacheStack([new MemoryLayer(), new RemoteLayer()], { name: 'obs' })
     const seen: string[] = []
-    const stop = subscribeObservations((o) => seen.push(`${o.metric.name} ${o.labels.outcome}`))
+    const subscription = subscribeObservations((o) => seen.push(`${o.metric.name} ${o.labels.outcome}`))
+    // The remote double answers in microtasks: no macrotask ran, so the observations are still queued.
     await cache.getOrSet('k', () => 1)
     await cache.get('k')
-    stop()
-    await cache.get('other')
+    expect(seen).toEqual([])
+    subscription.flush()
     expect(seen).toEqual(['layercache.loader.duration ok', 'layercache.operation.duration loaded'])
+    await cache.get('missing')
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(seen).toHaveLength(3)
+    await cache.get('queued')
+    subscription.stop() // flushes what was queued
+    expect(seen).toHaveLength(4)
+    await cache.get('after')
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(seen).toHaveLength(4)
   })
 
   it('reads a write-behind queue', () => {

@@ -3,6 +3,7 @@ import {
   HISTOGRAMS,
   type MetricDefinition,
   type ObservableQueue,
+  type ObservationSubscription,
   type Sample,
   STACK_METRICS,
   stackSamples,
@@ -37,7 +38,7 @@ export class MetricsBridge {
   private readonly observables = new Map<string, ObservableCounter | ObservableGauge>()
   private readonly stacks = new Set<CacheStack>()
   private readonly queues = new Set<ObservableQueue>()
-  private readonly unsubscribe: () => void
+  private readonly observations: ObservationSubscription
   private readonly collect = (result: BatchObservableResult) => this.observeAll(result)
 
   constructor(
@@ -58,7 +59,7 @@ export class MetricsBridge {
       this.observables.set(definition.name, this.observable(definition))
     }
     meter.addBatchObservableCallback(this.collect, [...this.observables.values()] as Observable[])
-    this.unsubscribe = subscribeObservations((observation) => {
+    this.observations = subscribeObservations((observation) => {
       this.histograms.get(observation.metric.name)?.record(observation.value, observation.labels)
     })
   }
@@ -74,7 +75,7 @@ export class MetricsBridge {
   }
 
   stop(): void {
-    this.unsubscribe()
+    this.observations.stop()
     this.meter.removeBatchObservableCallback(this.collect, [...this.observables.values()] as Observable[])
     this.stacks.clear()
     this.queues.clear()
@@ -88,6 +89,8 @@ export class MetricsBridge {
   }
 
   private async observeAll(result: BatchObservableResult): Promise<void> {
+    // The SDK runs this before it reads the histograms: what calls queued goes in first.
+    this.observations.flush()
     const samples: Sample[] = []
     for (const queue of this.queues) samples.push(...writeBehindSamples(queue))
     for (const batch of await Promise.all([...this.stacks].map((stack) => stackSamples(stack)))) {

@@ -6,6 +6,7 @@ import {
   InvalidOptionError,
   type MetricDefinition,
   type ObservableQueue,
+  type ObservationSubscription,
   prometheusName,
   type Sample,
   stackSamples,
@@ -134,6 +135,8 @@ export function registerLayercacheMetrics(options?: LayercacheMetricsOptions): L
 
   const instruments = new Map<string, Instrument>()
   const histograms = new Map<string, Histogram>()
+  // Calls only queue their observations (see subscribeObservations): a scrape takes them in first.
+  let observations: ObservationSubscription | undefined
   for (const [key, metric] of histogramEntries()) {
     const histogram = new Histogram({
       name: prometheusName(metric),
@@ -141,6 +144,9 @@ export function registerLayercacheMetrics(options?: LayercacheMetricsOptions): L
       labelNames: metric.labels,
       buckets: resolved.buckets[key],
       registers: [],
+      collect() {
+        observations?.flush()
+      },
     })
     histograms.set(metric.name, histogram)
     instruments.set(prometheusName(metric), histogram)
@@ -161,7 +167,7 @@ export function registerLayercacheMetrics(options?: LayercacheMetricsOptions): L
     }
   }
 
-  const unsubscribe = subscribeObservations((observation) => {
+  observations = subscribeObservations((observation) => {
     histograms.get(observation.metric.name)?.observe(observation.labels, observation.value)
   })
 
@@ -182,7 +188,7 @@ export function registerLayercacheMetrics(options?: LayercacheMetricsOptions): L
     stop() {
       if (stopped) return
       stopped = true
-      unsubscribe()
+      observations.stop()
       stacks.clear()
       queues.clear()
       for (const [name, instrument] of instruments) {
