@@ -41,6 +41,10 @@ export default defineConfig({
       project('write-strategies'),
       project('distributed', timed),
       project('entities'),
+      project('http'),
+      project('express'),
+      project('fastify'),
+      project('hono'),
       {
         extends: true,
         test: { name: 'examples', include: ['examples/*/test/**/*.test.ts'], maxWorkers: waiting },
