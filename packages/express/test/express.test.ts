@@ -14,6 +14,7 @@ import { cacheResponses, ResponseCache } from '../src/index'
 const { version } = (await import('express/package.json', { with: { type: 'json' } })).default
 
 const harness: FrameworkHarness = {
+  storesFiniteStreams: false,
   name: `Express ${version}`,
   async start(responses, routes: readonly TestRoute[]) {
     const app = express()
