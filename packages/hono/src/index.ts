@@ -15,12 +15,33 @@ export {
   type RouteCacheOptions,
 } from '@layercache/http'
 
-/** The request as the cache reads it: host, path and query split off `c.req.url` without a URL parse. */
+/** Node's request under @hono/node-server, whose plain headers object costs nothing to read. */
+interface NodeBindings {
+  readonly incoming?: {
+    readonly url?: string
+    readonly headers: Record<string, string | string[] | undefined>
+  }
+}
+
+/**
+ * The request as the cache reads it. On @hono/node-server from Node's own request (reading `c.req.raw`'s
+ * headers there builds a Headers object on every request); elsewhere from the fetch Request, with host,
+ * path and query split off `c.req.url` without a URL parse.
+ */
 class HonoCacheRequest implements CacheRequest {
   readonly host: string | undefined
   readonly url: string
+  readonly #incoming: NodeBindings['incoming']
 
   constructor(private readonly context: Context) {
+    const incoming = (context.env as NodeBindings | undefined)?.incoming
+    if (incoming?.url !== undefined) {
+      this.#incoming = incoming
+      const host = incoming.headers.host
+      this.host = Array.isArray(host) ? host[0] : host
+      this.url = incoming.url
+      return
+    }
     const full = context.req.url
     const authority = full.indexOf('://') + 3
     const path = full.indexOf('/', authority)
@@ -34,6 +55,10 @@ class HonoCacheRequest implements CacheRequest {
   }
 
   header(name: string): string | undefined {
+    if (this.#incoming !== undefined) {
+      const value = this.#incoming.headers[name]
+      return Array.isArray(value) ? value.join(', ') : value
+    }
     return this.context.req.raw.headers.get(name) ?? undefined
   }
 }
@@ -63,6 +88,11 @@ export function cacheResponses<E extends Env = Env>(
       const headers = c.req.raw.headers
       headers.delete('if-none-match')
       headers.delete('if-modified-since')
+      const incoming = (c.env as NodeBindings | undefined)?.incoming
+      if (incoming !== undefined) {
+        delete incoming.headers['if-none-match']
+        delete incoming.headers['if-modified-since']
+      }
       await next()
       const response = c.res
       const header = (name: string) => response.headers.get(name) ?? undefined
