@@ -74,6 +74,8 @@ interface Running {
   readonly serving: Promise<Delivery>
 }
 
+const RUN = Symbol('run the handler')
+
 const asList = <T>(hooks: T | T[] | undefined): T[] =>
   hooks === undefined ? [] : Array.isArray(hooks) ? hooks : [hooks]
 
@@ -82,30 +84,30 @@ const plugin: FastifyPluginAsync<FastifyResponseCacheOptions> = async (fastify, 
     options.responses instanceof ResponseCache ? options.responses : new ResponseCache(options.responses)
   const allRoutes = options.allRoutes === true
   const statusHeader = responses.statusHeader
-  const running = new WeakMap<FastifyRequest, Running>()
+  const runningRequests = new WeakMap<FastifyRequest, Running>()
 
   const onRequestFor = (settingsOf: (request: FastifyRequest) => RouteSettings): onRequestAsyncHookHandler =>
     async function responseCacheOnRequest(request, reply) {
-      let started = false
-      let start!: () => void
-      const starting = new Promise<void>((resolve) => (start = resolve))
+      let running: Running | undefined
       let captured!: (outcome: HandlerOutcome) => void
-      const capturing = new Promise<HandlerOutcome>((resolve) => (captured = resolve))
-      const serving = responses.serve(new FastifyCacheRequest(request), settingsOf(request), () => {
-        // The handler answers every identical request waiting: it must see an unconditional request.
-        delete request.headers['if-none-match']
-        delete request.headers['if-modified-since']
-        started = true
-        start()
-        return capturing
+      // One promise settles with the cache's answer, or with RUN once this request is to run the handler.
+      const first = await new Promise<Delivery | typeof RUN>((settle) => {
+        const serving = responses.serve(new FastifyCacheRequest(request), settingsOf(request), () => {
+          // The handler answers every identical request waiting: it must see an unconditional request.
+          delete request.headers['if-none-match']
+          delete request.headers['if-modified-since']
+          running = { captured: (outcome) => captured(outcome), serving }
+          settle(RUN)
+          return new Promise<HandlerOutcome>((resolve) => (captured = resolve))
+        })
+        serving.then(settle)
       })
-      // Either this request runs the handler (the rest of its lifecycle, up to onSend), or the cache answers.
-      const first = await Promise.race([serving, starting])
-      if (started) {
-        running.set(request, { captured, serving })
+      if (first === RUN) {
+        // The rest of this request's lifecycle runs the handler; onSend hands its response to the cache.
+        runningRequests.set(request, running!)
         return
       }
-      const delivery = first as Delivery
+      const delivery = first
       if (delivery.kind === 'proceed') {
         if (statusHeader !== undefined) reply.header(statusHeader, delivery.cache)
         return
@@ -117,9 +119,9 @@ const plugin: FastifyPluginAsync<FastifyResponseCacheOptions> = async (fastify, 
     }
 
   const onSend: onSendHookHandler = async function responseCacheOnSend(request, reply, payload) {
-    const run = running.get(request)
+    const run = runningRequests.get(request)
     if (run === undefined) return payload
-    running.delete(request)
+    runningRequests.delete(request)
     if (isStream(payload)) {
       run.captured('untouched')
       await run.serving
@@ -140,7 +142,7 @@ const plugin: FastifyPluginAsync<FastifyResponseCacheOptions> = async (fastify, 
 
   // A client gone before its handler answered: the requests waiting for it run their own.
   const onRequestAbort = async (request: FastifyRequest) => {
-    running.get(request)?.captured('untouched')
+    runningRequests.get(request)?.captured('untouched')
   }
 
   fastify.addHook('onRoute', (route: RouteOptions) => {
@@ -183,7 +185,7 @@ function apply(
  *
  * ```ts
  * await app.register(fastifyResponseCache, { responses: new ResponseCache({ cache, ttl: 60_000 }) })
- * app.get('/products/:id', { config: { cache: { tags: (req) => [`product:${req.params.id}`] } } }, handler)
+ * app.get('/products/:id', { config: { cache: { tags: (req) => [`product:${(req.params as { id: string }).id}`] } } }, handler)
  * ```
  */
 export const fastifyResponseCache = fp(plugin, { fastify: '5.x', name: '@layercache/fastify' })

@@ -127,8 +127,12 @@ export class ResponseCache {
     } catch (error) {
       options.onError(error)
       if (visit.outcome === undefined) return PASS
-    } finally {
-      visit.done = true
+    }
+    // From here on a loader call of this visit runs nothing. One that started already (a stack-wide
+    // background refresh can start it between the answer and this line) makes this request its runner.
+    visit.done = true
+    if (visit.running !== undefined && visit.outcome === undefined) {
+      await visit.running.catch(() => {})
     }
     if (visit.outcome !== undefined) return this.#ownDelivery(visit, ifNoneMatch)
     // Not storable: the requests that waited for it answer for themselves (it may be one user's response).
@@ -187,6 +191,8 @@ export class ResponseCache {
 
 /** One request's way through the cache: the loader it offers, and what its handler produced if it ran. */
 class Visit {
+  /** The handler run, once this request started it. */
+  running: Promise<HandlerOutcome> | undefined
   /** What the handler produced, once this request ran it. */
   outcome: HandlerOutcome | undefined
   /** Its response in stored form, when it could be stored. */
@@ -195,7 +201,7 @@ class Visit {
   kept = false
   /** At a variant's key: the Vary names the response must have to be stored there. */
   expected: readonly string[] | undefined
-  /** Set once serve() is done: a loader called later (a stack-wide background refresh) has no request to run. */
+  /** Set once serve() has its answer: a loader called later (a stack-wide background refresh) has no request to run. */
   done = false
 
   constructor(
@@ -208,8 +214,9 @@ class Visit {
 
   readonly load = async (context: LoaderContext<unknown>): Promise<StoredResponse | undefined> => {
     // Returning undefined stores nothing and leaves any cached entry as it is.
-    if (this.done || this.outcome !== undefined) return undefined
-    this.outcome = await this.run()
+    if (this.done || this.running !== undefined) return undefined
+    this.running = this.run()
+    this.outcome = await this.running
     if (this.outcome === 'untouched') return undefined
     const options = this.options
     const built = storedResponseOf(
