@@ -43,6 +43,10 @@ export default defineConfig({
       project('entities'),
       project('opentelemetry'),
       project('prometheus'),
+      project('http'),
+      project('express'),
+      project('fastify'),
+      project('hono'),
       {
         extends: true,
         test: { name: 'examples', include: ['examples/*/test/**/*.test.ts'], maxWorkers: waiting },

@@ -13,6 +13,7 @@ import { entityInvalidation } from './scenarios/entity-invalidation'
 import { expiryStorm } from './scenarios/expiry-storm'
 import { fleetStampede } from './scenarios/fleet-stampede'
 import { freshnessL1 } from './scenarios/freshness-l1'
+import { httpMiddleware } from './scenarios/http-middleware'
 import { l1Heap } from './scenarios/l1-heap'
 import { l1Hit } from './scenarios/l1-hit'
 import { l2Concurrent } from './scenarios/l2-concurrent'
@@ -50,6 +51,7 @@ const SCENARIOS = [
   { name: 'Bus propagation and cost', run: busPropagation },
   { name: 'Entity invalidation', run: entityInvalidation },
   { name: 'Diagnostics channels', run: diagnostics },
+  { name: 'HTTP middleware, cached response', run: httpMiddleware },
   // Against peer libraries (results/peers.md, peers.svg); BENCH_ONLY=peers runs only these.
   { name: 'Peers: hits', run: peersHits },
   { name: 'Peers: set throughput', run: peersSet },

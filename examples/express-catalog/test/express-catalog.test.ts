@@ -1,0 +1,40 @@
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import { getTestRedis } from '@layercache/test-utils'
+import { CacheStack, MemoryLayer, RedisLayer } from 'layercache'
+import { expect, it } from 'vitest'
+import { createApp } from '../src/app'
+import { Catalog } from '../src/catalog'
+import { runStory } from '../src/story'
+
+it('examples/express-catalog: miss, hit, 304, one database read for a cold stampede, a write purges its pages', async () => {
+  const redis = await getTestRedis()
+  const cache = new CacheStack([
+    new MemoryLayer({ ttl: 60_000 }),
+    new RedisLayer({ client: redis.createClient(), prefix: redis.keyPrefix }),
+  ])
+  const catalog = new Catalog()
+  const server = createApp(cache, catalog).listen(0, '127.0.0.1')
+  try {
+    await once(server, 'listening')
+    const summary = await runStory(
+      `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      catalog,
+      () => {},
+    )
+    expect(summary).toEqual({
+      first: 'MISS',
+      second: 'HIT',
+      notModified: 304,
+      concurrent: 200,
+      readsForConcurrent: 1,
+      priceAfterWrite: 45,
+      afterWrite: 'MISS',
+    })
+  } finally {
+    server.closeAllConnections()
+    server.close()
+    cache.close()
+    await redis.close()
+  }
+})

@@ -1,0 +1,63 @@
+import type { Catalog } from './catalog'
+
+/** What a client saw, for the console and the test. */
+export interface StorySummary {
+  readonly first: string | null
+  readonly second: string | null
+  readonly notModified: number
+  readonly concurrent: number
+  readonly readsForConcurrent: number
+  readonly priceAfterWrite: number
+  readonly afterWrite: string | null
+}
+
+/** Plays a client against the catalogue at `base`: a miss, a hit, a 304, a cold stampede, a write. */
+export async function runStory(
+  base: string,
+  catalog: Catalog,
+  log: (line: string) => void,
+): Promise<StorySummary> {
+  const first = await fetch(`${base}/products/1`)
+  log(
+    `GET /products/1        ${first.status} x-cache: ${first.headers.get('x-cache')}  ${await first.text()}`,
+  )
+  const second = await fetch(`${base}/products/1`)
+  log(`GET /products/1        ${second.status} x-cache: ${second.headers.get('x-cache')}  (no database read)`)
+  await second.arrayBuffer()
+  const etag = second.headers.get('etag') ?? ''
+  const conditional = await fetch(`${base}/products/1`, { headers: { 'if-none-match': etag } })
+  log(`GET with If-None-Match ${conditional.status} (the client's copy is current)`)
+  await conditional.arrayBuffer()
+
+  const concurrent = 200
+  const before = catalog.reads
+  const answers = await Promise.all(
+    Array.from({ length: concurrent }, async () => (await fetch(`${base}/products/2`)).text()),
+  )
+  const readsForConcurrent = catalog.reads - before
+  log(
+    `${concurrent} concurrent cold GET /products/2: ${readsForConcurrent} database read, ${new Set(answers).size} distinct body`,
+  )
+
+  const write = await fetch(`${base}/products/1`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ price: 45 }),
+  })
+  log(`PUT /products/1        ${write.status} price 45, purges product:1 and products`)
+  await write.arrayBuffer()
+  const after = await fetch(`${base}/products/1`)
+  const product = (await after.json()) as { price: number }
+  log(
+    `GET /products/1        ${after.status} x-cache: ${after.headers.get('x-cache')}  price ${product.price}`,
+  )
+  return {
+    first: first.headers.get('x-cache'),
+    second: second.headers.get('x-cache'),
+    notModified: conditional.status,
+    concurrent,
+    readsForConcurrent,
+    priceAfterWrite: product.price,
+    afterWrite: after.headers.get('x-cache'),
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * # examples/hono-catalog: Hono pages cached by @layercache/hono, served by @hono/node-server
+ *
+ *   GET /products        the list, cached, tagged `products`
+ *   GET /products/:id    one product, cached, tagged `product:<id>` (a 404 is not stored)
+ *   PUT /products/:id    changes the price, then purges `product:<id>` and `products`
+ *
+ * Run it (from the repository root):
+ *
+ *   pnpm --filter @layercache/example-hono-catalog start   # starts the app, plays a client against it
+ *   pnpm --filter @layercache/example-hono-catalog serve   # keeps it up for curl; Ctrl-C stops
+ *
+ * Redis: REDIS_URL, else a throwaway redis-server of its own. PORT picks the port (default: any free one).
+ */
+import { once } from 'node:events'
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { serve } from '@hono/node-server'
+import { connectRedis } from '@layercache/test-utils/example-redis'
+import { CacheStack, MemoryLayer, RedisLayer } from 'layercache'
+import { createApp } from './app'
+import { Catalog } from './catalog'
+import { runStory } from './story'
+
+const redis = await connectRedis()
+if (redis.client === undefined) {
+  console.error(`This example needs Redis for its second layer: ${redis.description}. Set REDIS_URL.`)
+  process.exit(1)
+}
+console.log(`Using ${redis.description}.`)
+const prefix = `example-hono-${process.pid}:`
+redis.removeOnClose(prefix)
+const cache = new CacheStack([
+  new MemoryLayer({ ttl: 60_000 }),
+  new RedisLayer({ client: redis.client, prefix }),
+])
+const catalog = new Catalog()
+const app = createApp(cache, catalog)
+const server = serve({
+  fetch: app.fetch,
+  port: Number(process.env.PORT ?? 0),
+  hostname: '127.0.0.1',
+}) as Server
+if (!server.listening) await once(server, 'listening')
+const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+console.log(`Hono listens on ${base}\n`)
+await runStory(base, catalog, (line) => console.log(line))
+
+async function stop() {
+  server.closeAllConnections()
+  server.close()
+  cache.close()
+  await redis.close()
+}
+if (process.argv.includes('--serve')) {
+  console.log(
+    `\nTry: curl -i ${base}/products/3   (twice), then curl -X PUT -H 'content-type: application/json' -d '{"price":12}' ${base}/products/3`,
+  )
+  process.once('SIGINT', () => void stop())
+} else await stop()
