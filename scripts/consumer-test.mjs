@@ -93,6 +93,7 @@ const packages = readdirSync(join(root, 'packages'))
     dir,
     name: manifest.name,
     version: manifest.version,
+    peerDependencies: manifest.peerDependencies ?? {},
     tarball: join(
       work,
       'tarballs',
@@ -157,7 +158,7 @@ function checkTarball(pkg, unpacked) {
 const otherPeers = [
   ...new Set(
     packages.flatMap((pkg) =>
-      Object.entries(pkg.manifest.peerDependencies ?? {})
+      Object.entries(pkg.peerDependencies)
         .filter(([name]) => name !== 'ioredis' && !name.startsWith('@layercache/'))
         .map(([name, range]) => `${name}@${range}`),
     ),
