@@ -818,6 +818,7 @@ export class CacheStack {
       context.hit = true
     }
     if (load.degraded) context.degraded = true
+    if (load.circuitOpen !== undefined) context.circuitOpen = load.circuitOpen
     if (load.stale !== undefined) context.stale = load.stale
     else if (load.layer === undefined && load.loaded) context.loaded = true
     if (load.writeBack === 'fenced') context.fenced = true

@@ -71,6 +71,8 @@ export interface CacheOperationContext {
   fenced?: boolean
   /** A layer failed or was skipped (circuit open) and the call carried on without it (bypass mode). */
   degraded?: boolean
+  /** The layer skipped because its circuit breaker was open (gracefulDegradation). */
+  circuitOpen?: string
   /** Set by the tracing channel when the call resolved / rejected. */
   result?: unknown
   error?: unknown
@@ -115,6 +117,8 @@ export interface LoadContext {
   writeBack?: 'written' | 'fenced' | 'failed' | 'uncached' | 'skipped'
   /** A layer failed or was skipped and the load carried on without it (bypass mode). */
   degraded?: boolean
+  /** The layer skipped because its circuit breaker was open (gracefulDegradation). */
+  circuitOpen?: string
   /** The load waited for another instance's (singleFlightCoordinator). */
   waitedForFleet?: boolean
   result?: unknown

@@ -1,5 +1,5 @@
 import { type CacheEntry, isFresh } from './entry'
-import { CorruptEntriesError, CorruptEntryError } from './errors'
+import { CircuitOpenError, CorruptEntriesError, CorruptEntryError } from './errors'
 import type { Generations } from './generations'
 import type { CacheLayer, MaybePromise } from './layer'
 import type { StatsCollector } from './stats'
@@ -24,6 +24,8 @@ export interface ReadTrace {
   layer?: string
   hit?: boolean
   degraded?: boolean
+  /** The layer skipped because its circuit breaker was open (gracefulDegradation). */
+  circuitOpen?: string
 }
 
 /** Reads down the layers, books hits and misses, and back-fills faster layers through the write gate. */
@@ -162,7 +164,9 @@ export class ReadThrough {
     trace: ReadTrace | undefined,
   ): void {
     this.state.layerFailed(index, 'get', full, error, mode)
-    if (trace !== undefined) trace.degraded = true
+    if (trace === undefined) return
+    trace.degraded = true
+    if (error instanceof CircuitOpenError) trace.circuitOpen = this.state.layers[index]!.name
   }
 
   /** A read that found an entry the layer could not use: a miss of that layer, counted as corrupt. */

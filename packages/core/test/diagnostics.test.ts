@@ -195,6 +195,25 @@ describe('diagnostics channels', () => {
     expect(only(ended, TRACING_CHANNELS.get)[0]!.context).toMatchObject({ degraded: true })
   })
 
+  it('a layer skipped because its circuit is open is named on the call', async () => {
+    const { remote, cache } = twoLayers({
+      gracefulDegradation: { failureThreshold: 1, retryAfterMs: 60_000 },
+    })
+    remote.fail(['get'])
+    expect(await cache.get('first')).toBeUndefined() // opens the circuit
+    const ended = traceAll()
+    expect(await cache.get('k')).toBeUndefined()
+    expect(await cache.getOrSet('g', () => 'loaded')).toBe('loaded')
+    expect(only(ended, TRACING_CHANNELS.get)[0]!.context).toMatchObject({
+      degraded: true,
+      circuitOpen: 'remote',
+    })
+    expect(only(ended, TRACING_CHANNELS.getOrSet)[0]!.context).toMatchObject({
+      circuitOpen: 'remote',
+      loaded: true,
+    })
+  })
+
   it('a bad key rejects through the error channel with the key as given', async () => {
     const { cache } = twoLayers()
     const ended = traceAll()

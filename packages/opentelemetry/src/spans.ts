@@ -129,6 +129,7 @@ export class SpanBridge {
         set('layercache.write_back', context.writeBack)
         set('layercache.fleet_wait', context.waitedForFleet)
         set('layercache.degraded', context.degraded)
+        set('layercache.circuit_open', context.circuitOpen)
         if (context.loaderError !== undefined) set('layercache.loader_error', describe(context.loaderError))
         break
       case 'bus.receive':
@@ -153,6 +154,7 @@ export class SpanBridge {
         set('layercache.stale', context.stale)
         set('layercache.fenced', context.fenced)
         set('layercache.degraded', context.degraded)
+        set('layercache.circuit_open', context.circuitOpen)
     }
     return attributes
   }
