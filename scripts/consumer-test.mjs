@@ -164,6 +164,12 @@ const otherPeers = [
     ),
   ),
 ]
+// Peers that ship no types: a TypeScript user of them installs these too (the README examples need them).
+const PEER_TYPES = { express: '@types/express@5' }
+for (const peer of [...otherPeers]) {
+  const types = PEER_TYPES[peer.slice(0, peer.indexOf('@', 1))]
+  if (types !== undefined) otherPeers.push(types)
+}
 
 /** The first ```ts block after a "## Example" (package READMEs) or "## Quick start" (root) heading. */
 function readmeExample(markdown, heading = '## Example') {
