@@ -41,6 +41,7 @@ export default defineConfig({
       project('write-strategies'),
       project('distributed', timed),
       project('entities'),
+      project('keyv'),
       {
         extends: true,
         test: { name: 'examples', include: ['examples/*/test/**/*.test.ts'], maxWorkers: waiting },
