@@ -42,6 +42,7 @@ export default defineConfig({
       project('distributed', timed),
       project('entities'),
       project('keyv'),
+      project('nestjs'),
       {
         extends: true,
         test: { name: 'examples', include: ['examples/*/test/**/*.test.ts'], maxWorkers: waiting },
