@@ -12,11 +12,13 @@ import { entityInvalidation } from './scenarios/entity-invalidation'
 import { expiryStorm } from './scenarios/expiry-storm'
 import { fleetStampede } from './scenarios/fleet-stampede'
 import { freshnessL1 } from './scenarios/freshness-l1'
+import { keyvAdapter } from './scenarios/keyv-adapter'
 import { l1Heap } from './scenarios/l1-heap'
 import { l1Hit } from './scenarios/l1-hit'
 import { l2Concurrent } from './scenarios/l2-concurrent'
 import { l2Hit } from './scenarios/l2-hit'
 import { missAndDelete } from './scenarios/miss-delete'
+import { nestRoute } from './scenarios/nest-route'
 import { peersBus } from './scenarios/peers-bus'
 import { peersHits } from './scenarios/peers-hits'
 import { peersSet } from './scenarios/peers-set'
@@ -48,6 +50,8 @@ const SCENARIOS = [
   { name: 'Write-behind vs synchronous database writes', run: writeBehind },
   { name: 'Bus propagation and cost', run: busPropagation },
   { name: 'Entity invalidation', run: entityInvalidation },
+  { name: 'Keyv adapter (cache-manager)', run: keyvAdapter },
+  { name: 'NestJS route', run: nestRoute },
   // Against peer libraries (results/peers.md, peers.svg); BENCH_ONLY=peers runs only these.
   { name: 'Peers: hits', run: peersHits },
   { name: 'Peers: set throughput', run: peersSet },
