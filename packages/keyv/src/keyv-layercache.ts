@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events'
 import { assertKnownOptions, type CacheStack, InvalidOptionError } from '@layercache/core'
 import { Keyv, type KeyvOptions, type KeyvStoreAdapter, type StoredData } from 'keyv'
 
@@ -48,7 +47,7 @@ function assertStack(stack: unknown): CacheStack {
  * serialized, with its own expiry inside, so read them back through Keyv. One adapter per Keyv instance:
  * Keyv writes its namespace onto the store it is given.
  */
-export class KeyvLayercache extends EventEmitter implements KeyvStoreAdapter {
+export class KeyvLayercache implements KeyvStoreAdapter {
   /** Read by Keyv (it has no iterator for this store: the stack lists no keys). */
   opts: Record<string, unknown> = { dialect: 'layercache' }
   /** Set by Keyv to its namespace. */
@@ -59,7 +58,6 @@ export class KeyvLayercache extends EventEmitter implements KeyvStoreAdapter {
   private readonly onDisconnect: (() => void | Promise<void>) | undefined
 
   constructor(stack: CacheStack, options: KeyvLayercacheOptions = {}) {
-    super()
     this.stack = assertStack(stack)
     assertKnownOptions(options, OPTIONS, 'KeyvLayercache')
     if (options.tags !== undefined && typeof options.tags !== 'function') {
@@ -70,6 +68,15 @@ export class KeyvLayercache extends EventEmitter implements KeyvStoreAdapter {
     }
     this.tagsFor = options.tags
     this.onDisconnect = options.disconnect
+  }
+
+  /**
+   * Keyv listens for its store's `error` events. This store never emits one: a failing call rejects with
+   * the stack's typed error, which Keyv reports (its `error` event, or the error itself with
+   * `throwOnErrors`).
+   */
+  on(_event: string, _listener: (...args: unknown[]) => void): this {
+    return this
   }
 
   get<Value>(key: string): Promise<StoredData<Value> | undefined> {
@@ -86,6 +93,7 @@ export class KeyvLayercache extends EventEmitter implements KeyvStoreAdapter {
     return true
   }
 
+  /** Writes every entry or none: the stack checks them all before it writes any. */
   async setMany(entries: { key: string; value: unknown; ttl?: number }[]): Promise<void> {
     await this.stack.mset(
       entries.map(({ key, value, ttl }) => {
