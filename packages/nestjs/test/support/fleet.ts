@@ -51,7 +51,7 @@ export function useFleet(): {
           const bus = new RedisInvalidationBus({
             publisher: client,
             subscriber: redis.createClient(),
-            channel: `${prefix}bus`,
+            channel: `${prefix.slice(0, -1)}-bus`, // outside the stack's keys
           })
           const coordinator = coordinated
             ? new RedisSingleFlightCoordinator({ client, prefix: `${prefix}sf:` })
