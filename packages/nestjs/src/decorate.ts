@@ -41,6 +41,11 @@ export function replaceMethod(
         'in tsconfig.json',
     )
   }
+  if (typeof target === 'function') {
+    throw new InvalidOptionError(
+      `@${decorator} on ${target.name}.${String(propertyKey)}: it decorates instance methods, not static ones`,
+    )
+  }
   const original = descriptor.value as unknown
   const name = `${(target as { constructor?: { name?: string } }).constructor?.name ?? 'Object'}.${String(propertyKey)}`
   if (typeof original !== 'function') {

@@ -99,13 +99,21 @@ class LayercacheLifecycle implements OnModuleInit, OnModuleDestroy {
   onModuleInit(): void {
     const stack = this.options.stack
     for (const wrapper of [...this.discovery.getProviders(), ...this.discovery.getControllers()]) {
-      const prototype = (wrapper.metatype as { prototype?: object } | null)?.prototype
-      if (!hasDecoratedMethods(prototype)) continue
-      // Request-scoped and transient objects are made later, one per request or injection: bind the class.
       if (wrapper.isDependencyTreeStatic() && !wrapper.isTransient) {
-        const instance = wrapper.instance as object | undefined
-        if (instance != null) bindInstance(instance, stack)
-      } else if (prototype !== undefined) {
+        // One object for the application, whichever way it was made (class, factory, value): bind it.
+        const instance = wrapper.instance as unknown
+        if (
+          instance !== null &&
+          typeof instance === 'object' &&
+          hasDecoratedMethods(Object.getPrototypeOf(instance))
+        )
+          bindInstance(instance, stack)
+        continue
+      }
+      // Request-scoped and transient objects are made later, one per request or injection: bind their
+      // class (known for class providers; a factory's objects are of a class Nest cannot name).
+      const prototype = (wrapper.metatype as { prototype?: object } | null)?.prototype
+      if (prototype !== undefined && hasDecoratedMethods(prototype)) {
         bindClass(prototype, stack)
         this.boundClasses.push(prototype)
       }

@@ -120,6 +120,36 @@ describe('@Cacheable', () => {
     expect(QuoteService.loads - before).toBe(1)
   })
 
+  it('caches methods of objects a factory or a value provides', async () => {
+    const [app] = await fleet(1)
+    class Tally {
+      runs = 0
+      constructor(readonly name: string) {}
+
+      @Cacheable({ key: (of: string) => `tally:${of}` })
+      async count(_of: string): Promise<number> {
+        return ++this.runs
+      }
+    }
+    const { Test } = await import('@nestjs/testing')
+    const { LayercacheModule } = await import('../src')
+    const moduleRef = await Test.createTestingModule({
+      imports: [LayercacheModule.forRoot({ stack: app!.stack })],
+      providers: [
+        { provide: 'FROM_FACTORY', useFactory: () => new Tally('factory') },
+        { provide: 'AS_VALUE', useValue: new Tally('value') },
+      ],
+    }).compile()
+    await moduleRef.init()
+    for (const token of ['FROM_FACTORY', 'AS_VALUE']) {
+      const tally = moduleRef.get<Tally>(token)
+      expect(await tally.count(token)).toBe(1)
+      expect(await tally.count(token)).toBe(1)
+      expect(tally.runs).toBe(1)
+    }
+    await moduleRef.close()
+  })
+
   it('outside Nest the method runs as written, uncached', async () => {
     const db = new ProductsDb()
     const service = new ProductService(db)
@@ -197,6 +227,19 @@ describe('the decorators refuse bad options when they are applied', () => {
         value: 5,
       }),
     ).toThrow(/decorates methods only/)
+    class WithStatic {
+      readonly kind = 'has an instance side too'
+      static async load(): Promise<number> {
+        return 1
+      }
+    }
+    expect(() =>
+      (Cacheable() as (target: object, key: string, descriptor: PropertyDescriptor) => void)(
+        WithStatic,
+        'load',
+        Object.getOwnPropertyDescriptor(WithStatic, 'load')!,
+      ),
+    ).toThrow(/instance methods, not static ones/)
   })
 
   it('@CacheInvalidate', () => {
