@@ -85,9 +85,16 @@ export function Cacheable<A extends unknown[] = unknown[]>(
         typeof tags === 'function' ? (args) => tags(...args) : () => tags
       return (stack, self, args) => {
         const callArgs = args as A
-        const tagged = tagsOf(callArgs)
+        let key: string
+        let tagged: readonly string[] | undefined
+        try {
+          key = keyOf(callArgs)
+          tagged = tagsOf(callArgs)
+        } catch (error) {
+          return Promise.reject(error) // an async method rejects, whatever its key function throws
+        }
         return view(stack).getOrSet(
-          keyOf(callArgs),
+          key,
           () => method.apply(self, args),
           tagged === undefined ? loadOptions : { ...loadOptions, tags: tagged },
         )

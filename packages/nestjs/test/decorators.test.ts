@@ -150,6 +150,39 @@ describe('@Cacheable', () => {
     await moduleRef.close()
   })
 
+  it('a key or tags function that throws rejects the call; the method does not run', async () => {
+    const [app] = await fleet(1)
+    let runs = 0
+    class Lookup {
+      @Cacheable({
+        key: (id: number) => {
+          if (id < 0) throw new RangeError('negative id')
+          return `lookup:${id}`
+        },
+        tags: (id: number) => (id === 0 ? [''] : [`lookup:${id}`]),
+      })
+      async find(id: number): Promise<number> {
+        runs++
+        return id
+      }
+    }
+    const { Test } = await import('@nestjs/testing')
+    const { LayercacheModule } = await import('../src')
+    const moduleRef = await Test.createTestingModule({
+      imports: [LayercacheModule.forRoot({ stack: app!.stack })],
+      providers: [Lookup],
+    }).compile()
+    await moduleRef.init()
+    const lookup = moduleRef.get(Lookup)
+    const thrown = lookup.find(-1)
+    expect(thrown).toBeInstanceOf(Promise)
+    await expect(thrown).rejects.toBeInstanceOf(RangeError)
+    await expect(lookup.find(0)).rejects.toBeInstanceOf(InvalidOptionError) // the stack refuses the tag
+    expect(runs).toBe(0)
+    expect(await lookup.find(3)).toBe(3)
+    await moduleRef.close()
+  })
+
   it('outside Nest the method runs as written, uncached', async () => {
     const db = new ProductsDb()
     const service = new ProductService(db)
