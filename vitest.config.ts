@@ -47,6 +47,8 @@ export default defineConfig({
       project('express'),
       project('fastify'),
       project('hono'),
+      project('keyv'),
+      project('nestjs'),
       {
         extends: true,
         test: { name: 'examples', include: ['examples/*/test/**/*.test.ts'], maxWorkers: waiting },

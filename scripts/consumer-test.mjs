@@ -16,6 +16,7 @@
 //    - runs an ESM and a CommonJS script: same exports from both builds, a stampede loaded once, a tag
 //      invalidation, a signed bus carrying a delete to another stack's memory, all on a Redis it starts;
 //    - runs every README example and the quick start (compiled by tsc) against that Redis;
+//    - with the first ioredis major: the NestJS package's README example on the older NestJS major too;
 //    - runs the `layercache` bin (--help, and stats against that Redis);
 //    the runtime checks run with this Node, and with each `--node` major too (npm's `node` package).
 // Fails loudly: the first failing step stops the run with its output and a non-zero exit code.
@@ -40,6 +41,18 @@ const nodes = []
 const keep = args.includes('--keep')
 const build = !args.includes('--no-build')
 const PEER_RANGE = '^5.9.0 || ^6.0.0'
+// What the integration packages' README examples use besides their peers (npm installs those): cache-manager
+// for @layercache/keyv's, NestJS for @layercache/nestjs's (its newest major; the older one it supports is
+// checked after, see nestMajor).
+const NEST_MAJORS = ['12', '11']
+const INTEGRATION_PEERS = [
+  'cache-manager@7',
+  'keyv@5',
+  `@nestjs/common@${NEST_MAJORS[0]}`,
+  `@nestjs/core@${NEST_MAJORS[0]}`,
+  'reflect-metadata@0.2',
+  'rxjs@7',
+]
 const started = Date.now()
 
 const work = mkdtempSync(join(tmpdir(), 'layercache-consumer-'))
@@ -333,6 +346,9 @@ function writeConsumerFiles(project, quickStart) {
 
   const base = {
     strict: true,
+    // As a NestJS project has them (the @layercache/nestjs README example); nothing else uses decorators.
+    experimentalDecorators: true,
+    emitDecoratorMetadata: true,
     target: 'ES2022',
     lib: ['ES2023'],
     types: ['node'],
@@ -387,6 +403,7 @@ async function consumer(major, quickStart, typescriptVersion) {
       `ioredis@${major}`,
       `typescript@${typescriptVersion}`,
       '@types/node@20',
+      ...INTEGRATION_PEERS,
     ],
     { cwd: project },
   )
@@ -411,6 +428,42 @@ async function consumer(major, quickStart, typescriptVersion) {
   await runtime(project, `ioredis ${installed}, Node ${process.versions.node}`, process.execPath, url)
   for (const node of nodes)
     await runtime(project, `ioredis ${installed}, Node ${node.version}`, node.binary, url)
+  if (major === majors[0]) for (const nest of NEST_MAJORS.slice(1)) nestMajor(project, nest, url)
+}
+
+/**
+ * @layercache/nestjs's README example on another NestJS major its peer range allows: installs that major's
+ * @nestjs/common and @nestjs/core into the project, type-checks and compiles the example again, runs it.
+ */
+function nestMajor(project, nest, url) {
+  step(`NestJS ${nest}: the @layercache/nestjs README example, type-checked and run`)
+  run(
+    'npm',
+    [
+      'install',
+      '--no-audit',
+      '--no-fund',
+      '--loglevel=error',
+      `@nestjs/common@${nest}`,
+      `@nestjs/core@${nest}`,
+    ],
+    { cwd: project },
+  )
+  const version = JSON.parse(
+    readFileSync(join(project, 'node_modules', '@nestjs', 'core', 'package.json'), 'utf8'),
+  ).version
+  if (!version.startsWith(`${nest}.`)) fail(`asked for @nestjs/core ${nest}, got ${version}`)
+  const tsc = join(project, 'node_modules', '.bin', 'tsc')
+  run(tsc, ['-p', 'tsconfig.nodenext.json'], { cwd: project })
+  run(tsc, ['-p', 'tsconfig.emit.json'], { cwd: project })
+  for (const node of [{ version: process.versions.node, binary: process.execPath }, ...nodes]) {
+    run(node.binary, [join('out', 'readme-nestjs.js')], {
+      cwd: project,
+      env: { REDIS_URL: url },
+      quiet: true,
+    })
+    console.log(`    @nestjs/core ${version}, Node ${node.version}: readme-nestjs.js ok`)
+  }
 }
 
 /** Runs the scripts, the compiled README examples and the bin of `project` with one Node binary. */

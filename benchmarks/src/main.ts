@@ -14,11 +14,13 @@ import { expiryStorm } from './scenarios/expiry-storm'
 import { fleetStampede } from './scenarios/fleet-stampede'
 import { freshnessL1 } from './scenarios/freshness-l1'
 import { httpMiddleware } from './scenarios/http-middleware'
+import { keyvAdapter } from './scenarios/keyv-adapter'
 import { l1Heap } from './scenarios/l1-heap'
 import { l1Hit } from './scenarios/l1-hit'
 import { l2Concurrent } from './scenarios/l2-concurrent'
 import { l2Hit } from './scenarios/l2-hit'
 import { missAndDelete } from './scenarios/miss-delete'
+import { nestRoute } from './scenarios/nest-route'
 import { peersBus } from './scenarios/peers-bus'
 import { peersHits } from './scenarios/peers-hits'
 import { peersSet } from './scenarios/peers-set'
@@ -52,6 +54,8 @@ const SCENARIOS = [
   { name: 'Entity invalidation', run: entityInvalidation },
   { name: 'Diagnostics channels', run: diagnostics },
   { name: 'HTTP middleware, cached response', run: httpMiddleware },
+  { name: 'Keyv adapter (cache-manager)', run: keyvAdapter },
+  { name: 'NestJS route', run: nestRoute },
   // Against peer libraries (results/peers.md, peers.svg); BENCH_ONLY=peers runs only these.
   { name: 'Peers: hits', run: peersHits },
   { name: 'Peers: set throughput', run: peersSet },

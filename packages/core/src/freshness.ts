@@ -30,6 +30,7 @@ export interface FreshnessOptions {
   readonly shouldCache?: (value: unknown) => boolean
 }
 
+/** The names of FreshnessOptions, for code that checks options passed on to getOrSet (the NestJS decorators). */
 export const FRESHNESS_OPTIONS = [
   'staleWhileRevalidate',
   'staleIfError',

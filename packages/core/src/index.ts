@@ -80,7 +80,13 @@ export {
   WriteFencedError,
 } from './errors'
 export { type CacheEventListener, type CacheEventMap, type CacheEventName, CacheEvents } from './events'
-export { type FreshnessOptions, type FreshnessPolicy, judge, type Verdict } from './freshness'
+export {
+  FRESHNESS_OPTIONS,
+  type FreshnessOptions,
+  type FreshnessPolicy,
+  judge,
+  type Verdict,
+} from './freshness'
 export { type GenerationCleanupOptions, generationPrefix } from './generations'
 export {
   type BoundOptions,

@@ -1,0 +1,1 @@
+export { createKeyv, KeyvLayercache, type KeyvLayercacheOptions, type KeyvTagsFor } from './keyv-layercache'
