@@ -251,14 +251,16 @@ export interface ObservationSubscription {
   stop(): void
 }
 
-/** Observations waiting past this many are handed over at once instead of after the current I/O turn. */
+/** Observations waiting past this many are handed over at once. */
 const MAX_PENDING = 10_000
+/** How long observations may wait before they are handed over (an exporter's collection takes them first). */
+const FLUSH_EVERY_MS = 100
 
 /**
  * Subscribes `observe` to every histogram observation (`operation.done`). What both exporters share of the
  * channel side. A call only queues its message: decoding and the exporter's record (an SDK histogram
- * costs microseconds per record) run in one batch on the next `setImmediate`, off the caller's path and
- * while its next I/O is in flight, and at once when the exporter collects (`flush`).
+ * costs microseconds per record) run in one batch at most FLUSH_EVERY_MS later, off the caller's path, and
+ * at once when the exporter collects (`flush`), so a scrape still sees every call made before it.
  */
 export function subscribeObservations(observe: (observation: Observation) => void): ObservationSubscription {
   let pending: OperationDone[] = []
@@ -274,7 +276,7 @@ export function subscribeObservations(observe: (observation: Observation) => voi
     if (pending.length >= MAX_PENDING) flush()
     else if (!scheduled) {
       scheduled = true
-      setImmediate(flush).unref()
+      setTimeout(flush, FLUSH_EVERY_MS).unref()
     }
   }
   subscribe(PLAIN_CHANNELS.operationDone, listener)
