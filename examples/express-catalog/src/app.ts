@@ -1,7 +1,7 @@
 import { cacheResponses, ResponseCache } from '@layercache/express'
+import type { Catalog } from '@layercache/test-utils/example-catalog'
 import express, { type Express, type Request } from 'express'
 import type { CacheStack } from 'layercache'
-import type { Catalog } from './catalog'
 
 /**
  * The catalogue's routes. GET pages go through the response cache, tagged with what they show; the PUT

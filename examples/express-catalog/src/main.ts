@@ -14,11 +14,10 @@
  */
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
+import { Catalog, runStory } from '@layercache/test-utils/example-catalog'
 import { connectRedis } from '@layercache/test-utils/example-redis'
 import { CacheStack, MemoryLayer, RedisLayer } from 'layercache'
 import { createApp } from './app'
-import { Catalog } from './catalog'
-import { runStory } from './story'
 
 const redis = await connectRedis()
 if (redis.client === undefined) {

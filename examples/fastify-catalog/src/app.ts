@@ -1,7 +1,7 @@
 import { fastifyResponseCache, ResponseCache } from '@layercache/fastify'
+import type { Catalog } from '@layercache/test-utils/example-catalog'
 import Fastify from 'fastify'
 import type { CacheStack } from 'layercache'
-import type { Catalog } from './catalog'
 
 /**
  * The catalogue's routes. The plugin is registered first; GET routes opt in with `config.cache`, tagged

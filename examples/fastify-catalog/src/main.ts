@@ -12,11 +12,11 @@
  *
  * Redis: REDIS_URL, else a throwaway redis-server of its own. PORT picks the port (default: any free one).
  */
+
+import { Catalog, runStory } from '@layercache/test-utils/example-catalog'
 import { connectRedis } from '@layercache/test-utils/example-redis'
 import { CacheStack, MemoryLayer, RedisLayer } from 'layercache'
 import { createApp } from './app'
-import { Catalog } from './catalog'
-import { runStory } from './story'
 
 const redis = await connectRedis()
 if (redis.client === undefined) {

@@ -1,9 +1,8 @@
 import { getTestRedis } from '@layercache/test-utils'
+import { Catalog, runStory } from '@layercache/test-utils/example-catalog'
 import { CacheStack, MemoryLayer, RedisLayer } from 'layercache'
 import { expect, it } from 'vitest'
 import { createApp } from '../src/app'
-import { Catalog } from '../src/catalog'
-import { runStory } from '../src/story'
 
 it('examples/fastify-catalog: miss, hit, 304, one database read for a cold stampede, a write purges its pages', async () => {
   const redis = await getTestRedis()

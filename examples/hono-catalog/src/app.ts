@@ -1,7 +1,7 @@
 import { cacheResponses, ResponseCache } from '@layercache/hono'
+import type { Catalog } from '@layercache/test-utils/example-catalog'
 import { Hono } from 'hono'
 import type { CacheStack } from 'layercache'
-import type { Catalog } from './catalog'
 
 /**
  * The catalogue's routes. GET routes go through the response cache, tagged with what they show; the PUT
