@@ -119,7 +119,9 @@ export class BusLink implements BusListener {
     if (state.events.listening('unverified')) state.events.emit('unverified', { reason, detail })
   }
 
-  close(): void {
+  /** Stops hearing the bus, then closes it (its timers and subscription; the Redis clients stay open). */
+  async close(): Promise<void> {
     this.unsubscribe()
+    await this.bus.close?.()
   }
 }

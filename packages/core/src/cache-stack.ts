@@ -5,6 +5,7 @@ import { buildEntry, FRESHNESS_OPTIONS, type FreshnessOptions, judge, resolveFre
 import { type TagMatchMode, validatePattern } from './invalidation'
 import { DEPENDENCY_TAG, dependencyTag, Invalidator } from './invalidator'
 import type { CacheLayer, LayerWrite, LocalCacheLayer } from './layer'
+import { type CloseOptions, readCloseOptions } from './lifecycle'
 import type { Loader } from './load-runner'
 import { type LoadPlan, scopeTags } from './plan'
 import { type CacheStackOptions, LAYER_ERROR_MODES, type LayerErrorMode, StackState } from './stack-state'
@@ -21,6 +22,7 @@ import {
   MAX_KEY_LENGTH,
 } from './validation'
 
+export type { CloseOptions } from './lifecycle'
 export type { Loader } from './load-runner'
 export type { CacheStackOptions, GracefulDegradationOptions, LayerErrorMode } from './stack-state'
 
@@ -158,6 +160,7 @@ export class CacheStack {
 
   /** Like invalidateByTag for several tags: keys carrying `any` of them, or `all` of them. */
   async invalidateByTags(tags: readonly string[], mode: TagMatchMode = 'any'): Promise<number> {
+    this.state.lifecycle.assertOpen()
     const checked = assertTags(tags, Number.POSITIVE_INFINITY)
     if (checked === undefined) throw new InvalidOptionError('invalidateByTags needs at least one tag')
     assertOneOf(mode, TAG_MODES, 'tag match mode')
@@ -180,6 +183,7 @@ export class CacheStack {
    * set in Redis), so the cost follows the matches, not the keyspace.
    */
   async invalidateByPrefix(prefix: string): Promise<number> {
+    this.state.lifecycle.assertOpen()
     const checked = assertKeyPrefix(prefix)
     await this.state.generations?.confirm()
     const scope = this.state.keyspace + this.prefix + checked
@@ -196,6 +200,7 @@ export class CacheStack {
    * namespace is matched literally in front of the pattern, so it never reaches another tenant.
    */
   async invalidateByPattern(pattern: string): Promise<number> {
+    this.state.lifecycle.assertOpen()
     const checked = validatePattern(pattern)
     await this.state.generations?.confirm()
     const scope = this.state.keyspace + this.prefix
@@ -212,6 +217,7 @@ export class CacheStack {
    * removed. Returns the number of keys given plus what each group invalidation removed.
    */
   async invalidate(plan: InvalidationPlan): Promise<number> {
+    this.state.lifecycle.assertOpen()
     assertKnownOptions(plan, INVALIDATION_PLAN, 'invalidate')
     if (plan === undefined)
       throw new InvalidOptionError('invalidate expects { keys?, tags?, prefixes?, patterns? }')
@@ -243,6 +249,7 @@ export class CacheStack {
    * batches in the background). Needs the `generation` option.
    */
   async bumpGeneration(): Promise<number> {
+    this.state.lifecycle.assertOpen()
     const generations = this.state.generations
     if (generations === undefined) {
       throw new InvalidOptionError('bumpGeneration needs the CacheStack option `generation`')
@@ -263,6 +270,7 @@ export class CacheStack {
    * Returns the function that removes the warmer.
    */
   addWarmer<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): () => void {
+    this.state.lifecycle.assertOpen()
     assertKey(key)
     if (typeof loader !== 'function') throw new InvalidOptionError('addWarmer: loader must be a function')
     if (options !== undefined) this.planOf(options, GET_OR_SET_OPTIONS, 'addWarmer')
@@ -276,11 +284,13 @@ export class CacheStack {
    * every instance through Redis. Tags do the same with immediate removal; versions cost nothing on writes.
    */
   async keyVersion(name: string): Promise<number> {
+    this.state.lifecycle.assertOpen()
     return this.state.keyVersions.current(this.prefix + assertKey(name, 'version name'))
   }
 
   /** Moves `name` to its next version (Redis INCR) and returns it. */
   async bumpKeyVersion(name: string): Promise<number> {
+    this.state.lifecycle.assertOpen()
     const next = await this.state.keyVersions.bump(this.prefix + assertKey(name, 'version name'))
     if (this.state.events.listening('invalidate')) {
       this.state.events.emit('invalidate', { kind: 'version', name: this.prefix + name, version: next })
@@ -359,6 +369,7 @@ export class CacheStack {
   ): Promise<T | undefined> {
     try {
       assertKey(key)
+      this.state.lifecycle.assertOpen()
     } catch (error) {
       return Promise.reject(error)
     }
@@ -371,6 +382,7 @@ export class CacheStack {
   }
 
   async has(key: string, options?: ReadOptions): Promise<boolean> {
+    this.state.lifecycle.assertOpen()
     assertKey(key)
     assertKnownOptions(options, READ_OPTIONS, 'has')
     const mode = this.errorMode(options)
@@ -395,6 +407,7 @@ export class CacheStack {
   }
 
   async set<T>(key: string, value: T, options?: SetOptions): Promise<void> {
+    this.state.lifecycle.assertOpen()
     assertKey(key)
     assertKnownOptions(options, SET_OPTIONS, 'set')
     const ttl = assertTtl(options?.ttl) ?? this.state.defaultTtl
@@ -408,6 +421,7 @@ export class CacheStack {
   }
 
   async mset<T>(entries: readonly MsetEntry<T>[]): Promise<void> {
+    this.state.lifecycle.assertOpen()
     if (!Array.isArray(entries))
       throw new InvalidOptionError('mset expects an array of { key, value, ttl?, tags? }')
     // Validate everything before touching any layer: a rejected call changes nothing.
@@ -434,6 +448,7 @@ export class CacheStack {
 
   /** Removes the key from every layer, and every entry that depends on it (`dependsOn`), transitively. */
   async delete(key: string): Promise<void> {
+    this.state.lifecycle.assertOpen()
     assertKey(key)
     await this.inGeneration(async () => {
       const full = this.fullKey(key)
@@ -445,6 +460,7 @@ export class CacheStack {
   }
 
   async mdelete(keys: readonly string[]): Promise<void> {
+    this.state.lifecycle.assertOpen()
     if (!Array.isArray(keys)) throw new InvalidOptionError('mdelete expects an array of keys')
     for (const key of keys) assertKey(key)
     await this.inGeneration(async () => {
@@ -472,6 +488,7 @@ export class CacheStack {
   }
 
   async mget<T = unknown>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]> {
+    this.state.lifecycle.assertOpen()
     if (!Array.isArray(keys)) throw new InvalidOptionError('mget expects an array of keys')
     for (const key of keys) assertKey(key)
     assertKnownOptions(options, READ_OPTIONS, 'mget')
@@ -603,6 +620,7 @@ export class CacheStack {
   ): Promise<T> {
     const state = this.state
     assertKey(key)
+    state.lifecycle.assertOpen()
     if (state.generations?.pending) {
       await state.generations.ready
       return this.getOrSet(key, loader, options)
@@ -621,6 +639,7 @@ export class CacheStack {
    * the key in flight). For warmers and "this changed, recompute it" paths.
    */
   async refresh<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
+    this.state.lifecycle.assertOpen()
     assertKey(key)
     if (typeof loader !== 'function') throw new InvalidOptionError('refresh: loader must be a function')
     await this.generationKnown()
@@ -639,6 +658,7 @@ export class CacheStack {
    * failures are reported in the result.
    */
   async warm(entries: readonly WarmEntry[], options: WarmOptions = {}): Promise<WarmResult> {
+    this.state.lifecycle.assertOpen()
     if (!Array.isArray(entries))
       throw new InvalidOptionError('warm expects an array of { key, loader, options? }')
     assertKnownOptions(options, ['concurrency', 'force'], 'warm')
@@ -706,11 +726,27 @@ export class CacheStack {
   }
 
   /**
-   * Stops listening to the invalidation bus (the stack keeps working on its own layers). The bus and the
-   * Redis clients are the caller's to close.
+   * Shuts the stack down, once (later calls answer the same promise; namespace views share it): from the
+   * call on every method rejects with CacheClosedError; warmers stop; the in-process layers are emptied;
+   * loads still running (background refreshes, warmer refills, loads callers wait for) get
+   * `abandonAfter` ms to finish and write back, then are aborted (`ctx.signal`) with their write-back
+   * dropped; last, the invalidation bus and the single-flight coordinator given to the stack are closed.
+   * The Redis clients stay open: they are the caller's. Never rejects for a part failing to close (that
+   * is an `error` event with operation `close`); rejects only for bad options, having closed nothing.
    */
-  close(): void {
-    this.state.bus?.close()
+  close(options?: CloseOptions): Promise<void> {
+    let abandonAfter: number
+    try {
+      abandonAfter = readCloseOptions(options)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.state.lifecycle.close(this.state.closingSteps(), abandonAfter)
+  }
+
+  /** `await using cache = new CacheStack(…)`: close() with its defaults when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
   }
 
   on<K extends CacheEventName>(name: K, listener: CacheEventListener<K>): () => void {

@@ -2,6 +2,7 @@ export { bounded } from './bounded'
 export {
   CacheStack,
   type CacheStackOptions,
+  type CloseOptions,
   type GetOrSetOptions,
   type GracefulDegradationOptions,
   type InvalidationPlan,
@@ -41,6 +42,7 @@ export {
 } from './entry'
 export {
   asUnavailable,
+  CacheClosedError,
   CircuitOpenError,
   CorruptEntriesError,
   CorruptEntryError,

@@ -5,6 +5,7 @@ import { LoaderTimeoutError } from './errors'
 import { type FleetHost, FleetSingleFlight } from './fleet-single-flight'
 import { buildEntry, type FreshnessPolicy, judge, usableOnError } from './freshness'
 import type { CacheLayer, LocalCacheLayer } from './layer'
+import type { Lifecycle } from './lifecycle'
 import { LoadContext, type LoaderContext } from './loader-context'
 import { type LoadPlan, scopeTags } from './plan'
 import type { ReadThrough } from './read-through'
@@ -20,6 +21,8 @@ export interface LoadRunnerHost extends FleetHost {
   readonly flights: Map<string, Promise<unknown>>
   readonly errorThrottle: ErrorThrottle
   readonly coordinator: SingleFlightCoordinator | undefined
+  /** Knows every load running, so close() can let it finish or abandon it. */
+  readonly lifecycle: Pick<Lifecycle, 'track'>
   answerOf(entry: CacheEntry): unknown
   countMiss(full: string): void
   countStale(full: string, reason: 'revalidate' | 'error' | 'timeout'): void
@@ -97,10 +100,13 @@ export class LoadRunner {
       // An invalidation may have detached this flight and a newer one may own the key now.
       if (state.flights.get(full) === answer.promise) state.flights.delete(full)
     }
-    this.runLoad(full, key, loader, plan, current, mode, answer, detach).then(detach, (error: unknown) => {
+    const controller = new AbortController()
+    const run = this.runLoad(full, key, loader, plan, current, mode, answer, detach, controller)
+    run.then(detach, (error: unknown) => {
       detach()
       answer.reject(error)
     })
+    state.lifecycle.track(controller, run)
     return answer.promise
   }
 
@@ -139,6 +145,7 @@ export class LoadRunner {
     mode: 'load' | 'background' | 'force',
     answer: Answer<T>,
     detach: () => void,
+    controller: AbortController,
   ): Promise<void> {
     const state = this.state
     const policy = plan.policy
@@ -211,6 +218,7 @@ export class LoadRunner {
         plan.ttl,
         plan.tags,
         lease?.token,
+        controller,
       )
       let value: T
       // The snapshot must be in Redis before the loader reads the database (on a Cluster its commands

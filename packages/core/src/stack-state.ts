@@ -17,6 +17,7 @@ import { GuardedLayer } from './guarded-layer'
 import { InvalidationFence } from './invalidation-fence'
 import { KeyVersions } from './key-versions'
 import { type CacheLayer, isLocalLayer, type LocalCacheLayer } from './layer'
+import { type ClosingSteps, Lifecycle } from './lifecycle'
 import { LoadRunner } from './load-runner'
 import type { LoadPlan } from './plan'
 import { ReadThrough } from './read-through'
@@ -106,6 +107,8 @@ export class StackState {
   /** The plan of a getOrSet without options (resolved once). */
   readonly defaultPlan: LoadPlan
   readonly errorThrottle = new ErrorThrottle()
+  /** Open or closed, and the loads running (so close() can finish or abandon them). */
+  readonly lifecycle = new Lifecycle()
   /** Set once this process writes an entry with `dependsOn`. */
   dependenciesUsed = false
   private dependenciesSeen = false
@@ -243,6 +246,36 @@ export class StackState {
   /** Nothing in process memory can be trusted any more: empty the in-process layers, fence work in flight. */
   forgetLocalMemory(): void {
     this.gate.forgetAll(true)
+  }
+
+  /** What close() does to this stack's parts (see Lifecycle.close). */
+  closingSteps(): ClosingSteps {
+    return {
+      stopWarmers: () => this.warmers.stop(),
+      forgetMemory: (fence) => {
+        if (fence) this.gate.forgetAll(true)
+        else for (const layer of this.layers) if (isLocalLayer(layer)) layer.clear()
+      },
+      closeDistribution: async () => {
+        // Both are stopped whatever the other does; a failure is reported, closing goes on.
+        const closing = [
+          ['invalidationBus', () => this.bus?.close()],
+          ['singleFlightCoordinator', () => this.coordinator?.close?.()],
+        ] as const
+        await Promise.all(
+          closing.map(async ([part, close]) => {
+            try {
+              await close()
+            } catch (error) {
+              this.stats.errors++
+              if (this.events.listening('error')) {
+                this.events.emit('error', { operation: 'close', layer: part, error, handled: true })
+              }
+            }
+          }),
+        )
+      },
+    }
   }
 
   /** Keys an invalidation removed (as stored): refill the ones with a warmer. */
