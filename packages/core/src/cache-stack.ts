@@ -1,3 +1,4 @@
+import { readSignal, unlessAborted } from './cancellation'
 import { type CacheEntry, isFresh } from './entry'
 import { InvalidOptionError } from './errors'
 import type { CacheEventListener, CacheEventName } from './events'
@@ -55,8 +56,16 @@ const SET_OPTIONS = ['ttl', 'tags', 'dependsOn'] as const
 
 export interface GetOrSetOptions extends SetOptions, FreshnessOptions {
   readonly onLayerError?: LayerErrorMode
+  /**
+   * getOrSet and wrap only: aborting it stops this caller's wait (it rejects with the signal's reason,
+   * see abortError); the load goes on for the other callers, and stops (its `ctx.signal` aborts) once
+   * every caller waiting for it aborted. An already aborted signal rejects at once.
+   */
+  readonly signal?: AbortSignal
 }
 const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'dependsOn', 'onLayerError', ...FRESHNESS_OPTIONS] as const
+/** What a getOrSet call takes: a load's options and the caller's own signal. */
+const GET_OR_SET_CALL_OPTIONS = [...GET_OR_SET_OPTIONS, 'signal'] as const
 
 export interface WarmEntry<T = unknown> {
   readonly key: string
@@ -80,8 +89,10 @@ export interface WarmResult {
 
 export interface ReadOptions {
   readonly onLayerError?: LayerErrorMode
+  /** Aborting it stops this caller's wait with the signal's reason (see abortError); reads are not shared. */
+  readonly signal?: AbortSignal
 }
-const READ_OPTIONS = ['onLayerError'] as const
+const READ_OPTIONS = ['onLayerError', 'signal'] as const
 
 export interface MsetEntry<T = unknown> extends SetOptions {
   readonly key: string
@@ -92,7 +103,7 @@ export interface WrapOptions<A extends unknown[]> extends GetOrSetOptions {
   /** Builds the key suffix from the call's arguments; default `JSON.stringify(args)`. */
   readonly keyResolver?: (...args: A) => string
 }
-const WRAP_OPTIONS = ['keyResolver', ...GET_OR_SET_OPTIONS] as const
+const WRAP_OPTIONS = ['keyResolver', ...GET_OR_SET_CALL_OPTIONS] as const
 
 /**
  * The part of key validation a memory hit needs: type and length. The rest (control characters, the
@@ -351,6 +362,10 @@ export class CacheStack {
       if (options !== undefined) {
         assertKnownOptions(options, READ_OPTIONS, 'get')
         mode = this.errorMode(options)
+        if (readSignal(options.signal, 'get')?.aborted) {
+          this.state.lifecycle.assertOpen()
+          return unlessAborted(Promise.resolve(undefined), options.signal!)
+        }
       }
       const hit = this.memoryHit(full)
       if (hit !== undefined) return hit as Promise<T | undefined>
@@ -375,16 +390,19 @@ export class CacheStack {
     }
     const state = this.state
     // A new instance learns the fleet's generation before its first remote read (keys depend on it).
-    if (state.generations?.pending) return state.generations.ready.then(() => this.get<T>(key, options))
-    return state.reads.readThrough(full, state.l1 === undefined ? 0 : 1, mode, false) as Promise<
-      T | undefined
-    >
+    const read: Promise<T | undefined> = state.generations?.pending
+      ? state.generations.ready.then(() => this.get<T>(key, options))
+      : (state.reads.readThrough(full, state.l1 === undefined ? 0 : 1, mode, false) as Promise<T | undefined>)
+    const signal = options?.signal
+    return signal === undefined ? read : unlessAborted(read, signal)
   }
 
   async has(key: string, options?: ReadOptions): Promise<boolean> {
     this.state.lifecycle.assertOpen()
     assertKey(key)
     assertKnownOptions(options, READ_OPTIONS, 'has')
+    const signal = readSignal(options?.signal, 'has')
+    if (signal !== undefined) return unlessAborted(this.has(key, { ...options, signal: undefined }), signal)
     const mode = this.errorMode(options)
     await this.generationKnown()
     const full = this.fullKey(key)
@@ -492,6 +510,9 @@ export class CacheStack {
     if (!Array.isArray(keys)) throw new InvalidOptionError('mget expects an array of keys')
     for (const key of keys) assertKey(key)
     assertKnownOptions(options, READ_OPTIONS, 'mget')
+    const signal = readSignal(options?.signal, 'mget')
+    if (signal !== undefined)
+      return unlessAborted(this.mget<T>(keys, { ...options, signal: undefined }), signal)
     await this.generationKnown()
     const fulls = keys.map((key) => this.fullKey(key))
     const mode = this.errorMode(options)
@@ -568,7 +589,12 @@ export class CacheStack {
     try {
       full = this.fullKey(hitPathKey(key))
       if (typeof loader !== 'function') throw new InvalidOptionError('getOrSet: loader must be a function')
-      plan = options === undefined ? this.defaultPlan : this.planOf(options, GET_OR_SET_OPTIONS, 'getOrSet')
+      plan =
+        options === undefined ? this.defaultPlan : this.planOf(options, GET_OR_SET_CALL_OPTIONS, 'getOrSet')
+      if (readSignal(options?.signal, 'getOrSet')?.aborted) {
+        this.state.lifecycle.assertOpen()
+        return unlessAborted(Promise.resolve(undefined as T), options!.signal!)
+      }
     } catch (error) {
       return Promise.reject(error)
     }
@@ -626,12 +652,13 @@ export class CacheStack {
       return this.getOrSet(key, loader, options)
     }
     const inFlight = state.flights.get(full)
+    const signal = options?.signal
     if (inFlight !== undefined) {
       state.stats.coalesced++
       if (state.events.listening('coalesced')) state.events.emit('coalesced', { key: full })
-      return inFlight as Promise<T>
+      return state.waiters.join(inFlight as Promise<T>, signal)
     }
-    return state.loads.startLoad(full, key, loader, plan, fallback, 'load')
+    return state.waiters.first(full, state.loads.startLoad(full, key, loader, plan, fallback, 'load'), signal)
   }
 
   /**
@@ -718,7 +745,8 @@ export class CacheStack {
     if (keyResolver !== undefined && typeof keyResolver !== 'function') {
       throw new InvalidOptionError('wrap: keyResolver must be a function')
     }
-    this.planOf(loadOptions, GET_OR_SET_OPTIONS, 'wrap')
+    this.planOf(loadOptions, GET_OR_SET_CALL_OPTIONS, 'wrap')
+    readSignal(loadOptions.signal, 'wrap')
     return async (...args: A): Promise<Awaited<R>> => {
       const suffix = keyResolver ? keyResolver(...args) : JSON.stringify(args)
       return this.getOrSet(`${prefix}:${suffix}`, () => fn(...args), loadOptions) as Promise<Awaited<R>>

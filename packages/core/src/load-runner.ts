@@ -1,3 +1,4 @@
+import type { Waiters } from './cancellation'
 import type { SingleFlightCoordinator, SingleFlightLease } from './distribution'
 import { type CacheEntry, isFresh } from './entry'
 import type { ErrorThrottle } from './error-throttle'
@@ -23,6 +24,8 @@ export interface LoadRunnerHost extends FleetHost {
   readonly coordinator: SingleFlightCoordinator | undefined
   /** Knows every load running, so close() can let it finish or abandon it. */
   readonly lifecycle: Pick<Lifecycle, 'track'>
+  /** Learns each load's controller, to abort it once every caller waiting for it aborted. */
+  readonly waiters: Pick<Waiters, 'started'>
   answerOf(entry: CacheEntry): unknown
   countMiss(full: string): void
   countStale(full: string, reason: 'revalidate' | 'error' | 'timeout'): void
@@ -107,6 +110,7 @@ export class LoadRunner {
       answer.reject(error)
     })
     state.lifecycle.track(controller, run)
+    state.waiters.started(answer.promise, controller)
     return answer.promise
   }
 

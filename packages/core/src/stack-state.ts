@@ -1,4 +1,5 @@
 import { BusLink, readBusOption } from './bus-link'
+import { Waiters } from './cancellation'
 import { type CircuitState, type GracefulDegradationOptions, readDegradationOption } from './circuit-breaker'
 import type { InvalidationBus, SingleFlightCoordinator } from './distribution'
 import type { CacheEntry } from './entry'
@@ -101,6 +102,8 @@ export class StackState {
   readonly events = new CacheEvents()
   readonly fence = new InvalidationFence()
   readonly flights = new Map<string, Promise<unknown>>()
+  /** Who waits for each load, so a load every waiter aborted is stopped. */
+  readonly waiters = new Waiters(this.flights)
   readonly defaultTtl: number | undefined
   readonly onLayerError: LayerErrorMode
   readonly freshnessDefaults: FreshnessOptions
