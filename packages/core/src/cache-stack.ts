@@ -255,6 +255,36 @@ export class CacheStack {
   }
 
   /**
+   * Soft invalidation: marks `key` (in this namespace) stale in every layer without removing it, on every
+   * instance. Reads that want fresh values (get, mget, getOrSet without a stale window) miss it at once;
+   * getOrSet with `staleWhileRevalidate` or `staleIfError` may still answer it while its reload runs, for
+   * as long as the window (counted from now) and the entry's TTL allow. A hard invalidation afterwards
+   * removes it like any entry. Loads of the key in flight do not write back. Dependents are untouched.
+   */
+  async expire(key: string): Promise<void> {
+    this.state.lifecycle.assertOpen()
+    assertKey(key)
+    await this.inGeneration(async () => {
+      await this.state.expiry.keys([this.fullKey(key)])
+    })
+  }
+
+  /** Soft invalidation (see expire) of every entry tagged with `tag` in this namespace; returns how many. */
+  async expireByTag(tag: string): Promise<number> {
+    this.state.lifecycle.assertOpen()
+    const checked = assertTags([tag], Number.POSITIVE_INFINITY)!
+    return this.state.expiry.tagged(scopeTags(checked, this.prefix)!, 'any')
+  }
+
+  /** Soft invalidation (see expire) of every entry whose key starts with `prefix` in this namespace. */
+  async expireByPrefix(prefix: string): Promise<number> {
+    this.state.lifecycle.assertOpen()
+    const checked = assertKeyPrefix(prefix)
+    await this.state.generations?.confirm()
+    return this.state.expiry.matching({ scope: this.state.keyspace + this.prefix + checked })
+  }
+
+  /**
    * Moves every instance sharing the Redis layer to a new, empty generation at once and returns its
    * number; keys of the old one are never read again (and, with `generationCleanup`, are removed in
    * batches in the background). Needs the `generation` option.

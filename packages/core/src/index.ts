@@ -95,6 +95,7 @@ export {
   type MaybePromise,
 } from './layer'
 export type { LoaderContext } from './loader-context'
+export { markedStale } from './soft-expiry'
 export type { CacheStats, LayerStats } from './stats'
 export {
   assertCacheableValue,

@@ -22,6 +22,7 @@ import { type ClosingSteps, Lifecycle } from './lifecycle'
 import { LoadRunner } from './load-runner'
 import type { LoadPlan } from './plan'
 import { ReadThrough } from './read-through'
+import { SoftExpiry } from './soft-expiry'
 import { StatsCollector } from './stats'
 import { assertKnownOptions, assertOneOf, assertTtl } from './validation'
 import { Warmers } from './warmers'
@@ -92,6 +93,8 @@ export class StackState {
   /** The one place deciding whether a value may reach a layer, and the one local invalidation. */
   readonly gate: WriteGate
   readonly loads: LoadRunner
+  /** Soft invalidation: expire, expireByTag, expireByPrefix. */
+  readonly expiry: SoftExpiry
   /** The layers the stack calls: with gracefulDegradation, remote ones behind their circuit breakers. */
   readonly layers: readonly CacheLayer[]
   /** The layers as the caller gave them. */
@@ -210,6 +213,7 @@ export class StackState {
     })
     this.reads = new ReadThrough(this)
     this.loads = new LoadRunner(this)
+    this.expiry = new SoftExpiry(this)
     const bus = readBusOption(options.invalidationBus)
     if (options.broadcastL1Invalidation !== undefined && typeof options.broadcastL1Invalidation !== 'boolean')
       throw new InvalidOptionError('broadcastL1Invalidation must be a boolean')
