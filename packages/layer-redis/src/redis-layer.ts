@@ -352,6 +352,10 @@ export class RedisLayer implements CacheLayer, RedisIO {
   async expireKeys(keys: readonly string[]): Promise<string[]> {
     for (const key of keys) refuseReserved(key)
     const fulls = keys.map((key) => this.prefix + key)
+    // The fences move before the entries are read: a load's write-back landing between the read and the
+    // marking would make the marking fail as if a newer value had come, and stay fresh. (The tag and
+    // prefix expiries move their epochs and log before they read, for the same reason.)
+    await this.keyIndex.countDeletes(fulls)
     const marked = await this.markStale('expire', fulls)
     return keys.filter((_, i) => marked[i])
   }

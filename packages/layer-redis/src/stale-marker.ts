@@ -3,12 +3,15 @@ import { markedStale } from '@layercache/core'
 import { LuaScript } from './lua-script'
 
 /**
- * Marks one stored entry stale in place (soft invalidation). First bumps the key's fence counter (KEYS[2],
- * in the value's slot, living ARGV[3] ms), so a load of the key that began earlier, on any instance, does
+ * Marks one stored entry stale in place (soft invalidation). Bumps the key's fence counter (KEYS[2], in
+ * the value's slot, living ARGV[3] ms), so a load of the key that began earlier, on any instance, does
  * not write its value back over the expiry. Then, with a new payload (ARGV[2] not empty), replaces the
- * value (KEYS[1]) only if it still holds ARGV[1], the bytes it was read as, keeping its TTL: a value
- * changed or removed meanwhile is newer than the expiry and stays as it is, and a removed one is never
- * written back. Answers 1 when it marked the entry, else 0. A key of another type answers 0.
+ * value (KEYS[1]) only if it still holds ARGV[1], the bytes it was read as, keeping its TTL; a removed
+ * key is never written back. The caller must have moved the fences loads compare (this key's counter,
+ * or the tags' epochs, or the group log) before it read the entry: then whatever changed the key since
+ * the read is a plain write or a removal, newer than the expiry, and is left as it is (a load's
+ * write-back landing in between would otherwise stay fresh: the history checker found that). Answers 1
+ * when it marked the entry, else 0. A key of another type answers 0.
  */
 const MARK_STALE = new LuaScript(`
 redis.call('INCR', KEYS[2])

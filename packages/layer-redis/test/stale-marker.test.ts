@@ -87,3 +87,29 @@ it('moves the key fence even when nothing is stored, so a load that began before
   ).rejects.toMatchObject({ code: 'WRITE_FENCED' })
   expect(await layer.get('k')).toBeUndefined()
 })
+
+it('a load’s write-back landing between the read and the marking is refused, not left fresh', async () => {
+  // Found by the history checker (standalone-faults, seeds 10 and 17): the expiry read the key, a load
+  // that began before the expiry wrote its value back, the marking saw another value and stood back, and
+  // the loaded value stayed fresh. expireKeys moves the key's fence before it reads.
+  const prefix = `${redis.keyPrefix}mark${++n}`
+  const layer = new RedisLayer({ client, prefix })
+  const loader = new RedisLayer({ client: other, prefix })
+  await layer.prepareWrites([{ key: 'k', entry: { value: 'cached', expiresAt: 0 } }])()
+  const fences = new Map([[loader.name, await loader.fenceSnapshot('k', undefined)]])
+  let writeBack: Promise<unknown> | undefined
+  const internals = layer as unknown as { staleMarker: StaleMarker }
+  internals.staleMarker = markerWith(layer, async () => {
+    writeBack = Promise.resolve(
+      loader.prepareWrites([
+        { key: 'k', entry: { value: 'loaded before', expiresAt: 0 }, options: { fences } },
+      ])(),
+    ).catch((error: unknown) => error)
+    await writeBack
+  })
+  await layer.expireKeys(['k'])
+  expect(await writeBack).toMatchObject({ code: 'WRITE_FENCED' })
+  const entry = await layer.get('k')
+  expect(entry?.value).toBe('cached')
+  expect(entry?.expired).toBe(true)
+})
