@@ -9,6 +9,7 @@ import type { CacheLayer, LayerWrite, LocalCacheLayer } from './layer'
 import { type CloseOptions, readCloseOptions } from './lifecycle'
 import type { Loader } from './load-runner'
 import { type LoadPlan, scopeTags } from './plan'
+import { loadValidated, readSchema, readValidated, type StandardSchemaV1 } from './schema'
 import { type CacheStackOptions, LAYER_ERROR_MODES, type LayerErrorMode, StackState } from './stack-state'
 import type { CacheStats } from './stats'
 import {
@@ -62,10 +63,16 @@ export interface GetOrSetOptions extends SetOptions, FreshnessOptions {
    * every caller waiting for it aborted. An already aborted signal rejects at once.
    */
   readonly signal?: AbortSignal
+  /**
+   * getOrSet and wrap only: a Standard Schema (zod, valibot, arktype…) the value must pass. A cached value
+   * it refuses is a counted miss and is reloaded; the loader's value must pass before it is cached (else
+   * SchemaMismatchError). The answer is the schema's output.
+   */
+  readonly schema?: StandardSchemaV1
 }
 const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'dependsOn', 'onLayerError', ...FRESHNESS_OPTIONS] as const
 /** What a getOrSet call takes: a load's options and the caller's own signal. */
-const GET_OR_SET_CALL_OPTIONS = [...GET_OR_SET_OPTIONS, 'signal'] as const
+const GET_OR_SET_CALL_OPTIONS = [...GET_OR_SET_OPTIONS, 'signal', 'schema'] as const
 
 export interface WarmEntry<T = unknown> {
   readonly key: string
@@ -91,8 +98,14 @@ export interface ReadOptions {
   readonly onLayerError?: LayerErrorMode
   /** Aborting it stops this caller's wait with the signal's reason (see abortError); reads are not shared. */
   readonly signal?: AbortSignal
+  /**
+   * get and mget: a Standard Schema (zod, valibot, arktype…) the cached value must pass; one it refuses
+   * is a counted miss (`schemaMismatches`, a `schemaMismatch` event). The answer is the schema's output.
+   */
+  readonly schema?: StandardSchemaV1
 }
-const READ_OPTIONS = ['onLayerError', 'signal'] as const
+const READ_OPTIONS = ['onLayerError', 'signal', 'schema'] as const
+const HAS_OPTIONS = ['onLayerError', 'signal'] as const
 
 export interface MsetEntry<T = unknown> extends SetOptions {
   readonly key: string
@@ -377,6 +390,11 @@ export class CacheStack {
 
   // Not `async`: a hit answers with a resolved promise and no async frame, a miss hands back the
   // read-through's own promise instead of wrapping it in another.
+  get<S extends StandardSchemaV1>(
+    key: string,
+    options: ReadOptions & { readonly schema: S },
+  ): Promise<StandardSchemaV1.InferOutput<S> | undefined>
+  get<T = unknown>(key: string, options?: ReadOptions): Promise<T | undefined>
   get<T = unknown>(key: string, options?: ReadOptions): Promise<T | undefined> {
     // The hot path, kept small so it inlines into callers: no options, a key memory can hold.
     if (options === undefined && isHitPathKey(key)) {
@@ -392,6 +410,12 @@ export class CacheStack {
       if (options !== undefined) {
         assertKnownOptions(options, READ_OPTIONS, 'get')
         mode = this.errorMode(options)
+        const schema = readSchema(options.schema, 'get')
+        if (schema !== undefined) {
+          const read = this.get<unknown>(key, { ...options, schema: undefined })
+          const mismatch = (issues: readonly unknown[]) => this.state.schemaMismatch(full, issues)
+          return readValidated(read, schema, mismatch) as Promise<T | undefined>
+        }
         if (readSignal(options.signal, 'get')?.aborted) {
           this.state.lifecycle.assertOpen()
           return unlessAborted(Promise.resolve(undefined), options.signal!)
@@ -430,7 +454,7 @@ export class CacheStack {
   async has(key: string, options?: ReadOptions): Promise<boolean> {
     this.state.lifecycle.assertOpen()
     assertKey(key)
-    assertKnownOptions(options, READ_OPTIONS, 'has')
+    assertKnownOptions(options, HAS_OPTIONS, 'has')
     const signal = readSignal(options?.signal, 'has')
     if (signal !== undefined) return unlessAborted(this.has(key, { ...options, signal: undefined }), signal)
     const mode = this.errorMode(options)
@@ -535,11 +559,36 @@ export class CacheStack {
     return [...(scoped ?? []), ...dependencies]
   }
 
+  mget<S extends StandardSchemaV1>(
+    keys: readonly string[],
+    options: ReadOptions & { readonly schema: S },
+  ): Promise<(StandardSchemaV1.InferOutput<S> | undefined)[]>
+  mget<T = unknown>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]>
+  mget<S extends StandardSchemaV1>(
+    keys: readonly string[],
+    options: ReadOptions & { readonly schema: S },
+  ): Promise<(StandardSchemaV1.InferOutput<S> | undefined)[]>
+  mget<T = unknown>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]>
   async mget<T = unknown>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]> {
     this.state.lifecycle.assertOpen()
     if (!Array.isArray(keys)) throw new InvalidOptionError('mget expects an array of keys')
     for (const key of keys) assertKey(key)
     assertKnownOptions(options, READ_OPTIONS, 'mget')
+    const schema = readSchema(options?.schema, 'mget')
+    if (schema !== undefined) {
+      const values = this.mget<unknown>(keys, { ...options, schema: undefined })
+      return Promise.all(
+        keys.map((key, i) => {
+          const mismatch = (issues: readonly unknown[]) =>
+            this.state.schemaMismatch(this.fullKey(key), issues)
+          return readValidated(
+            values.then((all) => all[i]),
+            schema,
+            mismatch,
+          )
+        }),
+      ) as Promise<(T | undefined)[]>
+    }
     const signal = readSignal(options?.signal, 'mget')
     if (signal !== undefined)
       return unlessAborted(this.mget<T>(keys, { ...options, signal: undefined }), signal)
@@ -609,6 +658,12 @@ export class CacheStack {
    * Freshness options (stale-while-revalidate, stale-if-error, timeouts, early refresh) apply here.
    */
   // Not `async`: a memory hit answers with a resolved promise and no async frame, like `get`.
+  getOrSet<S extends StandardSchemaV1>(
+    key: string,
+    loader: Loader<StandardSchemaV1.InferInput<S>>,
+    options: GetOrSetOptions & { readonly schema: S },
+  ): Promise<StandardSchemaV1.InferOutput<S>>
+  getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T>
   getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
     // The hot path, kept small so it inlines into callers: no options, a key memory can hold.
     if (options === undefined && isHitPathKey(key) && typeof loader === 'function') {
@@ -621,6 +676,8 @@ export class CacheStack {
       if (typeof loader !== 'function') throw new InvalidOptionError('getOrSet: loader must be a function')
       plan =
         options === undefined ? this.defaultPlan : this.planOf(options, GET_OR_SET_CALL_OPTIONS, 'getOrSet')
+      const schema = readSchema(options?.schema, 'getOrSet')
+      if (schema !== undefined) return this.getOrLoadValidated(key, full, loader, schema, options!)
       if (readSignal(options?.signal, 'getOrSet')?.aborted) {
         this.state.lifecycle.assertOpen()
         return unlessAborted(Promise.resolve(undefined as T), options!.signal!)
@@ -629,6 +686,31 @@ export class CacheStack {
       return Promise.reject(error)
     }
     return this.getOrLoad(key, full, loader, plan, options)
+  }
+
+  /**
+   * getOrSet with a schema: the load and the loader checked by it; a cached value it refuses is reloaded
+   * through refresh (single-flighted), under the caller's signal.
+   */
+  private getOrLoadValidated<T>(
+    key: string,
+    full: string,
+    loader: Loader<T>,
+    schema: StandardSchemaV1,
+    options: GetOrSetOptions,
+  ): Promise<T> {
+    const { schema: _schema, signal, ...refreshOptions } = options
+    return loadValidated(
+      key,
+      schema,
+      loader,
+      (checked) => this.getOrSet(key, checked, { ...options, schema: undefined }),
+      (checked) => {
+        const reload = this.refresh(key, checked, refreshOptions)
+        return signal === undefined ? reload : unlessAborted(reload, signal)
+      },
+      (issues) => this.state.schemaMismatch(full, issues),
+    ) as Promise<T>
   }
 
   /** getOrSet once its arguments are checked: a memory hit, judged for freshness, or a load. */
@@ -777,6 +859,7 @@ export class CacheStack {
     }
     this.planOf(loadOptions, GET_OR_SET_CALL_OPTIONS, 'wrap')
     readSignal(loadOptions.signal, 'wrap')
+    readSchema(loadOptions.schema, 'wrap')
     return async (...args: A): Promise<Awaited<R>> => {
       const suffix = keyResolver ? keyResolver(...args) : JSON.stringify(args)
       return this.getOrSet(`${prefix}:${suffix}`, () => fn(...args), loadOptions) as Promise<Awaited<R>>

@@ -334,6 +334,13 @@ export class StackState {
     }
   }
 
+  /** A cached value a read's schema refused: a miss of that read, counted and emitted. */
+  schemaMismatch(full: string, issues: readonly unknown[]): void {
+    this.stats.schemaMismatches++
+    this.countMiss(full)
+    if (this.events.listening('schemaMismatch')) this.events.emit('schemaMismatch', { key: full, issues })
+  }
+
   /** Records a layer failure; rethrows it as a typed error unless the caller chose to bypass the layer. */
   layerFailed(
     layerIndex: number,
