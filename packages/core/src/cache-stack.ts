@@ -1,3 +1,4 @@
+import { BatchLoad, type BatchLoader } from './batch-load'
 import { readSignal, unlessAborted } from './cancellation'
 import { type CacheEntry, isFresh } from './entry'
 import { InvalidOptionError } from './errors'
@@ -24,6 +25,7 @@ import {
   MAX_KEY_LENGTH,
 } from './validation'
 
+export type { BatchLoader, BatchLoaderContext } from './batch-load'
 export type { CloseOptions } from './lifecycle'
 export type { Loader } from './load-runner'
 export type { CacheStackOptions, GracefulDegradationOptions, LayerErrorMode } from './stack-state'
@@ -771,6 +773,47 @@ export class CacheStack {
       return state.waiters.join(inFlight as Promise<T>, signal)
     }
     return state.waiters.first(full, state.loads.startLoad(full, key, loader, plan, fallback, 'load'), signal)
+  }
+
+  /**
+   * getOrSet for many keys, with one call of `loadMissing` for all the keys no layer has (DataLoader
+   * style): answers the values in the order of `keys` (`undefined` where the loader gave nothing). Each key
+   * is single-flighted like a getOrSet: a key already loading joins that load, and a getOrSet of one of
+   * these keys made meanwhile joins this batch's load. The keys memory lacks are read from Redis together.
+   * Options (ttl, tags, freshness, signal, schema) apply to every key; the loader can set a key's TTL and
+   * tags through its context. Races with invalidations are those of getOrSet, key by key.
+   */
+  async getOrSetMany<T>(
+    keys: readonly string[],
+    loadMissing: BatchLoader<T>,
+    options?: GetOrSetOptions,
+  ): Promise<(T | undefined)[]> {
+    this.state.lifecycle.assertOpen()
+    if (!Array.isArray(keys)) throw new InvalidOptionError('getOrSetMany expects an array of keys')
+    for (const key of keys) assertKey(key)
+    if (typeof loadMissing !== 'function')
+      throw new InvalidOptionError('getOrSetMany: loadMissing must be a function')
+    if (options !== undefined) {
+      this.planOf(options, GET_OR_SET_CALL_OPTIONS, 'getOrSetMany')
+      readSignal(options.signal, 'getOrSetMany')
+      readSchema(options.schema, 'getOrSetMany')
+    }
+    await this.generationKnown()
+    const unique = [...new Set(keys)]
+    // A key already loading joins that load: the batch does not wait for it.
+    const expected = new Set(unique.filter((key) => !this.state.flights.has(this.fullKey(key))))
+    const batch = new BatchLoad<T>(loadMissing, expected)
+    const answers = new Map(
+      unique.map((key) => {
+        const answer = this.getOrSet<T | undefined>(key, batch.loaderFor(key), options)
+        answer.then(
+          () => batch.settled(key),
+          () => batch.settled(key),
+        )
+        return [key, answer] as const
+      }),
+    )
+    return Promise.all(keys.map((key) => answers.get(key)!))
   }
 
   /**

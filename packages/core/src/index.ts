@@ -1,5 +1,7 @@
 export { bounded } from './bounded'
 export {
+  type BatchLoader,
+  type BatchLoaderContext,
   CacheStack,
   type CacheStackOptions,
   type CloseOptions,
