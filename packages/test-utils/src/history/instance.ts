@@ -338,6 +338,18 @@ export class HistoryInstance {
           const values = await this.stack.mget(op.keys)
           return { ok: true, observed: values.map((value, i) => observe(value, op.rows[i]!)) }
         }
+        case 'getOrSetMany': {
+          // One database read per missing key, in parallel; each key tagged as a getOrSet would tag it.
+          const values = await this.stack.getOrSetMany(op.keys, (keys, ctx) =>
+            Promise.all(
+              keys.map((key) => {
+                ctx.setTags(key, tagsOf(key))
+                return this.#loadRow(key, op.kind, op.loader)
+              }),
+            ),
+          )
+          return { ok: true, observed: values.map((value, i) => observe(value, op.rows[i]!)) }
+        }
         case 'getEntity':
           return { ok: true, observed: [observe(await this.entities.getEntity(ENTITY_TYPE, key), row)] }
         case 'getOrLoadEntity': {

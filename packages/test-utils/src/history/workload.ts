@@ -54,6 +54,7 @@ export type ReadKind =
   | 'staleWhileRevalidate'
   | 'refreshAhead'
   | 'mget'
+  | 'getOrSetMany'
   | 'getEntity'
   | 'getOrLoadEntity'
 
@@ -154,6 +155,7 @@ export const DEFAULT_WEIGHTS: Readonly<Record<OpKind, number>> = {
   staleWhileRevalidate: 4,
   refreshAhead: 4,
   mget: 5,
+  getOrSetMany: 4,
   getEntity: 4,
   getOrLoadEntity: 5,
   delete: 5,
@@ -244,7 +246,8 @@ export class Workload {
         return read([key], [key])
       case 'getOrSetSlow':
         return read([key], [key], true)
-      case 'mget': {
+      case 'mget':
+      case 'getOrSetMany': {
         const picked = random.sample(keys, random.int(2, 4))
         return read(picked, picked)
       }
