@@ -97,7 +97,7 @@ export {
   type MaybePromise,
 } from './layer'
 export type { LoaderContext } from './loader-context'
-export { SchemaMismatchError, type StandardSchemaV1 } from './schema'
+export { SchemaMismatchError } from './schema'
 export { markedStale } from './soft-expiry'
 export type { CacheStats, LayerStats } from './stats'
 export {

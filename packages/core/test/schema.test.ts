@@ -1,10 +1,5 @@
-import {
-  type CacheEventMap,
-  CacheStack,
-  InvalidOptionError,
-  SchemaMismatchError,
-  type StandardSchemaV1,
-} from '@layercache/core'
+import { type CacheEventMap, CacheStack, InvalidOptionError, SchemaMismatchError } from '@layercache/core'
+import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { type } from 'arktype'
 import * as v from 'valibot'
 import { describe, expect, expectTypeOf, it } from 'vitest'
