@@ -150,9 +150,7 @@ export class BusLink implements BusListener {
     }
   }
 
-  /** Stops hearing the bus, then closes it (its timers and subscription; the Redis clients stay open). */
-  async close(): Promise<void> {
+  close(): void {
     this.unsubscribe()
-    await this.bus.close?.()
   }
 }

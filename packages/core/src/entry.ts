@@ -22,15 +22,10 @@ export interface CacheEntry<T = unknown> {
    * undefined), `false` for a cached `null` from the loader. Either way the read counts a negative hit.
    */
   readonly absent?: boolean | undefined
-  /**
-   * Set by a soft invalidation (`expire`, `expireByTag`, `expireByPrefix`): the entry is stale whatever the
-   * reader's clock says; `freshUntil` (when it was expired, at the latest) starts its stale windows.
-   */
-  readonly expired?: true | undefined
 }
 
 /** The optional fields above, as layers that serialise entries store them. */
-export type EntryMeta = Pick<CacheEntry, 'freshUntil' | 'createdAt' | 'loadMs' | 'absent' | 'expired'>
+export type EntryMeta = Pick<CacheEntry, 'freshUntil' | 'createdAt' | 'loadMs' | 'absent'>
 
 export const ENTRY_FORMAT_VERSION = 1
 
@@ -44,7 +39,7 @@ export function isExpired(entry: CacheEntry, now: number): boolean {
 
 /** Fresh entries are served as they are; reading the (coarse) clock only when the entry has a soft expiry. */
 export function isFresh(entry: CacheEntry): boolean {
-  return entry.freshUntil === undefined || (entry.freshUntil > coarseNow() && entry.expired !== true)
+  return entry.freshUntil === undefined || entry.freshUntil > coarseNow()
 }
 
 /** Copies the optional fields of `from` (for layers that rebuild an entry around a copied value). */
@@ -53,18 +48,11 @@ export function entryMeta(from: CacheEntry): EntryMeta | undefined {
     from.freshUntil === undefined &&
     from.createdAt === undefined &&
     from.loadMs === undefined &&
-    from.absent === undefined &&
-    from.expired === undefined
+    from.absent === undefined
   ) {
     return undefined
   }
-  return {
-    freshUntil: from.freshUntil,
-    createdAt: from.createdAt,
-    loadMs: from.loadMs,
-    absent: from.absent,
-    expired: from.expired,
-  }
+  return { freshUntil: from.freshUntil, createdAt: from.createdAt, loadMs: from.loadMs, absent: from.absent }
 }
 
 /** Milliseconds the entry still has; `undefined` when it never expires, 0 when it already has. */

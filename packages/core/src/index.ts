@@ -1,10 +1,7 @@
 export { bounded } from './bounded'
 export {
-  type BatchLoader,
-  type BatchLoaderContext,
   CacheStack,
   type CacheStackOptions,
-  type CloseOptions,
   type GetOrSetOptions,
   type GracefulDegradationOptions,
   type InvalidationPlan,
@@ -63,7 +60,6 @@ export {
 } from './entry'
 export {
   asUnavailable,
-  CacheClosedError,
   CircuitOpenError,
   CorruptEntriesError,
   CorruptEntryError,
@@ -141,8 +137,6 @@ export {
   WRITE_BEHIND_METRICS,
   writeBehindSamples,
 } from './metrics-model'
-export { SchemaMismatchError } from './schema'
-export { markedStale } from './soft-expiry'
 export type { CacheStats, LayerStats } from './stats'
 export {
   assertCacheableValue,

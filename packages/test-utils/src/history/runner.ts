@@ -720,9 +720,8 @@ async function observeEverything(
   for (const { driver, peek } of peeks) {
     if (!peek) continue
     if (peek.generation !== undefined) generations.add(peek.generation)
-    const stale = new Set(peek.stale ?? [])
     for (const [row, observed] of Object.entries(peek.rows)) {
-      observations.push({ instance: driver.name, layer: 'memory', row, observed, at, stale: stale.has(row) })
+      observations.push({ instance: driver.name, layer: 'memory', row, observed, at })
     }
   }
   const layerPrefix = `${prefix}kv:`
