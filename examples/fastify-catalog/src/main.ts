@@ -13,37 +13,17 @@
  * Redis: REDIS_URL, else a throwaway redis-server of its own. PORT picks the port (default: any free one).
  */
 
-import { Catalog, runStory } from '@layercache/test-utils/example-catalog'
-import { connectRedis } from '@layercache/test-utils/example-redis'
+import { runCatalogExample } from '@layercache/test-utils/example-catalog'
 import { CacheStack, MemoryLayer, RedisLayer } from 'layercache'
 import { createApp } from './app'
 
-const redis = await connectRedis()
-if (redis.client === undefined) {
-  console.error(`This example needs Redis for its second layer: ${redis.description}. Set REDIS_URL.`)
-  process.exit(1)
-}
-console.log(`Using ${redis.description}.`)
-const prefix = `example-fastify-${process.pid}:`
-redis.removeOnClose(prefix)
-const cache = new CacheStack([
-  new MemoryLayer({ ttl: 60_000 }),
-  new RedisLayer({ client: redis.client, prefix }),
-])
-const catalog = new Catalog()
-const app = await createApp(cache, catalog)
-const base = await app.listen({ port: Number(process.env.PORT ?? 0), host: '127.0.0.1' })
-console.log(`Fastify listens on ${base}\n`)
-await runStory(base, catalog, (line) => console.log(line))
-
-async function stop() {
-  await app.close()
-  cache.close()
-  await redis.close()
-}
-if (process.argv.includes('--serve')) {
-  console.log(
-    `\nTry: curl -i ${base}/products/3   (twice), then curl -X PUT -H 'content-type: application/json' -d '{"price":12}' ${base}/products/3`,
-  )
-  process.once('SIGINT', () => void stop())
-} else await stop()
+await runCatalogExample({
+  framework: 'Fastify',
+  makeCache: (client, prefix) =>
+    new CacheStack([new MemoryLayer({ ttl: 60_000 }), new RedisLayer({ client, prefix })]),
+  async start(cache, catalog, port) {
+    const app = await createApp(cache, catalog)
+    const base = await app.listen({ port, host: '127.0.0.1' })
+    return { base, close: () => app.close() }
+  },
+})

@@ -16,44 +16,24 @@ import { once } from 'node:events'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
-import { Catalog, runStory } from '@layercache/test-utils/example-catalog'
-import { connectRedis } from '@layercache/test-utils/example-redis'
+import { runCatalogExample } from '@layercache/test-utils/example-catalog'
 import { CacheStack, MemoryLayer, RedisLayer } from 'layercache'
 import { createApp } from './app'
 
-const redis = await connectRedis()
-if (redis.client === undefined) {
-  console.error(`This example needs Redis for its second layer: ${redis.description}. Set REDIS_URL.`)
-  process.exit(1)
-}
-console.log(`Using ${redis.description}.`)
-const prefix = `example-hono-${process.pid}:`
-redis.removeOnClose(prefix)
-const cache = new CacheStack([
-  new MemoryLayer({ ttl: 60_000 }),
-  new RedisLayer({ client: redis.client, prefix }),
-])
-const catalog = new Catalog()
-const app = createApp(cache, catalog)
-const server = serve({
-  fetch: app.fetch,
-  port: Number(process.env.PORT ?? 0),
-  hostname: '127.0.0.1',
-}) as Server
-if (!server.listening) await once(server, 'listening')
-const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-console.log(`Hono listens on ${base}\n`)
-await runStory(base, catalog, (line) => console.log(line))
-
-async function stop() {
-  server.closeAllConnections()
-  server.close()
-  cache.close()
-  await redis.close()
-}
-if (process.argv.includes('--serve')) {
-  console.log(
-    `\nTry: curl -i ${base}/products/3   (twice), then curl -X PUT -H 'content-type: application/json' -d '{"price":12}' ${base}/products/3`,
-  )
-  process.once('SIGINT', () => void stop())
-} else await stop()
+await runCatalogExample({
+  framework: 'Hono',
+  makeCache: (client, prefix) =>
+    new CacheStack([new MemoryLayer({ ttl: 60_000 }), new RedisLayer({ client, prefix })]),
+  async start(cache, catalog, port) {
+    const app = createApp(cache, catalog)
+    const server = serve({ fetch: app.fetch, port, hostname: '127.0.0.1' }) as Server
+    if (!server.listening) await once(server, 'listening')
+    return {
+      base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      async close() {
+        server.closeAllConnections()
+        server.close()
+      },
+    }
+  },
+})

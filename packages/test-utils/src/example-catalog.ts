@@ -2,6 +2,9 @@
  * The product catalogue the HTTP response-caching examples (express-catalog, fastify-catalog, hono-catalog)
  * share: its "database" and the client story each one tells against its own framework.
  */
+import type { Redis } from 'ioredis'
+import { connectRedis } from './example-redis'
+
 export interface Product {
   readonly id: string
   readonly name: string
@@ -97,4 +100,47 @@ export async function runStory(
     priceAfterWrite: product.price,
     afterWrite: after.headers.get('x-cache'),
   }
+}
+
+/** A framework app the catalogue example started: where it listens and how to stop it. */
+export interface CatalogApp {
+  readonly base: string
+  close(): Promise<void>
+}
+
+/**
+ * The whole of a catalogue example's main but the framework: connects Redis (REDIS_URL or a throwaway
+ * server), builds the cache with `makeCache` under a prefix removed on exit, starts the app, tells the
+ * story and stops, or with `--serve` keeps serving until Ctrl-C.
+ */
+export async function runCatalogExample<C extends { close(): unknown }>(options: {
+  readonly framework: string
+  readonly makeCache: (client: Redis, prefix: string) => C
+  readonly start: (cache: C, catalog: Catalog, port: number) => Promise<CatalogApp>
+}): Promise<void> {
+  const redis = await connectRedis()
+  if (redis.client === undefined) {
+    console.error(`This example needs Redis for its second layer: ${redis.description}. Set REDIS_URL.`)
+    process.exit(1)
+  }
+  console.log(`Using ${redis.description}.`)
+  const prefix = `example-${options.framework.toLowerCase()}-${process.pid}:`
+  redis.removeOnClose(prefix)
+  const cache = options.makeCache(redis.client, prefix)
+  const catalog = new Catalog()
+  const app = await options.start(cache, catalog, Number(process.env.PORT ?? 0))
+  const base = app.base
+  console.log(`${options.framework} listens on ${base}\n`)
+  await runStory(base, catalog, (line) => console.log(line))
+  const stop = async () => {
+    await app.close()
+    cache.close()
+    await redis.close()
+  }
+  if (process.argv.includes('--serve')) {
+    console.log(
+      `\nTry: curl -i ${base}/products/3   (twice), then curl -X PUT -H 'content-type: application/json' -d '{"price":12}' ${base}/products/3`,
+    )
+    process.once('SIGINT', () => void stop())
+  } else await stop()
 }
