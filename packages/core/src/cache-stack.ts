@@ -390,14 +390,15 @@ export class CacheStack {
   // Not `async`: a hit answers with a resolved promise and no async frame, a miss hands back the
   // read-through's own promise instead of wrapping it in another.
   get<T = unknown>(key: string, options?: ReadOptions): Promise<T | undefined> {
+    const traced = channels.get.hasSubscribers
     // The hot path, kept small so it inlines into callers: no options, a key memory can hold, no tracer.
-    if (options === undefined && isHitPathKey(key) && !channels.get.hasSubscribers) {
+    if (!traced && options === undefined && isHitPathKey(key)) {
       const full = this.fullKey(key)
       const hit = this.memoryHit(full)
       if (hit !== undefined) return hit as Promise<T | undefined>
       return this.readBelowMemory<T>(key, full, this.state.onLayerError, options, undefined)
     }
-    if (!channels.get.hasSubscribers) return this.readAll<T>(key, options, undefined)
+    if (!traced) return this.readAll<T>(key, options, undefined)
     const context = this.operationContext('get', key, 1)
     return observe(channels.get, context, () => this.readAll<T>(key, options, context))
   }
@@ -706,16 +707,12 @@ export class CacheStack {
    */
   // Not `async`: a memory hit answers with a resolved promise and no async frame, like `get`.
   getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
+    const traced = channels.getOrSet.hasSubscribers
     // The hot path, kept small so it inlines into callers: no options, a key memory can hold, no tracer.
-    if (
-      options === undefined &&
-      isHitPathKey(key) &&
-      typeof loader === 'function' &&
-      !channels.getOrSet.hasSubscribers
-    ) {
+    if (!traced && options === undefined && isHitPathKey(key) && typeof loader === 'function') {
       return this.getOrLoad(key, this.fullKey(key), loader, this.defaultPlan, options, undefined)
     }
-    if (!channels.getOrSet.hasSubscribers) return this.checkedGetOrSet(key, loader, options, undefined)
+    if (!traced) return this.checkedGetOrSet(key, loader, options, undefined)
     const context = this.operationContext('getOrSet', key, 1)
     return observe(channels.getOrSet, context, () => this.checkedGetOrSet(key, loader, options, context))
   }
