@@ -8,6 +8,7 @@ import { type PeerRow, peerMarkdown, peerSummary, peerSvg, peerTable } from './p
 import { getRedisTarget, redisVersion } from './redis-target'
 import { markdownReport, type Row, summaryLine, textTable, writeReport } from './report'
 import { busPropagation } from './scenarios/bus-propagation'
+import { codec } from './scenarios/codec'
 import { diagnostics } from './scenarios/diagnostics'
 import { entityInvalidation } from './scenarios/entity-invalidation'
 import { expiryStorm } from './scenarios/expiry-storm'
@@ -39,6 +40,7 @@ const PEER_CHART = fileURLToPath(new URL('../results/peers.svg', import.meta.url
 const SCENARIOS = [
   { name: 'L1 hit', run: l1Hit },
   { name: 'L2 hit, 1 caller', run: l2Hit },
+  { name: 'Codec: msgpack vs JSON', run: codec },
   { name: 'Writes, 1 caller', run: writes },
   { name: 'getOrSet miss and delete', run: missAndDelete },
   { name: 'L2 hit, 100 concurrent', run: l2Concurrent },

@@ -21,7 +21,7 @@ export interface ProductService {
   readonly cachePrefix: string
   readonly db: ProductsDb
   readonly server: Server
-  /** Stops listening and drops open connections (the Redis client and the pool stay open). */
+  /** Stops listening and drops open connections, then closes the cache (the Redis client and the pool stay open). */
   close(): Promise<void>
 }
 
@@ -161,10 +161,11 @@ export async function startProductService(options: ProductServiceOptions): Promi
     cachePrefix: normalizePrefix(options.cachePrefix),
     db,
     server,
-    close: () => {
-      const closed = closeServer(server)
-      cache.close()
-      return closed
+    // The server first (no request uses the cache after it), then the cache: its warmers, background
+    // refreshes and bus. The Redis client is left to its owner.
+    close: async () => {
+      await closeServer(server)
+      await cache.close()
     },
   }
 }

@@ -150,7 +150,9 @@ export class BusLink implements BusListener {
     }
   }
 
-  close(): void {
+  /** Stops hearing the bus, then closes it (its timers and subscription; the Redis clients stay open). */
+  async close(): Promise<void> {
     this.unsubscribe()
+    await this.bus.close?.()
   }
 }

@@ -1,3 +1,5 @@
+import { BatchLoad, type BatchLoader } from './batch-load'
+import { readSignal, unlessAborted } from './cancellation'
 import {
   type CacheOperationContext,
   channels,
@@ -13,8 +15,10 @@ import { GuardedLayer } from './guarded-layer'
 import { type TagMatchMode, validatePattern } from './invalidation'
 import { DEPENDENCY_TAG, dependencyTag, Invalidator } from './invalidator'
 import type { CacheLayer, LayerWrite, LocalCacheLayer } from './layer'
+import { type CloseOptions, readCloseOptions } from './lifecycle'
 import type { Loader } from './load-runner'
 import { type LoadPlan, scopeTags } from './plan'
+import { loadValidated, readSchema, readValidated, type StandardSchemaV1 } from './schema'
 import { type CacheStackOptions, LAYER_ERROR_MODES, type LayerErrorMode, StackState } from './stack-state'
 import type { CacheStats } from './stats'
 import {
@@ -29,6 +33,8 @@ import {
   MAX_KEY_LENGTH,
 } from './validation'
 
+export type { BatchLoader, BatchLoaderContext } from './batch-load'
+export type { CloseOptions } from './lifecycle'
 export type { Loader } from './load-runner'
 export type { CacheStackOptions, GracefulDegradationOptions, LayerErrorMode } from './stack-state'
 
@@ -61,8 +67,22 @@ const SET_OPTIONS = ['ttl', 'tags', 'dependsOn'] as const
 
 export interface GetOrSetOptions extends SetOptions, FreshnessOptions {
   readonly onLayerError?: LayerErrorMode
+  /**
+   * getOrSet and wrap only: aborting it stops this caller's wait (it rejects with the signal's reason,
+   * see abortError); the load goes on for the other callers, and stops (its `ctx.signal` aborts) once
+   * every caller waiting for it aborted. An already aborted signal rejects at once.
+   */
+  readonly signal?: AbortSignal
+  /**
+   * getOrSet and wrap only: a Standard Schema (zod, valibot, arktype…) the value must pass. A cached value
+   * it refuses is a counted miss and is reloaded; the loader's value must pass before it is cached (else
+   * SchemaMismatchError). The answer is the schema's output.
+   */
+  readonly schema?: StandardSchemaV1
 }
 const GET_OR_SET_OPTIONS = ['ttl', 'tags', 'dependsOn', 'onLayerError', ...FRESHNESS_OPTIONS] as const
+/** What a getOrSet call takes: a load's options and the caller's own signal. */
+const GET_OR_SET_CALL_OPTIONS = [...GET_OR_SET_OPTIONS, 'signal', 'schema'] as const
 
 export interface WarmEntry<T = unknown> {
   readonly key: string
@@ -86,8 +106,16 @@ export interface WarmResult {
 
 export interface ReadOptions {
   readonly onLayerError?: LayerErrorMode
+  /** Aborting it stops this caller's wait with the signal's reason (see abortError); reads are not shared. */
+  readonly signal?: AbortSignal
+  /**
+   * get and mget: a Standard Schema (zod, valibot, arktype…) the cached value must pass; one it refuses
+   * is a counted miss (`schemaMismatches`, a `schemaMismatch` event). The answer is the schema's output.
+   */
+  readonly schema?: StandardSchemaV1
 }
-const READ_OPTIONS = ['onLayerError'] as const
+const READ_OPTIONS = ['onLayerError', 'signal', 'schema'] as const
+const HAS_OPTIONS = ['onLayerError', 'signal'] as const
 
 export interface MsetEntry<T = unknown> extends SetOptions {
   readonly key: string
@@ -98,7 +126,7 @@ export interface WrapOptions<A extends unknown[]> extends GetOrSetOptions {
   /** Builds the key suffix from the call's arguments; default `JSON.stringify(args)`. */
   readonly keyResolver?: (...args: A) => string
 }
-const WRAP_OPTIONS = ['keyResolver', ...GET_OR_SET_OPTIONS] as const
+const WRAP_OPTIONS = ['keyResolver', ...GET_OR_SET_CALL_OPTIONS] as const
 
 /**
  * The part of key validation a memory hit needs: type and length. The rest (control characters, the
@@ -179,6 +207,7 @@ export class CacheStack {
   }
 
   private async invalidateByTagsNow(tags: readonly string[], mode: TagMatchMode = 'any'): Promise<number> {
+    this.state.lifecycle.assertOpen()
     const checked = assertTags(tags, Number.POSITIVE_INFINITY)
     if (checked === undefined) throw new InvalidOptionError('invalidateByTags needs at least one tag')
     assertOneOf(mode, TAG_MODES, 'tag match mode')
@@ -211,6 +240,7 @@ export class CacheStack {
   }
 
   private async invalidateByPrefixNow(prefix: string): Promise<number> {
+    this.state.lifecycle.assertOpen()
     const checked = assertKeyPrefix(prefix)
     await this.state.generations?.confirm()
     const scope = this.state.keyspace + this.prefix + checked
@@ -237,6 +267,7 @@ export class CacheStack {
   }
 
   private async invalidateByPatternNow(pattern: string): Promise<number> {
+    this.state.lifecycle.assertOpen()
     const checked = validatePattern(pattern)
     await this.state.generations?.confirm()
     const scope = this.state.keyspace + this.prefix
@@ -259,6 +290,7 @@ export class CacheStack {
   }
 
   private async invalidateNow(plan: InvalidationPlan): Promise<number> {
+    this.state.lifecycle.assertOpen()
     assertKnownOptions(plan, INVALIDATION_PLAN, 'invalidate')
     if (plan === undefined)
       throw new InvalidOptionError('invalidate expects { keys?, tags?, prefixes?, patterns? }')
@@ -285,6 +317,36 @@ export class CacheStack {
   }
 
   /**
+   * Soft invalidation: marks `key` (in this namespace) stale in every layer without removing it, on every
+   * instance. Reads that want fresh values (get, mget, getOrSet without a stale window) miss it at once;
+   * getOrSet with `staleWhileRevalidate` or `staleIfError` may still answer it while its reload runs, for
+   * as long as the window (counted from now) and the entry's TTL allow. A hard invalidation afterwards
+   * removes it like any entry. Loads of the key in flight do not write back. Dependents are untouched.
+   */
+  async expire(key: string): Promise<void> {
+    this.state.lifecycle.assertOpen()
+    assertKey(key)
+    await this.inGeneration(async () => {
+      await this.state.expiry.keys([this.fullKey(key)])
+    })
+  }
+
+  /** Soft invalidation (see expire) of every entry tagged with `tag` in this namespace; returns how many. */
+  async expireByTag(tag: string): Promise<number> {
+    this.state.lifecycle.assertOpen()
+    const checked = assertTags([tag], Number.POSITIVE_INFINITY)!
+    return this.state.expiry.tagged(scopeTags(checked, this.prefix)!, 'any')
+  }
+
+  /** Soft invalidation (see expire) of every entry whose key starts with `prefix` in this namespace. */
+  async expireByPrefix(prefix: string): Promise<number> {
+    this.state.lifecycle.assertOpen()
+    const checked = assertKeyPrefix(prefix)
+    await this.state.generations?.confirm()
+    return this.state.expiry.matching({ scope: this.state.keyspace + this.prefix + checked })
+  }
+
+  /**
    * Moves every instance sharing the Redis layer to a new, empty generation at once and returns its
    * number; keys of the old one are never read again (and, with `generationCleanup`, are removed in
    * batches in the background). Needs the `generation` option.
@@ -296,6 +358,7 @@ export class CacheStack {
   }
 
   private async bumpGenerationNow(): Promise<number> {
+    this.state.lifecycle.assertOpen()
     const generations = this.state.generations
     if (generations === undefined) {
       throw new InvalidOptionError('bumpGeneration needs the CacheStack option `generation`')
@@ -316,6 +379,7 @@ export class CacheStack {
    * Returns the function that removes the warmer.
    */
   addWarmer<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): () => void {
+    this.state.lifecycle.assertOpen()
     assertKey(key)
     if (typeof loader !== 'function') throw new InvalidOptionError('addWarmer: loader must be a function')
     if (options !== undefined) this.planOf(options, GET_OR_SET_OPTIONS, 'addWarmer')
@@ -329,6 +393,7 @@ export class CacheStack {
    * every instance through Redis. Tags do the same with immediate removal; versions cost nothing on writes.
    */
   async keyVersion(name: string): Promise<number> {
+    this.state.lifecycle.assertOpen()
     return this.state.keyVersions.current(this.prefix + assertKey(name, 'version name'))
   }
 
@@ -344,6 +409,7 @@ export class CacheStack {
   }
 
   private async bumpKeyVersionNow(name: string): Promise<number> {
+    this.state.lifecycle.assertOpen()
     const next = await this.state.keyVersions.bump(this.prefix + assertKey(name, 'version name'))
     if (this.state.events.listening('invalidate')) {
       this.state.events.emit('invalidate', { kind: 'version', name: this.prefix + name, version: next })
@@ -389,6 +455,11 @@ export class CacheStack {
 
   // Not `async`: a hit answers with a resolved promise and no async frame, a miss hands back the
   // read-through's own promise instead of wrapping it in another.
+  get<S extends StandardSchemaV1>(
+    key: string,
+    options: ReadOptions & { readonly schema: S },
+  ): Promise<StandardSchemaV1.InferOutput<S> | undefined>
+  get<T = unknown>(key: string, options?: ReadOptions): Promise<T | undefined>
   get<T = unknown>(key: string, options?: ReadOptions): Promise<T | undefined> {
     const traced = channels.get.hasSubscribers
     // The hot path, kept small so it inlines into callers: no options, a key memory can hold, no tracer.
@@ -416,6 +487,16 @@ export class CacheStack {
       if (options !== undefined) {
         assertKnownOptions(options, READ_OPTIONS, 'get')
         mode = this.errorMode(options)
+        const schema = readSchema(options.schema, 'get')
+        if (schema !== undefined) {
+          const read = this.get<unknown>(key, { ...options, schema: undefined })
+          const mismatch = (issues: readonly unknown[]) => this.state.schemaMismatch(full, issues)
+          return readValidated(read, schema, mismatch) as Promise<T | undefined>
+        }
+        if (readSignal(options.signal, 'get')?.aborted) {
+          this.state.lifecycle.assertOpen()
+          return unlessAborted(Promise.resolve(undefined), options.signal!)
+        }
       }
       const hit = this.memoryHit(full)
       if (hit !== undefined) {
@@ -438,6 +519,7 @@ export class CacheStack {
   ): Promise<T | undefined> {
     try {
       assertKey(key)
+      this.state.lifecycle.assertOpen()
     } catch (error) {
       return Promise.reject(error)
     }
@@ -449,15 +531,16 @@ export class CacheStack {
     const state = this.state
     // A new instance learns the fleet's generation before its first remote read (keys depend on it).
     if (state.generations?.pending) {
-      return state.generations.ready.then(() => {
-        const moved = this.fullKey(key)
-        const hit = this.memoryHit(moved)
-        if (hit === undefined) return this.readBelowMemory<T>(key, moved, mode, options, context)
+      const moved = state.generations.ready.then(() => {
+        const full = this.fullKey(key)
+        const hit = this.memoryHit(full)
+        if (hit === undefined) return this.readBelowMemory<T>(key, full, mode, options, context)
         if (context !== undefined) this.answeredByMemory(context)
         return hit as Promise<T | undefined>
       })
+      return options?.signal === undefined ? moved : unlessAborted(moved, options.signal)
     }
-    return state.reads.readThrough(
+    const read = state.reads.readThrough(
       full,
       state.l1 === undefined ? 0 : 1,
       mode,
@@ -465,6 +548,8 @@ export class CacheStack {
       true,
       context,
     ) as Promise<T | undefined>
+    const signal = options?.signal
+    return signal === undefined ? read : unlessAborted(read, signal)
   }
 
   /** A traced call's context, before anything is checked (a bad key is reported as given). */
@@ -498,8 +583,11 @@ export class CacheStack {
   }
 
   async has(key: string, options?: ReadOptions): Promise<boolean> {
+    this.state.lifecycle.assertOpen()
     assertKey(key)
-    assertKnownOptions(options, READ_OPTIONS, 'has')
+    assertKnownOptions(options, HAS_OPTIONS, 'has')
+    const signal = readSignal(options?.signal, 'has')
+    if (signal !== undefined) return unlessAborted(this.has(key, { ...options, signal: undefined }), signal)
     const mode = this.errorMode(options)
     await this.generationKnown()
     const full = this.fullKey(key)
@@ -527,6 +615,7 @@ export class CacheStack {
   }
 
   private async setNow<T>(key: string, value: T, options?: SetOptions): Promise<void> {
+    this.state.lifecycle.assertOpen()
     assertKey(key)
     assertKnownOptions(options, SET_OPTIONS, 'set')
     const ttl = assertTtl(options?.ttl) ?? this.state.defaultTtl
@@ -547,6 +636,7 @@ export class CacheStack {
   }
 
   private async msetNow<T>(entries: readonly MsetEntry<T>[]): Promise<void> {
+    this.state.lifecycle.assertOpen()
     if (!Array.isArray(entries))
       throw new InvalidOptionError('mset expects an array of { key, value, ttl?, tags? }')
     // Validate everything before touching any layer: a rejected call changes nothing.
@@ -578,6 +668,7 @@ export class CacheStack {
   }
 
   private async deleteNow(key: string): Promise<void> {
+    this.state.lifecycle.assertOpen()
     assertKey(key)
     await this.inGeneration(async () => {
       const full = this.fullKey(key)
@@ -596,6 +687,7 @@ export class CacheStack {
   }
 
   private async mdeleteNow(keys: readonly string[]): Promise<void> {
+    this.state.lifecycle.assertOpen()
     if (!Array.isArray(keys)) throw new InvalidOptionError('mdelete expects an array of keys')
     for (const key of keys) assertKey(key)
     await this.inGeneration(async () => {
@@ -622,6 +714,11 @@ export class CacheStack {
     return [...(scoped ?? []), ...dependencies]
   }
 
+  mget<S extends StandardSchemaV1>(
+    keys: readonly string[],
+    options: ReadOptions & { readonly schema: S },
+  ): Promise<(StandardSchemaV1.InferOutput<S> | undefined)[]>
+  mget<T = unknown>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]>
   mget<T = unknown>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]> {
     if (!observed(channels.mget)) return this.mgetNow<T>(keys, options)
     const many = Array.isArray(keys)
@@ -637,9 +734,28 @@ export class CacheStack {
     keys: readonly string[],
     options?: ReadOptions,
   ): Promise<(T | undefined)[]> {
+    this.state.lifecycle.assertOpen()
     if (!Array.isArray(keys)) throw new InvalidOptionError('mget expects an array of keys')
     for (const key of keys) assertKey(key)
     assertKnownOptions(options, READ_OPTIONS, 'mget')
+    const schema = readSchema(options?.schema, 'mget')
+    if (schema !== undefined) {
+      const values = this.mget<unknown>(keys, { ...options, schema: undefined })
+      return Promise.all(
+        keys.map((key, i) => {
+          const mismatch = (issues: readonly unknown[]) =>
+            this.state.schemaMismatch(this.fullKey(key), issues)
+          return readValidated(
+            values.then((all) => all[i]),
+            schema,
+            mismatch,
+          )
+        }),
+      ) as Promise<(T | undefined)[]>
+    }
+    const signal = readSignal(options?.signal, 'mget')
+    if (signal !== undefined)
+      return unlessAborted(this.mget<T>(keys, { ...options, signal: undefined }), signal)
     await this.generationKnown()
     const fulls = keys.map((key) => this.fullKey(key))
     const mode = this.errorMode(options)
@@ -706,6 +822,12 @@ export class CacheStack {
    * Freshness options (stale-while-revalidate, stale-if-error, timeouts, early refresh) apply here.
    */
   // Not `async`: a memory hit answers with a resolved promise and no async frame, like `get`.
+  getOrSet<S extends StandardSchemaV1>(
+    key: string,
+    loader: Loader<StandardSchemaV1.InferInput<S>>,
+    options: GetOrSetOptions & { readonly schema: S },
+  ): Promise<StandardSchemaV1.InferOutput<S>>
+  getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T>
   getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
     const traced = channels.getOrSet.hasSubscribers
     // The hot path, kept small so it inlines into callers: no options, a key memory can hold, no tracer.
@@ -729,11 +851,43 @@ export class CacheStack {
     try {
       full = this.fullKey(hitPathKey(key))
       if (typeof loader !== 'function') throw new InvalidOptionError('getOrSet: loader must be a function')
-      plan = options === undefined ? this.defaultPlan : this.planOf(options, GET_OR_SET_OPTIONS, 'getOrSet')
+      plan =
+        options === undefined ? this.defaultPlan : this.planOf(options, GET_OR_SET_CALL_OPTIONS, 'getOrSet')
+      const schema = readSchema(options?.schema, 'getOrSet')
+      if (schema !== undefined) return this.getOrLoadValidated(key, full, loader, schema, options!)
+      if (readSignal(options?.signal, 'getOrSet')?.aborted) {
+        this.state.lifecycle.assertOpen()
+        return unlessAborted(Promise.resolve(undefined as T), options!.signal!)
+      }
     } catch (error) {
       return Promise.reject(error)
     }
     return this.getOrLoad(key, full, loader, plan, options, context)
+  }
+
+  /**
+   * getOrSet with a schema: the load and the loader checked by it; a cached value it refuses is reloaded
+   * through refresh (single-flighted), under the caller's signal.
+   */
+  private getOrLoadValidated<T>(
+    key: string,
+    full: string,
+    loader: Loader<T>,
+    schema: StandardSchemaV1,
+    options: GetOrSetOptions,
+  ): Promise<T> {
+    const { schema: _schema, signal, ...refreshOptions } = options
+    return loadValidated(
+      key,
+      schema,
+      loader,
+      (checked) => this.getOrSet(key, checked, { ...options, schema: undefined }),
+      (checked) => {
+        const reload = this.refresh(key, checked, refreshOptions)
+        return signal === undefined ? reload : unlessAborted(reload, signal)
+      },
+      (issues) => this.state.schemaMismatch(full, issues),
+    ) as Promise<T>
   }
 
   /** getOrSet once its arguments are checked: a memory hit, judged for freshness, or a load. */
@@ -795,20 +949,29 @@ export class CacheStack {
   ): Promise<T> {
     const state = this.state
     assertKey(key)
+    state.lifecycle.assertOpen()
     if (state.generations?.pending) {
       await state.generations.ready
       return this.checkedGetOrSet(key, loader, options, context)
     }
     const inFlight = state.flights.get(full)
+    const signal = options?.signal
     if (inFlight !== undefined) {
       state.stats.coalesced++
       if (state.events.listening('coalesced')) state.events.emit('coalesced', { key: full })
       if (context !== undefined) context.coalesced = true
-      return inFlight as Promise<T>
+      return state.waiters.join(inFlight as Promise<T>, signal)
     }
-    if (context === undefined) return state.loads.startLoad(full, key, loader, plan, fallback, 'load')
+    if (context === undefined) {
+      return state.waiters.first(
+        full,
+        state.loads.startLoad(full, key, loader, plan, fallback, 'load'),
+        signal,
+      )
+    }
     const load = state.loads.newTrace(full, 'miss', context)
-    const value = await state.loads.startLoad(full, key, loader, plan, fallback, 'load', load)
+    const loading = state.loads.startLoad(full, key, loader, plan, fallback, 'load', load)
+    const value = await state.waiters.first(full, loading, signal)
     // What answered this caller (a stale answer was not the loader's, whatever the load did next).
     if (load.layer !== undefined) {
       context.layer = load.layer
@@ -823,10 +986,52 @@ export class CacheStack {
   }
 
   /**
+   * getOrSet for many keys, with one call of `loadMissing` for all the keys no layer has (DataLoader
+   * style): answers the values in the order of `keys` (`undefined` where the loader gave nothing). Each key
+   * is single-flighted like a getOrSet: a key already loading joins that load, and a getOrSet of one of
+   * these keys made meanwhile joins this batch's load. The keys memory lacks are read from Redis together.
+   * Options (ttl, tags, freshness, signal, schema) apply to every key; the loader can set a key's TTL and
+   * tags through its context. Races with invalidations are those of getOrSet, key by key.
+   */
+  async getOrSetMany<T>(
+    keys: readonly string[],
+    loadMissing: BatchLoader<T>,
+    options?: GetOrSetOptions,
+  ): Promise<(T | undefined)[]> {
+    this.state.lifecycle.assertOpen()
+    if (!Array.isArray(keys)) throw new InvalidOptionError('getOrSetMany expects an array of keys')
+    for (const key of keys) assertKey(key)
+    if (typeof loadMissing !== 'function')
+      throw new InvalidOptionError('getOrSetMany: loadMissing must be a function')
+    if (options !== undefined) {
+      this.planOf(options, GET_OR_SET_CALL_OPTIONS, 'getOrSetMany')
+      readSignal(options.signal, 'getOrSetMany')
+      readSchema(options.schema, 'getOrSetMany')
+    }
+    await this.generationKnown()
+    const unique = [...new Set(keys)]
+    // A key already loading joins that load: the batch does not wait for it.
+    const expected = new Set(unique.filter((key) => !this.state.flights.has(this.fullKey(key))))
+    const batch = new BatchLoad<T>(loadMissing, expected)
+    const answers = new Map(
+      unique.map((key) => {
+        const answer = this.getOrSet<T | undefined>(key, batch.loaderFor(key), options)
+        answer.then(
+          () => batch.settled(key),
+          () => batch.settled(key),
+        )
+        return [key, answer] as const
+      }),
+    )
+    return Promise.all(keys.map((key) => answers.get(key)!))
+  }
+
+  /**
    * Runs `loader` now and caches its result, whatever the cache holds (single-flighted with any load of
    * the key in flight). For warmers and "this changed, recompute it" paths.
    */
   async refresh<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
+    this.state.lifecycle.assertOpen()
     assertKey(key)
     if (typeof loader !== 'function') throw new InvalidOptionError('refresh: loader must be a function')
     await this.generationKnown()
@@ -845,6 +1050,7 @@ export class CacheStack {
    * failures are reported in the result.
    */
   async warm(entries: readonly WarmEntry[], options: WarmOptions = {}): Promise<WarmResult> {
+    this.state.lifecycle.assertOpen()
     if (!Array.isArray(entries))
       throw new InvalidOptionError('warm expects an array of { key, loader, options? }')
     assertKnownOptions(options, ['concurrency', 'force'], 'warm')
@@ -904,7 +1110,9 @@ export class CacheStack {
     if (keyResolver !== undefined && typeof keyResolver !== 'function') {
       throw new InvalidOptionError('wrap: keyResolver must be a function')
     }
-    this.planOf(loadOptions, GET_OR_SET_OPTIONS, 'wrap')
+    this.planOf(loadOptions, GET_OR_SET_CALL_OPTIONS, 'wrap')
+    readSignal(loadOptions.signal, 'wrap')
+    readSchema(loadOptions.schema, 'wrap')
     return async (...args: A): Promise<Awaited<R>> => {
       const suffix = keyResolver ? keyResolver(...args) : JSON.stringify(args)
       return this.getOrSet(`${prefix}:${suffix}`, () => fn(...args), loadOptions) as Promise<Awaited<R>>
@@ -912,11 +1120,27 @@ export class CacheStack {
   }
 
   /**
-   * Stops listening to the invalidation bus (the stack keeps working on its own layers). The bus and the
-   * Redis clients are the caller's to close.
+   * Shuts the stack down, once (later calls answer the same promise; namespace views share it): from the
+   * call on every method rejects with CacheClosedError; warmers stop; the in-process layers are emptied;
+   * loads still running (background refreshes, warmer refills, loads callers wait for) get
+   * `abandonAfter` ms to finish and write back, then are aborted (`ctx.signal`) with their write-back
+   * dropped; last, the invalidation bus and the single-flight coordinator given to the stack are closed.
+   * The Redis clients stay open: they are the caller's. Never rejects for a part failing to close (that
+   * is an `error` event with operation `close`); rejects only for bad options, having closed nothing.
    */
-  close(): void {
-    this.state.bus?.close()
+  close(options?: CloseOptions): Promise<void> {
+    let abandonAfter: number
+    try {
+      abandonAfter = readCloseOptions(options)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.state.lifecycle.close(this.state.closingSteps(), abandonAfter)
+  }
+
+  /** `await using cache = new CacheStack(…)`: close() with its defaults when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
   }
 
   on<K extends CacheEventName>(name: K, listener: CacheEventListener<K>): () => void {

@@ -43,6 +43,8 @@ export interface InvalidationBus {
   publish(operations: readonly BusOperation[]): Promise<void>
   /** Registers a listener; returns the function that removes it. */
   subscribe(listener: BusListener): () => void
+  /** Stops the bus (timers, subscription); called by CacheStack.close(). Must be idempotent. */
+  close?(): Promise<void> | void
 }
 
 /** The right to run a key's loader for the whole fleet, until released or lost. */
@@ -88,4 +90,6 @@ export interface SingleFlightCoordinator {
   tryAcquire(key: string): Promise<SingleFlightLease | undefined>
   /** Waits until the current holder of `key` releases it or loses it; bounded by the coordinator's timeout. */
   wait(key: string): Promise<SingleFlightWait>
+  /** Stops the coordinator (lease renewals, its subscriber); called by CacheStack.close(). Idempotent. */
+  close?(): Promise<void> | void
 }

@@ -22,10 +22,15 @@ export interface CacheEntry<T = unknown> {
    * undefined), `false` for a cached `null` from the loader. Either way the read counts a negative hit.
    */
   readonly absent?: boolean | undefined
+  /**
+   * Set by a soft invalidation (`expire`, `expireByTag`, `expireByPrefix`): the entry is stale whatever the
+   * reader's clock says; `freshUntil` (when it was expired, at the latest) starts its stale windows.
+   */
+  readonly expired?: true | undefined
 }
 
 /** The optional fields above, as layers that serialise entries store them. */
-export type EntryMeta = Pick<CacheEntry, 'freshUntil' | 'createdAt' | 'loadMs' | 'absent'>
+export type EntryMeta = Pick<CacheEntry, 'freshUntil' | 'createdAt' | 'loadMs' | 'absent' | 'expired'>
 
 export const ENTRY_FORMAT_VERSION = 1
 
@@ -39,7 +44,7 @@ export function isExpired(entry: CacheEntry, now: number): boolean {
 
 /** Fresh entries are served as they are; reading the (coarse) clock only when the entry has a soft expiry. */
 export function isFresh(entry: CacheEntry): boolean {
-  return entry.freshUntil === undefined || entry.freshUntil > coarseNow()
+  return entry.freshUntil === undefined || (entry.freshUntil > coarseNow() && entry.expired !== true)
 }
 
 /** Copies the optional fields of `from` (for layers that rebuild an entry around a copied value). */
@@ -48,11 +53,18 @@ export function entryMeta(from: CacheEntry): EntryMeta | undefined {
     from.freshUntil === undefined &&
     from.createdAt === undefined &&
     from.loadMs === undefined &&
-    from.absent === undefined
+    from.absent === undefined &&
+    from.expired === undefined
   ) {
     return undefined
   }
-  return { freshUntil: from.freshUntil, createdAt: from.createdAt, loadMs: from.loadMs, absent: from.absent }
+  return {
+    freshUntil: from.freshUntil,
+    createdAt: from.createdAt,
+    loadMs: from.loadMs,
+    absent: from.absent,
+    expired: from.expired,
+  }
 }
 
 /** Milliseconds the entry still has; `undefined` when it never expires, 0 when it already has. */

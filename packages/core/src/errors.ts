@@ -197,3 +197,13 @@ export class CircuitOpenError extends LayerUnavailableError {
     this.retryAt = retryAt
   }
 }
+
+/**
+ * A call on a CacheStack after `close()` began (or on a closed WriteBehind queue). Nothing was read or
+ * written: a closed stack no longer hears the invalidation bus, so it could not vouch for what it holds.
+ */
+export class CacheClosedError extends LayerCacheError {
+  constructor(what: string) {
+    super('CACHE_CLOSED', `${what} is closed`)
+  }
+}

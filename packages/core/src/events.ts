@@ -56,6 +56,11 @@ export interface CacheEventMap {
    * holds something that is not a generation: the stack keeps the one it has.
    */
   corruptEntry: { key: string; layer: string; reason: CorruptReason; error: unknown }
+  /**
+   * A cached value failed the `schema` of the read (`get`, `mget`, `getOrSet`, `wrap`): a miss for that
+   * read; `getOrSet` reloads it. Typically an entry the previous deploy wrote in another shape.
+   */
+  schemaMismatch: { key: string; issues: readonly unknown[] }
   /** A layer failed; `handled` is true when the stack carried on without it. */
   error: { operation: string; layer: string; key?: string | undefined; error: unknown; handled: boolean }
 }

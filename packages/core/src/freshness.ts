@@ -150,7 +150,7 @@ export function judge(entry: CacheEntry, policy: FreshnessPolicy): Verdict {
   const freshUntil = entry.freshUntil
   if (freshUntil === undefined) return 'fresh'
   const now = coarseNow()
-  if (now >= freshUntil) {
+  if (now >= freshUntil || entry.expired === true) {
     return now < freshUntil + policy.staleWhileRevalidate ? 'revalidate' : 'fallback'
   }
   if (policy.refreshAhead !== undefined && entry.createdAt !== undefined) {

@@ -1,7 +1,10 @@
 export { bounded } from './bounded'
 export {
+  type BatchLoader,
+  type BatchLoaderContext,
   CacheStack,
   type CacheStackOptions,
+  type CloseOptions,
   type GetOrSetOptions,
   type GracefulDegradationOptions,
   type InvalidationPlan,
@@ -60,6 +63,7 @@ export {
 } from './entry'
 export {
   asUnavailable,
+  CacheClosedError,
   CircuitOpenError,
   CorruptEntriesError,
   CorruptEntryError,
@@ -137,6 +141,8 @@ export {
   WRITE_BEHIND_METRICS,
   writeBehindSamples,
 } from './metrics-model'
+export { SchemaMismatchError } from './schema'
+export { markedStale } from './soft-expiry'
 export type { CacheStats, LayerStats } from './stats'
 export {
   assertCacheableValue,

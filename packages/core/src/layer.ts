@@ -81,6 +81,17 @@ export interface CacheLayer {
    * an invalidation on any instance has overtaken.
    */
   fenceSnapshot?(key: string, tags: readonly string[] | undefined): Promise<unknown>
+  /**
+   * Soft invalidation: marks the entries of `keys` stale in place (see `markedStale`), keeping their TTL,
+   * and returns the keys it held. A shared layer does it atomically per key, refuses write-backs of loads
+   * of those keys that began earlier (as a delete does), and never writes a key that is gone. Without it
+   * the stack removes the keys instead.
+   */
+  expireKeys?(keys: readonly string[]): MaybePromise<readonly string[]>
+  /** Soft invalidation of the entries carrying any (or all) of `tags`; without it the stack removes them. */
+  expireTags?(tags: readonly string[], mode: TagMatchMode): MaybePromise<readonly string[]>
+  /** Soft invalidation of the entries whose key `match` covers; without it the stack removes them. */
+  expireMatching?(match: KeyMatch): MaybePromise<readonly string[]>
   /** A named counter shared by every instance (0 when never incremented). */
   readCounter?(name: string): Promise<number>
   incrementCounter?(name: string): Promise<number>

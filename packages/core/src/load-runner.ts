@@ -1,3 +1,4 @@
+import type { Waiters } from './cancellation'
 import {
   type CacheOperationContext,
   channels,
@@ -13,6 +14,7 @@ import { LoaderTimeoutError } from './errors'
 import { type FleetHost, FleetSingleFlight } from './fleet-single-flight'
 import { buildEntry, type FreshnessPolicy, judge, usableOnError } from './freshness'
 import type { CacheLayer, LocalCacheLayer } from './layer'
+import type { Lifecycle } from './lifecycle'
 import { LoadContext, type LoaderContext } from './loader-context'
 import { type LoadPlan, scopeTags } from './plan'
 import type { ReadThrough } from './read-through'
@@ -30,6 +32,10 @@ export interface LoadRunnerHost extends FleetHost {
   readonly coordinator: SingleFlightCoordinator | undefined
   /** The stack's name, for traces. */
   readonly name: string
+  /** Knows every load running, so close() can let it finish or abandon it. */
+  readonly lifecycle: Pick<Lifecycle, 'track'>
+  /** Learns each load's controller, to abort it once every caller waiting for it aborted. */
+  readonly waiters: Pick<Waiters, 'started'>
   answerOf(entry: CacheEntry): unknown
   countMiss(full: string): void
   countStale(full: string, reason: 'revalidate' | 'error' | 'timeout'): void
@@ -115,12 +121,15 @@ export class LoadRunner {
       // An invalidation may have detached this flight and a newer one may own the key now.
       if (state.flights.get(full) === answer.promise) state.flights.delete(full)
     }
-    const run = () => this.runLoad(full, key, loader, plan, current, mode, answer, detach, trace)
+    const controller = new AbortController()
+    const run = () => this.runLoad(full, key, loader, plan, current, mode, answer, detach, controller, trace)
     const running = trace === undefined ? run() : observe(channels.load, trace, run)
     running.then(detach, (error: unknown) => {
       detach()
       answer.reject(error)
     })
+    state.lifecycle.track(controller, running)
+    state.waiters.started(answer.promise, controller)
     return answer.promise
   }
 
@@ -165,6 +174,7 @@ export class LoadRunner {
     mode: 'load' | 'background' | 'force',
     answer: Answer<T>,
     detach: () => void,
+    controller: AbortController,
     trace: LoadTrace | undefined,
   ): Promise<void> {
     const state = this.state
@@ -242,6 +252,7 @@ export class LoadRunner {
         plan.ttl,
         plan.tags,
         lease?.token,
+        controller,
       )
       let value: T
       // The snapshot must be in Redis before the loader reads the database (on a Cluster its commands

@@ -6,7 +6,10 @@ export interface LoaderContext<T = unknown> {
   readonly key: string
   /** The stale value being refreshed, when there is one. */
   readonly stale: T | undefined
-  /** Aborted when the hard timeout fires: stop work whose result would be dropped anyway. */
+  /**
+   * Aborted when the hard timeout fires, when `close()` abandons the load, or when every caller waiting
+   * for it aborted its own `signal`: stop work whose result nobody will read.
+   */
   readonly signal: AbortSignal
   /**
    * With a singleFlightCoordinator: the token of the fleet-wide lease this load holds, larger for every
@@ -22,7 +25,6 @@ export interface LoaderContext<T = unknown> {
 }
 
 export class LoadContext<T> implements LoaderContext<T> {
-  readonly controller = new AbortController()
   ttl: number | undefined
   tags: readonly string[] | undefined
 
@@ -32,6 +34,8 @@ export class LoadContext<T> implements LoaderContext<T> {
     ttl: number | undefined,
     tags: readonly string[] | undefined,
     readonly fencingToken: number | undefined,
+    /** Aborted by the hard timeout, by close() abandoning the load, or once every waiter gave up. */
+    readonly controller: AbortController = new AbortController(),
   ) {
     this.ttl = ttl
     this.tags = tags

@@ -1,4 +1,5 @@
 import { BusLink, readBusOption } from './bus-link'
+import { Waiters } from './cancellation'
 import { type CircuitState, type GracefulDegradationOptions, readDegradationOption } from './circuit-breaker'
 import { type CircuitMessage, channels } from './diagnostics'
 import type { InvalidationBus, SingleFlightCoordinator } from './distribution'
@@ -18,9 +19,11 @@ import { GuardedLayer } from './guarded-layer'
 import { InvalidationFence } from './invalidation-fence'
 import { KeyVersions } from './key-versions'
 import { type CacheLayer, isLocalLayer, type LocalCacheLayer } from './layer'
+import { type ClosingSteps, Lifecycle } from './lifecycle'
 import { LoadRunner } from './load-runner'
 import type { LoadPlan } from './plan'
 import { ReadThrough } from './read-through'
+import { SoftExpiry } from './soft-expiry'
 import { StatsCollector } from './stats'
 import { assertKnownOptions, assertOneOf, assertTtl } from './validation'
 import { Warmers } from './warmers'
@@ -97,6 +100,8 @@ export class StackState {
   /** The one place deciding whether a value may reach a layer, and the one local invalidation. */
   readonly gate: WriteGate
   readonly loads: LoadRunner
+  /** Soft invalidation: expire, expireByTag, expireByPrefix. */
+  readonly expiry: SoftExpiry
   /** The layers the stack calls: with gracefulDegradation, remote ones behind their circuit breakers. */
   readonly layers: readonly CacheLayer[]
   /** The layers as the caller gave them. */
@@ -107,12 +112,16 @@ export class StackState {
   readonly events = new CacheEvents()
   readonly fence = new InvalidationFence()
   readonly flights = new Map<string, Promise<unknown>>()
+  /** Who waits for each load, so a load every waiter aborted is stopped. */
+  readonly waiters = new Waiters(this.flights)
   readonly defaultTtl: number | undefined
   readonly onLayerError: LayerErrorMode
   readonly freshnessDefaults: FreshnessOptions
   /** The plan of a getOrSet without options (resolved once). */
   readonly defaultPlan: LoadPlan
   readonly errorThrottle = new ErrorThrottle()
+  /** Open or closed, and the loads running (so close() can finish or abandon them). */
+  readonly lifecycle = new Lifecycle()
   /** Set once this process writes an entry with `dependsOn`. */
   dependenciesUsed = false
   private dependenciesSeen = false
@@ -214,6 +223,7 @@ export class StackState {
     })
     this.reads = new ReadThrough(this)
     this.loads = new LoadRunner(this)
+    this.expiry = new SoftExpiry(this)
     const bus = readBusOption(options.invalidationBus)
     if (options.broadcastL1Invalidation !== undefined && typeof options.broadcastL1Invalidation !== 'boolean')
       throw new InvalidOptionError('broadcastL1Invalidation must be a boolean')
@@ -253,6 +263,36 @@ export class StackState {
   /** Nothing in process memory can be trusted any more: empty the in-process layers, fence work in flight. */
   forgetLocalMemory(): void {
     this.gate.forgetAll(true)
+  }
+
+  /** What close() does to this stack's parts (see Lifecycle.close). */
+  closingSteps(): ClosingSteps {
+    return {
+      stopWarmers: () => this.warmers.stop(),
+      forgetMemory: (fence) => {
+        if (fence) this.gate.forgetAll(true)
+        else for (const layer of this.layers) if (isLocalLayer(layer)) layer.clear()
+      },
+      closeDistribution: async () => {
+        // Both are stopped whatever the other does; a failure is reported, closing goes on.
+        const closing = [
+          ['invalidationBus', () => this.bus?.close()],
+          ['singleFlightCoordinator', () => this.coordinator?.close?.()],
+        ] as const
+        await Promise.all(
+          closing.map(async ([part, close]) => {
+            try {
+              await close()
+            } catch (error) {
+              this.stats.errors++
+              if (this.events.listening('error')) {
+                this.events.emit('error', { operation: 'close', layer: part, error, handled: true })
+              }
+            }
+          }),
+        )
+      },
+    }
   }
 
   /** Keys an invalidation removed (as stored): refill the ones with a warmer. */
@@ -302,6 +342,13 @@ export class StackState {
       const layer = this.layers[layerIndex]!.name
       this.events.emit('corruptEntry', { key: full, layer, reason: error.reason, error })
     }
+  }
+
+  /** A cached value a read's schema refused: a miss of that read, counted and emitted. */
+  schemaMismatch(full: string, issues: readonly unknown[]): void {
+    this.stats.schemaMismatches++
+    this.countMiss(full)
+    if (this.events.listening('schemaMismatch')) this.events.emit('schemaMismatch', { key: full, issues })
   }
 
   /** Records a layer failure; rethrows it as a typed error unless the caller chose to bypass the layer. */

@@ -55,6 +55,8 @@ export interface CacheStats {
   readonly circuitOpens: number
   /** Entries a layer answered with but could not use (see the `corruptEntry` event); each read a miss. */
   readonly corruptEntries: number
+  /** Cached values a read's `schema` refused (see the `schemaMismatch` event); each read a miss. */
+  readonly schemaMismatches: number
   /** Bus messages this instance sent (each may carry several invalidations). */
   readonly busPublished: number
   /** Invalidations that reached the shared layers but could not be announced on the bus. */
@@ -104,6 +106,7 @@ export class StatsCollector {
   skippedWrites = 0
   circuitOpens = 0
   corruptEntries = 0
+  schemaMismatches = 0
   busPublished = 0
   busPublishErrors = 0
   peerInvalidations = 0
@@ -159,6 +162,7 @@ export class StatsCollector {
       skippedWrites: this.skippedWrites,
       circuitOpens: this.circuitOpens,
       corruptEntries: this.corruptEntries,
+      schemaMismatches: this.schemaMismatches,
       busPublished: this.busPublished,
       busPublishErrors: this.busPublishErrors,
       peerInvalidations: this.peerInvalidations,
@@ -178,7 +182,7 @@ export class StatsCollector {
     this.staleServed = this.staleOnError = this.staleOnTimeout = this.backgroundRefreshes = 0
     this.earlyRefreshes = this.softTimeouts = this.hardTimeouts = this.negativeHits = 0
     this.uncached = this.warmed = this.rewarmed = this.invalidations = 0
-    this.skippedWrites = this.circuitOpens = this.corruptEntries = 0
+    this.skippedWrites = this.circuitOpens = this.corruptEntries = this.schemaMismatches = 0
     this.busPublished = this.busPublishErrors = this.peerInvalidations = this.unverifiedFlushes = 0
     this.coordinatedWaits = this.coordinatedAnswers = this.refreshesSkipped = 0
     this.coordinatorErrors = this.uncoordinatedLoads = this.leasesLost = 0

@@ -19,6 +19,8 @@ export class Warmers {
   private scheduled = false
   /** Invalidations still running: refills wait for them, or those would fence the refill's write-back. */
   private running = 0
+  /** Set by stop() (the stack is closing): nothing is refilled any more. */
+  private stopped = false
 
   constructor(private readonly report: (key: string, outcome: Promise<unknown>) => void) {}
 
@@ -62,12 +64,18 @@ export class Warmers {
     this.schedule()
   }
 
+  /** The stack is closing: forget what is due and refill nothing from now on. */
+  stop(): void {
+    this.stopped = true
+    this.due.clear()
+  }
+
   private schedule(): void {
-    if (this.scheduled || this.due.size === 0 || this.running > 0) return
+    if (this.stopped || this.scheduled || this.due.size === 0 || this.running > 0) return
     this.scheduled = true
     setImmediate(() => {
       this.scheduled = false
-      if (this.running > 0) return // end() schedules again
+      if (this.running > 0 || this.stopped) return // end() schedules again
       const keys = [...this.due]
       this.due.clear()
       for (const key of keys) {

@@ -454,9 +454,14 @@ export class EntityCache {
     }
   }
 
-  /** Closes the L1 stack when this cache created it. */
-  close(): void {
-    if (this.ownsStack) this.stack.close()
+  /** Closes the L1 stack when this cache created it (see CacheStack.close); idempotent. */
+  async close(): Promise<void> {
+    if (this.ownsStack) await this.stack.close()
+  }
+
+  /** `await using entities = new EntityCache(…)`: close() when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
   }
 
   // ------------------------------------------------------------------ internals

@@ -14,12 +14,21 @@ import {
   type LayerWriteOptions,
   type LocalCacheLayer,
   MemoryTagIndex,
+  markedStale,
   PrefixTrie,
+  remainingTtl,
   type TagMatchMode,
 } from '@layercache/core'
 import { LRUCache } from 'lru-cache'
 import { estimateBytes } from './size-estimate'
-import { CopyingEntry, isMemoryEntry, keptBare, type MemoryEntry, SharedEntry } from './stored-entry'
+import {
+  CopyingEntry,
+  isMemoryEntry,
+  keptBare,
+  type MemoryEntry,
+  markExpired,
+  SharedEntry,
+} from './stored-entry'
 import { copyValue, deepFreeze, frozenCopy, type ValueProtection } from './value-protection'
 
 export interface MemoryLayerOptions {
@@ -178,6 +187,21 @@ export class MemoryLayer implements LocalCacheLayer {
     return live
   }
 
+  /** Marks the entries of `keys` stale in place (soft invalidation); returns the keys it held. */
+  expireKeys(keys: readonly string[]): string[] {
+    return keys.filter((key) => this.markStale(key))
+  }
+
+  expireTags(tags: readonly string[], mode: TagMatchMode): string[] {
+    return this.tagIndex.keysForTags(tags, mode).filter((key) => this.markStale(key))
+  }
+
+  expireMatching(match: KeyMatch): string[] {
+    const candidates = this.keyTrieBuilt().keysWithPrefix(indexPrefixOf(match))
+    const matches = match.pattern === undefined ? candidates : candidates.filter(keyMatcher(match))
+    return matches.filter((key) => this.markStale(key))
+  }
+
   has(key: string): boolean {
     return this.lru.has(key)
   }
@@ -190,6 +214,20 @@ export class MemoryLayer implements LocalCacheLayer {
   /** Keys currently held (expired entries may still be listed until touched). */
   keys(): IterableIterator<string> {
     return this.lru.keys()
+  }
+
+  /**
+   * Rewrites a held entry as its stale copy with the TTL it has left, in one synchronous step, so nothing
+   * can come between the read and the write. The value is the one the layer already protected.
+   */
+  private markStale(key: string): boolean {
+    const entry = this.get(key)
+    if (entry === undefined) return false
+    const now = Date.now()
+    const ttl = remainingTtl(entry, now)
+    if (ttl === 0) return false
+    this.prepare(key, markedStale(entry, now), { ttl, ownsValue: true })()
+    return true
   }
 
   private keyTrieBuilt(): PrefixTrie {
@@ -227,7 +265,8 @@ export class MemoryLayer implements LocalCacheLayer {
     const Entry = copyOnRead ? CopyingEntry : SharedEntry
     const expiresAt = ttl === undefined ? 0 : Date.now() + ttl
     const { tags, freshUntil, createdAt, loadMs, absent } = entry
-    return new Entry(value, expiresAt, tags, freshUntil, createdAt, loadMs, absent)
+    const stored = new Entry(value, expiresAt, tags, freshUntil, createdAt, loadMs, absent)
+    return entry.expired === true ? markExpired(stored) : stored
   }
 
   private protect(value: unknown, ownsValue: boolean): Protected {

@@ -10,6 +10,8 @@ import { copyValue } from './value-protection'
  */
 export abstract class MemoryEntry implements CacheEntry {
   abstract readonly value: unknown
+  /** Own property of an expired entry only (see markExpired), so no other entry carries the field. */
+  declare readonly expired?: true
 
   constructor(
     readonly expiresAt: number,
@@ -101,6 +103,13 @@ export function keptBare(entry: CacheEntry, value: unknown, copyOnRead: boolean)
     entry.freshUntil === undefined &&
     entry.createdAt === undefined &&
     entry.loadMs === undefined &&
-    entry.absent === undefined
+    entry.absent === undefined &&
+    entry.expired === undefined
   )
+}
+
+/** Marks a stored entry expired (soft invalidation), as its own property: see MemoryEntry.expired. */
+export function markExpired(entry: MemoryEntry): MemoryEntry {
+  ;(entry as { expired?: true }).expired = true
+  return entry
 }

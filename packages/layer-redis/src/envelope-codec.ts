@@ -51,22 +51,28 @@ export interface CompressionOptions {
 /**
  * Stored shape: [formatVersion, expiresAt, tags | null, value, meta?], behind a one-character format
  * marker (JSON's own '[' serves as its marker). `meta` holds the freshness fields, only when set:
- * f = freshUntil, c = createdAt, d = loadMs, n = negative cache (1: absent, 2: null). Readers ignore elements they do not know, so
+ * f = freshUntil, c = createdAt, d = loadMs, n = negative cache (1: absent, 2: null), x = expired (1). Readers ignore elements they do not know, so
  * fields can be added without a format break.
  */
-type StoredMeta = { f?: number; c?: number; d?: number; n?: 1 | 2 }
+type StoredMeta = { f?: number; c?: number; d?: number; n?: 1 | 2; x?: 1 }
 type StoredEnvelope =
   | [number, number, readonly string[] | null, unknown]
   | [number, number, readonly string[] | null, unknown, StoredMeta]
 
 function metaOf(entry: CacheEntry): StoredMeta | undefined {
-  if (entry.freshUntil === undefined && entry.createdAt === undefined && entry.absent === undefined)
+  if (
+    entry.freshUntil === undefined &&
+    entry.createdAt === undefined &&
+    entry.absent === undefined &&
+    entry.expired === undefined
+  )
     return undefined
   const meta: StoredMeta = {}
   if (entry.freshUntil !== undefined) meta.f = entry.freshUntil
   if (entry.createdAt !== undefined) meta.c = entry.createdAt
   if (entry.loadMs !== undefined) meta.d = Math.round(entry.loadMs)
   if (entry.absent !== undefined) meta.n = entry.absent ? 1 : 2
+  if (entry.expired === true) meta.x = 1
   return meta
 }
 
@@ -332,5 +338,6 @@ function envelopeToEntry(envelope: unknown): CacheEntry | undefined | null {
     createdAt: typeof meta.c === 'number' ? meta.c : undefined,
     loadMs: typeof meta.d === 'number' ? meta.d : undefined,
     absent: meta.n === 1 ? true : meta.n === 2 ? false : undefined,
+    expired: meta.x === 1 ? true : undefined,
   }
 }

@@ -20,6 +20,8 @@ import type { RedisIO } from './redis-io'
 /** What the key index needs of its layer besides Redis I/O: removing keys with their index entries. */
 export interface KeyIndexHost extends RedisIO {
   removeKeys(operation: string, fulls: readonly string[]): Promise<boolean[]>
+  /** Soft invalidation of keys (RedisLayer.markStale): per key, whether it now holds a stale entry. */
+  markStale(operation: string, fulls: readonly string[]): Promise<boolean[]>
 }
 
 import { execBySlotOwner, queueTasks, type SlotTask } from './slot-pipelines'
@@ -387,7 +389,15 @@ export class RedisKeyIndex {
    * clean-up); either way one round trip per page, whatever the number of shards. Returns the keys whose
    * value was removed.
    */
-  async invalidate(match: KeyMatch, batchSize?: number): Promise<string[]> {
+  async invalidate(
+    match: KeyMatch,
+    batchSize?: number,
+    how: 'remove' | 'expire' = 'remove',
+  ): Promise<string[]> {
+    // `expire` (soft invalidation) marks the matches stale instead and leaves every index entry as it is:
+    // the keys stay. Keys other removals are taking out (pending) are theirs.
+    const soft = how === 'expire'
+    const operation = soft ? 'prefix expiry' : 'prefix invalidation'
     // Compiled before anything is logged: a bad pattern must not reach the log other writers read.
     const test = keyMatcher(match)
     await this.append(match)
@@ -435,16 +445,19 @@ export class RedisKeyIndex {
       })
       // An entry where this instance would not look for it (another layout, recorded since this instance
       // last looked): removed there too, before the values go.
-      if (strays.size > 0) await this.forgetIn(strays)
+      if (strays.size > 0 && !soft) await this.forgetIn(strays)
       if (matched.size > 0) {
-        const fulls = [...matched]
+        const fulls = soft ? [...matched].filter((full) => !seen.has(full)) : [...matched]
         for (const full of fulls) seen.add(full)
-        const unlinked = await this.layer.removeKeys('prefix invalidation', fulls)
+        const unlinked = soft
+          ? await this.layer.markStale(operation, fulls)
+          : await this.layer.removeKeys(operation, fulls)
         fulls.forEach((full, i) => {
           if (unlinked[i]) removed.push(full.slice(prefix.length))
         })
       }
       if (next.length === 0) {
+        if (soft) return removed
         // Read after every page: a key another invalidation took out of the index before this one read
         // its page is still pending there until its value is gone.
         const pending = (await this.pending()).map((entry) => entry.full)

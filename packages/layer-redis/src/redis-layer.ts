@@ -53,6 +53,7 @@ import {
   resolveSerializer,
   type Serializer,
 } from './serializer'
+import { StaleMarker } from './stale-marker'
 import { readTagIndexOptions } from './tag-index-options'
 
 export type { RedisClient } from './redis-io'
@@ -169,6 +170,7 @@ export class RedisLayer implements CacheLayer, RedisIO {
   private readonly clock: RedisClock
   private readonly nodeLoss: NodeLossRecovery
   private readonly atomicRemoval: AtomicRemoval
+  private readonly staleMarker: StaleMarker
 
   constructor(options: RedisLayerOptions) {
     assertKnownOptions(options, OPTIONS, 'RedisLayer')
@@ -223,6 +225,21 @@ export class RedisLayer implements CacheLayer, RedisIO {
       this,
       this.keyIndex,
       (tag) => this.tagStore.tagSetKey(tag),
+      DELETE_FENCE_MS,
+    )
+    this.staleMarker = new StaleMarker(
+      {
+        readRaw: (full) => this.run('expire', full, this.sendGetBuffer),
+        decode: (raw, full) => this.decoder.decode(raw, full),
+        encode: (entry, full) =>
+          compressIfLarge(
+            encodeEntry(this.serializer, entry, entry.expiresAt, full, this.maxValueBytes),
+            this.compression,
+          ),
+        fenceKeyOf: (full) => this.keyIndex.deletionKey(full),
+        runScript: (operation, script, keys, args) =>
+          this.run(operation, keys[0]!, (_key, deadline) => script.run(this.client, keys, args, deadline)),
+      },
       DELETE_FENCE_MS,
     )
   }
@@ -325,6 +342,47 @@ export class RedisLayer implements CacheLayer, RedisIO {
     const batchSize = options?.batchSize
     if (!this.keyIndex.enabled) return this.keyIndex.invalidateByScan(match, batchSize)
     return this.afterNodeLossCheck(() => this.keyIndex.invalidate(match, batchSize))
+  }
+
+  /**
+   * Soft invalidation: marks each key's entry stale in place, in one atomic step per key that also moves
+   * its fence counter (loads of it that began earlier do not write back) and never writes a key that is
+   * gone or changed meanwhile (see StaleMarker). Returns the keys it marked.
+   */
+  async expireKeys(keys: readonly string[]): Promise<string[]> {
+    for (const key of keys) refuseReserved(key)
+    const fulls = keys.map((key) => this.prefix + key)
+    // The fences move before the entries are read: a load's write-back landing between the read and the
+    // marking would make the marking fail as if a newer value had come, and stay fresh. (The tag and
+    // prefix expiries move their epochs and log before they read, for the same reason.)
+    await this.keyIndex.countDeletes(fulls)
+    const marked = await this.markStale('expire', fulls)
+    return keys.filter((_, i) => marked[i])
+  }
+
+  /** Soft invalidation of the values tagged with any (or all) of `tags`; see RedisTagStore.expire. */
+  expireTags(tags: readonly string[], mode: TagMatchMode): Promise<string[]> {
+    return this.afterNodeLossCheck(() => this.tagStore.expire(tags, mode))
+  }
+
+  /**
+   * Soft invalidation of every key `match` covers, found through the key index (logged first, so loads in
+   * flight are fenced as by a prefix invalidation). Without the key index the keys are removed instead.
+   */
+  expireMatching(match: KeyMatch): Promise<string[]> {
+    if (!this.keyIndex.enabled) return this.invalidateKeys(match)
+    return this.afterNodeLossCheck(() => this.keyIndex.invalidate(match, undefined, 'expire'))
+  }
+
+  /**
+   * Marks `fulls` stale (StaleMarker); one that cannot be marked (its stale copy would pass
+   * maxValueBytes) is removed instead. Answers, per key, whether it now holds a stale entry.
+   */
+  async markStale(operation: string, fulls: readonly string[]): Promise<boolean[]> {
+    const outcomes = await this.staleMarker.mark(fulls, operation)
+    const unmarkable = fulls.filter((_, i) => outcomes[i] === 'unmarkable')
+    if (unmarkable.length > 0) await this.removeKeys(operation, unmarkable, undefined, true)
+    return outcomes.map((outcome) => outcome === 'marked')
   }
 
   /** A named counter shared by every instance (`P~v:<name>`, no expiry: a reset would reuse versions). */

@@ -17,6 +17,8 @@ export interface TagStoreHost extends RedisIO {
     fulls: readonly string[],
     read: ReadonlyMap<string, readonly string[]>,
   ): Promise<boolean[]>
+  /** Soft invalidation of keys (RedisLayer.markStale): per key, whether it now holds a stale entry. */
+  markStale(operation: string, fulls: readonly string[]): Promise<boolean[]>
 }
 
 /** Score of a member that never expires (far beyond any epoch-ms expiry, still an exact double). */
@@ -254,6 +256,28 @@ export class RedisTagStore {
     // Members whose value was already gone (expired, or invalidated before) are not counted.
     const prefixLength = this.layer.prefix.length
     return victims.filter((_, i) => unlinked[i]).map((fullKey) => fullKey.slice(prefixLength))
+  }
+
+  /**
+   * Soft invalidation of the values tagged with any (or all) of `tags`: the epochs move as for an
+   * invalidation (loads in flight with these tags do not write back), then each member still present is
+   * marked stale in place (RedisLayer.markStale). Keys other removals are taking out are left to them.
+   * Returns the keys marked.
+   */
+  async expire(tags: readonly string[], mode: TagMatchMode): Promise<string[]> {
+    if (mode !== 'any' && mode !== 'all') {
+      throw new InvalidOptionError(`Invalid tag match mode ${String(mode)}: expected 'any' or 'all'`)
+    }
+    if (tags.length === 0) return []
+    const [memberLists] = await this.bumpAndRead(
+      tags,
+      tags.map((tag) => this.tagSetKey(tag)),
+    )
+    const members = mode === 'any' ? union(memberLists) : intersection(memberLists)
+    if (members.length === 0) return []
+    const marked = await this.layer.markStale('tag expiry', members)
+    const prefixLength = this.layer.prefix.length
+    return members.filter((_, i) => marked[i]).map((full) => full.slice(prefixLength))
   }
 
   /**

@@ -71,6 +71,17 @@ describe('the JSON serializer refuses values it cannot round-trip', () => {
     })
   }
 
+  it('a loader returning a value JSON cannot keep: getOrSet rejects with SerializationError, nothing cached', async () => {
+    const p = prefix()
+    const stack = new CacheStack([new MemoryLayer(), new RedisLayer({ client, prefix: p })])
+    const at = new Date(0)
+    const answer = await stack.getOrSet('k', () => ({ at })).catch((e: unknown) => e)
+    expect(answer).toBeInstanceOf(SerializationError)
+    // Never a Date in memory here and a string in Redis for the others.
+    expect(await stack.get('k')).toBeUndefined()
+    expect(await raw.exists(`${p}:k`)).toBe(0)
+  })
+
   it('accepts plain data, and the writer and another instance read the same value', async () => {
     const p = prefix()
     const value = {

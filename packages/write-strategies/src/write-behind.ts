@@ -193,6 +193,8 @@ export class WriteBehind<T = unknown> {
   private groupReady: Promise<void> | undefined
   private retryAt = 0
   private stopped = true
+  /** The close() in progress or done, so closing twice waits for the same drain. */
+  private closing: Promise<void> | undefined
   private everReady: boolean
   private readonly counters = {
     queued: 0,
@@ -335,6 +337,7 @@ export class WriteBehind<T = unknown> {
   start(): this {
     if (!this.stopped) return this
     this.stopped = false
+    this.closing = undefined
     this.schedule(0)
     return this
   }
@@ -355,8 +358,21 @@ export class WriteBehind<T = unknown> {
     }
   }
 
-  /** Stops consuming; with `drain` (default) flushes first, so nothing this instance queued is left. */
-  async close({ drain = true, timeoutMs = 30_000 }: { drain?: boolean; timeoutMs?: number } = {}) {
+  /**
+   * Stops consuming; with `drain` (default) flushes first, so nothing this instance queued is left.
+   * Idempotent: a second call answers the first one's promise (until `start()` again).
+   */
+  close(options: { drain?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    this.closing ??= this.closeNow(options)
+    return this.closing
+  }
+
+  /** `await using queue = new WriteBehind(…)`: close() with its defaults (drain) when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
+  }
+
+  private async closeNow({ drain = true, timeoutMs = 30_000 }: { drain?: boolean; timeoutMs?: number }) {
     try {
       if (drain) await this.flush(timeoutMs)
     } finally {

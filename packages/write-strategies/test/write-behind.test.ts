@@ -68,4 +68,17 @@ describe('WriteBehind', () => {
     expect(dead).toHaveLength(1)
     expect(dead[0]).toMatchObject({ key: 'k', value: 1, attempt: 3, error: 'db down' })
   })
+
+  it('drains on dispose (await using), and closing again waits for the same drain', async () => {
+    const { db, queue } = setup()
+    let again: Promise<void>
+    {
+      await using started = queue.start()
+      await started.write('order:2', { total: 20 })
+      again = started.close()
+    }
+    expect(queue.close()).toBe(again)
+    await again
+    expect(db.get('order:2')).toEqual({ total: 20 })
+  })
 })

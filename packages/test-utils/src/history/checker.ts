@@ -56,6 +56,11 @@
 //     reconnection and scheduling slack). Only a silent stall is left to the heartbeat: when Redis was
 //     paused (SIGSTOP) at some time in [U.start, U.end + silentBoundMs], B(U) = silentBoundMs
 //     (heartbeatTimeoutMs + heartbeatMs + slack).
+//   - A soft invalidation (expire, expireByTag, expireByPrefix) counts only for reads that answer fresh
+//     values alone (get, mget): a getOrSet may answer the entry it left stale (its own stale window, or a
+//     background refresh another caller's window started answers joiners with it), so only hard updates
+//     bind getOrSet. Soft updates never end a weak update's last-writer-wins window. In (c) a memory entry
+//     marked stale is bound by hard updates only; Redis is read by a fresh-only reader there.
 //
 // Checks.
 //   (a) A read that starts after an invalidation of its row resolved on the same instance never returns
@@ -72,7 +77,7 @@
 
 import type { LoadReport, Observed } from './instance'
 import type { CallRecord, FaultRecord, History, Observation } from './recorder'
-import { describeOp, WEAK_UPDATES } from './workload'
+import { describeOp, FRESH_ONLY_READS, SOFT_UPDATES, WEAK_UPDATES } from './workload'
 
 export type CheckName = 'a' | 'b' | 'c' | 'd' | 'phantom' | 'foreign'
 
@@ -156,6 +161,8 @@ interface UpdateFact {
   readonly row: string
   readonly version: number
   readonly weak: boolean
+  /** A soft invalidation (expire*): binds fresh-only reads alone. */
+  readonly soft: boolean
 }
 
 interface Floor {
@@ -196,10 +203,11 @@ export class HistoryChecker {
       const outcome = call.outcome
       if (call.op.type !== 'update' || outcome?.ok !== true || call.end === undefined) continue
       const weak = WEAK_UPDATES.has(call.op.kind) && call.op.repair !== true
+      const soft = SOFT_UPDATES.has(call.op.kind) && call.op.repair !== true
       call.op.rows.forEach((row, i) => {
         const version = outcome.versions?.[i]
         if (version === undefined) return
-        this.#list(this.#updates, row).push({ call, row, version, weak })
+        this.#list(this.#updates, row).push({ call, row, version, weak, soft })
       })
     }
     for (const load of history.loads) this.#list(this.#loads, load.row).push(load)
@@ -234,13 +242,13 @@ export class HistoryChecker {
   }
 
   /** Floor of `row` for a read on `instance` starting at `start` (Infinity: after quiescence). */
-  floor(row: string, instance: string, start: number): Floor {
+  floor(row: string, instance: string, start: number, freshOnly = true): Floor {
     const counts = (call: CallRecord) =>
       start === Number.POSITIVE_INFINITY ||
       (call.instance === instance ? call.end! : call.end! + this.boundFor(call)) < start
     let best: Floor = { version: 0 }
     for (const fact of this.#updates.get(row) ?? []) {
-      if (!counts(fact.call)) continue
+      if (!counts(fact.call) || (fact.soft && !freshOnly)) continue
       let version = fact.version
       let lwwLoads: LoadReport[] | undefined
       if (fact.weak) {
@@ -286,7 +294,7 @@ export class HistoryChecker {
   /** Whether a strong update of `row` that began after `since` counts for the read. */
   #strongAfter(row: string, since: number, counts: (call: CallRecord) => boolean): boolean {
     return (this.#updates.get(row) ?? []).some(
-      (fact) => !fact.weak && fact.call.start > since && counts(fact.call),
+      (fact) => !fact.weak && !fact.soft && fact.call.start > since && counts(fact.call),
     )
   }
 
@@ -317,7 +325,8 @@ export class HistoryChecker {
         this.#around(row, call.start - 200, call.end!, call),
       )
     }
-    const floor = this.floor(row, call.instance, call.start)
+    const freshOnly = call.op.type === 'read' && FRESH_ONLY_READS.has(call.op.kind)
+    const floor = this.floor(row, call.instance, call.start, freshOnly)
     if (observed >= floor.version || floor.by === undefined) return undefined
     const by = floor.by.call
     const same = by.instance === call.instance
@@ -344,7 +353,7 @@ export class HistoryChecker {
       return this.#violation('foreign', instance, row, op, `${where} holds ${observed} for ${row}`, [])
     }
     const current = this.history.current[row] ?? 0
-    const floor = this.floor(row, instance, Number.POSITIVE_INFINITY)
+    const floor = this.floor(row, instance, Number.POSITIVE_INFINITY, observation.stale !== true)
     if (observed >= floor.version && observed <= current) return undefined
     const last = this.#lastUpdate(row)
     const patterns = floor.by ? this.#patterns(row, observed, instance, floor) : []

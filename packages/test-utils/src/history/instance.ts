@@ -97,6 +97,8 @@ export interface MemoryPeek {
   readonly generation: number | undefined
   /** By cache key / entity row. */
   readonly rows: Readonly<Record<string, Observed>>
+  /** Rows whose entry a soft invalidation marked stale (only stale reads may answer them). */
+  readonly stale?: readonly string[]
 }
 
 function observe(value: unknown, row: string): Observed {
@@ -237,16 +239,18 @@ export class HistoryInstance {
     const scope = generation === undefined ? '' : this.#generationPrefix(generation)
     const now = Date.now()
     const rows: Record<string, Observed> = {}
+    const stale: string[] = []
     const look = (layer: Layercache.MemoryLayer, full: string, row: string) => {
       const entry = layer.get(full)
       rows[row] =
         entry === undefined || (entry.expiresAt !== 0 && entry.expiresAt <= now)
           ? null
           : observe(entry.value, row)
+      if (rows[row] !== null && (entry as { expired?: true } | undefined)?.expired === true) stale.push(row)
     }
     for (const key of keys) look(this.#memory, scope + key, key)
     for (const id of entityIds) look(this.#entityMemory, `entities:e:${ENTITY_TYPE}:${id}`, entityRow(id))
-    return { generation, rows }
+    return { generation, rows, stale }
   }
 
   /** Bus health and counters, for reports. */
@@ -334,6 +338,18 @@ export class HistoryInstance {
           const values = await this.stack.mget(op.keys)
           return { ok: true, observed: values.map((value, i) => observe(value, op.rows[i]!)) }
         }
+        case 'getOrSetMany': {
+          // One database read per missing key, in parallel; each key tagged as a getOrSet would tag it.
+          const values = await this.stack.getOrSetMany(op.keys, (keys, ctx) =>
+            Promise.all(
+              keys.map((key) => {
+                ctx.setTags(key, tagsOf(key))
+                return this.#loadRow(key, op.kind, op.loader)
+              }),
+            ),
+          )
+          return { ok: true, observed: values.map((value, i) => observe(value, op.rows[i]!)) }
+        }
         case 'getEntity':
           return { ok: true, observed: [observe(await this.entities.getEntity(ENTITY_TYPE, key), row)] }
         case 'getOrLoadEntity': {
@@ -410,6 +426,14 @@ export class HistoryInstance {
         return
       case 'generation':
         await stack.bumpGeneration()
+        return
+      case 'expire':
+        return stack.expire(op.keys[0]!)
+      case 'expireTag':
+        await stack.expireByTag(op.tags![0]!)
+        return
+      case 'expirePrefix':
+        await stack.expireByPrefix(op.prefix!)
         return
       case 'writeThrough':
       case 'writeThroughReload': {

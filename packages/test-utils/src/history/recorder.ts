@@ -45,6 +45,8 @@ export interface Observation {
   readonly row: string
   readonly observed: Observed
   readonly at: number
+  /** A memory entry a soft invalidation marked stale: only hard updates bind it. */
+  readonly stale?: boolean
 }
 
 /** Everything the checker needs, plain data. */

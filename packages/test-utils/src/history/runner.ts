@@ -720,8 +720,9 @@ async function observeEverything(
   for (const { driver, peek } of peeks) {
     if (!peek) continue
     if (peek.generation !== undefined) generations.add(peek.generation)
+    const stale = new Set(peek.stale ?? [])
     for (const [row, observed] of Object.entries(peek.rows)) {
-      observations.push({ instance: driver.name, layer: 'memory', row, observed, at })
+      observations.push({ instance: driver.name, layer: 'memory', row, observed, at, stale: stale.has(row) })
     }
   }
   const layerPrefix = `${prefix}kv:`

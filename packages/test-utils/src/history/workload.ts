@@ -54,6 +54,7 @@ export type ReadKind =
   | 'staleWhileRevalidate'
   | 'refreshAhead'
   | 'mget'
+  | 'getOrSetMany'
   | 'getEntity'
   | 'getOrLoadEntity'
 
@@ -74,6 +75,19 @@ export type UpdateKind =
   | 'mset'
   | 'setEntity'
   | 'updateEntityIfExists'
+  | 'expire'
+  | 'expireTag'
+  | 'expirePrefix'
+
+/**
+ * Soft invalidations: the rows' entries stay, marked stale, for stale-while-revalidate and stale-if-error.
+ * They bind the reads that only take fresh values (get, mget); a getOrSet may answer a stale value (its
+ * own stale window, or a load another caller's window started), so only hard updates bind it.
+ */
+export const SOFT_UPDATES: ReadonlySet<UpdateKind> = new Set(['expire', 'expireTag', 'expirePrefix'])
+
+/** Reads that only ever answer fresh values: soft invalidations bind them too. */
+export const FRESH_ONLY_READS: ReadonlySet<ReadKind> = new Set(['get', 'mget'])
 
 export const WEAK_UPDATES: ReadonlySet<UpdateKind> = new Set([
   'set',
@@ -141,6 +155,7 @@ export const DEFAULT_WEIGHTS: Readonly<Record<OpKind, number>> = {
   staleWhileRevalidate: 4,
   refreshAhead: 4,
   mget: 5,
+  getOrSetMany: 4,
   getEntity: 4,
   getOrLoadEntity: 5,
   delete: 5,
@@ -158,6 +173,9 @@ export const DEFAULT_WEIGHTS: Readonly<Record<OpKind, number>> = {
   mset: 2,
   setEntity: 2,
   updateEntityIfExists: 1,
+  expire: 3,
+  expireTag: 2,
+  expirePrefix: 2,
 }
 
 const ENTITY_KINDS: ReadonlySet<OpKind> = new Set([
@@ -228,7 +246,8 @@ export class Workload {
         return read([key], [key])
       case 'getOrSetSlow':
         return read([key], [key], true)
-      case 'mget': {
+      case 'mget':
+      case 'getOrSetMany': {
         const picked = random.sample(keys, random.int(2, 4))
         return read(picked, picked)
       }
@@ -239,6 +258,7 @@ export class Workload {
       }
       case 'delete':
       case 'set':
+      case 'expire':
         return update([key], { keys: [key] })
       case 'writeThrough':
         return update([key], { keys: [key], writeMs: random.int(0, 8) })
@@ -254,6 +274,7 @@ export class Workload {
         return update(picked, { keys: picked })
       }
       case 'tag':
+      case 'expireTag':
         return update(inGroup(group), { tags: [`grp:${group}`] })
       case 'tagsAny': {
         const covered = [...new Set([...inGroup(group), ...numbered(n)])]
@@ -262,6 +283,7 @@ export class Workload {
       case 'tagsAll':
         return update([key], { tags: [`grp:${group}`, `id:${n}`] })
       case 'prefix':
+      case 'expirePrefix':
         return update(inGroup(group), { prefix: `${group}:` })
       case 'pattern': {
         const pattern = random.pick([`?:${n}`, `${group}:*`, `*:${n}`, `${group}:?`])
