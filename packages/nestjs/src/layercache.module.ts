@@ -18,8 +18,9 @@ export interface LayercacheModuleOptions {
   /** The stack to provide: its layers, invalidation bus and single-flight coordinator, built by you. */
   readonly stack: CacheStack
   /**
-   * Runs when the application shuts down (onModuleDestroy), after the stack stopped listening to its bus:
-   * close what you opened for it, e.g. `() => Promise.all([bus.close(), redis.quit(), subscriber.quit()])`.
+   * Runs when the application shuts down (onModuleDestroy), after `stack.close()` (which closes the stack's
+   * bus and coordinator): close what else you opened for it, e.g. `() => Promise.all([redis.quit(),
+   * subscriber.quit()])`.
    * LayercacheModule is global, so its hook runs after every other module's: their own shutdown work can
    * still use the cache.
    */
@@ -123,7 +124,9 @@ class LayercacheLifecycle implements OnModuleInit, OnModuleDestroy {
   async onModuleDestroy(): Promise<void> {
     const stack = this.options.stack
     for (const prototype of this.boundClasses.splice(0)) unbindClass(prototype, stack)
-    stack.close()
+    // Warmers stop, loads finish (or are abandoned after close()'s default bound), the bus and the
+    // coordinator given to the stack close; the Redis clients stay for onClose.
+    await stack.close()
     await this.options.onClose?.(stack)
   }
 }
