@@ -38,12 +38,17 @@ interface Pending<T> {
 export class BatchLoad<T> {
   private queue: Pending<T>[] = []
   private scheduled = false
+  /** Each expected key's place in the caller's list: keys join in the order their reads finish, which
+   * on a Cluster depends on which node answered first, but the loader sees them in the caller's order. */
+  private readonly rank: ReadonlyMap<string, number>
 
   constructor(
     private readonly load: BatchLoader<T>,
-    /** Keys still expected to join or be answered; the batch goes once none is left. */
+    /** Keys still expected to join or be answered, in the caller's order; the batch goes once none is left. */
     private readonly expected: Set<string>,
-  ) {}
+  ) {
+    this.rank = new Map([...expected].map((key, index) => [key, index]))
+  }
 
   /** The per-key loader handed to getOrSet for `key`. */
   loaderFor(key: string): (context: LoaderContext<unknown>) => Promise<T | undefined> {
@@ -66,7 +71,8 @@ export class BatchLoad<T> {
     // On the next turn, so loaders invoked by the same reply (one batch of Redis reads) share the call.
     setImmediate(() => {
       this.scheduled = false
-      const batch = this.queue
+      const rankOf = (pending: Pending<T>) => this.rank.get(pending.key) ?? Number.POSITIVE_INFINITY
+      const batch = this.queue.sort((a, b) => rankOf(a) - rankOf(b))
       this.queue = []
       if (batch.length > 0) void this.run(batch)
     })

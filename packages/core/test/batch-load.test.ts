@@ -6,7 +6,7 @@ import {
   InvalidValueError,
 } from '@layercache/core'
 import { describe, expect, it } from 'vitest'
-import { deferred, MemoryLayer, RemoteLayer } from './support/remote-layer'
+import { deferred, flush, MemoryLayer, RemoteLayer } from './support/remote-layer'
 
 /** A batch loader that records its calls and answers `value(key)`, when told to if `held`. */
 function recording(value = (key: string) => `v:${key}`, held = false) {
@@ -46,6 +46,24 @@ describe('getOrSetMany', () => {
       'v:d',
     ])
     expect(calls).toHaveLength(1)
+  })
+
+  it("hands the loader the missing keys in the caller's order, whatever order their reads finish in", async () => {
+    // On a Cluster each key's read goes to its own node, so the reads finish in any order.
+    const gate = deferred()
+    class FirstKeySlow extends RemoteLayer {
+      override async get(key: string) {
+        if (key === 'k1') await gate.promise
+        return super.get(key)
+      }
+    }
+    const cache = new CacheStack([new MemoryLayer(), new FirstKeySlow()])
+    const { loader, calls } = recording()
+    const many = cache.getOrSetMany(['k1', 'k2', 'k3'], loader)
+    await flush()
+    gate.resolve()
+    expect(await many).toEqual(['v:k1', 'v:k2', 'v:k3'])
+    expect(calls).toEqual([['k1', 'k2', 'k3']])
   })
 
   it('a key already loading joins that load; a getOrSet made meanwhile joins the batch', async () => {
