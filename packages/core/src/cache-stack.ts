@@ -9,7 +9,7 @@ import {
 } from './diagnostics'
 import { type CacheEntry, isFresh } from './entry'
 import { InvalidOptionError } from './errors'
-import type { CacheEventListener, CacheEventName } from './events'
+import type { CacheEventListener, CacheEventMap, CacheEventName } from './events'
 import { buildEntry, FRESHNESS_OPTIONS, type FreshnessOptions, judge, resolveFreshness } from './freshness'
 import { GuardedLayer } from './guarded-layer'
 import { type TagMatchMode, validatePattern } from './invalidation'
@@ -323,27 +323,65 @@ export class CacheStack {
    * as long as the window (counted from now) and the entry's TTL allow. A hard invalidation afterwards
    * removes it like any entry. Loads of the key in flight do not write back. Dependents are untouched.
    */
-  async expire(key: string): Promise<void> {
-    this.state.lifecycle.assertOpen()
-    assertKey(key)
-    await this.inGeneration(async () => {
-      await this.state.expiry.keys([this.fullKey(key)])
+  expire(key: string): Promise<void> {
+    if (!observed(channels.invalidate)) return this.expireNow(key).then(() => undefined)
+    const context = this.invalidationContext('expire', [this.prefix + String(key)])
+    return observe(channels.invalidate, context, async () => {
+      context.count = await this.expireNow(key)
     })
   }
 
-  /** Soft invalidation (see expire) of every entry tagged with `tag` in this namespace; returns how many. */
-  async expireByTag(tag: string): Promise<number> {
+  private async expireNow(key: string): Promise<number> {
     this.state.lifecycle.assertOpen()
-    const checked = assertTags([tag], Number.POSITIVE_INFINITY)!
-    return this.state.expiry.tagged(scopeTags(checked, this.prefix)!, 'any')
+    assertKey(key)
+    let count = 0
+    await this.inGeneration(async () => {
+      count = await this.state.expiry.keys([this.fullKey(key)])
+    })
+    this.expired({ kind: 'expire', key: this.prefix + key, count })
+    return count
+  }
+
+  /** Soft invalidation (see expire) of every entry tagged with `tag` in this namespace; returns how many. */
+  expireByTag(tag: string): Promise<number> {
+    if (!observed(channels.invalidate)) return this.expireByTagNow(tag)
+    const context = this.invalidationContext('expireByTag', [this.prefix + String(tag)])
+    return observe(channels.invalidate, context, async () => (context.count = await this.expireByTagNow(tag)))
+  }
+
+  private async expireByTagNow(tag: string): Promise<number> {
+    this.state.lifecycle.assertOpen()
+    const scoped = scopeTags(assertTags([tag], Number.POSITIVE_INFINITY)!, this.prefix)!
+    const count = await this.state.expiry.tagged(scoped, 'any')
+    this.expired({ kind: 'expireByTag', tags: scoped, count })
+    return count
   }
 
   /** Soft invalidation (see expire) of every entry whose key starts with `prefix` in this namespace. */
-  async expireByPrefix(prefix: string): Promise<number> {
+  expireByPrefix(prefix: string): Promise<number> {
+    if (!observed(channels.invalidate)) return this.expireByPrefixNow(prefix)
+    const context = this.invalidationContext('expireByPrefix', [this.prefix + String(prefix)])
+    return observe(
+      channels.invalidate,
+      context,
+      async () => (context.count = await this.expireByPrefixNow(prefix)),
+    )
+  }
+
+  private async expireByPrefixNow(prefix: string): Promise<number> {
     this.state.lifecycle.assertOpen()
     const checked = assertKeyPrefix(prefix)
     await this.state.generations?.confirm()
-    return this.state.expiry.matching({ scope: this.state.keyspace + this.prefix + checked })
+    const count = await this.state.expiry.matching({ scope: this.state.keyspace + this.prefix + checked })
+    this.expired({ kind: 'expireByPrefix', prefix: this.prefix + checked, count })
+    return count
+  }
+
+  /** Counts a soft invalidation that finished and tells the `invalidate` listeners. */
+  private expired(event: CacheEventMap['invalidate']): void {
+    const state = this.state
+    state.stats.expirations++
+    if (state.events.listening('invalidate')) state.events.emit('invalidate', event)
   }
 
   /**

@@ -78,16 +78,31 @@ export interface CacheOperationContext {
   error?: unknown
 }
 
-export type InvalidationKind = 'tags' | 'prefix' | 'pattern' | 'plan' | 'generation' | 'version'
+export type InvalidationKind =
+  | 'tags'
+  | 'prefix'
+  | 'pattern'
+  | 'plan'
+  | 'generation'
+  | 'version'
+  | 'expire'
+  | 'expireByTag'
+  | 'expireByPrefix'
 
-/** The context of an invalidation by tag, prefix, pattern, plan, generation bump or key-version bump. */
+/**
+ * The context of an invalidation by tag, prefix, pattern, plan, generation bump or key-version bump, or of
+ * a soft invalidation (`expire`, `expireByTag`, `expireByPrefix`).
+ */
 export interface InvalidationContext {
   readonly operation: 'invalidate'
   readonly kind: InvalidationKind
   readonly cache: string
-  /** Tags, prefix, pattern or version name, as stored. */
+  /** Key, tags, prefix, pattern or version name, as stored. */
   readonly target: readonly string[]
-  /** Keys removed (tags, prefix, pattern, plan); the new number for generation and version bumps. */
+  /**
+   * Keys removed (tags, prefix, pattern, plan) or marked stale (expire*); the new number for generation
+   * and version bumps.
+   */
   count?: number
   result?: unknown
   error?: unknown

@@ -26,12 +26,18 @@ export interface CacheEventMap {
   warm: { key: string; done: number; total: number; error?: unknown }
   /** A warmer refilled its key after an invalidation removed it (`error` set when its loader failed). */
   rewarm: { key: string; error?: unknown }
-  /** A group invalidation ran; `count` keys were removed. */
+  /**
+   * A group invalidation ran (`count` keys removed), or a soft invalidation (`expire*`: `count` entries
+   * marked stale).
+   */
   invalidate:
     | { kind: 'tags'; tags: readonly string[]; mode: 'any' | 'all'; count: number }
     | { kind: 'prefix'; prefix: string; count: number }
     | { kind: 'pattern'; scope: string; pattern: string; count: number }
     | { kind: 'version'; name: string; version: number }
+    | { kind: 'expire'; key: string; count: number }
+    | { kind: 'expireByTag'; tags: readonly string[]; count: number }
+    | { kind: 'expireByPrefix'; prefix: string; count: number }
   /** The stack moved to another generation (bumped here, or seen moved in the shared layer). */
   generation: { generation: number; previous: number }
   /** Cleaning up an old generation's keys after a bump finished (`error` set when it stopped early). */

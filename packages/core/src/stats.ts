@@ -46,6 +46,8 @@ export interface CacheStats {
   readonly rewarmed: number
   /** Group invalidations run (by tag, prefix or pattern). */
   readonly invalidations: number
+  /** Soft invalidations run (expire, expireByTag, expireByPrefix). */
+  readonly expirations: number
   /**
    * Writes a failing layer did not take while the call carried on (bypass mode, write-backs after loads),
    * counted once per key and layer: the value lives only in the layers that took it.
@@ -103,6 +105,7 @@ export class StatsCollector {
   warmed = 0
   rewarmed = 0
   invalidations = 0
+  expirations = 0
   skippedWrites = 0
   circuitOpens = 0
   corruptEntries = 0
@@ -159,6 +162,7 @@ export class StatsCollector {
       warmed: this.warmed,
       rewarmed: this.rewarmed,
       invalidations: this.invalidations,
+      expirations: this.expirations,
       skippedWrites: this.skippedWrites,
       circuitOpens: this.circuitOpens,
       corruptEntries: this.corruptEntries,
@@ -181,7 +185,7 @@ export class StatsCollector {
     this.coalesced = this.fencedWrites = this.sets = this.deletes = this.errors = 0
     this.staleServed = this.staleOnError = this.staleOnTimeout = this.backgroundRefreshes = 0
     this.earlyRefreshes = this.softTimeouts = this.hardTimeouts = this.negativeHits = 0
-    this.uncached = this.warmed = this.rewarmed = this.invalidations = 0
+    this.uncached = this.warmed = this.rewarmed = this.invalidations = this.expirations = 0
     this.skippedWrites = this.circuitOpens = this.corruptEntries = this.schemaMismatches = 0
     this.busPublished = this.busPublishErrors = this.peerInvalidations = this.unverifiedFlushes = 0
     this.coordinatedWaits = this.coordinatedAnswers = this.refreshesSkipped = 0

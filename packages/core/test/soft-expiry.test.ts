@@ -1,4 +1,13 @@
-import { CacheClosedError, CacheStack, InvalidKeyError, InvalidOptionError } from '@layercache/core'
+import { tracingChannel } from 'node:diagnostics_channel'
+import {
+  CacheClosedError,
+  type CacheEventMap,
+  CacheStack,
+  type InvalidationContext,
+  InvalidKeyError,
+  InvalidOptionError,
+  TRACING_CHANNELS,
+} from '@layercache/core'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { deferred, MemoryLayer, RemoteLayer, useFakeClock } from './support/remote-layer'
 
@@ -113,6 +122,41 @@ describe('expire (soft invalidation) on the memory layer', () => {
     expect(await tenant.get('user:2')).toBeUndefined()
     expect(await other.get('user:1')).toBe(4)
     expect(await tenant.getOrSet('user:2', () => 0, { staleWhileRevalidate: 60_000 })).toBe(2)
+  })
+
+  it('each call is seen: the invalidate event, stats.expirations and the invalidate tracing channel', async () => {
+    const cache = new CacheStack([new MemoryLayer()], { name: 'shop' })
+    const tenant = cache.namespace('t1')
+    await tenant.set('user:1', 1, { ttl: 60_000, tags: ['users'] })
+    await tenant.set('user:2', 2, { ttl: 60_000 })
+    const events: CacheEventMap['invalidate'][] = []
+    cache.on('invalidate', (event) => events.push(event))
+    const traced: InvalidationContext[] = []
+    const onEnd = (context: object) => traced.push({ ...(context as InvalidationContext) })
+    const channel = tracingChannel(TRACING_CHANNELS.invalidate)
+    const handlers = { start() {}, end() {}, asyncStart() {}, asyncEnd: onEnd, error() {} }
+    channel.subscribe(handlers)
+    try {
+      await tenant.expire('user:2')
+      expect(await tenant.expireByTag('users')).toBe(1)
+      expect(await tenant.expireByPrefix('user:')).toBe(2)
+      await expect(tenant.expireByTag('')).rejects.toThrow(InvalidOptionError)
+    } finally {
+      channel.unsubscribe(handlers)
+    }
+    expect(events).toEqual([
+      { kind: 'expire', key: 't1:user:2', count: 1 },
+      { kind: 'expireByTag', tags: ['t1:users'], count: 1 },
+      { kind: 'expireByPrefix', prefix: 't1:user:', count: 2 },
+    ])
+    expect(cache.getStats().expirations).toBe(3)
+    expect(cache.getStats().invalidations).toBe(0)
+    expect(traced.map(({ kind, target, count, cache }) => ({ kind, target, count, cache }))).toEqual([
+      { kind: 'expire', target: ['t1:user:2'], count: 1, cache: 'shop' },
+      { kind: 'expireByTag', target: ['t1:users'], count: 1, cache: 'shop' },
+      { kind: 'expireByPrefix', target: ['t1:user:'], count: 2, cache: 'shop' },
+      { kind: 'expireByTag', target: ['t1:'], count: undefined, cache: 'shop' },
+    ])
   })
 
   it('a layer that cannot mark entries stale loses them instead', async () => {
