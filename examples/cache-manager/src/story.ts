@@ -40,7 +40,7 @@ function layercacheInstance(redisUrl: string, prefix: string) {
     inMemory: (key: string) => memory.get(key) !== undefined,
     ready: bus.ready,
     async close() {
-      stack.close()
+      await stack.close()
       await bus.close()
       await Promise.all([redis.quit(), subscriber.quit()])
     },

@@ -59,7 +59,7 @@ function createInstance(
     stack,
     memory,
     close: async () => {
-      stack.close()
+      await stack.close()
       await bus.close()
       await Promise.all([client.quit(), subscriber.quit()])
     },

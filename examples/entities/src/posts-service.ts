@@ -194,7 +194,7 @@ export function createPostsService(options: PostsServiceOptions): PostsService {
     listen: (port, host) => listen(server, port, host),
     close: async () => {
       await new Promise<void>((resolve) => server.close(() => resolve()))
-      cache.close()
+      await cache.close()
     },
   }
 }

@@ -134,7 +134,7 @@ export async function runCatalogExample<C extends { close(): unknown }>(options:
   await runStory(base, catalog, (line) => console.log(line))
   const stop = async () => {
     await app.close()
-    cache.close()
+    await cache.close()
     await redis.close()
   }
   if (process.argv.includes('--serve')) {

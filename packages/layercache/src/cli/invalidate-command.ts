@@ -278,7 +278,7 @@ async function invalidate(parsed: Parsed, client: RedisClient, io: CliIo): Promi
         : `; announced on ${JSON.stringify(announced.channel)} (${announced.signed ? 'signed' : 'unsigned'})`
     return `layercache invalidate: removed ${removed} keys${how}${told}\n`
   } finally {
-    stack?.close()
+    await stack?.close()
     await bus?.close()
     subscriber?.disconnect()
   }

@@ -275,9 +275,7 @@ export class HistoryInstance {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    this.stack.close()
-    this.entities.close()
-    this.entities.stack.close()
+    await Promise.allSettled([this.stack.close(), this.entities.close(), this.entities.stack.close()])
     await Promise.allSettled([this.bus.close(), this.entityBus.close()])
     this.latency.remove()
     for (const client of this.#clients) client.disconnect()

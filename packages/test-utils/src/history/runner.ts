@@ -766,7 +766,7 @@ async function observeEverything(
       observations.push({ instance: 'redis', layer: 'redis', row, observed, at })
     }
   } finally {
-    entities.close()
+    await entities.close()
   }
   return observations
 }
