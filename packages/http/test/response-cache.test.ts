@@ -99,14 +99,16 @@ describe('ResponseCache.serve', () => {
   })
 
   it('never runs the handler for a request already answered, whatever a stack-wide background refresh does', async () => {
-    // refreshAhead: a hit past 1 % of the TTL starts a background refresh with that request's loader.
-    const cache = new CacheStack([new MemoryLayer({ ttl: 60_000 })], { refreshAhead: 0.01 })
-    const responses = new ResponseCache({ cache, ttl: 200 })
+    // refreshAhead: a hit past 0.01 % of the TTL (6 ms) starts a background refresh with that request's
+    // loader. The TTL is long so that a loaded machine cannot let the page expire before the second request
+    // (that request would then be a plain miss, and no refresh would come).
+    const cache = new CacheStack([new MemoryLayer({ ttl: 60_000 })], { refreshAhead: 0.0001 })
+    const responses = new ResponseCache({ cache, ttl: 60_000 })
     let runs = 0
     const run = async () => page(`v${++runs}`)
     await responses.serve(request('/r'), {}, run)
     const storedAt = Date.now()
-    while (Date.now() - storedAt < 5) await new Promise((resolve) => setImmediate(resolve)) // the clock, not work
+    while (Date.now() - storedAt < 10) await new Promise((resolve) => setImmediate(resolve)) // the clock, not work
     const refreshed = new Promise((resolve) => cache.on('refresh', resolve))
     const loaded = new Promise((resolve) => cache.on('load', resolve))
     const hit = await responses.serve(request('/r'), {}, run)
