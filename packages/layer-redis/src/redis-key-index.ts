@@ -395,7 +395,7 @@ export class RedisKeyIndex {
     how: 'remove' | 'expire' = 'remove',
   ): Promise<string[]> {
     // `expire` (soft invalidation) marks the matches stale instead and leaves every index entry as it is:
-    // the keys stay. Keys other removals are taking out (pending) are theirs.
+    // the keys stay. Keys other removals are taking out (pending) are marked too; their removal goes on.
     const soft = how === 'expire'
     const operation = soft ? 'prefix expiry' : 'prefix invalidation'
     // Compiled before anything is logged: a bad pattern must not reach the log other writers read.
@@ -457,15 +457,17 @@ export class RedisKeyIndex {
         })
       }
       if (next.length === 0) {
-        if (soft) return removed
         // Read after every page: a key another invalidation took out of the index before this one read
-        // its page is still pending there until its value is gone.
+        // its page is still pending there until its value is gone. An expiry marks it too: until that
+        // removal unlinks it, the value is there, fresh, for any read.
         const pending = (await this.pending()).map((entry) => entry.full)
         const left = pending.filter(
           (full) => !seen.has(full) && full.startsWith(prefix) && test(full.slice(prefix.length)),
         )
         if (left.length > 0) {
-          const unlinked = await this.layer.removeKeys('prefix invalidation', left)
+          const unlinked = soft
+            ? await this.layer.markStale(operation, left)
+            : await this.layer.removeKeys(operation, left)
           left.forEach((full, i) => {
             if (unlinked[i]) removed.push(full.slice(prefix.length))
           })

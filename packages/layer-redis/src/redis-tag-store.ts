@@ -228,20 +228,7 @@ export class RedisTagStore {
     }
     if (tags.length === 0) return []
     const setKeys = tags.map((tag) => this.tagSetKey(tag))
-    const [memberLists, pendingRemovals] = await this.bumpAndRead(tags, setKeys)
-    const members = mode === 'any' ? union(memberLists) : intersection(memberLists)
-    const prefix = this.layer.prefix
-    // Built only when there are pending removals (on one Redis, only removals in steps leave any).
-    const listed = pendingRemovals.length === 0 ? undefined : new Set(members)
-    const pending = pendingRemovals
-      .filter(({ full, tags: carried }) => {
-        if (listed!.has(full) || !full.startsWith(prefix)) return false
-        return mode === 'any'
-          ? tags.some((tag) => carried.includes(tag))
-          : tags.every((tag) => carried.includes(tag))
-      })
-      .map(({ full }) => full)
-    const victims = pending.length === 0 ? members : [...members, ...pending]
+    const { memberLists, victims } = await this.covered(tags, setKeys, mode)
     if (victims.length === 0) return []
     // Every victim leaves the sets read here with its value and every other index entry (RedisLayer
     // removeKeys): in one script per chunk on one Redis, memberships before values on a Cluster.
@@ -261,23 +248,49 @@ export class RedisTagStore {
   /**
    * Soft invalidation of the values tagged with any (or all) of `tags`: the epochs move as for an
    * invalidation (loads in flight with these tags do not write back), then each member still present is
-   * marked stale in place (RedisLayer.markStale). Keys other removals are taking out are left to them.
-   * Returns the keys marked.
+   * marked stale in place (RedisLayer.markStale), and so is each key another removal is taking out (its
+   * value is there, fresh, until that removal unlinks it). Returns the keys marked.
    */
   async expire(tags: readonly string[], mode: TagMatchMode): Promise<string[]> {
     if (mode !== 'any' && mode !== 'all') {
       throw new InvalidOptionError(`Invalid tag match mode ${String(mode)}: expected 'any' or 'all'`)
     }
     if (tags.length === 0) return []
-    const [memberLists] = await this.bumpAndRead(
+    const { victims } = await this.covered(
       tags,
       tags.map((tag) => this.tagSetKey(tag)),
+      mode,
     )
-    const members = mode === 'any' ? union(memberLists) : intersection(memberLists)
-    if (members.length === 0) return []
-    const marked = await this.layer.markStale('tag expiry', members)
+    if (victims.length === 0) return []
+    const marked = await this.layer.markStale('tag expiry', victims)
     const prefixLength = this.layer.prefix.length
-    return members.filter((_, i) => marked[i]).map((full) => full.slice(prefixLength))
+    return victims.filter((_, i) => marked[i]).map((full) => full.slice(prefixLength))
+  }
+
+  /**
+   * What an invalidation or expiry of `tags` covers, once the epochs moved (bumpAndRead): the members of
+   * the sets, and the keys other removals are taking out right now that carry the tags (a key another
+   * invalidation took out of these sets before they were read is still pending until its value is gone).
+   */
+  private async covered(
+    tags: readonly string[],
+    setKeys: readonly string[],
+    mode: TagMatchMode,
+  ): Promise<{ memberLists: string[][]; victims: string[] }> {
+    const [memberLists, pendingRemovals] = await this.bumpAndRead(tags, setKeys)
+    const members = mode === 'any' ? union(memberLists) : intersection(memberLists)
+    const prefix = this.layer.prefix
+    // Built only when there are pending removals (on one Redis, only removals in steps leave any).
+    const listed = pendingRemovals.length === 0 ? undefined : new Set(members)
+    const pending = pendingRemovals
+      .filter(({ full, tags: carried }) => {
+        if (listed!.has(full) || !full.startsWith(prefix)) return false
+        return mode === 'any'
+          ? tags.some((tag) => carried.includes(tag))
+          : tags.every((tag) => carried.includes(tag))
+      })
+      .map(({ full }) => full)
+    return { memberLists, victims: pending.length === 0 ? members : [...members, ...pending] }
   }
 
   /**

@@ -118,4 +118,36 @@ describe.each(['standalone', 'cluster'] as const)('soft invalidation in Redis (%
         .catch(() => 'gone'),
     ).toBe('gone')
   })
+
+  it('a key another invalidation is removing (out of the index and tag set, value not yet unlinked) is marked too', async () => {
+    // Found by the history checker (cluster, SEED=65014): a tag invalidation on another instance had taken
+    // the key out of the index and of its tag set but not yet unlinked its value; expireByPrefix, not
+    // finding it there, left the fresh value, and a get on the same instance right after answered it.
+    const { a, b, cold, client, prefix } = setup()
+    const layerOf = (stack: CacheStack) => stack.layers[1] as RedisLayer
+    /** Steps (1) and (2) of b's removal of `key` (RedisLayer.removeInSteps), stopped before its unlink. */
+    const removalUnderWay = async (key: string, tag: string) => {
+      const internals = layerOf(b) as unknown as {
+        keyIndex: { forget(fulls: readonly string[]): Promise<unknown> }
+        tagStore: {
+          tagSetKey(tag: string): string
+          removeMemberships(bySet: ReadonlyMap<string, Iterable<string>>): Promise<void>
+        }
+      }
+      const full = `${prefix}:${key}`
+      await internals.keyIndex.forget([full])
+      await internals.tagStore.removeMemberships(new Map([[internals.tagStore.tagSetKey(tag), [full]]]))
+      expect(await client.exists(full)).toBe(1)
+    }
+    await a.set('user:1', 'fresh 1', { ttl: HOUR, tags: ['team'] })
+    await a.set('user:2', 'fresh 2', { ttl: HOUR, tags: ['team'] })
+    await removalUnderWay('user:1', 'team')
+    await a.expireByPrefix('user:')
+    expect(await a.get('user:1')).toBeUndefined()
+    expect(await cold().get('user:1')).toBeUndefined()
+    await removalUnderWay('user:2', 'team')
+    await a.expireByTag('team')
+    expect(await a.get('user:2')).toBeUndefined()
+    expect(await cold().get('user:2')).toBeUndefined()
+  })
 })
