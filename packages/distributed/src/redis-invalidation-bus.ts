@@ -44,7 +44,10 @@ export interface RedisInvalidationBusOptions {
   readonly heartbeatMs?: number
   /** No heartbeat back for this long: messages may be lost, memory is flushed. Default 3 × heartbeatMs. */
   readonly heartbeatTimeoutMs?: number
-  /** A publish not acknowledged by Redis within this is failed. Default 1000 ms. */
+  /**
+   * A publish not acknowledged by Redis within this is failed; so is close()'s unsubscribe (the bus is
+   * closed all the same). Default 1000 ms.
+   */
   readonly publishTimeoutMs?: number
   /** Larger invalidations are split into several messages. Default 256 KiB. */
   readonly maxMessageBytes?: number
@@ -295,7 +298,11 @@ export class RedisInvalidationBus implements InvalidationBus {
     }
   }
 
-  /** Stops the heartbeat and the subscription; the clients stay open (they are the caller's). */
+  /**
+   * Stops the heartbeat and the subscription; the clients stay open (they are the caller's). Rejects
+   * with LayerTimeoutError when Redis does not confirm the unsubscribe within publishTimeoutMs (the
+   * bus is closed all the same: nothing it hears is applied any more).
+   */
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
@@ -303,7 +310,13 @@ export class RedisInvalidationBus implements InvalidationBus {
     this.subscriber.off(messageEvent(this.sharded), this.onMessage)
     this.unwatch()
     this.listeners.clear()
-    await unsubscribeFrom(this.subscriber, this.channel, this.sharded)
+    await unsubscribeFrom(
+      this.subscriber,
+      this.channel,
+      this.sharded,
+      'invalidation bus',
+      this.publishTimeoutMs,
+    )
   }
 
   /**

@@ -305,7 +305,13 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
       subscriber.disconnect()
       return
     }
-    await unsubscribeFrom(subscriber, this.channel, this.sharded)
+    await unsubscribeFrom(
+      subscriber,
+      this.channel,
+      this.sharded,
+      NAME,
+      this.commandTimeout,
+    )
   }
 
   // --- LeaseOwner
