@@ -18,7 +18,7 @@ import type { CacheLayer, LayerWrite, LocalCacheLayer } from './layer'
 import { type CloseOptions, readCloseOptions } from './lifecycle'
 import type { Loader } from './load-runner'
 import { type LoadPlan, scopeTags } from './plan'
-import { loadValidated, readSchema, readValidated, type StandardSchemaV1 } from './schema'
+import { loadValidated, readSchema, readValidated, type StandardSchemaV1, type WithSchema } from './schema'
 import { type CacheStackOptions, LAYER_ERROR_MODES, type LayerErrorMode, StackState } from './stack-state'
 import type { CacheStats } from './stats'
 import {
@@ -495,7 +495,7 @@ export class CacheStack {
   // read-through's own promise instead of wrapping it in another.
   get<S extends StandardSchemaV1>(
     key: string,
-    options: ReadOptions & { readonly schema: S },
+    options: WithSchema<ReadOptions, S>,
   ): Promise<StandardSchemaV1.InferOutput<S> | undefined>
   get<T = unknown>(key: string, options?: ReadOptions): Promise<T | undefined>
   get<T = unknown>(key: string, options?: ReadOptions): Promise<T | undefined> {
@@ -754,7 +754,7 @@ export class CacheStack {
 
   mget<S extends StandardSchemaV1>(
     keys: readonly string[],
-    options: ReadOptions & { readonly schema: S },
+    options: WithSchema<ReadOptions, S>,
   ): Promise<(StandardSchemaV1.InferOutput<S> | undefined)[]>
   mget<T = unknown>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]>
   mget<T = unknown>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]> {
@@ -862,8 +862,8 @@ export class CacheStack {
   // Not `async`: a memory hit answers with a resolved promise and no async frame, like `get`.
   getOrSet<S extends StandardSchemaV1>(
     key: string,
-    loader: Loader<StandardSchemaV1.InferInput<S>>,
-    options: GetOrSetOptions & { readonly schema: S },
+    loader: Loader<unknown>,
+    options: WithSchema<GetOrSetOptions, S>,
   ): Promise<StandardSchemaV1.InferOutput<S>>
   getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T>
   getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
@@ -1031,6 +1031,16 @@ export class CacheStack {
    * Options (ttl, tags, freshness, signal, schema) apply to every key; the loader can set a key's TTL and
    * tags through its context. Races with invalidations are those of getOrSet, key by key.
    */
+  getOrSetMany<S extends StandardSchemaV1>(
+    keys: readonly string[],
+    loadMissing: BatchLoader<unknown>,
+    options: WithSchema<GetOrSetOptions, S>,
+  ): Promise<(StandardSchemaV1.InferOutput<S> | undefined)[]>
+  getOrSetMany<T>(
+    keys: readonly string[],
+    loadMissing: BatchLoader<T>,
+    options?: GetOrSetOptions,
+  ): Promise<(T | undefined)[]>
   async getOrSetMany<T>(
     keys: readonly string[],
     loadMissing: BatchLoader<T>,
@@ -1136,6 +1146,16 @@ export class CacheStack {
    * Wraps `fn` so calls are cached under `prefix:` + a key built from the arguments
    * (default: JSON of the arguments; pass `keyResolver` when that is not stable or unique).
    */
+  wrap<A extends unknown[], S extends StandardSchemaV1>(
+    prefix: string,
+    fn: (...args: A) => unknown,
+    options: WithSchema<WrapOptions<A>, S>,
+  ): (...args: A) => Promise<StandardSchemaV1.InferOutput<S>>
+  wrap<A extends unknown[], R>(
+    prefix: string,
+    fn: (...args: A) => R | Promise<R>,
+    options?: WrapOptions<A>,
+  ): (...args: A) => Promise<Awaited<R>>
   wrap<A extends unknown[], R>(
     prefix: string,
     fn: (...args: A) => R | Promise<R>,

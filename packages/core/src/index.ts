@@ -141,7 +141,7 @@ export {
   WRITE_BEHIND_METRICS,
   writeBehindSamples,
 } from './metrics-model'
-export { SchemaMismatchError } from './schema'
+export { SchemaMismatchError, type WithSchema } from './schema'
 export { markedStale } from './soft-expiry'
 export type { CacheStats, LayerStats } from './stats'
 export {

@@ -5,6 +5,13 @@ import type { MaybePromise } from './layer'
 export type { StandardSchemaV1 }
 
 /**
+ * Options `O` with a `schema` that decides the answer's type (the overloads of get, mget, getOrSet,
+ * getOrSetMany and wrap taking one). `Omit` first: intersecting a deep schema type (arktype's) with the
+ * option's own `StandardSchemaV1` makes TypeScript give up (TS2589).
+ */
+export type WithSchema<O, S extends StandardSchemaV1> = Omit<O, 'schema'> & { readonly schema: S }
+
+/**
  * A value a `schema` refused. From the cache, it is a counted miss (`schemaMismatches`, a
  * `schemaMismatch` event) and never reaches the caller; this error reaches the caller only when the
  * loader's own value fails, which nothing caches.

@@ -99,6 +99,31 @@ describe('schema output and types', () => {
     expectTypeOf(loaded).toEqualTypeOf<{ at: Date }>()
   })
 
+  it('the schema decides the answer’s type on every read, arktype included, whatever the loader returns', async () => {
+    // Each line failed to compile or was typed from the loader before the overloads took `WithSchema`.
+    const cache = new CacheStack([new MemoryLayer()])
+    const event = z.object({ at: z.coerce.date() })
+    const user = type({ id: 'number' })
+    await cache.set('u:1', { id: 1 })
+    expectTypeOf(await cache.get('u:1', { schema: user })).toEqualTypeOf<{ id: number } | undefined>()
+    expectTypeOf(await cache.mget(['u:1'], { schema: user })).toEqualTypeOf<({ id: number } | undefined)[]>()
+    expectTypeOf(await cache.getOrSet('u:1', () => ({ id: 1 }), { schema: user })).toEqualTypeOf<{
+      id: number
+    }>()
+    // A loader whose value the schema refuses is typed by the schema (and rejects at run time).
+    const refused = cache.getOrSet('u:2', async () => ({ id: 'two' }), { schema: user })
+    expectTypeOf(refused).toEqualTypeOf<Promise<{ id: number }>>()
+    await expect(refused).rejects.toBeInstanceOf(SchemaMismatchError)
+    const many = await cache.getOrSetMany(['e:1'], (keys) => keys.map(() => ({ at: '2026-12-07' })), {
+      schema: event,
+    })
+    expectTypeOf(many).toEqualTypeOf<({ at: Date } | undefined)[]>()
+    expect(many[0]?.at).toBeInstanceOf(Date)
+    const find = cache.wrap('find', async (at: string) => ({ at }), { schema: event })
+    expectTypeOf(find).toEqualTypeOf<(at: string) => Promise<{ at: Date }>>()
+    expect((await find('2026-12-07')).at).toBeInstanceOf(Date)
+  })
+
   it('an async validator works the same', async () => {
     const cache = new CacheStack([new MemoryLayer()])
     const slow = z.object({ id: z.number() }).refine(async (user) => user.id > 0)
