@@ -305,13 +305,7 @@ export class RedisSingleFlightCoordinator implements SingleFlightCoordinator, Le
       subscriber.disconnect()
       return
     }
-    await unsubscribeFrom(
-      subscriber,
-      this.channel,
-      this.sharded,
-      NAME,
-      this.commandTimeout,
-    )
+    await unsubscribeFrom(subscriber, this.channel, this.sharded, NAME, this.commandTimeout)
   }
 
   // --- LeaseOwner
