@@ -82,6 +82,13 @@ export interface EncodedValue {
   readonly byteLength: number
 }
 
+function unfaithfulJson(key: string, mismatch: string): SerializationError {
+  return new SerializationError(
+    `Cannot store the value for key "${key}" as JSON: ${mismatch}. Store plain data, or use ` +
+      "serializer: 'msgpack' (which keeps Dates, Maps, Sets, bigints and binary data)",
+  )
+}
+
 /** Phase one: serialise and size-check synchronously (bad input throws here, before any I/O). */
 export function encodeEntry(
   serializer: Serializer,
@@ -95,16 +102,27 @@ export function encodeEntry(
     meta === undefined
       ? [ENTRY_FORMAT_VERSION, expiresAt, entry.tags ?? null, entry.value]
       : [ENTRY_FORMAT_VERSION, expiresAt, entry.tags ?? null, entry.value, meta]
-  const body = serializeOrThrow(serializer, envelope, key)
-  if (serializer === jsonSerializer) {
-    // After serialising: JSON.stringify has refused cycles and bigints, so the walk ends.
-    const mismatch = jsonMismatch(entry.value)
-    if (mismatch !== undefined) {
-      throw new SerializationError(
-        `Cannot store the value for key "${key}" as JSON: ${mismatch}. Store plain data, or use ` +
-          "serializer: 'msgpack' (which keeps Dates, Maps, Sets and binary data)",
-      )
+  let body: string | Buffer
+  try {
+    body = serializeOrThrow(serializer, envelope, key)
+  } catch (error) {
+    // JSON.stringify names no path for a bigint ("Do not know how to serialize a BigInt"): find it. A
+    // value with a bigint has no cycle JSON.stringify met first, but may have one further on.
+    if (serializer === jsonSerializer && /BigInt/.test((error as Error).message)) {
+      let mismatch: string | undefined
+      try {
+        mismatch = jsonMismatch(entry.value)
+      } catch {
+        mismatch = undefined
+      }
+      if (mismatch !== undefined) throw unfaithfulJson(key, mismatch)
     }
+    throw error
+  }
+  if (serializer === jsonSerializer) {
+    // After serialising: JSON.stringify has refused cycles, so the walk ends.
+    const mismatch = jsonMismatch(entry.value)
+    if (mismatch !== undefined) throw unfaithfulJson(key, mismatch)
   }
   const payload =
     serializer === jsonSerializer

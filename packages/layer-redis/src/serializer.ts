@@ -27,7 +27,7 @@ export const jsonSerializer: Serializer = {
  * prototype), arrays, strings, finite numbers, booleans and null do. Everything else is refused rather
  * than cached as two different values: memory would keep the Map, Redis would hand other instances `{}`.
  * Properties whose value is undefined are let through: JSON leaves them out, and reading one answers
- * undefined from either layer. Call it on a value JSON.stringify accepted (no cycles, no bigint).
+ * undefined from either layer. Call it on a value without cycles (JSON.stringify refuses those first).
  */
 export function jsonMismatch(value: unknown): string | undefined {
   const found = mismatchAt(value, false)
@@ -50,6 +50,8 @@ function mismatchAt(value: unknown, inArray: boolean): Mismatch | undefined {
       return Number.isFinite(value) ? undefined : { path: '', what: String(value), becomes: 'stores as null' }
     case 'undefined':
       return inArray ? { path: '', what: 'undefined (or a hole)', becomes: 'stores as null' } : undefined
+    case 'bigint':
+      return { path: '', what: 'a bigint', becomes: 'cannot store' }
     case 'object':
       break
     default:

@@ -41,7 +41,8 @@ const REFUSED: { name: string; value: unknown; path: string }[] = [
   { name: 'Infinity', value: [Number.POSITIVE_INFINITY], path: 'value[0]' },
   { name: 'a function', value: { f: () => 1 }, path: 'value.f' },
   { name: 'a symbol', value: { s: Symbol('s') }, path: 'value.s' },
-  { name: 'a bigint', value: { big: 10n }, path: 'value' },
+  { name: 'a bigint', value: { big: 10n }, path: 'value.big is a bigint' },
+  { name: 'a bigint in an array', value: { list: [1, 2n] }, path: 'value.list[1] is a bigint' },
   { name: 'a Date as the whole value', value: new Date(0), path: 'value' },
 ]
 
