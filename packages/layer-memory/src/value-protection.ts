@@ -17,7 +17,7 @@ export function copyValue<T>(value: T): T {
   if (value === null || typeof value !== 'object') return value
   try {
     const plain = copyPlainData(value, false, new Map())
-    return (plain === NOT_PLAIN ? structuredClone(value) : plain) as T
+    return (plain === NOT_PLAIN ? cloneStructured(value) : plain) as T
   } catch (error) {
     throw notCopyable(error)
   }
@@ -31,11 +31,70 @@ export function frozenCopy(value: unknown): { readonly value: unknown; readonly 
     // Plain data is frozen as it is copied, in one walk, and nothing in it escapes freezing.
     const plain = copyPlainData(value, true, new Map())
     if (plain !== NOT_PLAIN) return { value: plain, sealed: true }
-    cloned = structuredClone(value)
+    cloned = cloneStructured(value)
   } catch (error) {
     throw notCopyable(error)
   }
   return { value: cloned, sealed: deepFreeze(cloned) }
+}
+
+/**
+ * structuredClone, except that a Buffer stays a Buffer: structuredClone hands back a plain Uint8Array,
+ * while the Redis copy of the value (msgpack) reads back as a Buffer, and `buf.toString()` would then
+ * answer the bytes as text from Redis but as a list of numbers from memory.
+ */
+function cloneStructured<T>(value: T): T {
+  return rebuffered(value, structuredClone(value), new Set()) as T
+}
+
+/**
+ * `copy` (the structured clone of `original`) with each Buffer of `original` a Buffer again, over the
+ * same bytes. Walks both in step, fixing containers in place; a container met twice (shared, or a
+ * cycle) is one container in the clone too, fixed the first time.
+ */
+function rebuffered(original: unknown, copy: unknown, seen: Set<object>): unknown {
+  if (original === null || typeof original !== 'object') return copy
+  if (Buffer.isBuffer(original)) {
+    const view = copy as Uint8Array
+    return Buffer.from(view.buffer, view.byteOffset, view.byteLength)
+  }
+  if (seen.has(original)) return copy
+  // A Date, a typed array or another view: nothing inside to fix (a Map or Set is walked below).
+  if (hasInternalState(original) && !(original instanceof Map) && !(original instanceof Set)) return copy
+  seen.add(original)
+  if (original instanceof Map) {
+    const copied = copy as Map<unknown, unknown>
+    const originals = [...original]
+    let changed = false
+    const entries = [...copied].map(([key, part], i): [unknown, unknown] => {
+      const fixedKey = rebuffered(originals[i]![0], key, seen)
+      const fixedPart = rebuffered(originals[i]![1], part, seen)
+      if (fixedKey !== key || fixedPart !== part) changed = true
+      return [fixedKey, fixedPart]
+    })
+    if (changed) {
+      copied.clear()
+      for (const [key, part] of entries) copied.set(key, part)
+    }
+    return copy
+  }
+  if (original instanceof Set) {
+    const copied = copy as Set<unknown>
+    const before = [...original]
+    const members = [...copied]
+    const after = members.map((member, i) => rebuffered(before[i], member, seen))
+    if (after.some((member, i) => member !== members[i])) {
+      copied.clear()
+      for (const member of after) copied.add(member)
+    }
+    return copy
+  }
+  for (const key of Object.keys(original)) {
+    const part = (copy as Record<string, unknown>)[key]
+    const fixed = rebuffered((original as Record<string, unknown>)[key], part, seen)
+    if (fixed !== part) (copy as Record<string, unknown>)[key] = fixed
+  }
+  return copy
 }
 
 function notCopyable(error: unknown): InvalidValueError {

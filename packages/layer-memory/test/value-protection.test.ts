@@ -83,6 +83,46 @@ describe('memory protection copies what structuredClone copies', () => {
         expect(copy.list[0]).not.toBe(value.list[0])
       })
 
+      it('keeps a Buffer a Buffer wherever it is, as the Redis copy (msgpack) reads back', () => {
+        // structuredClone alone turns a Buffer into a plain Uint8Array: toString() then lists numbers.
+        const key = Buffer.from('key')
+        const shared = Buffer.from('shared')
+        const value = {
+          b: Buffer.from('hi'),
+          bytes: new Uint8Array([1]),
+          list: [Buffer.from('in a list'), shared, shared],
+          map: new Map<unknown, unknown>([
+            ['k', Buffer.from('a map value')],
+            [key, 1],
+          ]),
+          set: new Set([Buffer.from('in a set')]),
+          when: new Date(5),
+        }
+        const layer = new MemoryLayer({ protection })
+        layer.prepareWrites([{ key: 'k', entry: createEntry(value, undefined) }])()
+        // Each read of a value holding binary data is a copy of its own: both must be right.
+        for (let read = 0; read < 2; read++) {
+          const copy = layer.get('k')!.value as typeof value
+          expect(Buffer.isBuffer(copy.b)).toBe(true)
+          expect(copy.b.toString()).toBe('hi')
+          expect(copy.b).not.toBe(value.b)
+          expect(Buffer.isBuffer(copy.bytes)).toBe(false)
+          expect(copy.list.map((part) => [Buffer.isBuffer(part), part.toString()])).toEqual([
+            [true, 'in a list'],
+            [true, 'shared'],
+            [true, 'shared'],
+          ])
+          expect(Buffer.isBuffer(copy.map.get('k'))).toBe(true)
+          expect(String(copy.map.get('k'))).toBe('a map value')
+          const [copiedKey] = [...copy.map.keys()].filter((k) => k !== 'k')
+          expect(Buffer.isBuffer(copiedKey)).toBe(true)
+          expect(String(copiedKey)).toBe('key')
+          const [member] = [...copy.set]
+          expect([Buffer.isBuffer(member), String(member)]).toEqual([true, 'in a set'])
+          expect(copy.when).toEqual(new Date(5))
+        }
+      })
+
       it('refuses a function or symbol anywhere in plain data with InvalidValueError', () => {
         const layer = new MemoryLayer({ protection })
         for (const bad of [

@@ -103,9 +103,9 @@ describe('the JSON serializer refuses values it cannot round-trip', () => {
     expect(await reader.get('k')).toEqual({ ...value, bare: { a: 1 } })
   })
 
-  it('msgpack keeps Maps, Sets and Dates, so memory and Redis agree there', async () => {
+  it('msgpack keeps Maps, Sets, Dates and Buffers, so memory and Redis agree there', async () => {
     const p = prefix()
-    const value = { items: new Map([['a', 1]]), ids: new Set([1]), at: new Date(0) }
+    const value = { items: new Map([['a', 1]]), ids: new Set([1]), at: new Date(0), bytes: Buffer.from('hi') }
     const writer = new CacheStack([
       new MemoryLayer(),
       new RedisLayer({ client, prefix: p, serializer: 'msgpack' }),
@@ -114,5 +114,10 @@ describe('the JSON serializer refuses values it cannot round-trip', () => {
     const reader = new CacheStack([new RedisLayer({ client, prefix: p, serializer: 'msgpack' })])
     expect(await reader.get('k')).toEqual(value)
     expect(await writer.get('k')).toEqual(value)
+    // Both copies are Buffers (structuredClone alone made the memory copy a plain Uint8Array).
+    const fromRedis = (await reader.get<typeof value>('k'))!.bytes
+    const fromMemory = (await writer.get<typeof value>('k'))!.bytes
+    expect([Buffer.isBuffer(fromRedis), fromRedis.toString()]).toEqual([true, 'hi'])
+    expect([Buffer.isBuffer(fromMemory), fromMemory.toString()]).toEqual([true, 'hi'])
   })
 })
