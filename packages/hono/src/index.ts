@@ -133,13 +133,45 @@ export function cacheResponses<E extends Env = Env>(
       })
       return
     }
+    const body = (delivery.body ?? null) as string | Uint8Array<ArrayBuffer> | null
+    if ((c.env as NodeBindings | undefined)?.incoming !== undefined) {
+      // On @hono/node-server: one Response with a plain headers object, which it writes as it is. c.body
+      // would build a Headers object for more than one header, and the server then convert it back: that
+      // cost a cached response 1.4× a static one (pnpm bench), against 1.2× this way.
+      const headers = headersSetEarlier(c)
+      for (const [name, value] of Object.entries(delivery.headers)) {
+        headers[name] = typeof value === 'string' ? value : [...value]
+      }
+      if (delivery.age !== undefined) headers.age = String(delivery.age)
+      if (statusHeader !== undefined) headers[statusHeader] = delivery.cache
+      c.res = undefined
+      c.res = new Response(body, {
+        status: delivery.status,
+        headers: headers as unknown as Record<string, string>,
+      })
+      return
+    }
     if (delivery.age !== undefined) c.header('age', String(delivery.age))
     if (statusHeader !== undefined) c.header(statusHeader, delivery.cache)
     const headers = delivery.headers as Record<string, string | string[]>
-    return delivery.body === undefined
+    return body === null
       ? c.body(null, delivery.status as 304, headers)
-      : c.body(delivery.body as string | Uint8Array<ArrayBuffer>, delivery.status as 200, headers)
+      : c.body(body, delivery.status as 200, headers)
   }
+}
+
+/**
+ * The headers middleware before this one set with `c.header()` (CORS, cookies…), which `c.body` would
+ * have sent: the cached response carries them too, the stored headers winning, as with `c.body`.
+ */
+function headersSetEarlier(c: Context): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {}
+  const earlier = c.res.headers
+  for (const [name, value] of earlier) {
+    if (name === 'set-cookie') headers[name] = earlier.getSetCookie()
+    else headers[name] = value
+  }
+  return headers
 }
 
 /**

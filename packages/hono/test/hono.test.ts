@@ -90,3 +90,45 @@ describe('cacheResponses options', () => {
     expect(() => cacheResponses({ cache, ttl: 1000, statuses: [304] })).toThrow(InvalidOptionError)
   })
 })
+
+describe('headers set before the cache middleware', () => {
+  it('go out with hits as c.body would send them; the stored headers win a clash', async () => {
+    const cache = new CacheStack([new MemoryLayer({ ttl: 60_000 })])
+    const app = new Hono()
+    app.use(async (c, next) => {
+      // As CORS middleware does: only for requests that carry an Origin, so the stored miss had none.
+      const origin = c.req.header('origin')
+      if (origin !== undefined) c.header('access-control-allow-origin', origin)
+      c.header('x-clash', 'from the earlier middleware')
+      await next()
+    })
+    let runs = 0
+    app.get('/page', cacheResponses({ cache, ttl: 60_000 }), (c) => {
+      runs++
+      return c.body('page', 200, { 'content-type': 'text/plain', 'x-clash': 'stored' })
+    })
+    const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }) as Server
+    if (!server.listening) await once(server, 'listening')
+    try {
+      const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/page`
+      const seen = []
+      for (const origin of [undefined, 'https://shop.example']) {
+        const response = await fetch(url, { headers: origin === undefined ? {} : { origin } })
+        seen.push({
+          body: await response.text(),
+          cache: response.headers.get('x-cache'),
+          cors: response.headers.get('access-control-allow-origin'),
+          clash: response.headers.get('x-clash'),
+        })
+      }
+      expect(seen).toEqual([
+        { body: 'page', cache: 'MISS', cors: null, clash: 'stored' },
+        { body: 'page', cache: 'HIT', cors: 'https://shop.example', clash: 'stored' },
+      ])
+      expect(runs).toBe(1)
+    } finally {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+})
