@@ -118,10 +118,22 @@ const plugin: FastifyPluginAsync<FastifyResponseCacheOptions> = async (fastify, 
       }
     }
 
-  const onSend: onSendHookHandler = async function responseCacheOnSend(request, reply, payload) {
+  // Callback style: a response the cache answered (every hit) passes through without a promise.
+  const onSend: onSendHookHandler = function responseCacheOnSend(request, reply, payload, done) {
     const run = runningRequests.get(request)
-    if (run === undefined) return payload
+    if (run === undefined) {
+      done(null, payload)
+      return
+    }
     runningRequests.delete(request)
+    handOver(run, reply, payload).then(
+      (sent) => done(null, sent),
+      (error: Error) => done(error),
+    )
+  }
+
+  /** The response of the request that ran the handler, handed to the cache; what it sends instead. */
+  const handOver = async (run: Running, reply: FastifyReply, payload: unknown): Promise<unknown> => {
     if (isStream(payload)) {
       run.captured('untouched')
       await run.serving
