@@ -177,9 +177,7 @@ export class MemoryLayer implements LocalCacheLayer {
 
   /** Removes every entry whose key `match` covers (prefix through the key trie, then the pattern). */
   invalidateKeys(match: KeyMatch): string[] {
-    const trie = this.keyTrieBuilt()
-    const candidates = trie.keysWithPrefix(indexPrefixOf(match))
-    const matches = match.pattern === undefined ? candidates : candidates.filter(keyMatcher(match))
+    const matches = this.keysMatching(match)
     // An entry that expired unread is still in the trie (lru-cache disposes it only when touched): it is
     // removed like the rest but not reported, as it was no longer there to invalidate.
     const live = matches.filter((key) => this.lru.has(key))
@@ -197,9 +195,13 @@ export class MemoryLayer implements LocalCacheLayer {
   }
 
   expireMatching(match: KeyMatch): string[] {
+    return this.keysMatching(match).filter((key) => this.markStale(key))
+  }
+
+  /** Keys `match` covers: a prefix walk of the key trie, then the pattern. */
+  private keysMatching(match: KeyMatch): string[] {
     const candidates = this.keyTrieBuilt().keysWithPrefix(indexPrefixOf(match))
-    const matches = match.pattern === undefined ? candidates : candidates.filter(keyMatcher(match))
-    return matches.filter((key) => this.markStale(key))
+    return match.pattern === undefined ? candidates : candidates.filter(keyMatcher(match))
   }
 
   has(key: string): boolean {
