@@ -1,5 +1,5 @@
 import type { CacheEntry } from '@layercache/core'
-import { copyValue } from './value-protection'
+import { copyKept } from './value-protection'
 
 /**
  * An entry as the memory layer keeps it when its value alone will not do: it has tags, freshness
@@ -83,7 +83,7 @@ export class CopyingEntry extends MemoryEntry {
   }
 
   get value(): unknown {
-    return copyValue(this.kept)
+    return copyKept(this.kept)
   }
 
   resolved(): Promise<unknown> {

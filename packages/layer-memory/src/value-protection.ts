@@ -14,10 +14,23 @@ export type ValueProtection = 'freeze' | 'clone' | 'none'
 
 /** A deep copy of `value` that nothing outside the layer references (see copyPlainData for what it shares). */
 export function copyValue<T>(value: T): T {
+  return copied(value, false)
+}
+
+/**
+ * copyValue of a value the layer keeps and never changes (an entry copied on every read): whether it
+ * holds a Buffer is found on its first copy and remembered, so later copies skip that walk. A caller's
+ * value may change between two writes, so copyValue never remembers.
+ */
+export function copyKept<T>(kept: T): T {
+  return copied(kept, true)
+}
+
+function copied<T>(value: T, kept: boolean): T {
   if (value === null || typeof value !== 'object') return value
   try {
     const plain = copyPlainData(value, false, new Map())
-    return (plain === NOT_PLAIN ? cloneStructured(value) : plain) as T
+    return (plain === NOT_PLAIN ? cloneStructured(value, kept) : plain) as T
   } catch (error) {
     throw notCopyable(error)
   }
@@ -31,7 +44,7 @@ export function frozenCopy(value: unknown): { readonly value: unknown; readonly 
     // Plain data is frozen as it is copied, in one walk, and nothing in it escapes freezing.
     const plain = copyPlainData(value, true, new Map())
     if (plain !== NOT_PLAIN) return { value: plain, sealed: true }
-    cloned = cloneStructured(value)
+    cloned = cloneStructured(value, false)
   } catch (error) {
     throw notCopyable(error)
   }
@@ -43,8 +56,23 @@ export function frozenCopy(value: unknown): { readonly value: unknown; readonly 
  * while the Redis copy of the value (msgpack) reads back as a Buffer, and `buf.toString()` would then
  * answer the bytes as text from Redis but as a list of numbers from memory.
  */
-function cloneStructured<T>(value: T): T {
-  return rebuffered(value, structuredClone(value), new Set()) as T
+function cloneStructured<T>(value: T, kept: boolean): T {
+  const copy = structuredClone(value)
+  if (kept && withoutBuffers.has(value as object)) return copy
+  const walk: Walk = { seen: new Set(), buffers: false }
+  const fixed = rebuffered(value, copy, walk) as T
+  if (kept && !walk.buffers) withoutBuffers.add(value as object)
+  return fixed
+}
+
+/** Kept values (see copyKept) found to hold no Buffer. */
+const withoutBuffers = new WeakSet<object>()
+
+interface Walk {
+  /** Containers already fixed (shared, or a cycle). */
+  readonly seen: Set<object>
+  /** Whether a Buffer was met. */
+  buffers: boolean
 }
 
 /**
@@ -52,12 +80,14 @@ function cloneStructured<T>(value: T): T {
  * same bytes. Walks both in step, fixing containers in place; a container met twice (shared, or a
  * cycle) is one container in the clone too, fixed the first time.
  */
-function rebuffered(original: unknown, copy: unknown, seen: Set<object>): unknown {
+function rebuffered(original: unknown, copy: unknown, walk: Walk): unknown {
   if (original === null || typeof original !== 'object') return copy
   if (Buffer.isBuffer(original)) {
+    walk.buffers = true
     const view = copy as Uint8Array
     return Buffer.from(view.buffer, view.byteOffset, view.byteLength)
   }
+  const seen = walk.seen
   if (seen.has(original)) return copy
   // A Date, a typed array or another view: nothing inside to fix (a Map or Set is walked below).
   if (hasInternalState(original) && !(original instanceof Map) && !(original instanceof Set)) return copy
@@ -67,8 +97,8 @@ function rebuffered(original: unknown, copy: unknown, seen: Set<object>): unknow
     const originals = [...original]
     let changed = false
     const entries = [...copied].map(([key, part], i): [unknown, unknown] => {
-      const fixedKey = rebuffered(originals[i]![0], key, seen)
-      const fixedPart = rebuffered(originals[i]![1], part, seen)
+      const fixedKey = rebuffered(originals[i]![0], key, walk)
+      const fixedPart = rebuffered(originals[i]![1], part, walk)
       if (fixedKey !== key || fixedPart !== part) changed = true
       return [fixedKey, fixedPart]
     })
@@ -82,7 +112,7 @@ function rebuffered(original: unknown, copy: unknown, seen: Set<object>): unknow
     const copied = copy as Set<unknown>
     const before = [...original]
     const members = [...copied]
-    const after = members.map((member, i) => rebuffered(before[i], member, seen))
+    const after = members.map((member, i) => rebuffered(before[i], member, walk))
     if (after.some((member, i) => member !== members[i])) {
       copied.clear()
       for (const member of after) copied.add(member)
@@ -91,7 +121,7 @@ function rebuffered(original: unknown, copy: unknown, seen: Set<object>): unknow
   }
   for (const key of Object.keys(original)) {
     const part = (copy as Record<string, unknown>)[key]
-    const fixed = rebuffered((original as Record<string, unknown>)[key], part, seen)
+    const fixed = rebuffered((original as Record<string, unknown>)[key], part, walk)
     if (fixed !== part) (copy as Record<string, unknown>)[key] = fixed
   }
   return copy
